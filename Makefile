@@ -1,0 +1,82 @@
+# sssn-host - a C runtime for Lua systems: event loop, channels, TTL service registry.
+# `make help` lists the targets.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LUADIR   = $(PREFIX)/share/sssn-host/lua
+VERSION  = 0.1.0
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+CPPFLAGS += -D_GNU_SOURCE -DSSSN_VERSION='"$(VERSION)"' -DSSSN_LUA_DIR='"$(LUADIR)"' $(LUA_CFLAGS)
+LDLIBS  += $(LUA_LIBS) -lev -lm
+
+# `make test SANITIZE=1` builds and tests with AddressSanitizer and UBSan.
+ifeq ($(SANITIZE),1)
+VARIANT  = san
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+VARIANT  = normal
+endif
+BUILD = build/$(VARIANT)
+
+CORE = strbuf hashmap heap json channel registry
+HOST = $(CORE) log timer host system keepalive lua_sssn main
+OBJS = $(HOST:%=$(BUILD)/%.o)
+CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
+
+.PHONY: all deps demo test test-c spec install uninstall clean help FORCE
+
+all: sssn-host
+
+help:
+	@echo "make            build ./sssn-host"
+	@echo "make demo       install missing Debian packages, build, run the discovery example"
+	@echo "make test       install missing Debian packages, build, run every test"
+	@echo "make test SANITIZE=1   the same under AddressSanitizer + UBSan"
+	@echo "make install    install to \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
+	@echo "make uninstall  remove what install put there"
+	@echo "make clean      remove build output"
+
+deps:
+	@bash scripts/deps.sh
+
+# Relink when the variant (normal / san) changes.
+build/variant: FORCE
+	@mkdir -p build
+	@echo $(VARIANT) | cmp -s - $@ || echo $(VARIANT) > $@
+
+sssn-host: $(OBJS) build/variant
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(BUILD)/%.o: host/%.c $(wildcard host/*.h)
+	@mkdir -p $(BUILD)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+$(BUILD)/tests/%: spec/c/%.c $(CORE:%=$(BUILD)/%.o) spec/c/check.h
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Ihost $(LDFLAGS) -o $@ $< $(CORE:%=$(BUILD)/%.o) $(LDLIBS)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	./sssn-host --duration 5 examples/discovery/temperature_service.lua examples/discovery/data_consumer.lua
+
+test: deps
+	@$(MAKE) --no-print-directory all $(CTESTS)
+	@bash scripts/run-tests.sh $(CTESTS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/sssn
+	install -m 755 sssn-host $(DESTDIR)$(PREFIX)/bin/sssn-host
+	install -m 644 lua/sssn/*.lua $(DESTDIR)$(LUADIR)/sssn/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/sssn-host
+	rm -rf $(DESTDIR)$(PREFIX)/share/sssn-host
+
+clean:
+	rm -rf build sssn-host

@@ -1,0 +1,228 @@
+/* host.c - the host: creates the loop, the channel table and the registry, runs maintenance,
+ * feeds registry events into their channel, handles SIGINT/SIGTERM and --duration, and
+ * tears everything down in order. */
+#include "host.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "system.h"
+
+void host_config_defaults(host_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->ttl = 300;
+    c->maintenance = 30;
+    c->step_timeout = 10;
+    c->log_level = LOG_INFO;
+}
+
+void host_log(const host *h, int level, const char *system, const char *fmt, ...)
+{
+    if (level > h->cfg.log_level)
+        return;
+    char msg[3500];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_write(h->cfg.log_level, level, system, "%s", msg);
+}
+
+/* Registry events become messages on the "registry" channel:
+ * {"event": "...", "kind": "channel"|"system", "id": "...", "entry": {... , "expires_at": t}} */
+static void on_registry_event(void *ud, reg_event ev, const reg_entry *e)
+{
+    host *h = ud;
+    if (!h->registry_events)
+        return;
+    strbuf *b = &h->event_buf;
+    strbuf_reset(b);
+    strbuf_printf(b, "{\"event\":\"%s\",\"kind\":\"%s\",\"id\":", reg_event_name(ev), reg_kind_name(e->kind));
+    /* ids were validated as JSON strings when the entry's JSON was built; re-quote safely */
+    strbuf_putc(b, '"');
+    for (const char *p = e->id; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            strbuf_putc(b, '\\');
+        if ((unsigned char)*p < 0x20)
+            strbuf_printf(b, "\\u%04x", (unsigned char)*p);
+        else
+            strbuf_putc(b, *p);
+    }
+    strbuf_puts(b, "\",\"entry\":");
+    /* entry JSON is an object "{...}": splice expires_at in before the closing brace */
+    const char *j = e->json;
+    size_t n = e->json_len;
+    while (n > 0 && j[n - 1] != '}')
+        n--;
+    if (n > 0) {
+        strbuf_append(b, j, n - 1);
+        int empty = 1;
+        for (size_t i = 1; i + 1 < n; i++)
+            if (j[i] != ' ' && j[i] != '\n' && j[i] != '\t' && j[i] != '\r') {
+                empty = 0;
+                break;
+            }
+        strbuf_printf(b, "%s\"expires_at\":%.17g}}", empty ? "" : ",", e->expires_at);
+    } else {
+        strbuf_puts(b, "null}");
+    }
+    if (!b->data)
+        return;
+    message_in in = {.sender_id = HOST_OWNER, .data_json = b->data, .data_len = b->len};
+    channel_write(h->registry_events, &in, host_now(h), NULL);
+}
+
+void host_registry_maintain(host *h)
+{
+    size_t n = registry_maintain(h->reg, host_now(h));
+    if (n)
+        host_log(h, LOG_DEBUG, NULL, "registry maintenance purged %zu expired entr%s", n, n == 1 ? "y" : "ies");
+}
+
+static void on_maintenance(host *h, host_timer *t)
+{
+    host_registry_maintain(h);
+    timer_start(h, t, host_now(h) + h->cfg.maintenance);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    host *h = w->data;
+    host_stop_all(h, w->signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+}
+
+static void on_duration(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    host *h = w->data;
+    host_stop_all(h, "--duration reached");
+}
+
+host *host_new(const host_config *cfg)
+{
+    host *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->cfg = *cfg;
+    h->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!h->loop) {
+        free(h);
+        return NULL;
+    }
+    timer_host_init(h);
+    timer_init(&h->maintenance_timer, on_maintenance, NULL);
+    h->channels = hashmap_new();
+    h->reg = registry_new(on_registry_event, h);
+    channel_config rc = {.id = REGISTRY_CHANNEL_ID, .name = "Service Registry events",
+                         .description = "registered, refreshed, expired and deregistered entries",
+                         .is_public = 1, .kind = CHANNEL_BROADCAST, .capacity = 10000};
+    h->registry_events = channel_new(&rc);
+    if (!h->channels || !h->reg || !h->registry_events) {
+        host_free(h);
+        return NULL;
+    }
+    h->registry_events->owner = strdup(HOST_OWNER);
+    hashmap_put(h->channels, REGISTRY_CHANNEL_ID, h->registry_events);
+    if (h->cfg.maintenance > 0)
+        timer_start(h, &h->maintenance_timer, host_now(h) + h->cfg.maintenance);
+
+    ev_signal_init(&h->sigint_watcher, on_signal, SIGINT);
+    ev_signal_init(&h->sigterm_watcher, on_signal, SIGTERM);
+    h->sigint_watcher.data = h->sigterm_watcher.data = h;
+    ev_timer_init(&h->duration_watcher, on_duration, 0, 0);
+    h->duration_watcher.data = h;
+    return h;
+}
+
+void host_stop_all(host *h, const char *why)
+{
+    if (h->stopping)
+        return;
+    h->stopping = 1;
+    host_log(h, LOG_INFO, NULL, "stopping: %s", why);
+    for (sssn_system *s = h->systems; s; s = s->next)
+        system_stop(s, why);
+    ev_break(h->loop, EVBREAK_ALL);
+}
+
+void host_run(host *h)
+{
+    ev_signal_start(h->loop, &h->sigint_watcher);
+    ev_signal_start(h->loop, &h->sigterm_watcher);
+    if (h->cfg.duration > 0) {
+        ev_timer_set(&h->duration_watcher, h->cfg.duration, 0);
+        ev_timer_start(h->loop, &h->duration_watcher);
+    }
+    while (!h->stopping && h->nrunning > 0)
+        ev_run(h->loop, EVRUN_ONCE);
+    ev_signal_stop(h->loop, &h->sigint_watcher);
+    ev_signal_stop(h->loop, &h->sigterm_watcher);
+    ev_timer_stop(h->loop, &h->duration_watcher);
+}
+
+channel *host_channel(const host *h, const char *id) { return hashmap_get(h->channels, id); }
+
+int host_add_channel(host *h, channel *ch)
+{
+    if (hashmap_get(h->channels, ch->id))
+        return -1;
+    return hashmap_put(h->channels, ch->id, ch);
+}
+
+void host_retire_channel(host *h, channel *ch)
+{
+    channel_stop(ch);
+    if (hashmap_get(h->channels, ch->id) == ch)
+        hashmap_remove(h->channels, ch->id);
+    /* other systems may still hold the pointer (connections): keep it until host_free */
+    if (h->nretired == h->capretired) {
+        size_t cap = h->capretired ? h->capretired * 2 : 16;
+        channel **r = realloc(h->retired, cap * sizeof *r);
+        if (!r)
+            return; /* leaks one stopped channel rather than risking a dangling pointer */
+        h->retired = r;
+        h->capretired = cap;
+    }
+    h->retired[h->nretired++] = ch;
+}
+
+void host_free(host *h)
+{
+    if (!h)
+        return;
+    h->stopping = 1;
+    for (sssn_system *s = h->systems; s; s = s->next)
+        system_stop(s, "host shutting down");
+    sssn_system *s = h->systems;
+    while (s) {
+        sssn_system *next = s->next;
+        system_free(s);
+        s = next;
+    }
+    if (h->channels) {
+        hashmap_iter it;
+        void *v;
+        hashmap_iter_init(h->channels, &it);
+        while (hashmap_iter_next(h->channels, &it, NULL, &v))
+            channel_free(v);
+        hashmap_free(h->channels);
+    }
+    for (size_t i = 0; i < h->nretired; i++)
+        channel_free(h->retired[i]);
+    free(h->retired);
+    registry_free(h->reg);
+    timer_stop(h, &h->maintenance_timer);
+    timer_host_free(h);
+    ev_loop_destroy(h->loop);
+    strbuf_free(&h->scratch);
+    strbuf_free(&h->event_buf);
+    free(h);
+}

@@ -1,0 +1,87 @@
+/* host.h - the host: one libev loop, its systems, the channel table, the registry, the clock.
+ * Everything the runtime knows hangs off one struct host passed explicitly; there is no
+ * global state. The host owns channels (freed at host_free) and systems. */
+#ifndef SSSN_HOST_H
+#define SSSN_HOST_H
+
+#include <ev.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "channel.h"
+#include "hashmap.h"
+#include "heap.h"
+#include "registry.h"
+#include "strbuf.h"
+#include "timer.h"
+
+struct sssn_system;
+
+typedef struct host_config {
+    double ttl;            /* default registration TTL, seconds */
+    double maintenance;    /* registry maintenance interval, seconds */
+    size_t memory_limit;   /* bytes of Lua heap per system, 0 = unlimited */
+    double step_timeout;   /* seconds a step may run without yielding before the watchdog interrupts it */
+    double duration;       /* stop after this many seconds, 0 = run until signalled */
+    int log_level;
+    const char *lua_dir;   /* directory holding the sssn Lua module (sssn/init.lua) */
+    int test_mode;         /* `sssn-host test`: test clock and sssn.testing available */
+} host_config;
+
+void host_config_defaults(host_config *c);
+
+/* Owner name of channels the host itself runs (the registry's event channel). */
+#define HOST_OWNER "sssn-host"
+#define REGISTRY_CHANNEL_ID "registry"
+
+typedef struct host {
+    struct ev_loop *loop;
+    host_config cfg;
+
+    /* clock and timers (timer.c) */
+    int manual_clock;
+    double manual_now;
+    heap timers;
+    ev_timer timer_watcher;
+    deferred *defer_head, *defer_tail;
+    ev_idle defer_watcher;
+
+    hashmap *channels;         /* id -> channel*, live channels */
+    channel **retired;         /* channels of stopped owners, freed at host_free */
+    size_t nretired, capretired;
+    registry *reg;
+    channel *registry_events;  /* the registry's events, readable as a channel */
+    host_timer maintenance_timer;
+
+    struct sssn_system *systems; /* every system ever started, newest first */
+    size_t nrunning;
+
+    ev_signal sigint_watcher, sigterm_watcher;
+    ev_timer duration_watcher;
+    int stopping;
+
+    strbuf scratch;            /* reusable buffer for encoding message content */
+    strbuf event_buf;          /* reusable buffer for registry event messages */
+
+    /* counters */
+    uint64_t steps, step_errors, overruns;
+} host;
+
+host *host_new(const host_config *cfg);  /* NULL when out of memory */
+void host_free(host *h);                 /* stops every system, frees everything */
+
+/* Runs the loop until every system stopped, a signal, or the duration passed. */
+void host_run(host *h);
+void host_stop_all(host *h, const char *why);
+void host_log(const host *h, int level, const char *system, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Channel table. */
+channel *host_channel(const host *h, const char *id);
+int host_add_channel(host *h, channel *ch);      /* 0, or -1 when the id is taken / out of memory */
+void host_retire_channel(host *h, channel *ch);  /* stop it, drop it from the table */
+
+/* Registry calls that also feed the event channel and keep-alive. */
+void host_registry_maintain(host *h);
+
+#endif

@@ -1,0 +1,507 @@
+/* json.c - JSON for Lua values (see json.h): an encoder that never raises and names the path of
+ * what it refuses, and decoding through a private lua-cjson instance whose integral numbers are
+ * turned back into Lua integers. Strings are written byte for byte: UTF-8 is not validated. */
+#include "json.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define JSON_MAX_DEPTH 200              /* tables nested on one path, for both directions */
+#define JSON_MAX_EXACT 9007199254740992.0 /* 2^53: integral doubles up to here are exact */
+
+/* One table on the path being encoded, and which of its children is being encoded now. */
+typedef struct frame {
+    const void *table;  /* lua_topointer of the table, for cycle detection */
+    const char *key;    /* key of the child (a string on the Lua stack), NULL for an element */
+    size_t keylen;
+    lua_Integer index;  /* array index of the child when key is NULL */
+} frame;
+
+typedef struct encoder {
+    lua_State *L;
+    strbuf *out;
+    const char *root;
+    char *err;
+    size_t errlen;
+    int depth;              /* tables on the current path: frames[0..depth-1] */
+    int array_mt_known;     /* array_mt has been looked up */
+    const void *array_mt;   /* the JSON_ARRAY_MT table, NULL when never registered */
+    frame frames[JSON_MAX_DEPTH];
+} encoder;
+
+/* For each byte: 0 when it is written as is, else the letter after the backslash ('u' for
+ * \u00XX). Bytes >= 0x80 pass through unchanged: the host does not validate UTF-8. */
+static const char escape_of[256] = {
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    ['"'] = '"',
+    ['\\'] = '\\',
+};
+
+/* ---- error messages ---------------------------------------------------------------------- */
+
+/* Bounded writer into the caller's err buffer; output is cut at errlen - 1 bytes. */
+typedef struct errbuf {
+    char *buf;
+    size_t cap;
+    size_t len;
+} errbuf;
+
+static void err_append(errbuf *w, const char *s, size_t n)
+{
+    if (w->len + 1 >= w->cap)
+        return;
+    size_t room = w->cap - 1 - w->len;
+    if (n > room)
+        n = room;
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+    w->buf[w->len] = '\0';
+}
+
+static void err_puts(errbuf *w, const char *s) { err_append(w, s, strlen(s)); }
+
+static int is_identifier(const char *s, size_t n)
+{
+    if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Writes `key` as ["key"]: quotes and backslashes escaped, control bytes as \ddd. */
+static void err_quoted_key(errbuf *w, const char *s, size_t n)
+{
+    err_puts(w, "[\"");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[8];
+        if (c == '"' || c == '\\') {
+            tmp[0] = '\\';
+            tmp[1] = (char)c;
+            err_append(w, tmp, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            int len = snprintf(tmp, sizeof tmp, "\\%u", (unsigned)c);
+            err_append(w, tmp, (size_t)len);
+        } else {
+            err_append(w, (const char *)&s[i], 1);
+        }
+    }
+    err_puts(w, "\"]");
+}
+
+/* Writes "<what> at <path>" where the path is the root followed by the first `ncomp` children
+ * recorded in the frames. Returns -1 so callers can `return fail(...)`. */
+static int fail(encoder *e, int ncomp, const char *what)
+{
+    if (!e->err || e->errlen == 0)
+        return -1;
+    errbuf w = {e->err, e->errlen, 0};
+    e->err[0] = '\0';
+    err_puts(&w, what);
+    err_puts(&w, " at ");
+    err_puts(&w, e->root);
+    for (int i = 0; i < ncomp; i++) {
+        const frame *f = &e->frames[i];
+        if (!f->key) {
+            char num[32];
+            int len = snprintf(num, sizeof num, "[%lld]", (long long)f->index);
+            err_append(&w, num, (size_t)len);
+        } else if (is_identifier(f->key, f->keylen)) {
+            err_puts(&w, ".");
+            err_append(&w, f->key, f->keylen);
+        } else {
+            err_quoted_key(&w, f->key, f->keylen);
+        }
+    }
+    return -1;
+}
+
+/* ---- scalars ----------------------------------------------------------------------------- */
+
+static int put(encoder *e, const char *s, size_t n)
+{
+    if (strbuf_append(e->out, s, n) < 0)
+        return fail(e, e->depth, "out of memory");
+    return 0;
+}
+
+/* Same text as "%lld", without going through printf. */
+static int write_integer(encoder *e, lua_Integer v)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *--p = '-';
+    return put(e, p, (size_t)(buf + sizeof buf - p));
+}
+
+/* Shortest of %.15g, %.16g, %.17g that reads back as the same double (%.17g always does). The
+ * result is valid JSON for every finite value ("1e+20", "-0", "3"); a locale's decimal
+ * comma is turned back into a point. */
+static int write_float(encoder *e, double x)
+{
+    char buf[40];
+    int n = snprintf(buf, sizeof buf, "%.15g", x);
+    if (strtod(buf, NULL) != x) {
+        n = snprintf(buf, sizeof buf, "%.16g", x);
+        if (strtod(buf, NULL) != x)
+            n = snprintf(buf, sizeof buf, "%.17g", x);
+    }
+    if (n < 0 || (size_t)n >= sizeof buf)
+        return fail(e, e->depth, "cannot format number");
+    for (int i = 0; i < n; i++) {
+        char c = buf[i];
+        if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e' || c == 'E'))
+            buf[i] = '.';
+    }
+    return put(e, buf, (size_t)n);
+}
+
+/* Copies runs of bytes that need no escape with one append each. */
+static int write_string(encoder *e, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    strbuf *out = e->out;
+    if (strbuf_reserve(out, len + 2) < 0 || strbuf_putc(out, '"') < 0)
+        return fail(e, e->depth, "out of memory");
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc = escape_of[c];
+        if (!esc)
+            continue;
+        char seq[6] = {'\\', esc, '0', '0', hex[c >> 4], hex[c & 15]};
+        if (strbuf_append(out, s + run, i - run) < 0 || strbuf_append(out, seq, esc == 'u' ? 6 : 2) < 0)
+            return fail(e, e->depth, "out of memory");
+        run = i + 1;
+    }
+    if (strbuf_append(out, s + run, len - run) < 0 || strbuf_putc(out, '"') < 0)
+        return fail(e, e->depth, "out of memory");
+    return 0;
+}
+
+/* ---- tables ------------------------------------------------------------------------------ */
+
+static int encode_value(encoder *e, int idx);
+
+/* Raw lookup, run under lua_pcall: interning the key string may need memory, and a failed
+ * allocation must not raise out of json_encode. */
+static int fetch_array_mt(lua_State *L)
+{
+    lua_pushliteral(L, JSON_ARRAY_MT);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+/* Whether the table at idx carries the JSON_ARRAY_MT metatable. The registry's entry is looked
+ * up once per json_encode call, and only when some table has a metatable at all. */
+static int is_marked_array(encoder *e, int idx)
+{
+    lua_State *L = e->L;
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    if (!e->array_mt_known) {
+        e->array_mt_known = 1;
+        lua_pushcfunction(L, fetch_array_mt);
+        if (lua_pcall(L, 0, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE)
+            e->array_mt = lua_topointer(L, -1); /* kept alive by the registry */
+        lua_pop(L, 1);
+    }
+    int marked = e->array_mt && lua_topointer(L, -1) == e->array_mt;
+    lua_pop(L, 1);
+    return marked;
+}
+
+static const char *key_type_name(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TNUMBER)
+        return lua_isinteger(L, idx) ? "integer" : "float";
+    return lua_typename(L, lua_type(L, idx));
+}
+
+/* Refuses the key at -2 of the table at frame depth-1; pops the key and value lua_next pushed. */
+static int fail_key(encoder *e, int marked, int seen_string)
+{
+    lua_State *L = e->L;
+    char what[80];
+    int kt = lua_type(L, -2);
+    if ((kt == LUA_TSTRING && !marked) || (lua_isinteger(L, -2) && seen_string))
+        snprintf(what, sizeof what, "cannot encode table with mixed string and integer keys");
+    else if (kt == LUA_TSTRING)
+        snprintf(what, sizeof what, "cannot encode string key in a table marked as array");
+    else
+        snprintf(what, sizeof what, "cannot encode table key of type %s", key_type_name(L, -2));
+    lua_pop(L, 2);
+    return fail(e, e->depth - 1, what);
+}
+
+/* Key and first value from lua_next are on the stack, the first key is a string. */
+static int encode_object(encoder *e, int idx, frame *f)
+{
+    lua_State *L = e->L;
+    if (put(e, "{", 1) < 0) {
+        lua_pop(L, 2);
+        return -1;
+    }
+    int first = 1;
+    do {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return fail_key(e, 0, 1);
+        size_t klen;
+        const char *k = lua_tolstring(L, -2, &klen);
+        if ((!first && put(e, ",", 1) < 0) || write_string(e, k, klen) < 0 || put(e, ":", 1) < 0) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        f->key = k;
+        f->keylen = klen;
+        if (encode_value(e, lua_gettop(L)) < 0) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+        first = 0;
+    } while (lua_next(L, idx));
+    return put(e, "}", 1);
+}
+
+/* Key and first value from lua_next are on the stack, the first key is not a string (or the
+ * table is marked as array). Checks that the keys are exactly 1..n, then writes elements 1..n. */
+static int encode_array(encoder *e, int idx, frame *f, int marked)
+{
+    lua_State *L = e->L;
+    lua_Integer count = 0, max = 0;
+    do {
+        if (!lua_isinteger(L, -2))
+            return fail_key(e, marked, 0);
+        lua_Integer k = lua_tointeger(L, -2);
+        if (k < 1) {
+            lua_pop(L, 2);
+            return fail(e, e->depth - 1, "cannot encode sparse array");
+        }
+        if (k > max)
+            max = k;
+        count++;
+        lua_pop(L, 1);
+    } while (lua_next(L, idx));
+    if (count != max)
+        return fail(e, e->depth - 1, "cannot encode sparse array");
+    if (put(e, "[", 1) < 0)
+        return -1;
+    f->key = NULL;
+    for (lua_Integer i = 1; i <= max; i++) {
+        if (i > 1 && put(e, ",", 1) < 0)
+            return -1;
+        f->index = i;
+        lua_rawgeti(L, idx, i);
+        int rc = encode_value(e, lua_gettop(L));
+        lua_pop(L, 1);
+        if (rc < 0)
+            return -1;
+    }
+    return put(e, "]", 1);
+}
+
+static int encode_table(encoder *e, int idx)
+{
+    lua_State *L = e->L;
+    const void *p = lua_topointer(L, idx);
+    for (int i = 0; i < e->depth; i++) {
+        if (e->frames[i].table == p)
+            return fail(e, e->depth, "cycle");
+    }
+    /* key + value of lua_next, and one slot for a metatable check */
+    if (e->depth >= JSON_MAX_DEPTH || !lua_checkstack(L, 3))
+        return fail(e, e->depth, "nesting too deep");
+    frame *f = &e->frames[e->depth++];
+    f->table = p;
+    f->key = NULL;
+    f->keylen = 0;
+    f->index = 0;
+    int marked = is_marked_array(e, idx);
+    int rc;
+    lua_pushnil(L);
+    if (!lua_next(L, idx))
+        rc = marked ? put(e, "[]", 2) : put(e, "{}", 2);
+    else if (!marked && lua_type(L, -2) == LUA_TSTRING)
+        rc = encode_object(e, idx, f);
+    else
+        rc = encode_array(e, idx, f, marked);
+    e->depth--;
+    return rc;
+}
+
+static int encode_value(encoder *e, int idx)
+{
+    lua_State *L = e->L;
+    char what[64];
+    int t = lua_type(L, idx);
+    switch (t) {
+    case LUA_TNONE:
+    case LUA_TNIL:
+        return put(e, "null", 4);
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? put(e, "true", 4) : put(e, "false", 5);
+    case LUA_TNUMBER: {
+        if (lua_isinteger(L, idx))
+            return write_integer(e, lua_tointeger(L, idx));
+        double x = (double)lua_tonumber(L, idx);
+        if (isnan(x))
+            return fail(e, e->depth, "cannot encode NaN");
+        if (isinf(x))
+            return fail(e, e->depth, x > 0 ? "cannot encode inf" : "cannot encode -inf");
+        return write_float(e, x);
+    }
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        return write_string(e, s, len);
+    }
+    case LUA_TTABLE:
+        return encode_table(e, idx);
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) /* cjson.null */
+            return put(e, "null", 4);
+        return fail(e, e->depth, "cannot encode light userdata");
+    default:
+        snprintf(what, sizeof what, "cannot encode %s", lua_typename(L, t));
+        return fail(e, e->depth, what);
+    }
+}
+
+int json_encode(lua_State *L, int idx, const char *root, strbuf *out, char *err, size_t errlen)
+{
+    encoder e;
+    e.L = L;
+    e.out = out;
+    e.root = root ? root : "value";
+    e.err = err;
+    e.errlen = errlen;
+    e.depth = 0;
+    e.array_mt_known = 0;
+    e.array_mt = NULL;
+    if (err && errlen)
+        err[0] = '\0';
+    return encode_value(&e, lua_absindex(L, idx));
+}
+
+/* ---- decoding ---------------------------------------------------------------------------- */
+
+/* Its address is the registry key of this state's cjson decode function. */
+static const char decoder_key = 'j';
+
+/* Pushes the decode function of a private cjson instance, creating it on first use, so that
+ * scripts changing the shared `cjson` module's settings do not change how the host decodes. */
+static void push_decoder(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &decoder_key) == LUA_TFUNCTION)
+        return;
+    lua_pop(L, 1);
+    int base = lua_gettop(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    if (lua_getfield(L, -1, "cjson") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        if (lua_getglobal(L, "require") != LUA_TFUNCTION)
+            luaL_error(L, "json: cannot load lua-cjson ('require' is not available)");
+        lua_pushliteral(L, "cjson");
+        lua_call(L, 1, 1);
+        if (lua_type(L, -1) != LUA_TTABLE)
+            luaL_error(L, "json: cannot load lua-cjson");
+    }
+    if (lua_getfield(L, -1, "new") == LUA_TFUNCTION) {
+        lua_call(L, 0, 1);
+        if (lua_type(L, -1) != LUA_TTABLE)
+            luaL_error(L, "json: cjson.new() did not return a module");
+    } else {
+        lua_pop(L, 1);
+        lua_pushvalue(L, -1); /* old cjson without new(): share the module */
+    }
+    if (lua_getfield(L, -1, "decode_max_depth") == LUA_TFUNCTION) {
+        lua_pushinteger(L, JSON_MAX_DEPTH);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    /* strict RFC 8259: no NaN, Infinity or hexadecimal numbers */
+    if (lua_getfield(L, -1, "decode_invalid_numbers") == LUA_TFUNCTION) {
+        lua_pushboolean(L, 0);
+        lua_call(L, 1, 0);
+    } else {
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, -1, "decode") != LUA_TFUNCTION)
+        luaL_error(L, "json: lua-cjson has no decode function");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &decoder_key);
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+}
+
+/* An integral double within +-2^53 as an integer. -0.0 stays a float so that its sign
+ * survives a round trip. */
+static int exact_integer(double x, lua_Integer *out)
+{
+    if (x != floor(x) || fabs(x) > JSON_MAX_EXACT || (x == 0 && signbit(x)))
+        return 0;
+    *out = (lua_Integer)x;
+    return 1;
+}
+
+/* Replaces integral float values of the table at t (absolute index) and below by integers.
+ * Assigning to existing fields during lua_next is allowed. */
+static void integerize(lua_State *L, int t, int depth)
+{
+    if (depth > JSON_MAX_DEPTH)
+        luaL_error(L, "invalid JSON: nesting too deep");
+    luaL_checkstack(L, 4, "json_decode");
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        int vt = lua_type(L, -1);
+        lua_Integer i;
+        if (vt == LUA_TNUMBER && !lua_isinteger(L, -1) && exact_integer((double)lua_tonumber(L, -1), &i)) {
+            lua_pushvalue(L, -2);
+            lua_pushinteger(L, i);
+            lua_rawset(L, t);
+        } else if (vt == LUA_TTABLE) {
+            integerize(L, lua_gettop(L), depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+void json_decode(lua_State *L, const char *text, size_t len)
+{
+    luaL_checkstack(L, 4, "json_decode");
+    push_decoder(L);
+    lua_pushlstring(L, text, len);
+    int status = lua_pcall(L, 1, 1, 0);
+    if (status != LUA_OK) {
+        if (status == LUA_ERRRUN) {
+            const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+            lua_pushfstring(L, "invalid JSON: %s", msg);
+        }
+        lua_error(L);
+    }
+    int top = lua_gettop(L);
+    lua_Integer i;
+    if (lua_type(L, top) == LUA_TTABLE) {
+        integerize(L, top, 1);
+    } else if (lua_type(L, top) == LUA_TNUMBER && !lua_isinteger(L, top)
+               && exact_integer((double)lua_tonumber(L, top), &i)) {
+        lua_pop(L, 1);
+        lua_pushinteger(L, i);
+    }
+}

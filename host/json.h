@@ -1,0 +1,34 @@
+/* json.h - JSON for Lua values: the host's own encoder, and decoding through lua-cjson.
+ * lua-cjson 2.1.0 writes at most 14 significant digits, so message content is written here:
+ * integers with %lld, floats in the shortest %.17g form that round-trips, strings escaped per
+ * RFC 8259. Decoding uses lua-cjson (exact up to 2^53) and turns integral numbers within
+ * +-2^53 back into Lua integers in the same pass. */
+#ifndef SSSN_JSON_H
+#define SSSN_JSON_H
+
+#include <lua.h>
+#include <stddef.h>
+
+#include "strbuf.h"
+
+/* Encodes the value at `idx` and appends it to `out`. Never raises.
+ * Tables: a table whose keys are exactly 1..n (n >= 1), or that has the metatable stored in the
+ * Lua registry under JSON_ARRAY_MT (empty arrays), is an array; a table whose keys are all
+ * strings is an object (keys in next() order); an empty table is {}; any other key
+ * (float, boolean, sparse or mixed integer keys) is refused. nil and the cjson.null
+ * lightuserdata (NULL) are null. Refused with an error: NaN, +-inf, functions, userdata, threads,
+ * other lightuserdata, cycles, nesting deeper than 200. On error returns -1 and writes into err
+ * a message naming the path from `root`, e.g. "cannot encode NaN at data.readings[3]";
+ * `out` may then hold a partial text. Returns 0 on success. */
+int json_encode(lua_State *L, int idx, const char *root, strbuf *out, char *err, size_t errlen);
+
+/* Registry key of the metatable that marks a table as a JSON array (see sssn.array). */
+#define JSON_ARRAY_MT "sssn.array"
+
+/* Decodes `len` bytes of JSON and pushes the value. Integral numbers with |x| <= 2^53 become
+ * integers (at any depth); null becomes the cjson.null lightuserdata. Raises a Lua error on
+ * malformed input ("invalid JSON: ..."), so call it from a binding or under lua_pcall.
+ * Loads lua-cjson into L on first use (kept in the Lua registry). */
+void json_decode(lua_State *L, const char *text, size_t len);
+
+#endif

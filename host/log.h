@@ -1,0 +1,15 @@
+/* log.h - leveled logging to stderr, each line prefixed with "sssn-host" and, when given,
+ * the system id. The level threshold lives in the host's config and is passed explicitly. */
+#ifndef SSSN_LOG_H
+#define SSSN_LOG_H
+
+enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+int log_level_parse(const char *s); /* -1 when unknown */
+const char *log_level_name(int level);
+
+/* Writes "sssn-host: [LEVEL] [system] message" when level <= threshold. system may be NULL. */
+void log_write(int threshold, int level, const char *system, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

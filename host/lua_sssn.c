@@ -1,0 +1,909 @@
+/* lua_sssn.c - "sssn.core", the C half of the `sssn` Lua module. Bindings only: each checks
+ * its arguments, calls the host (channels, registry, systems, clock) and translates the result
+ * back to Lua. The user-facing API is built on these in lua/sssn/init.lua. */
+#include "lua_sssn.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host.h"
+#include "json.h"
+#include "system.h"
+
+#define CHANNEL_MT "sssn.channel"
+#define SYSTEM_MT "sssn.system_handle"
+
+typedef struct channel_handle {
+    channel *ch;
+} channel_handle;
+
+typedef struct system_handle {
+    sssn_system *s;
+} system_handle;
+
+static host *host_of(lua_State *L) { return vm_of(L)->h; }
+
+/* ---- messages and entries: C -> Lua ---- */
+
+static void set_string_field(lua_State *L, const char *key, const char *value)
+{
+    if (value) {
+        lua_pushstring(L, value);
+        lua_setfield(L, -2, key);
+    }
+}
+
+void sssn_push_message(lua_State *L, const message *m)
+{
+    luaL_checkstack(L, 6, "pushing a message");
+    lua_createtable(L, 0, 9);
+    lua_pushstring(L, m->id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, (lua_Integer)m->seq);
+    lua_setfield(L, -2, "seq");
+    lua_pushnumber(L, m->timestamp);
+    lua_setfield(L, -2, "timestamp");
+    set_string_field(L, "sender_id", m->sender_id);
+    lua_createtable(L, 0, 1);
+    json_decode(L, m->data_json, m->data_len);
+    lua_setfield(L, -2, "data");
+    lua_setfield(L, -2, "content");
+    json_decode(L, m->metadata_json, strlen(m->metadata_json));
+    lua_setfield(L, -2, "metadata");
+    set_string_field(L, "correlation_id", m->correlation_id);
+    set_string_field(L, "reply_to", m->reply_to);
+    set_string_field(L, "recipient_id", m->recipient_id);
+}
+
+static void push_entry(lua_State *L, const reg_entry *e)
+{
+    json_decode(L, e->json, e->json_len);
+    lua_pushnumber(L, e->expires_at);
+    lua_setfield(L, -2, "expires_at");
+}
+
+static void push_batch(lua_State *L, const channel_batch *b)
+{
+    lua_createtable(L, (int)b->count, 0);
+    for (size_t i = 0; i < b->count; i++) {
+        sssn_push_message(L, b->items[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
+static void push_channel_info(lua_State *L, const channel *ch)
+{
+    lua_createtable(L, 0, 8);
+    set_string_field(L, "id", ch->id);
+    set_string_field(L, "name", ch->name);
+    set_string_field(L, "description", ch->description);
+    set_string_field(L, "visibility", ch->is_public ? "public" : "private");
+    set_string_field(L, "kind", channel_kind_name(ch->kind));
+    if (ch->period > 0) {
+        lua_pushnumber(L, ch->period);
+        lua_setfield(L, -2, "period");
+    }
+    set_string_field(L, "owner", ch->owner);
+}
+
+/* ---- handles ---- */
+
+void sssn_push_system(lua_State *L, sssn_system *s)
+{
+    system_handle *hd = lua_newuserdatauv(L, sizeof *hd, 0);
+    hd->s = s;
+    luaL_setmetatable(L, SYSTEM_MT);
+}
+
+static sssn_system *check_system(lua_State *L, int arg)
+{
+    system_handle *hd = luaL_checkudata(L, arg, SYSTEM_MT);
+    if (hd->s->vm != vm_of(L))
+        luaL_argerror(L, arg, "system handle belongs to another Lua state");
+    return hd->s;
+}
+
+/* A system that must be running to act (read, write, register...). */
+static sssn_system *check_live_system(lua_State *L, int arg, const char *op)
+{
+    sssn_system *s = check_system(L, arg);
+    if (s->state == SYS_STOPPED)
+        luaL_error(L, "sssn: system '%s' is stopped (%s)", s->id, op);
+    return s;
+}
+
+static channel *check_channel_handle(lua_State *L, int arg)
+{
+    return ((channel_handle *)luaL_checkudata(L, arg, CHANNEL_MT))->ch;
+}
+
+/* The channel `id` as seen by system s: one it owns or connected to. */
+static channel *system_channel_or_error(lua_State *L, sssn_system *s, const char *id, const char *op)
+{
+    channel *ch = system_channel(s, id);
+    if (!ch) {
+        if (host_channel(host_of(L), id))
+            luaL_error(L, "sssn: channel '%s' is not connected to system '%s' (%s): call self:connect first",
+                       id, s->id, op);
+        luaL_error(L, "sssn: channel '%s' not found (%s)", id, op);
+    }
+    return ch;
+}
+
+static int channel_error(lua_State *L, int rc, const channel *ch, const char *op)
+{
+    if (rc == CHANNEL_EKIND) {
+        const char *kind = channel_kind_name(ch->kind);
+        if (ch->kind == CHANNEL_WORK_QUEUE)
+            return luaL_error(L, "sssn: channel '%s' is a work_queue: shared reads are not allowed, "
+                                 "use claim_channel (%s)", ch->id, op);
+        return luaL_error(L, "sssn: channel '%s' is a %s channel: %s is not allowed on it", ch->id, kind, op);
+    }
+    return luaL_error(L, "sssn: channel '%s': %s (%s)", ch->id, channel_strerror(rc), op);
+}
+
+/* ---- sssn.core functions ---- */
+
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, host_now(host_of(L)));
+    return 1;
+}
+
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    luaL_argcheck(L, s >= 0 && s == s, 1, "seconds must be a non-negative number");
+    task_sleep(L, s);
+    return lua_yield(L, 0);
+}
+
+static int l_log(lua_State *L)
+{
+    static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
+    int level = luaL_checkoption(L, 1, NULL, levels);
+    const char *msg = luaL_checkstring(L, 2);
+    sssn_system *s = system_current(L);
+    host_log(host_of(L), level, s ? s->id : NULL, "%s", msg);
+    return 0;
+}
+
+static int l_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    strbuf b = STRBUF_INIT;
+    char err[256];
+    int rc = json_encode(L, 1, luaL_optstring(L, 2, "value"), &b, err, sizeof err);
+    if (rc < 0 || !b.data) {
+        strbuf_free(&b);
+        return luaL_error(L, "sssn.json.encode: %s", rc < 0 ? err : "out of memory");
+    }
+    lua_pushlstring(L, b.data, b.len);
+    strbuf_free(&b);
+    return 1;
+}
+
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    json_decode(L, s, len);
+    return 1;
+}
+
+/* core.channel_new(cfg) -> channel handle; the channel joins the host table, unowned. */
+static int l_channel_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    host *h = host_of(L);
+    channel_config c = {0};
+    lua_getfield(L, 1, "id");
+    c.id = lua_tostring(L, -1);
+    if (!c.id || !*c.id)
+        return luaL_error(L, "sssn: a channel needs an id (a non-empty string)");
+    lua_getfield(L, 1, "kind");
+    if (channel_kind_parse(luaL_optstring(L, -1, "broadcast"), &c.kind) < 0)
+        return luaL_error(L, "sssn: unknown channel kind '%s' for channel '%s' (broadcast, work_queue, "
+                             "mailbox, periodic, passthrough)", lua_tostring(L, -1), c.id);
+    lua_getfield(L, 1, "name");
+    c.name = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, 1, "description");
+    c.description = luaL_optstring(L, -1, NULL);
+    lua_getfield(L, 1, "visibility");
+    const char *vis = luaL_optstring(L, -1, "public");
+    if (strcmp(vis, "public") != 0 && strcmp(vis, "private") != 0)
+        return luaL_error(L, "sssn: visibility of channel '%s' must be \"public\" or \"private\"", c.id);
+    c.is_public = strcmp(vis, "public") == 0;
+    lua_getfield(L, 1, "period");
+    c.period = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, 1, "capacity");
+    lua_Integer cap = luaL_optinteger(L, -1, 0);
+    if (cap < 0 || cap > 100000000)
+        return luaL_error(L, "sssn: capacity of channel '%s' must be between 1 and 100000000", c.id);
+    c.capacity = (size_t)cap;
+    lua_getfield(L, 1, "retention");
+    c.retention = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, 1, "claim_timeout");
+    c.claim_timeout = luaL_optnumber(L, -1, 0);
+    if (c.kind == CHANNEL_PERIODIC && !(c.period > 0))
+        return luaL_error(L, "sssn: periodic channel '%s' needs a period > 0 (seconds)", c.id);
+    if (c.period < 0 || c.retention < 0 || c.claim_timeout < 0)
+        return luaL_error(L, "sssn: period, retention and claim_timeout of channel '%s' must not be negative", c.id);
+    if (host_channel(h, c.id)) {
+        channel *old = host_channel(h, c.id);
+        return luaL_error(L, "sssn: channel '%s' already exists (owned by '%s')", c.id, old->owner ? old->owner : "nobody");
+    }
+    channel_handle *hd = lua_newuserdatauv(L, sizeof *hd, 1);
+    hd->ch = NULL;
+    luaL_setmetatable(L, CHANNEL_MT);
+    lua_getfield(L, 1, "pull");
+    if (c.kind == CHANNEL_PERIODIC && !lua_isfunction(L, -1))
+        return luaL_error(L, "sssn: periodic channel '%s' needs a pull function", c.id);
+    lua_setiuservalue(L, -2, 1);
+    hd->ch = channel_new(&c);
+    if (!hd->ch || host_add_channel(h, hd->ch) < 0) {
+        channel_free(hd->ch);
+        hd->ch = NULL;
+        return luaL_error(L, "sssn: out of memory creating channel '%s'", c.id);
+    }
+    return 1;
+}
+
+static int l_channel_index(lua_State *L)
+{
+    channel *ch = check_channel_handle(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    if (strcmp(key, "id") == 0)
+        lua_pushstring(L, ch->id);
+    else if (strcmp(key, "info") == 0)
+        push_channel_info(L, ch);
+    else if (strcmp(key, "kind") == 0)
+        lua_pushstring(L, channel_kind_name(ch->kind));
+    else if (strcmp(key, "name") == 0)
+        lua_pushstring(L, ch->name);
+    else if (strcmp(key, "stopped") == 0)
+        lua_pushboolean(L, ch->stopped);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int l_channel_tostring(lua_State *L)
+{
+    channel *ch = check_channel_handle(L, 1);
+    lua_pushfstring(L, "channel<%s '%s'>", channel_kind_name(ch->kind), ch->id);
+    return 1;
+}
+
+static void push_channel_stats(lua_State *L, const channel *ch)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, (lua_Integer)ch->writes);
+    lua_setfield(L, -2, "writes");
+    lua_pushinteger(L, (lua_Integer)ch->reads);
+    lua_setfield(L, -2, "reads");
+    lua_pushinteger(L, (lua_Integer)ch->dropped);
+    lua_setfield(L, -2, "dropped");
+    lua_pushinteger(L, (lua_Integer)ch->count);
+    lua_setfield(L, -2, "held");
+    lua_pushinteger(L, (lua_Integer)channel_pending(ch));
+    lua_setfield(L, -2, "pending");
+    lua_pushinteger(L, (lua_Integer)channel_last_seq(ch));
+    lua_setfield(L, -2, "last_seq");
+    lua_pushinteger(L, (lua_Integer)ch->acked);
+    lua_setfield(L, -2, "acked");
+    lua_pushboolean(L, ch->stopped);
+    lua_setfield(L, -2, "stopped");
+}
+
+static int l_channel_stats(lua_State *L)
+{
+    host *h = host_of(L);
+    const char *id = luaL_checkstring(L, 1);
+    channel *ch = host_channel(h, id);
+    if (!ch)
+        return luaL_error(L, "sssn: channel '%s' not found (channel_stats)", id);
+    push_channel_stats(L, ch);
+    return 1;
+}
+
+/* core.add_channel(sys, ch) */
+static int l_add_channel(lua_State *L)
+{
+    sssn_system *s = check_live_system(L, 1, "add_channel");
+    channel_handle *hd = luaL_checkudata(L, 2, CHANNEL_MT);
+    channel *ch = hd->ch;
+    if (ch->owner && strcmp(ch->owner, s->id) != 0)
+        return luaL_error(L, "sssn: channel '%s' is already owned by '%s' (add_channel)", ch->id, ch->owner);
+    if (ch->stopped)
+        return luaL_error(L, "sssn: channel '%s' is stopped (add_channel)", ch->id);
+    if (ch->owner)
+        return 0; /* already ours */
+    char *owner = strdup(s->id);
+    if (!owner || hashmap_put(s->channels, ch->id, ch) < 0) {
+        free(owner);
+        return luaL_error(L, "sssn: out of memory (add_channel)");
+    }
+    ch->owner = owner;
+    if (ch->kind == CHANNEL_PERIODIC) {
+        lua_getiuservalue(L, 2, 1);
+        if (system_add_periodic(s, ch) < 0)
+            return luaL_error(L, "sssn: cannot start the pull of channel '%s'", ch->id);
+    }
+    return 0;
+}
+
+/* core.connect(sys, id) -> info */
+static int l_connect(lua_State *L)
+{
+    sssn_system *s = check_live_system(L, 1, "connect");
+    const char *id = luaL_checkstring(L, 2);
+    channel *ch = host_channel(host_of(L), id);
+    if (!ch)
+        return luaL_error(L, "sssn: channel '%s' not found (connect)", id);
+    if (hashmap_put(s->channels, ch->id, ch) < 0)
+        return luaL_error(L, "sssn: out of memory (connect)");
+    push_channel_info(L, ch);
+    return 1;
+}
+
+/* core.write(sys, id, data, metadata, correlation_id, reply_to, recipient_id) -> id, seq */
+static int l_write(lua_State *L)
+{
+    sssn_system *s = check_live_system(L, 1, "write_channel");
+    const char *id = luaL_checkstring(L, 2);
+    host *h = host_of(L);
+    channel *ch = system_channel_or_error(L, s, id, "write_channel");
+    if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
+        return luaL_error(L, "sssn: channel '%s' is read-only (write_channel)", id);
+    char err[256];
+    strbuf meta = STRBUF_INIT;
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        if (json_encode(L, 4, "metadata", &meta, err, sizeof err) < 0) {
+            strbuf_free(&meta);
+            return luaL_error(L, "sssn: %s (write_channel '%s')", err, id);
+        }
+    }
+    strbuf *b = &h->scratch;
+    strbuf_reset(b);
+    if (json_encode(L, 3, "data", b, err, sizeof err) < 0 || !b->data) {
+        strbuf_free(&meta);
+        return luaL_error(L, "sssn: %s (write_channel '%s')", b->data ? err : "out of memory", id);
+    }
+    message_in in = {
+        .sender_id = s->id,
+        .data_json = b->data,
+        .data_len = b->len,
+        .metadata_json = meta.data,
+        .correlation_id = luaL_optstring(L, 5, NULL),
+        .reply_to = luaL_optstring(L, 6, NULL),
+        .recipient_id = luaL_optstring(L, 7, NULL),
+    };
+    const message *m;
+    int rc = channel_write(ch, &in, host_now(h), &m);
+    strbuf_free(&meta);
+    if (rc != CHANNEL_OK)
+        return channel_error(L, rc, ch, "write_channel");
+    lua_pushstring(L, m->id);
+    lua_pushinteger(L, (lua_Integer)m->seq);
+    return 2;
+}
+
+static size_t check_limit(lua_State *L, int arg)
+{
+    lua_Integer n = luaL_optinteger(L, arg, 100);
+    luaL_argcheck(L, n >= 1 && n <= 100000, arg, "limit must be between 1 and 100000");
+    return (size_t)n;
+}
+
+/* core.read(sys, id, limit, after) -> messages, missed */
+static int l_read(lua_State *L)
+{
+    sssn_system *s = check_live_system(L, 1, "read_channel");
+    const char *id = luaL_checkstring(L, 2);
+    channel *ch = system_channel_or_error(L, s, id, "read_channel");
+    size_t limit = check_limit(L, 3);
+    int has_after = !lua_isnoneornil(L, 4);
+    lua_Integer after = has_after ? luaL_checkinteger(L, 4) : 0;
+    luaL_argcheck(L, after >= 0, 4, "after must be a seq (an integer >= 0)");
+    channel_batch b;
+    int rc = channel_read(ch, s->id, limit, has_after, (uint64_t)after, host_now(host_of(L)), &b);
+    if (rc != CHANNEL_OK)
+        return channel_error(L, rc, ch, "read_channel");
+    /* copy out before anything can raise, then free */
+    lua_pushinteger(L, (lua_Integer)b.missed);
+    int ok = lua_checkstack(L, 8);
+    if (ok) {
+        lua_createtable(L, (int)b.count, 0);
+        lua_insert(L, -2);
+    }
+    for (size_t i = 0; ok && i < b.count; i++) {
+        sssn_push_message(L, b.items[i]); /* on a memory error the batch array leaks; messages stay held */
+        lua_rawseti(L, -3, (lua_Integer)i + 1);
+    }
+    channel_batch_free(&b);
+    if (!ok)
+        return luaL_error(L, "sssn: stack overflow (read_channel)");
+    return 2;
+}
+
+/* core.claim(sys, id, limit) -> messages */
+static int l_claim(lua_State *L)
+{
+    sssn_system *s = check_live_system(L, 1, "claim_channel");
+    const char *id = luaL_checkstring(L, 2);
+    channel *ch = system_channel_or_error(L, s, id, "claim_channel");
+    size_t limit = check_limit(L, 3);
+    channel_batch b;
+    int rc = channel_claim(ch, s->id, limit, host_now(host_of(L)), &b);
+    if (rc != CHANNEL_OK)
+        return channel_error(L, rc, ch, "claim_channel (an exclusive read)");
+    push_batch(L, &b);
+    channel_batch_free(&b);
+    return 1;
+}
+
+static int ack_or_nack(lua_State *L, int nack)
+{
+    const char *op = nack ? "nack_channel" : "acknowledge_channel";
+    sssn_system *s = check_live_system(L, 1, op);
+    const char *id = luaL_checkstring(L, 2);
+    channel *ch = system_channel_or_error(L, s, id, op);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    size_t n = lua_rawlen(L, 3);
+    luaL_argcheck(L, n <= 100000, 3, "too many ids");
+    const char **ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0); /* freed by the GC */
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 3, (lua_Integer)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "sssn: message ids must be strings (%s, item %d)", op, (int)i + 1);
+        ids[i] = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the string stays alive in the table at arg 3 */
+    }
+    double now = host_now(host_of(L));
+    int rc = nack ? channel_nack(ch, s->id, ids, n, now) : channel_ack(ch, s->id, ids, n, now);
+    if (rc < 0)
+        return channel_error(L, rc, ch, op);
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
+static int l_ack(lua_State *L) { return ack_or_nack(L, 0); }
+static int l_nack(lua_State *L) { return ack_or_nack(L, 1); }
+
+/* core.subscribe(sys, id, fn) */
+static int l_subscribe(lua_State *L)
+{
+    sssn_system *s = check_live_system(L, 1, "subscribe_channel");
+    const char *id = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    channel *ch = system_channel_or_error(L, s, id, "subscribe_channel");
+    if (ch->kind == CHANNEL_WORK_QUEUE)
+        return luaL_error(L, "sssn: channel '%s' is a work_queue: subscribe is a shared read, use claim_channel", id);
+    lua_settop(L, 3);
+    if (system_subscribe(s, ch) < 0)
+        return luaL_error(L, "sssn: out of memory (subscribe_channel)");
+    return 0;
+}
+
+static int l_unsubscribe(lua_State *L)
+{
+    sssn_system *s = check_system(L, 1);
+    system_unsubscribe(s, luaL_checkstring(L, 2));
+    return 0;
+}
+
+/* core.sys_channels(sys) -> owned ids, connected ids (both sorted) */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+static int l_sys_channels(lua_State *L)
+{
+    sssn_system *s = check_system(L, 1);
+    size_t n = hashmap_count(s->channels), no = 0, nc = 0;
+    const char **owned = lua_newuserdatauv(L, (n + 1) * sizeof *owned, 0);
+    const char **conn = lua_newuserdatauv(L, (n + 1) * sizeof *conn, 0);
+    hashmap_iter it;
+    const char *key;
+    void *v;
+    hashmap_iter_init(s->channels, &it);
+    while (hashmap_iter_next(s->channels, &it, &key, &v)) {
+        channel *ch = v;
+        if (ch->owner && strcmp(ch->owner, s->id) == 0)
+            owned[no++] = key;
+        else
+            conn[nc++] = key;
+    }
+    qsort(owned, no, sizeof *owned, cmp_str);
+    qsort(conn, nc, sizeof *conn, cmp_str);
+    lua_createtable(L, (int)no, 0);
+    for (size_t i = 0; i < no; i++) {
+        lua_pushstring(L, owned[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_createtable(L, (int)nc, 0);
+    for (size_t i = 0; i < nc; i++) {
+        lua_pushstring(L, conn[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 2;
+}
+
+static void set_int_field(lua_State *L, const char *key, uint64_t v)
+{
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, key);
+}
+
+static int l_sys_stats(lua_State *L)
+{
+    system_handle *hd = luaL_checkudata(L, 1, SYSTEM_MT);
+    sssn_system *s = hd->s;
+    static const char *const states[] = {"setup", "running", "stopped"};
+    lua_createtable(L, 0, 9);
+    set_string_field(L, "id", s->id);
+    set_string_field(L, "state", states[s->state]);
+    set_int_field(L, "steps", s->steps);
+    set_int_field(L, "errors", s->errors);
+    set_int_field(L, "overruns", s->overruns);
+    set_int_field(L, "memory", s->vm->bytes);
+    set_int_field(L, "memory_peak", s->vm->peak);
+    set_int_field(L, "memory_limit", s->vm->limit);
+    lua_pushnumber(L, s->tick_rate);
+    lua_setfield(L, -2, "tick_rate");
+    return 1;
+}
+
+static int l_sys_stop(lua_State *L)
+{
+    system_handle *hd = luaL_checkudata(L, 1, SYSTEM_MT);
+    system_stop(hd->s, "stopped by request");
+    return 0;
+}
+
+static int l_sys_tostring(lua_State *L)
+{
+    system_handle *hd = luaL_checkudata(L, 1, SYSTEM_MT);
+    lua_pushfstring(L, "system<%s>", hd->s->id);
+    return 1;
+}
+
+/* ---- registry ---- */
+
+static reg_kind check_reg_kind(lua_State *L, int arg)
+{
+    static const char *const kinds[] = {"channel", "system", NULL};
+    return (reg_kind)luaL_checkoption(L, arg, NULL, kinds);
+}
+
+static double check_ttl(lua_State *L, int arg)
+{
+    double ttl = luaL_optnumber(L, arg, host_of(L)->cfg.ttl);
+    luaL_argcheck(L, ttl > 0 && ttl < 1e9, arg, "ttl must be a positive number of seconds");
+    return ttl;
+}
+
+/* core.reg_put(kind, info, id, name, is_public, caps, ttl, keepalive) -> entry
+ * `info` is the normalized table (lua/sssn/registry.lua), encoded as the entry's JSON. */
+static int l_reg_put(lua_State *L)
+{
+    host *h = host_of(L);
+    reg_kind kind = check_reg_kind(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *id = luaL_checkstring(L, 3);
+    const char *name = luaL_optstring(L, 4, "");
+    int is_public = lua_toboolean(L, 5);
+    double ttl = check_ttl(L, 7);
+    int keepalive = lua_isnoneornil(L, 8) ? 1 : lua_toboolean(L, 8);
+    luaL_argcheck(L, *id, 3, "id must not be empty");
+    size_t ncaps = 0;
+    const char **caps = NULL;
+    if (!lua_isnoneornil(L, 6)) {
+        luaL_checktype(L, 6, LUA_TTABLE);
+        ncaps = lua_rawlen(L, 6);
+        caps = lua_newuserdatauv(L, (ncaps + 1) * sizeof *caps, 0);
+        for (size_t i = 0; i < ncaps; i++) {
+            lua_rawgeti(L, 6, (lua_Integer)i + 1);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                return luaL_error(L, "sssn: service names must be strings (register_system '%s')", id);
+            caps[i] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    strbuf b = STRBUF_INIT;
+    char err[256];
+    if (json_encode(L, 2, kind == REG_CHANNEL ? "info" : "descriptor", &b, err, sizeof err) < 0 || !b.data) {
+        strbuf_free(&b);
+        return luaL_error(L, "sssn: %s (register_%s '%s')", b.data ? err : "out of memory", reg_kind_name(kind), id);
+    }
+    sssn_system *s = system_current(L);
+    reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
+                    .json = b.data, .json_len = b.len, .owner = s ? s->id : NULL};
+    const reg_entry *e = registry_put(h->reg, kind, &f, ttl, host_now(h));
+    strbuf_free(&b);
+    if (!e)
+        return luaL_error(L, "sssn: out of memory (register_%s '%s')", reg_kind_name(kind), id);
+    if (s)
+        system_track_registration(s, kind, id, ttl, keepalive);
+    push_entry(L, e);
+    return 1;
+}
+
+static int l_reg_remove(lua_State *L)
+{
+    host *h = host_of(L);
+    reg_kind kind = check_reg_kind(L, 1);
+    const char *id = luaL_checkstring(L, 2);
+    lua_pushboolean(L, registry_remove(h->reg, kind, id, NULL, host_now(h)));
+    return 1;
+}
+
+static int l_reg_get(lua_State *L)
+{
+    host *h = host_of(L);
+    reg_kind kind = check_reg_kind(L, 1);
+    const reg_entry *e = registry_get(h->reg, kind, luaL_checkstring(L, 2), host_now(h));
+    if (!e)
+        return 0;
+    push_entry(L, e);
+    return 1;
+}
+
+static int push_list(lua_State *L, reg_list *l)
+{
+    /* decoding may raise: copy the pointers' JSON into Lua one by one; the list array is
+     * freed first when the stack cannot grow */
+    if (!lua_checkstack(L, 6)) {
+        reg_list_free(l);
+        return luaL_error(L, "sssn: stack overflow");
+    }
+    lua_createtable(L, (int)l->count, 0);
+    for (size_t i = 0; i < l->count; i++) {
+        push_entry(L, l->items[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    reg_list_free(l);
+    return 1;
+}
+
+/* core.reg_find_channels(visibility or nil, name or nil) */
+static int l_reg_find_channels(lua_State *L)
+{
+    host *h = host_of(L);
+    int vis = -1;
+    if (!lua_isnoneornil(L, 1)) {
+        static const char *const v[] = {"private", "public", NULL};
+        vis = luaL_checkoption(L, 1, NULL, v);
+    }
+    const char *name = luaL_optstring(L, 2, NULL);
+    reg_list l;
+    if (registry_find_channels(h->reg, vis, name, host_now(h), &l) < 0)
+        return luaL_error(L, "sssn: out of memory (find_channels)");
+    return push_list(L, &l);
+}
+
+static int l_reg_find_systems(lua_State *L)
+{
+    host *h = host_of(L);
+    reg_list l;
+    if (registry_find_systems(h->reg, luaL_optstring(L, 1, NULL), host_now(h), &l) < 0)
+        return luaL_error(L, "sssn: out of memory (find_systems)");
+    return push_list(L, &l);
+}
+
+static int l_reg_maintain(lua_State *L)
+{
+    host *h = host_of(L);
+    size_t before = registry_expired_total(h->reg);
+    host_registry_maintain(h);
+    lua_pushinteger(L, (lua_Integer)(registry_expired_total(h->reg) - before));
+    return 1;
+}
+
+static int l_reg_counts(lua_State *L)
+{
+    host *h = host_of(L);
+    lua_pushinteger(L, (lua_Integer)registry_count(h->reg, REG_CHANNEL));
+    lua_pushinteger(L, (lua_Integer)registry_count(h->reg, REG_SYSTEM));
+    lua_pushinteger(L, (lua_Integer)registry_expired_total(h->reg));
+    return 3;
+}
+
+static int l_host_stats(lua_State *L)
+{
+    host *h = host_of(L);
+    lua_createtable(L, 0, 8);
+    set_int_field(L, "systems", h->nrunning);
+    set_int_field(L, "steps", h->steps);
+    set_int_field(L, "step_errors", h->step_errors);
+    set_int_field(L, "overruns", h->overruns);
+    set_int_field(L, "channels", hashmap_count(h->channels));
+    set_int_field(L, "registry_channels", registry_count(h->reg, REG_CHANNEL));
+    set_int_field(L, "registry_systems", registry_count(h->reg, REG_SYSTEM));
+    set_int_field(L, "registry_expired", registry_expired_total(h->reg));
+    lua_pushnumber(L, h->cfg.ttl);
+    lua_setfield(L, -2, "ttl");
+    return 1;
+}
+
+/* ---- test-only: the clock and systems under test (`sssn-host test`) ---- */
+
+static int l_clock_set(lua_State *L)
+{
+    timer_clock_set(host_of(L), luaL_checknumber(L, 1));
+    return 0;
+}
+
+static int l_clock_advance(lua_State *L)
+{
+    double dt = luaL_checknumber(L, 1);
+    luaL_argcheck(L, dt >= 0, 1, "the clock only moves forward");
+    if (task_current(L))
+        return luaL_error(L, "sssn.clock.advance cannot be called from inside a system task");
+    timer_clock_advance(host_of(L), dt);
+    return 0;
+}
+
+static int l_clock_real(lua_State *L)
+{
+    timer_clock_real(host_of(L));
+    return 0;
+}
+
+static int l_run_pending(lua_State *L)
+{
+    lua_pushinteger(L, defer_run(host_of(L), 1000000));
+    return 1;
+}
+
+static void on_run_for_done(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    *(int *)w->data = 1;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+/* Runs the real loop for `seconds` (specs that need real time, e.g. for processes). */
+static int l_run_for(lua_State *L)
+{
+    host *h = host_of(L);
+    double secs = luaL_checknumber(L, 1);
+    if (task_current(L))
+        return luaL_error(L, "sssn.testing.run_for cannot be called from inside a system task");
+    int done = 0;
+    ev_timer t;
+    ev_timer_init(&t, on_run_for_done, secs > 0 ? secs : 0, 0);
+    t.data = &done;
+    ev_now_update(h->loop);
+    ev_timer_start(h->loop, &t);
+    while (!done)
+        ev_run(h->loop, EVRUN_ONCE);
+    ev_timer_stop(h->loop, &t);
+    return 0;
+}
+
+/* core.spawn{source=, file=, id=, memory_limit=} -> system handle (setup already run) */
+static int l_spawn(lua_State *L)
+{
+    host *h = host_of(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "source");
+    lua_getfield(L, 1, "file");
+    lua_getfield(L, 1, "id");
+    lua_getfield(L, 1, "memory_limit");
+    size_t len;
+    const char *source = lua_tolstring(L, 2, &len);
+    const char *file = lua_tostring(L, 3);
+    const char *id = luaL_optstring(L, 4, "spawned");
+    lua_Integer limit = luaL_optinteger(L, 5, (lua_Integer)h->cfg.memory_limit);
+    if (!source && !file)
+        return luaL_error(L, "sssn.testing.spawn needs source or file");
+    sssn_system *s = source ? system_load_string(h, source, len, id, id, (size_t)limit)
+                            : system_load_file(h, file);
+    if (!s)
+        return luaL_error(L, "sssn.testing.spawn: the system did not load (see the log above)");
+    system_start(s);
+    sssn_push_system(L, s);
+    return 1;
+}
+
+/* core.attach(id, name) -> system handle bound to this state, never ticked */
+static int l_attach(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    if (system_find(host_of(L), id))
+        return luaL_error(L, "sssn: a system with id '%s' is already running", id);
+    sssn_system *s = system_attach(vm_of(L), id, luaL_optstring(L, 2, id));
+    if (!s)
+        return luaL_error(L, "sssn: out of memory (attach)");
+    sssn_push_system(L, s);
+    return 1;
+}
+
+static int l_array(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1))
+        lua_newtable(L);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    luaL_setmetatable(L, JSON_ARRAY_MT);
+    return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"now", l_now},
+    {"sleep", l_sleep},
+    {"log", l_log},
+    {"json_encode", l_json_encode},
+    {"json_decode", l_json_decode},
+    {"array", l_array},
+    {"channel_new", l_channel_new},
+    {"channel_stats", l_channel_stats},
+    {"add_channel", l_add_channel},
+    {"connect", l_connect},
+    {"write", l_write},
+    {"read", l_read},
+    {"claim", l_claim},
+    {"ack", l_ack},
+    {"nack", l_nack},
+    {"subscribe", l_subscribe},
+    {"unsubscribe", l_unsubscribe},
+    {"sys_channels", l_sys_channels},
+    {"sys_stats", l_sys_stats},
+    {"sys_stop", l_sys_stop},
+    {"reg_put", l_reg_put},
+    {"reg_remove", l_reg_remove},
+    {"reg_get", l_reg_get},
+    {"reg_find_channels", l_reg_find_channels},
+    {"reg_find_systems", l_reg_find_systems},
+    {"reg_maintain", l_reg_maintain},
+    {"reg_counts", l_reg_counts},
+    {"host_stats", l_host_stats},
+    {NULL, NULL},
+};
+
+static const luaL_Reg testing_funcs[] = {
+    {"clock_set", l_clock_set},
+    {"clock_advance", l_clock_advance},
+    {"clock_real", l_clock_real},
+    {"run_pending", l_run_pending},
+    {"run_for", l_run_for},
+    {"spawn", l_spawn},
+    {"attach", l_attach},
+    {NULL, NULL},
+};
+
+int luaopen_sssn_core(lua_State *L)
+{
+    luaL_newmetatable(L, CHANNEL_MT);
+    lua_pushcfunction(L, l_channel_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_channel_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, SYSTEM_MT);
+    lua_pushcfunction(L, l_sys_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, JSON_ARRAY_MT);
+    lua_pushstring(L, "array");
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+
+    luaL_newlib(L, core_funcs);
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+    luaL_getmetatable(L, JSON_ARRAY_MT);
+    lua_setfield(L, -2, "array_mt");
+    lua_pushstring(L, SSSN_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, HOST_OWNER);
+    lua_setfield(L, -2, "host_owner");
+    if (host_of(L)->cfg.test_mode) {
+        luaL_newlib(L, testing_funcs);
+        lua_setfield(L, -2, "testing");
+    }
+    return 1;
+}

@@ -1,0 +1,224 @@
+/* main.c - command-line parsing and start-up: `sssn-host [options] SCRIPT...` runs systems,
+ * `sssn-host test [busted args]` runs the specs inside the host. Everything else lives in
+ * the host modules. */
+#include <errno.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "host.h"
+#include "log.h"
+#include "system.h"
+
+static const char usage_text[] =
+    "usage: sssn-host [options] SCRIPT...\n"
+    "       sssn-host test [busted options] [SPEC_DIR_OR_FILE...]\n"
+    "\n"
+    "Runs each SCRIPT as a system: a Lua 5.4 file that returns sssn.system{...} or defines\n"
+    "global setup/step functions. Systems share this host's channels and service registry.\n"
+    "\n"
+    "options:\n"
+    "  --duration S        stop every system after S seconds (default: run until SIGINT/SIGTERM)\n"
+    "  --ttl S             default registration TTL in seconds (default 300)\n"
+    "  --maintenance S     purge expired registry entries every S seconds (default 30)\n"
+    "  --memory-limit N    cap each system's Lua heap at N bytes (suffix K, M or G; default none)\n"
+    "  --step-timeout S    interrupt a step that runs S seconds without yielding (default 10, 0 = off)\n"
+    "  --log-level L       error, warn, info or debug (default info)\n"
+    "  --version           print the version and exit\n"
+    "  -h, --help          print this help and exit\n"
+    "\n"
+    "`sssn-host test` runs busted specs (default directory: spec) with the sssn module, the\n"
+    "host's loop and a controllable test clock; it ends with one line \"N passed, N failed\".\n"
+    "\n"
+    "Exit status: 0 when the systems ran and stopped, 1 when no system could start or a test\n"
+    "failed, 2 on a usage error.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "sssn-host: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'sssn-host --help'.\n");
+    return 2;
+}
+
+static int parse_seconds(const char *s, double *out, int allow_zero)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= 0) || v > 1e9 || (!allow_zero && v == 0))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bytes(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-')
+        return -1;
+    unsigned long long mult = 1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024ULL, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024ULL * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024ULL * 1024 * 1024, end++;
+    if (*end || v == 0 || v > (unsigned long long)SIZE_MAX / mult)
+        return -1;
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
+static int is_lua_dir(const char *dir)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/sssn/init.lua", dir);
+    return stat(path, &st) == 0;
+}
+
+/* The Lua half of the module: beside the binary in a source tree (./lua), in the install
+ * tree relative to the binary (../share/sssn-host/lua, so DESTDIR installs work), or the
+ * install path compiled in. */
+static const char *find_lua_dir(char *buf, size_t size)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            static const char *const rel[] = {"lua", "../share/sssn-host/lua"};
+            for (size_t k = 0; k < 2; k++) {
+                int w = snprintf(buf, size, "%.3000s/%s", exe, rel[k]);
+                if (w > 0 && (size_t)w < size && is_lua_dir(buf))
+                    return buf;
+            }
+        }
+    }
+    snprintf(buf, size, "%s", SSSN_LUA_DIR);
+    return is_lua_dir(buf) ? buf : NULL;
+}
+
+static int run_tests(host *h, int argc, char **argv)
+{
+    vm *v = vm_new(h, 0);
+    if (!v)
+        return 1;
+    lua_State *L = v->L;
+    int status = 1;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sssn.test_runner");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        fprintf(stderr, "sssn-host test: %s\n", lua_tostring(L, -1));
+        goto done;
+    }
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        fprintf(stderr, "sssn-host test: %s\n", lua_tostring(L, -1));
+        goto done;
+    }
+    status = (int)lua_tointeger(L, -1);
+done:
+    host_stop_all(h, "tests finished");
+    host_free(h);
+    vm_free(v);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0); /* print() from systems shows up line by line in pipes */
+    host_config cfg;
+    host_config_defaults(&cfg);
+    char lua_dir[PATH_MAX];
+    cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
+
+    int test_mode = argc > 1 && strcmp(argv[1], "test") == 0;
+    int i = test_mode ? 2 : 1;
+    for (; !test_mode && i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0')
+            break;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("sssn-host %s (%s, libev %d.%d)\n", SSSN_VERSION, LUA_RELEASE, ev_version_major(),
+                   ev_version_minor());
+            return 0;
+        }
+        int takes_value = strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
+                          strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
+                          strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0;
+        if (!takes_value)
+            return usage_error("unknown option '%s'", a);
+        if (!val)
+            return usage_error("option '%s' needs a value", a);
+        i++;
+        if (strcmp(a, "--duration") == 0 && parse_seconds(val, &cfg.duration, 0) < 0)
+            return usage_error("--duration wants a positive number of seconds, not '%s'", val);
+        if (strcmp(a, "--ttl") == 0 && parse_seconds(val, &cfg.ttl, 0) < 0)
+            return usage_error("--ttl wants a positive number of seconds, not '%s'", val);
+        if (strcmp(a, "--maintenance") == 0 && parse_seconds(val, &cfg.maintenance, 0) < 0)
+            return usage_error("--maintenance wants a positive number of seconds, not '%s'", val);
+        if (strcmp(a, "--step-timeout") == 0 && parse_seconds(val, &cfg.step_timeout, 1) < 0)
+            return usage_error("--step-timeout wants a number of seconds (0 = off), not '%s'", val);
+        if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
+            return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s'", val);
+        if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
+            return usage_error("--log-level wants error, warn, info or debug, not '%s'", val);
+    }
+    if (!cfg.lua_dir) {
+        fprintf(stderr, "sssn-host: cannot find the sssn Lua files (looked beside the binary and in %s)\n",
+                SSSN_LUA_DIR);
+        return 1;
+    }
+    if (!test_mode && i >= argc)
+        return usage_error("%s", "no SCRIPT given");
+
+    cfg.test_mode = test_mode;
+    host *h = host_new(&cfg);
+    if (!h) {
+        fprintf(stderr, "sssn-host: out of memory starting the host\n");
+        return 1;
+    }
+    if (test_mode)
+        return run_tests(h, argc - 2, argv + 2);
+
+    int started = 0;
+    for (; i < argc; i++) {
+        sssn_system *s = system_load_file(h, argv[i]);
+        if (s) {
+            system_start(s);
+            started++;
+        }
+    }
+    if (!started) {
+        host_log(h, LOG_ERROR, NULL, "no system could start");
+        host_free(h);
+        return 1;
+    }
+    host_run(h);
+    host_stop_all(h, "done");
+    host_free(h);
+    return 0;
+}

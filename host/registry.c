@@ -1,0 +1,560 @@
+/* registry.c - the TTL service registry (see registry.h): two id maps, one expiry heap and
+ * an index of service name -> systems. Every fallible step of a change (allocation) happens
+ * before the registry is touched, so out of memory leaves it as it was. */
+#include "registry.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hashmap.h"
+
+/* The systems holding one capability; order is unspecified (swap-remove). */
+typedef struct cap_list {
+    reg_entry **items;
+    size_t count, cap;
+} cap_list;
+
+struct registry {
+    hashmap *maps[2];    /* by kind: id -> reg_entry* */
+    hashmap *caps;       /* service name -> cap_list* (never empty) */
+    heap expiry;         /* every entry, keyed by expires_at */
+    reg_event_fn on_event;
+    void *ud;
+    int in_event;        /* > 0 while on_event runs: changes are refused (queries are fine) */
+    size_t expired_total;
+};
+
+const char *reg_event_name(reg_event ev)
+{
+    switch (ev) {
+    case REG_REGISTERED:
+        return "registered";
+    case REG_REFRESHED:
+        return "refreshed";
+    case REG_EXPIRED:
+        return "expired";
+    case REG_DEREGISTERED:
+        return "deregistered";
+    }
+    return "unknown";
+}
+
+const char *reg_kind_name(reg_kind k)
+{
+    switch (k) {
+    case REG_CHANNEL:
+        return "channel";
+    case REG_SYSTEM:
+        return "system";
+    }
+    return "unknown";
+}
+
+static hashmap *map_of(const registry *r, reg_kind kind)
+{
+    if (!r || (kind != REG_CHANNEL && kind != REG_SYSTEM))
+        return NULL;
+    return r->maps[kind];
+}
+
+static reg_entry *entry_of(heap_node *n)
+{
+    return (reg_entry *)((char *)n - offsetof(reg_entry, expiry));
+}
+
+static int is_live(const reg_entry *e, double now) { return e->expires_at > now; }
+
+static void emit(registry *r, reg_event ev, const reg_entry *e)
+{
+    if (!r->on_event)
+        return;
+    r->in_event++;
+    r->on_event(r->ud, ev, e);
+    r->in_event--;
+}
+
+/* ---- entries ---- */
+
+static char *copy_text(const char *s, size_t len)
+{
+    char *c = malloc(len + 1);
+    if (!c)
+        return NULL;
+    memcpy(c, s, len);
+    c[len] = '\0';
+    return c;
+}
+
+static void entry_free(reg_entry *e)
+{
+    if (!e)
+        return;
+    free(e->id);
+    free(e->json);
+    free(e->name_lower);
+    for (size_t i = 0; i < e->ncaps; i++)
+        free(e->caps[i]);
+    free(e->caps);
+    free(e->cap_pos);
+    free(e->owner);
+    free(e);
+}
+
+/* Copies the capabilities of f into e, each distinct name once. */
+static int entry_set_caps(reg_entry *e, const reg_fields *f)
+{
+    if (f->ncaps == 0)
+        return 0;
+    e->caps = calloc(f->ncaps, sizeof *e->caps);
+    e->cap_pos = calloc(f->ncaps, sizeof *e->cap_pos);
+    if (!e->caps || !e->cap_pos)
+        return -1;
+    for (size_t i = 0; i < f->ncaps; i++) {
+        size_t j = 0;
+        while (j < e->ncaps && strcmp(e->caps[j], f->caps[i]) != 0)
+            j++;
+        if (j < e->ncaps)
+            continue; /* duplicate */
+        e->caps[e->ncaps] = copy_text(f->caps[i], strlen(f->caps[i]));
+        if (!e->caps[e->ncaps])
+            return -1;
+        e->ncaps++;
+    }
+    return 0;
+}
+
+/* A new, unlinked entry holding copies of f; NULL when out of memory. */
+static reg_entry *entry_new(reg_kind kind, const reg_fields *f, double ttl, double now)
+{
+    static const heap_node unlinked = HEAP_NODE_INIT;
+    reg_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->kind = kind;
+    e->expiry = unlinked;
+    e->is_public = f->is_public != 0;
+    e->ttl = ttl;
+    e->registered_at = now;
+    e->expires_at = now + ttl;
+    e->json_len = f->json_len ? f->json_len : strlen(f->json);
+    const char *name = f->name ? f->name : "";
+    e->id = copy_text(f->id, strlen(f->id));
+    e->json = copy_text(f->json, e->json_len);
+    e->name_lower = copy_text(name, strlen(name));
+    if (!e->id || !e->json || !e->name_lower)
+        goto fail;
+    for (char *p = e->name_lower; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    if (f->owner && !(e->owner = copy_text(f->owner, strlen(f->owner))))
+        goto fail;
+    if (kind == REG_SYSTEM && entry_set_caps(e, f) != 0)
+        goto fail;
+    return e;
+fail:
+    entry_free(e);
+    return NULL;
+}
+
+/* Exchanges everything but the heap nodes (a and b have the same kind and id), so a takes
+ * b's content in place. */
+static void entry_swap_content(reg_entry *a, reg_entry *b)
+{
+    reg_entry t = *a;
+    heap_node keep_a = a->expiry, keep_b = b->expiry;
+    *a = *b;
+    *b = t;
+    a->expiry = keep_a;
+    b->expiry = keep_b;
+}
+
+/* ---- capability index ---- */
+
+/* Frees the lists of these capabilities that hold no entry. */
+static void index_drop_empty(registry *r, char *const *caps, size_t ncaps)
+{
+    for (size_t i = 0; i < ncaps; i++) {
+        cap_list *l = hashmap_get(r->caps, caps[i]);
+        if (l && l->count == 0) {
+            hashmap_remove(r->caps, caps[i]);
+            free(l->items);
+            free(l);
+        }
+    }
+}
+
+/* Makes room for one more item in the list of every capability of e, creating missing lists.
+ * On failure the index holds the same entries as before (empty lists created here are
+ * dropped; capacity grown here is kept). */
+static int index_reserve(registry *r, const reg_entry *e)
+{
+    for (size_t i = 0; i < e->ncaps; i++) {
+        cap_list *l = hashmap_get(r->caps, e->caps[i]);
+        if (!l) {
+            l = calloc(1, sizeof *l);
+            if (!l)
+                goto fail;
+            if (hashmap_put(r->caps, e->caps[i], l) != 0) {
+                free(l);
+                goto fail;
+            }
+        }
+        if (l->count == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 4;
+            reg_entry **items = realloc(l->items, cap * sizeof *items);
+            if (!items)
+                goto fail;
+            l->items = items;
+            l->cap = cap;
+        }
+    }
+    return 0;
+fail:
+    index_drop_empty(r, e->caps, e->ncaps);
+    return -1;
+}
+
+/* Appends e to the list of each of its capabilities; index_reserve must have succeeded. */
+static void index_add(registry *r, reg_entry *e)
+{
+    for (size_t i = 0; i < e->ncaps; i++) {
+        cap_list *l = hashmap_get(r->caps, e->caps[i]);
+        e->cap_pos[i] = l->count;
+        l->items[l->count++] = e;
+    }
+}
+
+/* Swap-removes e from the list of each of its capabilities; empty lists stay until
+ * index_drop_empty, so a replacement can reuse them without allocating. */
+static void index_unlink(registry *r, reg_entry *e)
+{
+    for (size_t i = 0; i < e->ncaps; i++) {
+        cap_list *l = hashmap_get(r->caps, e->caps[i]);
+        size_t pos = e->cap_pos[i];
+        reg_entry *last = l->items[--l->count];
+        if (last == e)
+            continue;
+        l->items[pos] = last;
+        for (size_t j = 0; j < last->ncaps; j++) {
+            if (strcmp(last->caps[j], e->caps[i]) == 0) {
+                last->cap_pos[j] = pos;
+                break;
+            }
+        }
+    }
+}
+
+/* Takes e out of its map, the heap and the index; the caller reports and frees it. */
+static void entry_unlink(registry *r, reg_entry *e)
+{
+    hashmap_remove(r->maps[e->kind], e->id);
+    heap_remove(&r->expiry, &e->expiry);
+    index_unlink(r, e);
+    index_drop_empty(r, e->caps, e->ncaps);
+}
+
+static void purge_expired(registry *r, reg_entry *e)
+{
+    entry_unlink(r, e);
+    r->expired_total++;
+    emit(r, REG_EXPIRED, e);
+    entry_free(e);
+}
+
+/* ---- lifecycle ---- */
+
+registry *registry_new(reg_event_fn on_event, void *ud)
+{
+    registry *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->maps[REG_CHANNEL] = hashmap_new();
+    r->maps[REG_SYSTEM] = hashmap_new();
+    r->caps = hashmap_new();
+    if (!r->maps[REG_CHANNEL] || !r->maps[REG_SYSTEM] || !r->caps) {
+        hashmap_free(r->maps[REG_CHANNEL]);
+        hashmap_free(r->maps[REG_SYSTEM]);
+        hashmap_free(r->caps);
+        free(r);
+        return NULL;
+    }
+    heap_init(&r->expiry);
+    r->on_event = on_event;
+    r->ud = ud;
+    return r;
+}
+
+void registry_free(registry *r)
+{
+    if (!r)
+        return;
+    heap_free(&r->expiry); /* first: it marks the nodes, which live in the entries */
+    hashmap_iter it;
+    void *v;
+    for (int k = 0; k < 2; k++) {
+        hashmap_iter_init(r->maps[k], &it);
+        while (hashmap_iter_next(r->maps[k], &it, NULL, &v))
+            entry_free(v);
+        hashmap_free(r->maps[k]);
+    }
+    hashmap_iter_init(r->caps, &it);
+    while (hashmap_iter_next(r->caps, &it, NULL, &v)) {
+        cap_list *l = v;
+        free(l->items);
+        free(l);
+    }
+    hashmap_free(r->caps);
+    free(r);
+}
+
+/* ---- changes ---- */
+
+static int fields_valid(reg_kind kind, const reg_fields *f, double ttl, double now)
+{
+    if (!f || !f->id || !f->id[0] || !f->json)
+        return 0;
+    if (!(ttl > 0) || !isfinite(ttl) || !isfinite(now + ttl))
+        return 0;
+    if (kind == REG_SYSTEM && f->ncaps > 0) {
+        if (!f->caps)
+            return 0;
+        for (size_t i = 0; i < f->ncaps; i++) {
+            if (!f->caps[i])
+                return 0;
+        }
+    }
+    return 1;
+}
+
+const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, double ttl,
+                              double now)
+{
+    hashmap *map = map_of(r, kind);
+    if (!map || r->in_event || !fields_valid(kind, f, ttl, now))
+        return NULL;
+    reg_entry *n = entry_new(kind, f, ttl, now);
+    if (!n)
+        return NULL;
+    if (index_reserve(r, n) != 0) {
+        entry_free(n);
+        return NULL;
+    }
+    reg_entry *old = hashmap_get(map, n->id);
+    if (!old) {
+        if (heap_push(&r->expiry, &n->expiry, n->expires_at) != 0)
+            goto fail;
+        if (hashmap_put(map, n->id, n) != 0) {
+            heap_remove(&r->expiry, &n->expiry);
+            goto fail;
+        }
+        index_add(r, n);
+        emit(r, REG_REGISTERED, n);
+        return n;
+    }
+
+    /* Replace in place: old keeps its map slot and heap node and takes n's content; n is left
+     * holding the previous content, unlinked, to be reported (if expired) and freed. */
+    int was_live = is_live(old, now);
+    index_unlink(r, old);
+    entry_swap_content(old, n);
+    index_add(r, old);
+    index_drop_empty(r, n->caps, n->ncaps);
+    if (was_live) {
+        old->registered_at = n->registered_at; /* first registration of this live entry */
+        heap_update(&r->expiry, &old->expiry, old->expires_at);
+        entry_free(n);
+        emit(r, REG_REFRESHED, old);
+        return old;
+    }
+    /* The previous entry had expired: report it first, while the new content is held but not
+     * yet live (queries see neither), then make the new one live and report it. */
+    double expires_at = old->expires_at;
+    old->expires_at = n->expires_at;
+    r->expired_total++;
+    emit(r, REG_EXPIRED, n);
+    entry_free(n);
+    old->expires_at = expires_at;
+    heap_update(&r->expiry, &old->expiry, old->expires_at);
+    emit(r, REG_REGISTERED, old);
+    return old;
+fail:
+    index_drop_empty(r, n->caps, n->ncaps);
+    entry_free(n);
+    return NULL;
+}
+
+int registry_remove(registry *r, reg_kind kind, const char *id, const char *owner, double now)
+{
+    hashmap *map = map_of(r, kind);
+    if (!map || !id || r->in_event)
+        return 0;
+    reg_entry *e = hashmap_get(map, id);
+    if (!e)
+        return 0;
+    if (!is_live(e, now)) {
+        purge_expired(r, e);
+        return 0;
+    }
+    if (owner && !(e->owner && strcmp(e->owner, owner) == 0))
+        return 0;
+    entry_unlink(r, e);
+    emit(r, REG_DEREGISTERED, e);
+    entry_free(e);
+    return 1;
+}
+
+int registry_touch(registry *r, reg_kind kind, const char *id, double now)
+{
+    hashmap *map = map_of(r, kind);
+    if (!map || !id || r->in_event)
+        return 0;
+    reg_entry *e = hashmap_get(map, id);
+    if (!e || !is_live(e, now))
+        return 0;
+    e->expires_at = now + e->ttl;
+    heap_update(&r->expiry, &e->expiry, e->expires_at);
+    emit(r, REG_REFRESHED, e);
+    return 1;
+}
+
+size_t registry_maintain(registry *r, double now)
+{
+    if (!r || r->in_event)
+        return 0;
+    size_t n = 0;
+    heap_node *top;
+    while ((top = heap_peek(&r->expiry)) && top->key <= now) {
+        purge_expired(r, entry_of(top));
+        n++;
+    }
+    return n;
+}
+
+/* ---- queries ---- */
+
+const reg_entry *registry_get(const registry *r, reg_kind kind, const char *id, double now)
+{
+    hashmap *map = map_of(r, kind);
+    if (!map || !id)
+        return NULL;
+    const reg_entry *e = hashmap_get(map, id);
+    return e && is_live(e, now) ? e : NULL;
+}
+
+void reg_list_free(reg_list *l)
+{
+    if (!l)
+        return;
+    free(l->items);
+    l->items = NULL;
+    l->count = 0;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    const reg_entry *x = *(const reg_entry *const *)a;
+    const reg_entry *y = *(const reg_entry *const *)b;
+    return strcmp(x->id, y->id);
+}
+
+/* Room for up to n results; 0, or -1 when out of memory. */
+static int list_alloc(reg_list *out, size_t n)
+{
+    out->items = NULL;
+    out->count = 0;
+    if (n == 0)
+        return 0;
+    out->items = malloc(n * sizeof *out->items);
+    return out->items ? 0 : -1;
+}
+
+static void list_sort(reg_list *out)
+{
+    if (out->count > 1)
+        qsort(out->items, out->count, sizeof *out->items, by_id);
+}
+
+int registry_find_channels(const registry *r, int visibility, const char *name_substr, double now,
+                           reg_list *out)
+{
+    if (!out)
+        return -1;
+    out->items = NULL;
+    out->count = 0;
+    if (!r)
+        return -1;
+    char *needle = NULL;
+    if (name_substr && name_substr[0]) {
+        needle = copy_text(name_substr, strlen(name_substr));
+        if (!needle)
+            return -1;
+        for (char *p = needle; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    }
+    const hashmap *map = r->maps[REG_CHANNEL];
+    if (list_alloc(out, hashmap_count(map)) != 0) {
+        free(needle);
+        return -1;
+    }
+    hashmap_iter it;
+    void *v;
+    hashmap_iter_init(map, &it);
+    while (hashmap_iter_next(map, &it, NULL, &v)) {
+        const reg_entry *e = v;
+        if (!is_live(e, now))
+            continue;
+        if (visibility >= 0 && e->is_public != (visibility != 0))
+            continue;
+        if (needle && !strstr(e->name_lower, needle))
+            continue;
+        out->items[out->count++] = e;
+    }
+    free(needle);
+    list_sort(out);
+    return 0;
+}
+
+int registry_find_systems(const registry *r, const char *capability, double now, reg_list *out)
+{
+    if (!out)
+        return -1;
+    out->items = NULL;
+    out->count = 0;
+    if (!r)
+        return -1;
+    if (!capability) {
+        const hashmap *map = r->maps[REG_SYSTEM];
+        if (list_alloc(out, hashmap_count(map)) != 0)
+            return -1;
+        hashmap_iter it;
+        void *v;
+        hashmap_iter_init(map, &it);
+        while (hashmap_iter_next(map, &it, NULL, &v)) {
+            const reg_entry *e = v;
+            if (is_live(e, now))
+                out->items[out->count++] = e;
+        }
+    } else {
+        const cap_list *l = hashmap_get(r->caps, capability);
+        if (!l)
+            return 0;
+        if (list_alloc(out, l->count) != 0)
+            return -1;
+        for (size_t i = 0; i < l->count; i++) {
+            if (is_live(l->items[i], now))
+                out->items[out->count++] = l->items[i];
+        }
+    }
+    list_sort(out);
+    return 0;
+}
+
+size_t registry_count(const registry *r, reg_kind kind)
+{
+    hashmap *map = map_of(r, kind);
+    return map ? hashmap_count(map) : 0;
+}
+
+size_t registry_expired_total(const registry *r) { return r ? r->expired_total : 0; }

@@ -1,0 +1,100 @@
+/* registry.h - the TTL service registry: channels and system descriptors with expiry.
+ * Pure data structure: no event loop, no Lua, no JSON parsing. Time is passed in.
+ * Each entry stores the JSON text of its info (without expires_at) plus the fields queries
+ * need. Liveness is strict: an entry is live while expires_at > now; no query returns an
+ * entry that is not live, purged or not. Point lookups are O(1) (hash), capability lookups
+ * O(matches) (index of service name -> systems), expiry is a heap so purging costs
+ * O(expired * log n). */
+#ifndef SSSN_REGISTRY_H
+#define SSSN_REGISTRY_H
+
+#include <stddef.h>
+
+#include "heap.h"
+
+typedef enum { REG_CHANNEL = 0, REG_SYSTEM = 1 } reg_kind;
+
+typedef enum {
+    REG_REGISTERED,   /* new entry (or replacing one that had expired) */
+    REG_REFRESHED,    /* replaced a live entry: content and expiry renewed */
+    REG_EXPIRED,      /* removed because its TTL passed */
+    REG_DEREGISTERED, /* removed on request */
+} reg_event;
+
+const char *reg_event_name(reg_event ev); /* "registered", "refreshed", "expired", "deregistered" */
+const char *reg_kind_name(reg_kind k);    /* "channel", "system" */
+
+typedef struct reg_entry {
+    reg_kind kind;
+    char *id;
+    char *json;          /* JSON object text of the info, as given, without expires_at */
+    size_t json_len;
+    char *name_lower;    /* channel name (or system name) lowercased, for substring search */
+    int is_public;       /* channels: visibility */
+    char **caps;         /* systems: service names (capabilities), distinct */
+    size_t ncaps;
+    size_t *cap_pos;     /* internal: position of this entry in each capability's list */
+    char *owner;         /* system id that registered it, or NULL */
+    double ttl;          /* seconds */
+    double registered_at;
+    double expires_at;
+    heap_node expiry;    /* internal */
+} reg_entry;
+
+/* What a caller registers. Strings are copied. */
+typedef struct reg_fields {
+    const char *id;          /* required, non-empty */
+    const char *name;        /* NULL -> "" */
+    int is_public;
+    const char *const *caps; /* systems; duplicates are stored once */
+    size_t ncaps;
+    const char *json;        /* required: JSON object text */
+    size_t json_len;
+    const char *owner;       /* NULL when registered from outside any system */
+} reg_fields;
+
+typedef void (*reg_event_fn)(void *ud, reg_event ev, const reg_entry *e);
+
+typedef struct registry registry;
+
+/* on_event (may be NULL) is called synchronously for every event, after the change;
+ * for REG_EXPIRED / REG_DEREGISTERED the entry is freed after the call returns. */
+registry *registry_new(reg_event_fn on_event, void *ud);
+void registry_free(registry *r);
+
+/* Registers or replaces (never duplicates) an entry with expires_at = now + ttl (ttl > 0).
+ * Emits REG_REFRESHED when a live entry was replaced; when an expired but unpurged entry was
+ * there, emits REG_EXPIRED for it and then REG_REGISTERED. Returns the entry, or NULL when out
+ * of memory or fields are invalid (empty id, ttl <= 0, missing json). */
+const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, double ttl, double now);
+
+/* Removes a live entry; emits REG_DEREGISTERED. With owner != NULL only an entry whose owner
+ * matches is removed. Returns 1 when removed, 0 otherwise. */
+int registry_remove(registry *r, reg_kind kind, const char *id, const char *owner, double now);
+
+/* Pushes expires_at of a live entry to now + its ttl (emits REG_REFRESHED). 1 done, 0 if absent. */
+int registry_touch(registry *r, reg_kind kind, const char *id, double now);
+
+const reg_entry *registry_get(const registry *r, reg_kind kind, const char *id, double now);
+
+typedef struct reg_list {
+    const reg_entry **items; /* malloc'd; free with reg_list_free */
+    size_t count;
+} reg_list;
+void reg_list_free(reg_list *l);
+
+/* Live channels, sorted by id. visibility: -1 any, 0 private, 1 public. name_substr: NULL or
+ * a case-insensitive substring of the name. Returns 0, or -1 when out of memory. */
+int registry_find_channels(const registry *r, int visibility, const char *name_substr, double now,
+                           reg_list *out);
+/* Live systems, sorted by id; capability NULL -> all, else systems with a service of exactly
+ * that name (found through the index). Returns 0, or -1 when out of memory. */
+int registry_find_systems(const registry *r, const char *capability, double now, reg_list *out);
+
+/* Purges every entry with expires_at <= now, emitting REG_EXPIRED for each; returns how many. */
+size_t registry_maintain(registry *r, double now);
+
+size_t registry_count(const registry *r, reg_kind kind); /* entries held, live or not yet purged */
+size_t registry_expired_total(const registry *r);        /* entries purged by expiry since creation */
+
+#endif

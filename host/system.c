@@ -1,0 +1,923 @@
+/* system.c - systems: each script in its own Lua state with a capped allocator; every entry
+ * into Lua runs as a host-managed coroutine (task) so calls can yield; setup once, then step
+ * on a fixed tick schedule; subscriptions and periodic pulls delivered through the loop. */
+#include "system.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "log.h"
+#include "lua_sssn.h"
+
+struct subscription {
+    sssn_system *s;
+    channel *ch;
+    int fn_ref;
+    channel_watcher watcher;
+    deferred delivery;
+    task *active;
+    subscription *next;
+};
+
+struct periodic_source {
+    sssn_system *s;
+    channel *ch;
+    int fn_ref;
+    host_timer timer;
+    double slot;
+    task *active;
+    periodic_source *next;
+};
+
+static const char *const task_kind_names[] = {"setup", "step", "subscriber", "periodic pull", "call"};
+
+/* ---- vm: a Lua state with its own allocator ---- */
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    vm *v = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        v->bytes -= old;
+        return NULL;
+    }
+    /* refuse growth past the cap: Lua raises "not enough memory" in this state only */
+    if (v->limit && nsize > old && v->bytes - old + nsize > v->limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (!p)
+        return NULL;
+    v->bytes = v->bytes - old + nsize;
+    if (v->bytes > v->peak)
+        v->peak = v->bytes;
+    return p;
+}
+
+static int vm_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    log_write(LOG_ERROR, LOG_ERROR, NULL, "unprotected Lua error: %s", msg ? msg : "?");
+    abort();
+}
+
+/* Opens the libraries and makes `require "sssn"` find the Lua half and the C half. */
+static int vm_init_protected(lua_State *L)
+{
+    vm *v = lua_touserdata(L, 1);
+    luaL_openlibs(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, luaopen_sssn_core);
+    lua_setfield(L, -2, "sssn.core");
+    lua_pop(L, 1);
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", v->h->cfg.lua_dir, v->h->cfg.lua_dir);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    return 0;
+}
+
+vm *vm_new(host *h, size_t limit)
+{
+    vm *v = calloc(1, sizeof *v);
+    if (!v)
+        return NULL;
+    v->h = h;
+    v->limit = limit;
+    v->watchdog_limit = h->cfg.step_timeout;
+    v->L = lua_newstate(vm_alloc, v);
+    if (!v->L) {
+        free(v);
+        return NULL;
+    }
+    lua_atpanic(v->L, vm_panic);
+    *(task **)lua_getextraspace(v->L) = NULL; /* threads copy this: "not a task" */
+    lua_pushcfunction(v->L, vm_init_protected);
+    lua_pushlightuserdata(v->L, v);
+    if (lua_pcall(v->L, 1, 0, 0) != LUA_OK) {
+        log_write(h->cfg.log_level, LOG_ERROR, NULL, "cannot set up a Lua state: %s",
+                  lua_tostring(v->L, -1));
+        lua_close(v->L);
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+vm *vm_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/* ---- tasks ---- */
+
+static void task_finish(task *t, int ok);
+
+task *task_current(lua_State *L) { return *(task **)lua_getextraspace(L); }
+
+/* Watchdog: a task that runs too long without yielding is interrupted with an error. */
+static void watchdog_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    vm *v = vm_of(L);
+    if (v->watchdog_limit > 0 && ev_time() - v->watchdog_start > v->watchdog_limit)
+        luaL_error(L, "ran for more than %f s without yielding (interrupted by the watchdog)",
+                   v->watchdog_limit);
+}
+
+static int make_thread_protected(lua_State *L)
+{
+    int n = lua_gettop(L); /* function + args */
+    lua_State *co = lua_newthread(L);
+    lua_insert(L, 1);
+    lua_xmove(L, co, n);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops the thread */
+    lua_pushinteger(L, ref);
+    return 1;
+}
+
+/* Runs fn(args...) from the stack in a protected call with a traceback. Used for calls the
+ * host makes into a state that must not yield (loading a chunk). */
+static int traceback_handler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
+                 void (*on_done)(task *t, int ok), void *data)
+{
+    lua_State *L = v->L;
+    task *t = calloc(1, sizeof *t);
+    if (!t || !lua_checkstack(L, 2)) {
+        free(t);
+        lua_pop(L, nargs + 1);
+        host_log(v->h, LOG_ERROR, sys ? sys->id : NULL, "out of memory starting a %s", task_kind_names[kind]);
+        return NULL;
+    }
+    lua_pushcfunction(L, make_thread_protected);
+    lua_insert(L, -(nargs + 2));
+    if (lua_pcall(L, nargs + 1, 1, 0) != LUA_OK) {
+        host_log(v->h, LOG_ERROR, sys ? sys->id : NULL, "cannot start a %s: %s", task_kind_names[kind],
+                 lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (sys)
+            sys->errors++;
+        free(t);
+        return NULL;
+    }
+    t->co_ref = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+    t->co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    *(task **)lua_getextraspace(t->co) = t;
+    t->vm = v;
+    t->sys = sys;
+    t->kind = kind;
+    t->on_done = on_done;
+    t->data = data;
+    timer_init(&t->sleep_timer, NULL, t);
+    t->next = v->tasks;
+    if (v->tasks)
+        v->tasks->prev = t;
+    v->tasks = t;
+    task_resume(t, nargs);
+    return t;
+}
+
+static void log_task_error(task *t, lua_State *co, int status)
+{
+    vm *v = t->vm;
+    const char *msg = lua_tostring(co, -1);
+    if (!msg) {
+        if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
+            msg = lua_tostring(co, -1);
+        else
+            msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
+    }
+    luaL_traceback(v->L, co, msg, 0); /* may fail on memory: fall back to the bare message */
+    const char *tb = lua_tostring(v->L, -1);
+    host_log(v->h, LOG_ERROR, t->sys ? t->sys->id : NULL, "error in %s: %s", task_kind_names[t->kind],
+             tb ? tb : msg);
+    lua_pop(v->L, 1);
+}
+
+void task_resume(task *t, int nargs)
+{
+    vm *v = t->vm;
+    int nres = 0;
+    v->watchdog_start = ev_time();
+    lua_sethook(t->co, watchdog_hook, LUA_MASKCOUNT, 100000);
+    t->running = 1;
+    int status = lua_resume(t->co, NULL, nargs, &nres);
+    t->running = 0;
+    lua_sethook(t->co, NULL, 0, 0);
+    if (status == LUA_YIELD) {
+        lua_pop(t->co, nres);
+        if (t->cancelled)
+            task_finish(t, 0);
+        else if (!timer_active(&t->sleep_timer) && !t->waiting)
+            task_sleep_resume_soon(t); /* a bare coroutine.yield(): carry on next loop turn */
+        return;
+    }
+    if (status != LUA_OK) {
+        if (!t->cancelled)
+            log_task_error(t, t->co, status);
+        task_finish(t, 0);
+        return;
+    }
+    task_finish(t, !t->cancelled);
+}
+
+static void task_free(task *t)
+{
+    vm *v = t->vm;
+    timer_stop(v->h, &t->sleep_timer);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        v->tasks = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    if (t->cancel_wait)
+        t->cancel_wait(t);
+    lua_resetthread(t->co); /* closes pending to-be-closed variables */
+    luaL_unref(v->L, LUA_REGISTRYINDEX, t->co_ref);
+    free(t);
+}
+
+static void task_finish(task *t, int ok)
+{
+    if (t->on_done)
+        t->on_done(t, ok);
+    task_free(t);
+}
+
+/* Ends a task that is not running: it is dropped where it waits. A running task (the one
+ * that asked for the stop) ends when it returns. */
+static void task_cancel(task *t)
+{
+    t->cancelled = 1;
+    if (!t->running)
+        task_finish(t, 0);
+}
+
+static void on_sleep_done(host *h, host_timer *timer)
+{
+    (void)h;
+    task_resume(timer->data, 0);
+}
+
+int task_sleep(lua_State *L, double seconds)
+{
+    task *t = task_current(L);
+    if (!t)
+        return luaL_error(L, "sssn.sleep: not inside a system's setup, step, subscriber or pull "
+                             "(waiting calls must run in the host's coroutines)");
+    if (!(seconds >= 0))
+        seconds = 0;
+    t->sleep_timer.cb = on_sleep_done;
+    timer_start(t->vm->h, &t->sleep_timer, host_now(t->vm->h) + seconds);
+    if (!timer_active(&t->sleep_timer))
+        return luaL_error(L, "sssn.sleep: out of memory");
+    return 0;
+}
+
+void task_sleep_resume_soon(task *t)
+{
+    t->sleep_timer.cb = on_sleep_done;
+    timer_start(t->vm->h, &t->sleep_timer, host_now(t->vm->h));
+}
+
+/* ---- systems ---- */
+
+sssn_system *system_current(lua_State *L)
+{
+    task *t = task_current(L);
+    if (t && t->sys)
+        return t->sys;
+    return vm_of(L)->default_system;
+}
+
+sssn_system *system_find(host *h, const char *id)
+{
+    for (sssn_system *s = h->systems; s; s = s->next)
+        if (s->state != SYS_STOPPED && strcmp(s->id, id) == 0)
+            return s;
+    return NULL;
+}
+
+channel *system_channel(sssn_system *s, const char *id) { return hashmap_get(s->channels, id); }
+
+static sssn_system *system_alloc(host *h, vm *v, int owns_vm)
+{
+    sssn_system *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->channels = hashmap_new();
+    if (!s->channels) {
+        free(s);
+        return NULL;
+    }
+    s->h = h;
+    s->vm = v;
+    s->owns_vm = owns_vm;
+    s->self_ref = LUA_NOREF;
+    s->tick_rate = 1;
+    s->period = 1;
+    s->on_error = ON_ERROR_CONTINUE;
+    s->state = SYS_SETUP;
+    return s;
+}
+
+static void system_link(sssn_system *s)
+{
+    s->next = s->h->systems;
+    s->h->systems = s;
+}
+
+static char *xstrdup_or_raise(lua_State *L, const char *str)
+{
+    char *p = strdup(str);
+    if (!p)
+        luaL_error(L, "not enough memory");
+    return p;
+}
+
+/* Runs the loaded chunk (arg 2) and turns its result into the system: either the table it
+ * returned (made by sssn.system{...}) or one built around global setup/step functions.
+ * Arg 1: the sssn_system to fill; arg 3: default id. Leaves the system table on the stack. */
+static int load_protected(lua_State *L)
+{
+    sssn_system *s = lua_touserdata(L, 1);
+    const char *default_id = lua_tostring(L, 3);
+    lua_pushvalue(L, 2);
+    lua_call(L, 0, 1);
+    if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_getglobal(L, "setup");
+        lua_getglobal(L, "step");
+        int has_globals = lua_isfunction(L, -1) || lua_isfunction(L, -2);
+        lua_pop(L, 2);
+        if (!has_globals)
+            return luaL_error(L, "the script neither returns a system (sssn.system{...}) nor defines "
+                                 "global setup/step functions");
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "sssn");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "system_from_globals");
+        lua_pushstring(L, default_id);
+        lua_call(L, 1, 1);
+        lua_remove(L, -2);
+    }
+    int t = lua_gettop(L);
+    if (lua_getfield(L, t, "id") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+        return luaL_error(L, "the system has no id (sssn.system{id = \"...\"})");
+    s->id = xstrdup_or_raise(L, lua_tostring(L, -1));
+    if (system_find(s->h, s->id))
+        return luaL_error(L, "a system with id '%s' is already running", s->id);
+    lua_getfield(L, t, "name");
+    s->name = xstrdup_or_raise(L, lua_isstring(L, -1) ? lua_tostring(L, -1) : s->id);
+    lua_getfield(L, t, "tick_rate");
+    if (!lua_isnil(L, -1)) {
+        double r = lua_tonumber(L, -1);
+        if (!lua_isnumber(L, -1) || !(r > 0) || r > 1e6)
+            return luaL_error(L, "tick_rate of system '%s' must be a positive number of ticks per second", s->id);
+        s->tick_rate = r;
+        s->period = 1.0 / r;
+    }
+    lua_getfield(L, t, "on_error");
+    if (!lua_isnil(L, -1)) {
+        const char *p = lua_tostring(L, -1);
+        if (p && strcmp(p, "continue") == 0)
+            s->on_error = ON_ERROR_CONTINUE;
+        else if (p && strcmp(p, "stop") == 0)
+            s->on_error = ON_ERROR_STOP;
+        else
+            return luaL_error(L, "on_error of system '%s' must be \"continue\" or \"stop\"", s->id);
+    }
+    lua_getfield(L, t, "max_errors");
+    s->max_errors = lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 ? (unsigned)lua_tointeger(L, -1) : 1;
+    lua_settop(L, t);
+    sssn_push_system(L, s);
+    lua_setfield(L, t, "_sys");
+    lua_pushvalue(L, t);
+    s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+static sssn_system *system_load(host *h, int is_file, const char *src, size_t len, const char *name,
+                                const char *default_id, size_t memory_limit)
+{
+    vm *v = vm_new(h, memory_limit);
+    if (!v)
+        return NULL;
+    sssn_system *s = system_alloc(h, v, 1);
+    if (!s) {
+        vm_free(v);
+        return NULL;
+    }
+    lua_State *L = v->L;
+    v->default_system = s;
+    int st = is_file ? luaL_loadfilex(L, src, "t") : luaL_loadbufferx(L, src, len, name, "t");
+    if (st != LUA_OK) {
+        host_log(h, LOG_ERROR, NULL, "cannot load %s", lua_tostring(L, -1));
+        goto fail;
+    }
+    lua_pushcfunction(L, traceback_handler);
+    lua_pushcfunction(L, load_protected);
+    lua_pushlightuserdata(L, s);
+    lua_pushvalue(L, -4);
+    lua_pushstring(L, default_id);
+    if (lua_pcall(L, 3, 0, -5) != LUA_OK) {
+        host_log(h, LOG_ERROR, s->id, "cannot start %s: %s", name, lua_tostring(L, -1));
+        goto fail;
+    }
+    lua_settop(L, 0);
+    system_link(s);
+    return s;
+fail:
+    free(s->id);
+    free(s->name);
+    s->id = s->name = NULL;
+    hashmap_free(s->channels);
+    free(s);
+    vm_free(v);
+    return NULL;
+}
+
+static char *base_name(const char *path)
+{
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    char *id = strdup(b);
+    if (id) {
+        char *dot = strrchr(id, '.');
+        if (dot && dot != id)
+            *dot = '\0';
+    }
+    return id;
+}
+
+sssn_system *system_load_file(host *h, const char *path)
+{
+    char *id = base_name(path);
+    if (!id)
+        return NULL;
+    sssn_system *s = system_load(h, 1, path, 0, path, id, h->cfg.memory_limit);
+    free(id);
+    return s;
+}
+
+sssn_system *system_load_string(host *h, const char *source, size_t len, const char *chunkname,
+                                const char *default_id, size_t memory_limit)
+{
+    return system_load(h, 0, source, len, chunkname, default_id, memory_limit);
+}
+
+sssn_system *system_attach(vm *v, const char *id, const char *name)
+{
+    sssn_system *s = system_alloc(v->h, v, 0);
+    if (!s)
+        return NULL;
+    s->id = strdup(id);
+    s->name = strdup(name ? name : id);
+    if (!s->id || !s->name) {
+        free(s->id);
+        free(s->name);
+        hashmap_free(s->channels);
+        free(s);
+        return NULL;
+    }
+    s->state = SYS_RUNNING;
+    v->h->nrunning++;
+    system_link(s);
+    return s;
+}
+
+/* Pushes self[method] and self; returns 0 when the method is not a function (nothing pushed). */
+static int push_method(sssn_system *s, const char *method)
+{
+    lua_State *L = s->vm->L;
+    if (s->self_ref == LUA_NOREF || !lua_checkstack(L, 3))
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref);
+    lua_getfield(L, -1, method); /* plain table lookups of the system table; methods come from its class */
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_insert(L, -2);
+    return 1;
+}
+
+static void finalize_stop(sssn_system *s);
+static void start_step(sssn_system *s);
+
+static void on_tick(host *h, host_timer *t)
+{
+    (void)h;
+    sssn_system *s = t->data;
+    if (s->state == SYS_RUNNING && !s->step_task)
+        start_step(s);
+}
+
+/* Fixed schedule: slots at T0 + k * period. Slots that passed while the step ran are merged
+ * into one step that starts on the next loop turn, and counted as overruns. */
+static void schedule_next(sssn_system *s)
+{
+    double now = host_now(s->h);
+    double next = s->t0 + (double)(s->tick_index + 1) * s->period;
+    if (next > now) {
+        s->tick_index++;
+    } else {
+        /* the latest slot that has passed; the epsilon absorbs rounding at exact boundaries */
+        uint64_t latest = (uint64_t)floor((now - s->t0) / s->period + 1e-9);
+        uint64_t missed = latest > s->tick_index ? latest - s->tick_index : 0;
+        s->overruns += missed;
+        s->h->overruns += missed;
+        s->tick_index = latest;
+        next = now;
+    }
+    timer_start(s->h, &s->tick_timer, next);
+}
+
+static void step_done(task *t, int ok)
+{
+    sssn_system *s = t->sys;
+    s->step_task = NULL;
+    if (ok) {
+        s->consecutive_errors = 0;
+    } else if (!t->cancelled) {
+        s->errors++;
+        s->h->step_errors++;
+        s->consecutive_errors++;
+        if (s->on_error == ON_ERROR_STOP && s->consecutive_errors >= s->max_errors) {
+            host_log(s->h, LOG_WARN, s->id, "stopping after %u consecutive error%s (on_error = \"stop\")",
+                     s->consecutive_errors, s->consecutive_errors == 1 ? "" : "s");
+            s->stop_requested = 1;
+        }
+    }
+    if (s->stop_requested) {
+        finalize_stop(s);
+        return;
+    }
+    if (s->state == SYS_RUNNING)
+        schedule_next(s);
+}
+
+static void start_step(sssn_system *s)
+{
+    if (!push_method(s, "step"))
+        return; /* no step: the system lives on its subscriptions and pulls */
+    double now = host_now(s->h);
+    double dt = s->last_step_start > 0 ? now - s->last_step_start : 0;
+    s->last_step_start = now;
+    s->steps++;
+    s->h->steps++;
+    lua_pushnumber(s->vm->L, dt);
+    /* step_task is set before the first resume so a stop from inside the step waits for it */
+    s->step_task = (task *)1;
+    task *t = task_spawn(s->vm, s, TASK_STEP, 2, step_done, NULL);
+    if (s->step_task == (task *)1)
+        s->step_task = t; /* still running (it yielded) */
+    if (!t) {
+        s->step_task = NULL;
+        if (s->state == SYS_RUNNING && !s->stop_requested)
+            schedule_next(s);
+    }
+}
+
+static void setup_done(task *t, int ok)
+{
+    sssn_system *s = t->sys;
+    s->step_task = NULL;
+    if (!ok && !t->cancelled) {
+        s->errors++;
+        s->h->step_errors++;
+    }
+    if (s->stop_requested) {
+        finalize_stop(s);
+        return;
+    }
+    s->state = SYS_RUNNING;
+    host_log(s->h, LOG_INFO, s->id, "running (%g tick%s per second)", s->tick_rate, s->tick_rate == 1 ? "" : "s");
+    s->t0 = host_now(s->h);
+    s->tick_index = 0;
+    timer_start(s->h, &s->tick_timer, s->t0);
+}
+
+void system_start(sssn_system *s)
+{
+    s->h->nrunning++;
+    s->ticking = 1;
+    timer_init(&s->tick_timer, on_tick, s);
+    if (!push_method(s, "setup")) {
+        task fake = {.sys = s};
+        setup_done(&fake, 1);
+        return;
+    }
+    s->step_task = (task *)1;
+    task *t = task_spawn(s->vm, s, TASK_SETUP, 1, setup_done, NULL);
+    if (s->step_task == (task *)1)
+        s->step_task = t;
+    if (!t && s->state == SYS_SETUP) {
+        task fake = {.sys = s, .cancelled = 0};
+        setup_done(&fake, 0);
+    }
+}
+
+static void cancel_tasks(sssn_system *s)
+{
+    task *t = s->vm->tasks;
+    while (t) {
+        task *next = t->next;
+        if (t->sys == s && !t->running)
+            task_cancel(t);
+        else if (t->sys == s)
+            t->cancelled = 1;
+        t = next;
+    }
+}
+
+static void free_subscription(sssn_system *s, subscription *sub)
+{
+    channel_remove_watcher(sub->ch, &sub->watcher);
+    defer_cancel(s->h, &sub->delivery);
+    luaL_unref(s->vm->L, LUA_REGISTRYINDEX, sub->fn_ref);
+    free(sub);
+}
+
+static void free_periodic(sssn_system *s, periodic_source *p)
+{
+    timer_stop(s->h, &p->timer);
+    luaL_unref(s->vm->L, LUA_REGISTRYINDEX, p->fn_ref);
+    free(p);
+}
+
+static void finalize_stop(sssn_system *s)
+{
+    if (s->state == SYS_STOPPED)
+        return;
+    s->state = SYS_STOPPED;
+    timer_stop(s->h, &s->tick_timer);
+    cancel_tasks(s);
+    while (s->subs) {
+        subscription *sub = s->subs;
+        s->subs = sub->next;
+        free_subscription(s, sub);
+    }
+    while (s->periodics) {
+        periodic_source *p = s->periodics;
+        s->periodics = p->next;
+        free_periodic(s, p);
+    }
+    system_drop_registrations(s);
+    hashmap_iter it;
+    void *v;
+    hashmap_iter_init(s->channels, &it);
+    while (hashmap_iter_next(s->channels, &it, NULL, &v)) {
+        channel *ch = v;
+        if (ch->owner && strcmp(ch->owner, s->id) == 0)
+            host_retire_channel(s->h, ch);
+    }
+    if (s->h->nrunning > 0)
+        s->h->nrunning--;
+    host_log(s->h, LOG_INFO, s->id, "stopped (%llu steps, %llu errors, %llu overruns)",
+             (unsigned long long)s->steps, (unsigned long long)s->errors, (unsigned long long)s->overruns);
+}
+
+void system_stop(sssn_system *s, const char *why)
+{
+    if (s->state == SYS_STOPPED)
+        return;
+    if (why)
+        host_log(s->h, LOG_DEBUG, s->id, "stop requested: %s", why);
+    s->stop_requested = 1;
+    task *st = s->step_task;
+    if (st && st != (task *)1 && st->running)
+        return; /* the step asked for it: finish when it returns */
+    if (st == (task *)1)
+        return; /* inside the first resume of setup/step: finish in its on_done */
+    finalize_stop(s);
+}
+
+void system_free(sssn_system *s)
+{
+    finalize_stop(s);
+    if (s->self_ref != LUA_NOREF && s->vm)
+        luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->self_ref);
+    hashmap_free(s->channels);
+    if (s->owns_vm)
+        vm_free(s->vm);
+    free(s->id);
+    free(s->name);
+    free(s);
+}
+
+void vm_free(vm *v)
+{
+    if (!v)
+        return;
+    while (v->tasks) {
+        v->tasks->cancelled = 1;
+        v->tasks->running = 0;
+        task_finish(v->tasks, 0);
+    }
+    lua_close(v->L);
+    free(v);
+}
+
+/* ---- subscriptions: push delivery through the loop, one message at a time, in order ---- */
+
+static void deliver(host *h, deferred *d);
+
+static void on_subscribed_write(channel_watcher *w, const message *m)
+{
+    (void)m;
+    subscription *sub = w->data;
+    if (!sub->active)
+        defer(sub->s->h, &sub->delivery);
+}
+
+static void delivery_done(task *t, int ok)
+{
+    (void)ok;
+    subscription *sub = t->data;
+    sub->active = NULL;
+    if (!t->cancelled)
+        defer(sub->s->h, &sub->delivery); /* more may have arrived meanwhile */
+}
+
+static int push_message_protected(lua_State *L)
+{
+    sssn_push_message(L, lua_touserdata(L, 1));
+    return 1;
+}
+
+static void deliver(host *h, deferred *d)
+{
+    subscription *sub = d->data;
+    sssn_system *s = sub->s;
+    if (sub->active || s->state == SYS_STOPPED)
+        return;
+    channel_batch b;
+    if (channel_read(sub->ch, s->id, 1, 0, 0, host_now(h), &b) != CHANNEL_OK)
+        return;
+    if (b.missed)
+        host_log(h, LOG_WARN, s->id, "subscriber of '%s' missed %llu message(s) dropped by capacity",
+                 sub->ch->id, (unsigned long long)b.missed);
+    if (b.count == 0) {
+        channel_batch_free(&b);
+        return;
+    }
+    lua_State *L = s->vm->L;
+    if (!lua_checkstack(L, 4)) {
+        channel_batch_free(&b);
+        return;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sub->fn_ref);
+    lua_pushcfunction(L, push_message_protected);
+    lua_pushlightuserdata(L, (void *)b.items[0]);
+    int st = lua_pcall(L, 1, 1, 0);
+    channel_batch_free(&b);
+    if (st != LUA_OK) {
+        host_log(h, LOG_ERROR, s->id, "cannot deliver a message from '%s': %s", sub->ch->id, lua_tostring(L, -1));
+        lua_pop(L, 2);
+        s->errors++;
+        defer(h, &sub->delivery);
+        return;
+    }
+    sub->active = (task *)1;
+    task *t = task_spawn(s->vm, s, TASK_SUBSCRIBER, 1, delivery_done, sub);
+    if (sub->active == (task *)1)
+        sub->active = t;
+}
+
+int system_subscribe(sssn_system *s, channel *ch)
+{
+    lua_State *L = s->vm->L;
+    system_unsubscribe(s, ch->id);
+    subscription *sub = calloc(1, sizeof *sub);
+    if (!sub) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    sub->s = s;
+    sub->ch = ch;
+    sub->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (sub->fn_ref == LUA_REFNIL || sub->fn_ref == LUA_NOREF) {
+        free(sub);
+        return -1;
+    }
+    sub->watcher.on_write = on_subscribed_write;
+    sub->watcher.data = sub;
+    defer_init(&sub->delivery, deliver, sub);
+    channel_add_watcher(ch, &sub->watcher);
+    sub->next = s->subs;
+    s->subs = sub;
+    defer(s->h, &sub->delivery); /* deliver what is already there */
+    return 0;
+}
+
+void system_unsubscribe(sssn_system *s, const char *channel_id)
+{
+    for (subscription **p = &s->subs; *p; p = &(*p)->next) {
+        subscription *sub = *p;
+        if (strcmp(sub->ch->id, channel_id) == 0) {
+            *p = sub->next;
+            if (sub->active && sub->active != (task *)1) {
+                sub->active->data = NULL;
+                sub->active->on_done = NULL;
+            }
+            free_subscription(s, sub);
+            return;
+        }
+    }
+}
+
+/* ---- periodic channels: the host calls pull every period and writes what it returns ---- */
+
+static void pull_done(task *t, int ok)
+{
+    periodic_source *p = t->data;
+    p->active = NULL;
+    if (!ok) {
+        p->s->errors++;
+        return;
+    }
+    lua_State *co = t->co;
+    if (lua_gettop(co) == 0 || lua_isnil(co, -1))
+        return; /* nothing to publish this period */
+    host *h = p->s->h;
+    strbuf *b = &h->scratch;
+    strbuf_reset(b);
+    char err[256];
+    if (json_encode(co, -1, "data", b, err, sizeof err) < 0) {
+        host_log(h, LOG_ERROR, p->s->id, "pull of '%s' returned a value that cannot be written: %s", p->ch->id, err);
+        p->s->errors++;
+        return;
+    }
+    message_in in = {.sender_id = p->s->id, .data_json = b->data, .data_len = b->len};
+    int rc = channel_write(p->ch, &in, host_now(h), NULL);
+    if (rc != CHANNEL_OK)
+        host_log(h, LOG_ERROR, p->s->id, "cannot write pull result to '%s': %s", p->ch->id, channel_strerror(rc));
+}
+
+static void on_pull(host *h, host_timer *timer)
+{
+    periodic_source *p = timer->data;
+    sssn_system *s = p->s;
+    if (s->state == SYS_STOPPED)
+        return;
+    p->slot += p->ch->period;
+    double now = host_now(h);
+    if (p->slot <= now)
+        p->slot = now + p->ch->period; /* fell behind: skip, do not burst */
+    timer_start(h, &p->timer, p->slot);
+    if (p->active)
+        return;
+    lua_State *L = s->vm->L;
+    if (!lua_checkstack(L, 2))
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->fn_ref);
+    p->active = (task *)1;
+    task *t = task_spawn(s->vm, s, TASK_PERIODIC, 0, pull_done, p);
+    if (p->active == (task *)1)
+        p->active = t;
+}
+
+int system_add_periodic(sssn_system *s, channel *ch)
+{
+    lua_State *L = s->vm->L;
+    periodic_source *p = calloc(1, sizeof *p);
+    if (!p || !(ch->period > 0)) {
+        free(p);
+        lua_pop(L, 1);
+        return -1;
+    }
+    p->s = s;
+    p->ch = ch;
+    p->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    timer_init(&p->timer, on_pull, p);
+    p->slot = host_now(s->h);
+    timer_start(s->h, &p->timer, p->slot + ch->period);
+    p->next = s->periodics;
+    s->periodics = p;
+    return 0;
+}

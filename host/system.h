@@ -1,0 +1,130 @@
+/* system.h - systems: one Lua state each (a "vm" with its own allocator and memory cap),
+ * host-managed coroutines ("tasks") for setup, step, subscribers and periodic pulls, and
+ * the tick schedule. Every entry into Lua goes through a task, so any call may yield. */
+#ifndef SSSN_SYSTEM_H
+#define SSSN_SYSTEM_H
+
+#include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "channel.h"
+#include "hashmap.h"
+#include "host.h"
+#include "timer.h"
+
+typedef struct sssn_system sssn_system;
+typedef struct task task;
+
+/* A Lua state with its own allocator. One per system; the test runner's state is one too. */
+typedef struct vm {
+    lua_State *L;
+    host *h;
+    size_t bytes;      /* Lua heap in use */
+    size_t peak;
+    size_t limit;      /* 0 = unlimited; growth past it is refused ("not enough memory") */
+    sssn_system *default_system; /* the system calls outside a task act for, or NULL */
+    task *tasks;       /* live tasks in this state */
+    double watchdog_start;  /* real time the running task was resumed */
+    double watchdog_limit;  /* seconds, 0 = off */
+} vm;
+
+enum task_kind { TASK_SETUP, TASK_STEP, TASK_SUBSCRIBER, TASK_PERIODIC, TASK_CALL };
+
+struct task {
+    vm *vm;
+    sssn_system *sys;           /* whose work this is (errors are counted there); may be NULL */
+    enum task_kind kind;
+    lua_State *co;
+    int co_ref;                 /* keeps the thread alive in vm->L's registry */
+    host_timer sleep_timer;     /* sssn.sleep */
+    void (*on_done)(task *t, int ok);
+    void *data;
+    int running;                /* inside lua_resume right now */
+    int cancelled;              /* its system stopped: end it instead of resuming */
+    int waiting;                /* a binding arranged a wake-up other than the sleep timer */
+    void (*cancel_wait)(task *t); /* undoes that arrangement when the task is dropped */
+    task *prev, *next;          /* vm->tasks */
+};
+
+typedef struct subscription subscription;
+typedef struct registration registration;
+typedef struct periodic_source periodic_source;
+
+enum system_state { SYS_SETUP, SYS_RUNNING, SYS_STOPPED };
+enum error_policy { ON_ERROR_CONTINUE, ON_ERROR_STOP };
+
+struct sssn_system {
+    host *h;
+    vm *vm;
+    int owns_vm;               /* 0 for the test runner's pseudo-systems */
+    char *id;
+    char *name;
+    int self_ref;              /* the system table, in vm->L's registry; LUA_NOREF if none */
+    enum system_state state;
+    int stop_requested;
+
+    double tick_rate, period;
+    host_timer tick_timer;
+    int ticking;               /* 0 for pseudo-systems: never stepped by the host */
+    double t0;                 /* time of the first tick slot; slots are t0 + k * period */
+    uint64_t tick_index;       /* k of the current / last step's slot */
+    double last_step_start;    /* real start of the last step, 0 before the first */
+    task *step_task;           /* the step in progress, or NULL */
+
+    enum error_policy on_error;
+    unsigned max_errors;       /* consecutive errors before ON_ERROR_STOP stops the system */
+    unsigned consecutive_errors;
+
+    hashmap *channels;         /* id -> channel*: owned and connected */
+    subscription *subs;
+    registration *regs;        /* what it registered (kept alive, dropped on stop) */
+    periodic_source *periodics;
+
+    uint64_t steps, errors, overruns;
+    sssn_system *next;         /* host->systems */
+};
+
+/* Loading. Both report failures (file and line) through the host log and return NULL. */
+sssn_system *system_load_file(host *h, const char *path);
+sssn_system *system_load_string(host *h, const char *source, size_t len, const char *chunkname,
+                                const char *default_id, size_t memory_limit);
+/* Starts a loaded system: runs setup in a task, then ticks. */
+void system_start(sssn_system *s);
+/* A system bound to an existing vm that the host never ticks (the test runner's readers). */
+sssn_system *system_attach(vm *v, const char *id, const char *name);
+/* Ends the system: deregisters its registrations, retires its channels, drops subscriptions.
+ * When called from its own running step, the stop completes when the step returns. */
+void system_stop(sssn_system *s, const char *why);
+void system_free(sssn_system *s);
+
+/* Vm. */
+vm *vm_new(host *h, size_t limit);
+void vm_free(vm *v);
+vm *vm_of(lua_State *L);   /* the vm a state belongs to */
+
+/* Tasks: the function and its nargs arguments are on top of v->L's stack (popped). The task
+ * starts at once; on_done (may be NULL) runs when it returns or fails. */
+task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
+                 void (*on_done)(task *t, int ok), void *data);
+task *task_current(lua_State *L);   /* the task running in coroutine L, or NULL */
+void task_resume(task *t, int nargs); /* nargs values pushed on t->co */
+/* Yield helpers for bindings: suspend the current task; the binding must `return lua_yield(L, 0)`. */
+int task_sleep(lua_State *L, double seconds);
+void task_sleep_resume_soon(task *t); /* resume on the next turn of the loop */
+
+/* Finds the system a binding acts for: the running task's, else the vm's default. */
+sssn_system *system_current(lua_State *L);
+sssn_system *system_find(host *h, const char *id);
+channel *system_channel(sssn_system *s, const char *id); /* owned or connected, or NULL */
+
+/* Registrations made by a system (local registry): kept alive, removed on stop. */
+void system_track_registration(sssn_system *s, reg_kind kind, const char *id, double ttl, int keepalive);
+void system_drop_registrations(sssn_system *s);
+
+/* Subscriptions and periodic sources (fn on top of s->vm->L's stack, popped). */
+int system_subscribe(sssn_system *s, channel *ch);
+void system_unsubscribe(sssn_system *s, const char *channel_id);
+int system_add_periodic(sssn_system *s, channel *ch);
+
+#endif

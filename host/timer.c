@@ -1,0 +1,194 @@
+/* timer.c - the host clock, the host's timer heap on one libev timer, and deferred calls
+ * run from an ev_idle watcher. With the manual (test) clock nothing fires by itself:
+ * timer_clock_advance walks time forward, firing due timers in deadline order. */
+#include "timer.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#include "host.h"
+
+#define TIMER_OF(n) ((host_timer *)((char *)(n) - offsetof(host_timer, node)))
+
+double host_now(const host *h) { return h->manual_clock ? h->manual_now : ev_time(); }
+
+static void arm(host *h)
+{
+    if (h->manual_clock) {
+        ev_timer_stop(h->loop, &h->timer_watcher);
+        return;
+    }
+    heap_node *top = heap_peek(&h->timers);
+    if (!top) {
+        ev_timer_stop(h->loop, &h->timer_watcher);
+        return;
+    }
+    double after = top->key - ev_time();
+    ev_timer_stop(h->loop, &h->timer_watcher);
+    ev_now_update(h->loop);
+    ev_timer_set(&h->timer_watcher, after > 0 ? after : 0, 0);
+    ev_timer_start(h->loop, &h->timer_watcher);
+}
+
+/* Fires every timer due at `now`, in order. A callback may start or stop timers. */
+static void fire_due(host *h, double now)
+{
+    heap_node *top;
+    while ((top = heap_peek(&h->timers)) && top->key <= now) {
+        heap_pop(&h->timers);
+        host_timer *t = TIMER_OF(top);
+        t->cb(h, t);
+    }
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    host *h = w->data;
+    /* libev may wake a hair before our wall-clock deadline; treat that as due */
+    fire_due(h, ev_time() + 1e-4);
+    arm(h);
+}
+
+void timer_init(host_timer *t, void (*cb)(host *, host_timer *), void *data)
+{
+    t->node = (heap_node)HEAP_NODE_INIT;
+    t->cb = cb;
+    t->data = data;
+}
+
+void timer_start(host *h, host_timer *t, double at)
+{
+    heap_node *old_top = heap_peek(&h->timers);
+    if (heap_contains(&t->node))
+        heap_update(&h->timers, &t->node, at);
+    else if (heap_push(&h->timers, &t->node, at) < 0)
+        return; /* out of memory: the timer stays inactive, callers see timer_active() == 0 */
+    if (heap_peek(&h->timers) != old_top || old_top == &t->node)
+        arm(h);
+}
+
+void timer_stop(host *h, host_timer *t)
+{
+    if (!heap_contains(&t->node))
+        return;
+    int was_top = heap_peek(&h->timers) == &t->node;
+    heap_remove(&h->timers, &t->node);
+    if (was_top)
+        arm(h);
+}
+
+void timer_clock_set(host *h, double now)
+{
+    h->manual_clock = 1;
+    h->manual_now = now;
+    arm(h);
+}
+
+void timer_clock_advance(host *h, double dt)
+{
+    if (!h->manual_clock)
+        timer_clock_set(h, ev_time());
+    double target = h->manual_now + (dt > 0 ? dt : 0);
+    defer_run(h, 1000000);
+    heap_node *top;
+    while ((top = heap_peek(&h->timers)) && top->key <= target) {
+        if (top->key > h->manual_now)
+            h->manual_now = top->key;
+        fire_due(h, h->manual_now);
+        defer_run(h, 1000000);
+    }
+    h->manual_now = target;
+    defer_run(h, 1000000);
+}
+
+void timer_clock_real(host *h)
+{
+    h->manual_clock = 0;
+    arm(h);
+}
+
+static void on_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    host *h = w->data;
+    defer_run(h, 1000); /* bounded so timers and I/O get their turn */
+}
+
+void defer_init(deferred *d, void (*cb)(host *, deferred *), void *data)
+{
+    d->cb = cb;
+    d->data = data;
+    d->next = NULL;
+    d->queued = 0;
+}
+
+void defer(host *h, deferred *d)
+{
+    if (d->queued)
+        return;
+    d->queued = 1;
+    d->next = NULL;
+    if (h->defer_tail)
+        h->defer_tail->next = d;
+    else
+        h->defer_head = d;
+    h->defer_tail = d;
+    if (!h->manual_clock)
+        ev_idle_start(h->loop, &h->defer_watcher);
+}
+
+void defer_cancel(host *h, deferred *d)
+{
+    if (!d->queued)
+        return;
+    deferred **p = &h->defer_head, *prev = NULL;
+    while (*p && *p != d) {
+        prev = *p;
+        p = &(*p)->next;
+    }
+    if (*p) {
+        *p = d->next;
+        if (h->defer_tail == d)
+            h->defer_tail = prev;
+    }
+    d->queued = 0;
+    d->next = NULL;
+}
+
+unsigned defer_run(host *h, unsigned limit)
+{
+    unsigned ran = 0;
+    while (h->defer_head && ran < limit) {
+        deferred *d = h->defer_head;
+        h->defer_head = d->next;
+        if (!h->defer_head)
+            h->defer_tail = NULL;
+        d->queued = 0;
+        d->next = NULL;
+        d->cb(h, d);
+        ran++;
+    }
+    if (!h->defer_head)
+        ev_idle_stop(h->loop, &h->defer_watcher);
+    return ran;
+}
+
+void timer_host_init(host *h)
+{
+    heap_init(&h->timers);
+    ev_timer_init(&h->timer_watcher, on_timer, 0, 0);
+    h->timer_watcher.data = h;
+    ev_idle_init(&h->defer_watcher, on_idle);
+    h->defer_watcher.data = h;
+    h->defer_head = h->defer_tail = NULL;
+}
+
+void timer_host_free(host *h)
+{
+    ev_timer_stop(h->loop, &h->timer_watcher);
+    ev_idle_stop(h->loop, &h->defer_watcher);
+    heap_free(&h->timers);
+}

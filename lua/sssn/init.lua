@@ -1,0 +1,195 @@
+-- sssn: the module every system script gets with `require "sssn"`.
+-- The user-facing API (systems, channels, the registry handle, the clock) built on the
+-- C bindings in sssn.core; no globals are set.
+local core = require "sssn.core"
+local Registry = require "sssn.registry"
+
+local sssn = {
+  version = core.version,
+  null = core.null,       -- JSON null (cjson.null)
+  json = { encode = core.json_encode, decode = core.json_decode },
+}
+
+local function check_table(value, what, fn)
+  if type(value) ~= "table" then
+    error(("sssn: %s must be a table (got %s) (%s)"):format(what, type(value), fn), 3)
+  end
+end
+
+--- Marks a table as a JSON array, so an empty one is written as [] rather than {}.
+function sssn.array(t) return core.array(t) end
+
+function sssn.now() return core.now() end
+
+--- Waits `seconds` without blocking the host: the calling step/setup/subscriber yields.
+function sssn.sleep(seconds) return core.sleep(seconds) end
+
+--- sssn.log("info", "format %s", x): a log line tagged with the calling system's id.
+function sssn.log(level, fmt, ...)
+  core.log(level, select("#", ...) > 0 and fmt:format(...) or tostring(fmt))
+end
+
+-- Channels ---------------------------------------------------------------------------
+
+local function channel_of_kind(kind)
+  return function(cfg)
+    check_table(cfg, "the channel config", "sssn." .. kind)
+    local c = {}
+    for k, v in pairs(cfg) do c[k] = v end
+    c.kind = kind
+    return core.channel_new(c)
+  end
+end
+
+sssn.broadcast = channel_of_kind("broadcast")
+sssn.work_queue = channel_of_kind("work_queue")
+sssn.mailbox = channel_of_kind("mailbox")
+sssn.periodic = channel_of_kind("periodic")
+sssn.passthrough = channel_of_kind("passthrough")
+
+--- Statistics of any channel of this host by id: writes, reads, dropped, held, pending...
+function sssn.channel_stats(id) return core.channel_stats(id) end
+
+-- Systems ----------------------------------------------------------------------------
+
+local System = {}
+System.__index = System
+sssn.System = System
+
+local function sys(self, fn)
+  local handle = rawget(self, "_sys")
+  if not handle then
+    error(("sssn: system '%s' is not running yet (%s is available from setup on)"):format(
+      tostring(rawget(self, "id")), fn), 3)
+  end
+  return handle
+end
+
+--- sssn.system{id=, name=, description=, tick_rate=, services={{name=, description=, parameters=}},
+--- on_error="continue"|"stop", max_errors=} -> a system object; define setup/step on it.
+function sssn.system(cfg)
+  check_table(cfg, "the system config", "sssn.system")
+  if type(cfg.id) ~= "string" or cfg.id == "" then
+    error("sssn: a system needs an id (a non-empty string) (sssn.system)", 2)
+  end
+  local self = {}
+  for k, v in pairs(cfg) do self[k] = v end
+  self.name = self.name or self.id
+  self.services = self.services or {}
+  return setmetatable(self, System)
+end
+
+--- The system made for a script that defines global setup/step instead of returning one.
+function sssn.system_from_globals(id)
+  local g = _G
+  local s = sssn.system { id = id, name = rawget(g, "name"), tick_rate = rawget(g, "tick_rate"),
+    services = rawget(g, "services"), description = rawget(g, "description") }
+  function s:setup() local f = rawget(g, "setup"); if f then return f(self) end end
+  function s:step(dt) local f = rawget(g, "step"); if f then return f(self, dt) end end
+  return s
+end
+
+function System:add_channel(ch)
+  core.add_channel(sys(self, "add_channel"), ch)
+  return ch
+end
+
+local function channel_id(id_or_info, fn)
+  if type(id_or_info) == "table" then id_or_info = id_or_info.id end
+  if type(id_or_info) ~= "string" then
+    error(("sssn: expected a channel id or ChannelInfo (got %s) (%s)"):format(type(id_or_info), fn), 3)
+  end
+  return id_or_info
+end
+
+--- Connects to a channel by id or ChannelInfo; returns its ChannelInfo.
+function System:connect(info_or_id)
+  return core.connect(sys(self, "connect"), channel_id(info_or_id, "connect"))
+end
+
+--- Writes data; opts: metadata, correlation_id, reply_to, recipient_id. Returns message id, seq.
+function System:write_channel(id, data, opts)
+  opts = opts or {}
+  return core.write(sys(self, "write_channel"), channel_id(id, "write_channel"), data, opts.metadata,
+    opts.correlation_id, opts.reply_to, opts.recipient_id)
+end
+
+--- Reads from this system's cursor; opts: limit (100), after (a seq), exclusive.
+--- Returns the messages and how many this reader missed to capacity since its last read.
+function System:read_channel(id, opts)
+  opts = opts or {}
+  if opts.exclusive then return self:claim_channel(id, opts), 0 end
+  return core.read(sys(self, "read_channel"), channel_id(id, "read_channel"), opts.limit, opts.after)
+end
+
+function System:claim_channel(id, opts)
+  opts = opts or {}
+  return core.claim(sys(self, "claim_channel"), channel_id(id, "claim_channel"), opts.limit)
+end
+
+local function message_ids(ids)
+  local out = {}
+  for i, v in ipairs(ids) do out[i] = type(v) == "table" and v.id or v end
+  return out
+end
+
+function System:acknowledge_channel(id, ids)
+  check_table(ids, "the message ids", "acknowledge_channel")
+  return core.ack(sys(self, "acknowledge_channel"), channel_id(id, "acknowledge_channel"), message_ids(ids))
+end
+
+function System:nack_channel(id, ids)
+  check_table(ids, "the message ids", "nack_channel")
+  return core.nack(sys(self, "nack_channel"), channel_id(id, "nack_channel"), message_ids(ids))
+end
+
+--- Calls fn(message) for every new message, in order, through the loop.
+function System:subscribe_channel(id, fn)
+  return core.subscribe(sys(self, "subscribe_channel"), channel_id(id, "subscribe_channel"), fn)
+end
+
+function System:unsubscribe_channel(id)
+  return core.unsubscribe(sys(self, "unsubscribe_channel"), channel_id(id, "unsubscribe_channel"))
+end
+
+--- The service descriptor upstream's register_system takes.
+function System:descriptor()
+  local owned, connected = core.sys_channels(sys(self, "descriptor"))
+  local services = sssn.array {}
+  for i, s in ipairs(self.services or {}) do
+    services[i] = { name = s.name, description = s.description or "", parameters = s.parameters }
+  end
+  return {
+    system_id = self.id,
+    system_name = self.name,
+    description = self.description or "",
+    services = services,
+    channels_read = sssn.array(connected),
+    channels_write = sssn.array(owned),
+  }
+end
+
+function System:stop() return core.sys_stop(sys(self, "stop")) end
+function System:stats() return core.sys_stats(sys(self, "stats")) end
+
+function System:log(fmt, ...) return sssn.log("info", fmt, ...) end
+
+-- Registry and clock -----------------------------------------------------------------
+
+sssn.registry = Registry.new()
+
+local function test_only(name)
+  return function()
+    error(("sssn.clock.%s is only available in specs run by `sssn-host test`"):format(name), 2)
+  end
+end
+
+local testing = core.testing
+sssn.clock = {
+  now = core.now,
+  set = testing and testing.clock_set or test_only("set"),
+  advance = testing and testing.clock_advance or test_only("advance"),
+  real = testing and testing.clock_real or test_only("real"),
+}
+
+return sssn

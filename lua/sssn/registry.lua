@@ -1,0 +1,158 @@
+-- sssn.registry: the registry handle systems use. This is the in-process backend; every
+-- backend (local, a remote host, an external store) offers these same methods. Arguments
+-- are checked and normalized here so every backend stores the same shapes.
+local core = require "sssn.core"
+
+local Registry = {}
+Registry.__index = Registry
+
+function Registry.new() return setmetatable({ kind = "local" }, Registry) end
+
+local function check_self(self, fn)
+  if getmetatable(self) ~= Registry then
+    error(("sssn.registry.%s: call it with a colon: sssn.registry:%s(...)"):format(fn, fn), 3)
+  end
+end
+
+local function check_arg(ok, fn, msg)
+  if not ok then error(("sssn.registry:%s: %s"):format(fn, msg), 3) end
+end
+
+local function array(t) return core.array(t or {}) end
+
+local function copy_strings(list, fn, what)
+  local out = array()
+  if list == nil then return out end
+  check_arg(type(list) == "table", fn, what .. " must be a list of strings")
+  for i, v in ipairs(list) do
+    check_arg(type(v) == "string", fn, ("%s[%d] must be a string"):format(what, i))
+    out[i] = v
+  end
+  return out
+end
+
+--- Normalized ChannelInfo: id, name, description, visibility, period, kind, owner, endpoint.
+function Registry.normalize_channel(info, fn)
+  fn = fn or "register_channel"
+  check_arg(type(info) == "table", fn, "info must be a ChannelInfo table (got " .. type(info) .. ")")
+  check_arg(type(info.id) == "string" and info.id ~= "", fn, "info.id must be a non-empty string")
+  local vis = info.visibility or "public"
+  check_arg(vis == "public" or vis == "private", fn,
+    ("info.visibility must be \"public\" or \"private\" (got %s)"):format(tostring(vis)))
+  check_arg(info.period == nil or type(info.period) == "number", fn, "info.period must be a number")
+  return {
+    id = info.id,
+    name = type(info.name) == "string" and info.name or info.id,
+    description = type(info.description) == "string" and info.description or "",
+    visibility = vis,
+    period = info.period,
+    kind = info.kind,
+    owner = info.owner,
+    endpoint = info.endpoint,
+  }
+end
+
+--- Normalized descriptor: system_id, system_name, description, services, channels_read/write.
+function Registry.normalize_system(desc, fn)
+  fn = fn or "register_system"
+  check_arg(type(desc) == "table", fn, "the descriptor must be a table (got " .. type(desc) .. ")")
+  check_arg(type(desc.system_id) == "string" and desc.system_id ~= "", fn,
+    "descriptor.system_id must be a non-empty string")
+  local services, caps = array(), {}
+  check_arg(desc.services == nil or type(desc.services) == "table", fn, "descriptor.services must be a list")
+  for i, s in ipairs(desc.services or {}) do
+    check_arg(type(s) == "table" and type(s.name) == "string" and s.name ~= "", fn,
+      ("descriptor.services[%d] must be a table with a name"):format(i))
+    services[i] = { name = s.name, description = s.description or "", parameters = s.parameters }
+    caps[i] = s.name
+  end
+  return {
+    system_id = desc.system_id,
+    system_name = type(desc.system_name) == "string" and desc.system_name or desc.system_id,
+    description = type(desc.description) == "string" and desc.description or "",
+    services = services,
+    channels_read = copy_strings(desc.channels_read, fn, "descriptor.channels_read"),
+    channels_write = copy_strings(desc.channels_write, fn, "descriptor.channels_write"),
+    endpoint = desc.endpoint,
+  }, caps
+end
+
+local function keepalive(opts)
+  if opts == nil then return true end
+  return opts.keepalive ~= false
+end
+
+--- Registers (or replaces and refreshes) a channel for ttl seconds (default --ttl).
+--- opts.keepalive = false: the host will not refresh it while the registering system runs.
+function Registry:register_channel(info, ttl, opts)
+  check_self(self, "register_channel")
+  local c = Registry.normalize_channel(info)
+  return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl, keepalive(opts))
+end
+
+function Registry:register_system(descriptor, ttl, opts)
+  check_self(self, "register_system")
+  local d, caps = Registry.normalize_system(descriptor)
+  return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, keepalive(opts))
+end
+
+function Registry:deregister_channel(id)
+  check_self(self, "deregister_channel")
+  check_arg(type(id) == "string", "deregister_channel", "id must be a string")
+  return core.reg_remove("channel", id)
+end
+
+function Registry:deregister_system(id)
+  check_self(self, "deregister_system")
+  check_arg(type(id) == "string", "deregister_system", "id must be a string")
+  return core.reg_remove("system", id)
+end
+
+--- find_channels{visibility = "public"|"private", name = "substring"} -> list of ChannelInfo
+function Registry:find_channels(query)
+  check_self(self, "find_channels")
+  query = query or {}
+  check_arg(type(query) == "table", "find_channels", "the query must be a table")
+  local vis = query.visibility
+  check_arg(vis == nil or vis == "public" or vis == "private", "find_channels",
+    "visibility must be \"public\" or \"private\"")
+  check_arg(query.name == nil or type(query.name) == "string", "find_channels", "name must be a string")
+  return core.reg_find_channels(vis, query.name)
+end
+
+--- find_systems{capability = "service name"} -> list of descriptors
+function Registry:find_systems(query)
+  check_self(self, "find_systems")
+  if type(query) == "string" then query = { capability = query } end
+  query = query or {}
+  check_arg(type(query) == "table", "find_systems", "the query must be a table")
+  check_arg(query.capability == nil or type(query.capability) == "string", "find_systems",
+    "capability must be a string")
+  return core.reg_find_systems(query.capability)
+end
+
+function Registry:get_channel(id)
+  check_self(self, "get_channel")
+  check_arg(type(id) == "string", "get_channel", "id must be a string")
+  return core.reg_get("channel", id)
+end
+
+function Registry:get_system(id)
+  check_self(self, "get_system")
+  check_arg(type(id) == "string", "get_system", "id must be a string")
+  return core.reg_get("system", id)
+end
+
+--- Purges expired entries now (the host also does it every --maintenance seconds).
+function Registry:maintain()
+  check_self(self, "maintain")
+  return core.reg_maintain()
+end
+
+--- Entries held (live or awaiting purge): channels, systems, and entries expired so far.
+function Registry:counts()
+  check_self(self, "counts")
+  return core.reg_counts()
+end
+
+return Registry

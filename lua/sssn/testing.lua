@@ -1,0 +1,50 @@
+-- sssn.testing: helpers for specs run inside the host by `sssn-host test`.
+-- Spawn real systems from source, act as a reader/writer system from the spec itself,
+-- and drive the test clock so TTL and tick behaviour is deterministic.
+local core = require "sssn.core"
+local sssn = require "sssn"
+
+local testing = {}
+local t = core.testing
+if not t then
+  error("sssn.testing is only available in specs run by `sssn-host test`", 2)
+end
+
+local Handle = {}
+Handle.__index = Handle
+function Handle:stats() return core.sys_stats(self._sys) end
+function Handle:stop() return core.sys_stop(self._sys) end
+function Handle:running() return core.sys_stats(self._sys).state ~= "stopped" end
+
+--- Loads and starts a system (setup runs at once): spawn{source = "...", id = "x"} or
+--- spawn{file = "path.lua"}; optional memory_limit (bytes).
+function testing.spawn(opts)
+  local h = t.spawn(opts)
+  return setmetatable({ _sys = h, id = core.sys_stats(h).id }, Handle)
+end
+
+--- A system object bound to the spec's own state (never ticked), to read and write as `id`.
+function testing.system(id, cfg)
+  local self = sssn.system(cfg or { id = id })
+  self.id = id
+  self._sys = t.attach(id, self.name)
+  return self
+end
+
+--- Switches to the manual clock at `now` (default: a fixed, round time).
+function testing.freeze(now) t.clock_set(now or 1700000000) end
+function testing.advance(dt) t.clock_advance(dt) end
+function testing.real() t.clock_real() end
+--- Runs queued loop work (subscriber deliveries) without moving the clock.
+function testing.run_pending() return t.run_pending() end
+--- Runs the real event loop for `seconds` (for specs that need real time).
+function testing.run_for(seconds) return t.run_for(seconds) end
+
+local counter = 0
+--- A fresh id for a spec: prefix-N, unique within the run.
+function testing.uid(prefix)
+  counter = counter + 1
+  return ("%s-%d"):format(prefix or "id", counter)
+end
+
+return testing

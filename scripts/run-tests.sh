@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test: the C unit tests given as arguments, then the busted specs inside the host.
+# Each run ends with "N passed, N failed"; this script adds them up and prints the total as
+# its last line. Exits non-zero when any test failed or a runner crashed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0 failed=0 status=0
+run() {
+  local out rc line
+  out=$(mktemp)
+  "$@" 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+  rm -f "$out"
+  if [ -z "$line" ]; then
+    echo "run-tests: '$*' exited $rc without a result line" >&2
+    failed=$((failed + 1)); status=1; return
+  fi
+  passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+  failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+  [ "$rc" -ne 0 ] && status=1
+}
+
+for t in "$@"; do
+  echo "== $t"
+  run "$t"
+done
+echo "== specs (sssn-host test spec)"
+run ./sssn-host test spec
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && exit $status
+exit 1
