@@ -70,7 +70,8 @@ static int is_identifier(const char *s, size_t n)
         return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'))
+        int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && c != '_')
             return 0;
     }
     return 1;
@@ -184,7 +185,8 @@ static int write_string(encoder *e, const char *s, size_t len)
         if (!esc)
             continue;
         char seq[6] = {'\\', esc, '0', '0', hex[c >> 4], hex[c & 15]};
-        if (strbuf_append(out, s + run, i - run) < 0 || strbuf_append(out, seq, esc == 'u' ? 6 : 2) < 0)
+        if (strbuf_append(out, s + run, i - run) < 0
+            || strbuf_append(out, seq, esc == 'u' ? 6 : 2) < 0)
             return fail(e, e->depth, "out of memory");
         run = i + 1;
     }
@@ -471,7 +473,8 @@ static void integerize(lua_State *L, int t, int depth)
     while (lua_next(L, t)) {
         int vt = lua_type(L, -1);
         lua_Integer i;
-        if (vt == LUA_TNUMBER && !lua_isinteger(L, -1) && exact_integer((double)lua_tonumber(L, -1), &i)) {
+        if (vt == LUA_TNUMBER && !lua_isinteger(L, -1)
+            && exact_integer((double)lua_tonumber(L, -1), &i)) {
             lua_pushvalue(L, -2);
             lua_pushinteger(L, i);
             lua_rawset(L, t);
@@ -484,7 +487,7 @@ static void integerize(lua_State *L, int t, int depth)
 
 void json_decode(lua_State *L, const char *text, size_t len)
 {
-    luaL_checkstack(L, 4, "json_decode");
+    luaL_checkstack(L, 6, "json_decode"); /* push_decoder uses 5 slots at most */
     push_decoder(L);
     lua_pushlstring(L, text, len);
     int status = lua_pcall(L, 1, 1, 0);

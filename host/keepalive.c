@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "system.h"
 
 struct registration {
@@ -74,7 +75,8 @@ void system_drop_registrations(sssn_system *s)
     host *h = s->h;
     while (s->regs) {
         registration *r = s->regs;
-        registry_remove(h->reg, r->kind, r->id, s->id, host_now(h));
+        if (registry_remove(h->reg, r->kind, r->id, s->id, host_now(h)))
+            host_log(h, LOG_DEBUG, s->id, "deregistered %s '%s'", reg_kind_name(r->kind), r->id);
         drop(s, r);
     }
 }

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "host.h"
 #include "json.h"
@@ -329,7 +330,7 @@ static int l_add_channel(lua_State *L)
     ch->owner = owner;
     if (ch->kind == CHANNEL_PERIODIC) {
         lua_getiuservalue(L, 2, 1);
-        if (system_add_periodic(s, ch) < 0)
+        if (system_add_periodic(s, ch, L) < 0)
             return luaL_error(L, "sssn: cannot start the pull of channel '%s'", ch->id);
     }
     return 0;
@@ -484,7 +485,7 @@ static int l_subscribe(lua_State *L)
     if (ch->kind == CHANNEL_WORK_QUEUE)
         return luaL_error(L, "sssn: channel '%s' is a work_queue: subscribe is a shared read, use claim_channel", id);
     lua_settop(L, 3);
-    if (system_subscribe(s, ch) < 0)
+    if (system_subscribe(s, ch, L) < 0)
         return luaL_error(L, "sssn: out of memory (subscribe_channel)");
     return 0;
 }
@@ -645,8 +646,10 @@ static int l_reg_get(lua_State *L)
     host *h = host_of(L);
     reg_kind kind = check_reg_kind(L, 1);
     const reg_entry *e = registry_get(h->reg, kind, luaL_checkstring(L, 2), host_now(h));
-    if (!e)
-        return 0;
+    if (!e) {
+        lua_pushnil(L);
+        return 1;
+    }
     push_entry(L, e);
     return 1;
 }
@@ -784,7 +787,7 @@ static int l_run_for(lua_State *L)
     return 0;
 }
 
-/* core.spawn{source=, file=, id=, memory_limit=} -> system handle (setup already run) */
+/* core.spawn{source=, file=, id=, memory_limit=, step_timeout=} -> system handle (setup already run) */
 static int l_spawn(lua_State *L)
 {
     host *h = host_of(L);
@@ -793,6 +796,7 @@ static int l_spawn(lua_State *L)
     lua_getfield(L, 1, "file");
     lua_getfield(L, 1, "id");
     lua_getfield(L, 1, "memory_limit");
+    lua_getfield(L, 1, "step_timeout");
     size_t len;
     const char *source = lua_tolstring(L, 2, &len);
     const char *file = lua_tostring(L, 3);
@@ -804,6 +808,8 @@ static int l_spawn(lua_State *L)
                             : system_load_file(h, file);
     if (!s)
         return luaL_error(L, "sssn.testing.spawn: the system did not load (see the log above)");
+    if (!lua_isnil(L, 6))
+        s->vm->watchdog_limit = luaL_checknumber(L, 6);
     system_start(s);
     sssn_push_system(L, s);
     return 1;
@@ -903,6 +909,10 @@ int luaopen_sssn_core(lua_State *L)
     lua_setfield(L, -2, "host_owner");
     if (host_of(L)->cfg.test_mode) {
         luaL_newlib(L, testing_funcs);
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        lua_pushlstring(L, exe, n > 0 ? (size_t)n : 0);
+        lua_setfield(L, -2, "exe");
         lua_setfield(L, -2, "testing");
     }
     return 1;

@@ -147,6 +147,8 @@ int main(int argc, char **argv)
     cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
 
     int test_mode = argc > 1 && strcmp(argv[1], "test") == 0;
+    if (test_mode)
+        cfg.log_level = LOG_WARN; /* spec output stays readable; systems' errors still show */
     int i = test_mode ? 2 : 1;
     for (; !test_mode && i < argc; i++) {
         const char *a = argv[i];

@@ -244,28 +244,32 @@ void task_resume(task *t, int nargs)
     task_finish(t, !t->cancelled);
 }
 
-static void task_free(task *t)
+static void task_unlink(task *t)
 {
     vm *v = t->vm;
-    timer_stop(v->h, &t->sleep_timer);
     if (t->prev)
         t->prev->next = t->next;
     else
         v->tasks = t->next;
     if (t->next)
         t->next->prev = t->prev;
+    t->prev = t->next = NULL;
+}
+
+/* Unlinks first, so nothing its on_done triggers (a stop cancelling the system's tasks)
+ * can reach this task again. */
+static void task_finish(task *t, int ok)
+{
+    vm *v = t->vm;
+    task_unlink(t);
+    timer_stop(v->h, &t->sleep_timer);
     if (t->cancel_wait)
         t->cancel_wait(t);
+    if (t->on_done)
+        t->on_done(t, ok);
     lua_resetthread(t->co); /* closes pending to-be-closed variables */
     luaL_unref(v->L, LUA_REGISTRYINDEX, t->co_ref);
     free(t);
-}
-
-static void task_finish(task *t, int ok)
-{
-    if (t->on_done)
-        t->on_done(t, ok);
-    task_free(t);
 }
 
 /* Ends a task that is not running: it is dropped where it waits. A running task (the one
@@ -809,9 +813,8 @@ static void deliver(host *h, deferred *d)
         sub->active = t;
 }
 
-int system_subscribe(sssn_system *s, channel *ch)
+int system_subscribe(sssn_system *s, channel *ch, lua_State *L)
 {
-    lua_State *L = s->vm->L;
     system_unsubscribe(s, ch->id);
     subscription *sub = calloc(1, sizeof *sub);
     if (!sub) {
@@ -902,9 +905,8 @@ static void on_pull(host *h, host_timer *timer)
         p->active = t;
 }
 
-int system_add_periodic(sssn_system *s, channel *ch)
+int system_add_periodic(sssn_system *s, channel *ch, lua_State *L)
 {
-    lua_State *L = s->vm->L;
     periodic_source *p = calloc(1, sizeof *p);
     if (!p || !(ch->period > 0)) {
         free(p);

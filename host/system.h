@@ -122,9 +122,10 @@ channel *system_channel(sssn_system *s, const char *id); /* owned or connected, 
 void system_track_registration(sssn_system *s, reg_kind kind, const char *id, double ttl, int keepalive);
 void system_drop_registrations(sssn_system *s);
 
-/* Subscriptions and periodic sources (fn on top of s->vm->L's stack, popped). */
-int system_subscribe(sssn_system *s, channel *ch);
+/* Subscriptions and periodic sources. The function is on top of L's stack (popped); L is the
+ * calling thread of s's state. */
+int system_subscribe(sssn_system *s, channel *ch, lua_State *L);
 void system_unsubscribe(sssn_system *s, const char *channel_id);
-int system_add_periodic(sssn_system *s, channel *ch);
+int system_add_periodic(sssn_system *s, channel *ch, lua_State *L);
 
 #endif

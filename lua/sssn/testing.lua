@@ -40,6 +40,9 @@ function testing.run_pending() return t.run_pending() end
 --- Runs the real event loop for `seconds` (for specs that need real time).
 function testing.run_for(seconds) return t.run_for(seconds) end
 
+--- Path of the sssn-host binary running the specs (for end-to-end specs that start processes).
+testing.exe = t.exe
+
 local counter = 0
 --- A fresh id for a spec: prefix-N, unique within the run.
 function testing.uid(prefix)

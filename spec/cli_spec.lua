@@ -1,0 +1,152 @@
+-- End to end: the sssn-host command as a user runs it. Each spec starts a real process
+-- (bounded by `timeout`) and checks its output and exit status.
+local testing = require "sssn.testing"
+
+local exe = testing.exe
+
+local function tmpdir()
+  local p = io.popen("mktemp -d")
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+local function slurp(path)
+  local f = io.open(path)
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+
+-- Runs a shell command line; returns stdout, stderr, exit status.
+local function sh(cmdline)
+  local dir = tmpdir()
+  local ok, _, code = os.execute(("( %s ) > %s/out 2> %s/err"):format(cmdline, dir, dir))
+  local out, err = slurp(dir .. "/out"), slurp(dir .. "/err")
+  os.execute("rm -rf " .. dir)
+  return out, err, ok and 0 or code
+end
+
+local function host(args) return sh(("timeout 20 %s %s"):format(exe, args)) end
+
+describe("sssn-host", function()
+  it("prints help that lists its options, and its version", function()
+    local out, _, code = host("--help")
+    assert.are.equal(0, code)
+    for _, opt in ipairs { "--duration", "--ttl", "--maintenance", "--memory-limit", "--log-level", "test" } do
+      assert.truthy(out:find(opt, 1, true), opt)
+    end
+    out, _, code = host("--version")
+    assert.are.equal(0, code)
+    assert.matches("^sssn%-host %d+%.%d+%.%d+", out)
+  end)
+
+  it("rejects unknown options and bad values with status 2", function()
+    local _, err, code = host("--bogus x.lua")
+    assert.are.equal(2, code)
+    assert.matches("unknown option '%-%-bogus'", err)
+    _, err, code = host("--duration soon x.lua")
+    assert.are.equal(2, code)
+    assert.matches("%-%-duration wants a positive number of seconds, not 'soon'", err)
+    _, err, code = host("")
+    assert.are.equal(2, code)
+    assert.matches("no SCRIPT given", err)
+  end)
+
+  it("reports a script that fails to load with file and line, and exits 1 when nothing starts", function()
+    local dir = tmpdir()
+    write(dir .. "/broken.lua", "local sssn = require 'sssn'\n\nlocal x = = 1\n")
+    local _, err, code = host(dir .. "/broken.lua")
+    assert.are.equal(1, code)
+    assert.truthy(err:find(dir .. "/broken.lua:3:", 1, true))
+    assert.matches("no system could start", err)
+    _, err, code = host(dir .. "/missing.lua")
+    assert.are.equal(1, code)
+    assert.matches("cannot open", err)
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("runs the systems that load when another fails, and stops after --duration", function()
+    local dir = tmpdir()
+    write(dir .. "/broken.lua", "error('nope')\n")
+    write(dir .. "/ok.lua", "function step(self) print('tick ' .. self.id) end\n")
+    local out, err, code = host(("--duration 0.3 %s/broken.lua %s/ok.lua"):format(dir, dir))
+    assert.are.equal(0, code)
+    assert.matches("tick ok", out)
+    assert.matches("broken.lua:1: nope", err)
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("stops cleanly on SIGTERM and SIGINT: deregisters what systems registered, exits 0", function()
+    local dir = tmpdir()
+    write(dir .. "/svc.lua", [[
+      local sssn = require "sssn"
+      local s = sssn.system { id = "svc", services = { { name = "x" } } }
+      function s:setup()
+        local ch = self:add_channel(sssn.broadcast { id = "svc-feed" })
+        sssn.registry:register_channel(ch.info)
+        sssn.registry:register_system(self:descriptor())
+        print("ready")
+      end
+      return s
+    ]])
+    for _, sig in ipairs { "TERM", "INT" } do
+      local out, err, code = sh(([[
+        %s --log-level debug %s/svc.lua > %s/out.txt 2> %s/err.txt & pid=$!
+        for i in $(seq 100); do grep -q ready %s/out.txt && break; sleep 0.05; done
+        kill -%s $pid; wait $pid; echo "status=$?"; cat %s/err.txt
+      ]]):format(exe, dir, dir, dir, dir, sig, dir))
+      assert.are.equal(0, code)
+      assert.matches("status=0", out, nil, sig)
+      assert.matches("deregistered channel 'svc%-feed'", out)
+      assert.matches("deregistered system 'svc'", out)
+      assert.matches("%[svc%] stopped", out)
+    end
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("runs the discovery example: the consumer retries, then connects and prints readings", function()
+    local out, _, code = host("--duration 3 examples/discovery/temperature_service.lua examples/discovery/data_consumer.lua")
+    assert.are.equal(0, code)
+    local retry = out:find("[Consumer] no temperature channels found yet, retrying...", 1, true)
+    local registered = out:find("[temp-svc] registered with discovery", 1, true)
+    local connected = out:find("[Consumer] connected to 'Temperature Feed' (temperature-feed)", 1, true)
+    local reading = out:find("[Consumer] temp=22.4°C", 1, true)
+    assert.truthy(retry and registered and connected and reading, out)
+    assert.is_true(retry < registered and registered < connected and connected < reading)
+  end)
+
+  it("runs the capability example: finds systems by exact service name", function()
+    local out, _, code = host("--duration 1.5 examples/capabilities/*.lua")
+    assert.are.equal(0, code)
+    assert.matches('capability "process_image": 2 system%(s%)', out)
+    assert.matches("Found: Image Resizer %(resizer%-1%)", out)
+    assert.matches("Found: OCR Worker %(ocr_worker%)", out)
+    assert.matches('capability "translate": 0 system%(s%)', out)
+  end)
+
+  it("runs the TTL example: the heartbeat keeps one service while the other expires", function()
+    local out, _, code = host("--duration 5.5 --maintenance 1 examples/ttl/*.lua")
+    assert.are.equal(0, code)
+    assert.matches("event: expired flaky", out)
+    assert.matches("event: refreshed steady", out)
+    assert.is_nil(out:find("expired steady", 1, true))
+    local last = out:match(".*%[watcher%] live: ([^\n]*)")
+    assert.are.equal("steady", last:match("^(%S+)"))
+  end)
+
+  it("runs the point lookup example", function()
+    local out, _, code = host("--duration 0.5 examples/lookups/point_lookups.lua")
+    assert.are.equal(0, code)
+    assert.matches("Channel: Pulse, period=0.5s, visibility=private", out)
+    assert.matches("System: Lookup Demo", out)
+    assert.matches("Unknown channel: nil", out)
+  end)
+end)

@@ -1,0 +1,266 @@
+-- Systems: setup and step, the tick schedule, yielding calls, error containment, memory caps.
+-- Spawned systems report what they see on a "trace" channel the spec reads; the test clock
+-- drives every tick, so nothing here sleeps.
+local sssn = require "sssn"
+local testing = require "sssn.testing"
+
+-- Spawns a system from source; `body` is Lua code that may use `sys` (the system table)
+-- and trace(t) (writes t to the system's trace channel). Returns the handle and a reader.
+local function spawn(body, opts)
+  opts = opts or {}
+  local id = testing.uid(opts.prefix or "sys")
+  local source = ([[
+    local sssn = require "sssn"
+    local sys = sssn.system { id = %q, tick_rate = %s, on_error = %s, max_errors = %s }
+    local feed
+    local function trace(t) sys:write_channel(%q, t) end
+    local user_setup
+    function sys:setup()
+      feed = self:add_channel(sssn.broadcast { id = %q, capacity = 10000 })
+      if user_setup then user_setup(self) end
+    end
+    %s
+    if sys.setup_body then user_setup = sys.setup_body end
+    return sys
+  ]]):format(id, opts.tick_rate or 1, opts.on_error and ("%q"):format(opts.on_error) or "nil",
+    opts.max_errors or "nil", id .. "-trace", id .. "-trace", body)
+  local handle = testing.spawn { id = id, source = source, memory_limit = opts.memory_limit,
+    step_timeout = opts.step_timeout }
+  local reader = testing.system(testing.uid("reader"))
+  reader:connect(id .. "-trace")
+  local function traces()
+    local out = {}
+    for _, m in ipairs(reader:read_channel(id .. "-trace", { limit = 10000 })) do
+      out[#out + 1] = m.content.data
+    end
+    return out
+  end
+  return handle, traces, reader
+end
+
+describe("a system", function()
+  local cleanup
+  before_each(function()
+    cleanup = {}
+    testing.freeze(1000)
+  end)
+  after_each(function()
+    for _, s in ipairs(cleanup) do s:stop() end
+    testing.real()
+  end)
+  local function track(...)
+    for _, s in ipairs { ... } do cleanup[#cleanup + 1] = s end
+    return ...
+  end
+
+  it("runs setup once, before the first step, and passes self and dt to step", function()
+    local h, traces, r = spawn([[
+      function sys:setup_body() trace { ev = "setup", is_self = self == sys } end
+      function sys:step(dt) trace { ev = "step", dt = dt, is_self = self == sys } end
+    ]], { tick_rate = 2 })
+    track(h, r)
+    testing.advance(1)
+    local t = traces()
+    assert.are.same({ ev = "setup", is_self = true }, t[1])
+    assert.are.same({ ev = "step", dt = 0, is_self = true }, t[2])
+    assert.are.same({ ev = "step", dt = 0.5, is_self = true }, t[3])
+    assert.are.same({ ev = "step", dt = 0.5, is_self = true }, t[4])
+    assert.are.equal(4, #t)
+  end)
+
+  it("steps at tick_rate on a fixed schedule", function()
+    local h, _, r = spawn([[ function sys:step(dt) end ]], { tick_rate = 4 })
+    track(h, r)
+    testing.advance(0)
+    assert.are.equal(1, h:stats().steps)
+    testing.advance(1)
+    assert.are.equal(5, h:stats().steps)
+    testing.advance(0.125)
+    assert.are.equal(5, h:stats().steps)
+    testing.advance(0.125)
+    assert.are.equal(6, h:stats().steps)
+    testing.advance(10)
+    assert.are.equal(46, h:stats().steps)
+    assert.are.equal(0, h:stats().overruns)
+  end)
+
+  it("never overlaps steps and merges the ticks missed by a long step into overruns", function()
+    local h, traces, r = spawn([[
+      local active, n = 0, 0
+      function sys:step(dt)
+        n = n + 1
+        active = active + 1
+        trace { ev = "start", n = n, active = active, dt = dt, at = sssn.now() }
+        if n == 1 then sssn.sleep(2.5) end
+        active = active - 1
+      end
+    ]], { tick_rate = 1 })
+    track(h, r)
+    testing.advance(3)
+    local t = traces()
+    assert.are.equal(3, #t)
+    for _, e in ipairs(t) do assert.are.equal(1, e.active) end
+    assert.are.same({ 1000, 1002.5, 1003 }, { t[1].at, t[2].at, t[3].at })
+    assert.are.equal(2.5, t[2].dt)
+    assert.are.equal(0.5, t[3].dt)
+    assert.are.equal(2, h:stats().overruns)
+  end)
+
+  it("yields in sssn.sleep without holding up other systems", function()
+    local sleeper, _, r1 = spawn([[ function sys:step() sssn.sleep(60) end ]])
+    local ticker, _, r2 = spawn([[ function sys:step() end ]])
+    track(sleeper, ticker, r1, r2)
+    testing.advance(3)
+    assert.are.equal(1, sleeper:stats().steps)
+    assert.are.equal(4, ticker:stats().steps)
+  end)
+
+  it("can sleep in setup; the first step waits for setup to finish", function()
+    local h, traces, r = spawn([[
+      function sys:setup_body() sssn.sleep(2); trace { ev = "setup done", at = sssn.now() } end
+      function sys:step() trace { ev = "step", at = sssn.now() } end
+    ]])
+    track(h, r)
+    testing.advance(1)
+    assert.are.equal(0, h:stats().steps)
+    testing.advance(1)
+    local t = traces()
+    assert.are.same({ ev = "setup done", at = 1002 }, t[1])
+    assert.are.same({ ev = "step", at = 1002 }, t[2])
+  end)
+
+  it("logs and counts errors in step and keeps stepping, while other systems carry on", function()
+    local bad, _, r1 = spawn([[ function sys:step() error("boom") end ]])
+    local good, _, r2 = spawn([[ function sys:step() end ]])
+    track(bad, good, r1, r2)
+    testing.advance(4)
+    assert.are.equal(5, bad:stats().errors)
+    assert.are.equal(5, bad:stats().steps)
+    assert.are.equal("running", bad:stats().state)
+    assert.are.equal(5, good:stats().steps)
+    assert.are.equal(0, good:stats().errors)
+  end)
+
+  it("counts an error in setup and still starts stepping", function()
+    local h, _, r = spawn([[
+      function sys:setup_body() error("setup failed") end
+      function sys:step() end
+    ]])
+    track(h, r)
+    testing.advance(1)
+    assert.are.equal(1, h:stats().errors)
+    assert.are.equal(2, h:stats().steps)
+  end)
+
+  it("stops after max_errors consecutive errors when on_error is 'stop'", function()
+    local h, _, r = spawn([[ function sys:step() error("boom") end ]],
+      { on_error = "stop", max_errors = 3 })
+    track(h, r)
+    testing.advance(10)
+    assert.are.equal("stopped", h:stats().state)
+    assert.are.equal(3, h:stats().errors)
+  end)
+
+  it("ends when it calls self:stop() from step, after that step returns", function()
+    local h, traces, r = spawn([[
+      local n = 0
+      function sys:step()
+        n = n + 1
+        if n == 2 then self:stop(); trace { ev = "after stop" } end
+      end
+    ]])
+    track(r)
+    testing.advance(5)
+    assert.are.equal("stopped", h:stats().state)
+    assert.are.equal(2, h:stats().steps)
+    assert.are.same({ { ev = "after stop" } }, traces())
+  end)
+
+  it("raises 'not enough memory' in a system over its cap, without harming others", function()
+    local h, traces, r = spawn([[
+      function sys:step()
+        if self.done then return end
+        self.done = true
+        local ok, err = pcall(function()
+          local t = {}
+          for i = 1, 1e7 do t[i] = ("x"):rep(64) .. i end
+        end)
+        collectgarbage()
+        trace { ok = ok, err = tostring(err) }
+      end
+    ]], { memory_limit = 2 * 1024 * 1024 })
+    local other, _, r2 = spawn([[ function sys:step() local t = {} for i = 1, 1e5 do t[i] = i end end ]])
+    track(h, other, r, r2)
+    testing.advance(2)
+    local t = traces()
+    assert.are.equal(false, t[1].ok)
+    assert.matches("not enough memory", t[1].err)
+    assert.is_true(h:stats().memory_peak <= 2 * 1024 * 1024)
+    assert.are.equal(3, h:stats().steps)
+    assert.are.equal(0, other:stats().errors)
+  end)
+
+  it("interrupts a step that loops without yielding (watchdog)", function()
+    local h, _, r = spawn([[
+      function sys:step() if not self.looped then self.looped = true; while true do end end end
+    ]], { step_timeout = 0.2 })
+    track(h, r)
+    testing.advance(1)
+    assert.are.equal(1, h:stats().errors)
+    assert.are.equal(2, h:stats().steps)
+  end)
+
+  it("can be written as global setup/step functions, named after the chunk", function()
+    local id = testing.uid("globals")
+    local h = track(testing.spawn { id = id, source = [[
+      local sssn = require "sssn"
+      tick_rate = 4
+      function setup(self) self.feed = self:add_channel(sssn.broadcast { id = self.id .. "-out" }) end
+      function step(self, dt) self:write_channel(self.id .. "-out", { dt = dt }) end
+    ]] })
+    testing.advance(1)
+    assert.are.equal(id, h.id)
+    assert.are.equal(5, h:stats().steps)
+    local r = track(testing.system(testing.uid("reader")))
+    r:connect(id .. "-out")
+    assert.are.equal(5, #r:read_channel(id .. "-out"))
+  end)
+
+  it("refuses a second system with the same id", function()
+    local h, _, r = spawn([[ ]])
+    track(h, r)
+    assert.has_error(function()
+      testing.spawn { id = h.id, source = ("return require('sssn').system { id = %q }"):format(h.id) }
+    end)
+  end)
+
+  it("reports a script that does not load", function()
+    assert.has_error(function() testing.spawn { id = "broken", source = "local x = = 1" } end,
+      "sssn.testing.spawn: the system did not load (see the log above)")
+    assert.has_error(function() testing.spawn { id = "empty", source = "local x = 1" } end)
+  end)
+
+  it("refuses sssn.sleep outside a system's coroutine with a clear error", function()
+    assert.has_error(function() sssn.sleep(1) end,
+      "sssn.sleep: not inside a system's setup, step, subscriber or pull (waiting calls must run in the host's coroutines)")
+  end)
+
+  it("checks the config given to sssn.system", function()
+    assert.has_error(function() sssn.system { name = "no id" } end,
+      "sssn: a system needs an id (a non-empty string) (sssn.system)")
+    assert.has_error(function() testing.spawn { id = "bad-rate", source =
+      "return require('sssn').system { id = 'bad-rate', tick_rate = -1 }" } end)
+  end)
+
+  it("describes itself with upstream descriptor fields", function()
+    local s = track(testing.system(testing.uid("desc"), nil))
+    s.services = { { name = "thing", description = "does it" } }
+    local ch = s:add_channel(sssn.broadcast { id = s.id .. "-out" })
+    local d = s:descriptor()
+    assert.are.equal(s.id, d.system_id)
+    assert.are.equal(s.id, d.system_name)
+    assert.are.same({ ch.id }, d.channels_write)
+    assert.are.same({}, d.channels_read)
+    assert.are.same({ { name = "thing", description = "does it" } }, d.services)
+  end)
+end)
