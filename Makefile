@@ -29,7 +29,7 @@ HOST = $(CORE) log timer host system keepalive lua_sssn main
 OBJS = $(HOST:%=$(BUILD)/%.o)
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 
-.PHONY: all deps demo test test-c spec install uninstall clean help FORCE
+.PHONY: all deps demo test install uninstall clean help fuzz FORCE
 
 all: sssn-host
 
@@ -40,6 +40,7 @@ help:
 	@echo "make test SANITIZE=1   the same under AddressSanitizer + UBSan"
 	@echo "make install    install to \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "make uninstall  remove what install put there"
+	@echo "make fuzz       fuzz the JSON encoder with libFuzzer (needs clang; FUZZ_SECONDS=60)"
 	@echo "make clean      remove build output"
 
 deps:
@@ -77,6 +78,14 @@ install: all
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/sssn-host
 	rm -rf $(DESTDIR)$(PREFIX)/share/sssn-host
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v clang >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
+	@mkdir -p build/fuzz-corpus
+	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -Ihost $(LUA_CFLAGS) -o build/fuzz_json spec/fuzz/fuzz_json.c host/json.c host/strbuf.c $(LUA_LIBS) -lm
+	build/fuzz_json -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus
 
 clean:
 	rm -rf build sssn-host

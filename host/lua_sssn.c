@@ -5,6 +5,7 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +26,19 @@ typedef struct system_handle {
 } system_handle;
 
 static host *host_of(lua_State *L) { return vm_of(L)->h; }
+
+/* Raises an error positioned at the user's call: users reach these bindings through the
+ * wrappers in lua/sssn/, so level 2 is the line in the user's script. */
+static int sssn_error(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    luaL_where(L, 2);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
 
 /* ---- messages and entries: C -> Lua ---- */
 
@@ -111,7 +125,7 @@ static sssn_system *check_live_system(lua_State *L, int arg, const char *op)
 {
     sssn_system *s = check_system(L, arg);
     if (s->state == SYS_STOPPED)
-        luaL_error(L, "sssn: system '%s' is stopped (%s)", s->id, op);
+        sssn_error(L, "sssn: system '%s' is stopped (%s)", s->id, op);
     return s;
 }
 
@@ -126,9 +140,9 @@ static channel *system_channel_or_error(lua_State *L, sssn_system *s, const char
     channel *ch = system_channel(s, id);
     if (!ch) {
         if (host_channel(host_of(L), id))
-            luaL_error(L, "sssn: channel '%s' is not connected to system '%s' (%s): call self:connect first",
+            sssn_error(L, "sssn: channel '%s' is not connected to system '%s' (%s): call self:connect first",
                        id, s->id, op);
-        luaL_error(L, "sssn: channel '%s' not found (%s)", id, op);
+        sssn_error(L, "sssn: channel '%s' not found (%s)", id, op);
     }
     return ch;
 }
@@ -138,11 +152,11 @@ static int channel_error(lua_State *L, int rc, const channel *ch, const char *op
     if (rc == CHANNEL_EKIND) {
         const char *kind = channel_kind_name(ch->kind);
         if (ch->kind == CHANNEL_WORK_QUEUE)
-            return luaL_error(L, "sssn: channel '%s' is a work_queue: shared reads are not allowed, "
+            return sssn_error(L, "sssn: channel '%s' is a work_queue: shared reads are not allowed, "
                                  "use claim_channel (%s)", ch->id, op);
-        return luaL_error(L, "sssn: channel '%s' is a %s channel: %s is not allowed on it", ch->id, kind, op);
+        return sssn_error(L, "sssn: channel '%s' is a %s channel: %s is not allowed on it", ch->id, kind, op);
     }
-    return luaL_error(L, "sssn: channel '%s': %s (%s)", ch->id, channel_strerror(rc), op);
+    return sssn_error(L, "sssn: channel '%s': %s (%s)", ch->id, channel_strerror(rc), op);
 }
 
 /* ---- sssn.core functions ---- */
@@ -203,10 +217,10 @@ static int l_channel_new(lua_State *L)
     lua_getfield(L, 1, "id");
     c.id = lua_tostring(L, -1);
     if (!c.id || !*c.id)
-        return luaL_error(L, "sssn: a channel needs an id (a non-empty string)");
+        return sssn_error(L, "sssn: a channel needs an id (a non-empty string)");
     lua_getfield(L, 1, "kind");
     if (channel_kind_parse(luaL_optstring(L, -1, "broadcast"), &c.kind) < 0)
-        return luaL_error(L, "sssn: unknown channel kind '%s' for channel '%s' (broadcast, work_queue, "
+        return sssn_error(L, "sssn: unknown channel kind '%s' for channel '%s' (broadcast, work_queue, "
                              "mailbox, periodic, passthrough)", lua_tostring(L, -1), c.id);
     lua_getfield(L, 1, "name");
     c.name = luaL_optstring(L, -1, NULL);
@@ -215,39 +229,39 @@ static int l_channel_new(lua_State *L)
     lua_getfield(L, 1, "visibility");
     const char *vis = luaL_optstring(L, -1, "public");
     if (strcmp(vis, "public") != 0 && strcmp(vis, "private") != 0)
-        return luaL_error(L, "sssn: visibility of channel '%s' must be \"public\" or \"private\"", c.id);
+        return sssn_error(L, "sssn: visibility of channel '%s' must be \"public\" or \"private\"", c.id);
     c.is_public = strcmp(vis, "public") == 0;
     lua_getfield(L, 1, "period");
     c.period = luaL_optnumber(L, -1, 0);
     lua_getfield(L, 1, "capacity");
     lua_Integer cap = luaL_optinteger(L, -1, 0);
     if (cap < 0 || cap > 100000000)
-        return luaL_error(L, "sssn: capacity of channel '%s' must be between 1 and 100000000", c.id);
+        return sssn_error(L, "sssn: capacity of channel '%s' must be between 1 and 100000000", c.id);
     c.capacity = (size_t)cap;
     lua_getfield(L, 1, "retention");
     c.retention = luaL_optnumber(L, -1, 0);
     lua_getfield(L, 1, "claim_timeout");
     c.claim_timeout = luaL_optnumber(L, -1, 0);
     if (c.kind == CHANNEL_PERIODIC && !(c.period > 0))
-        return luaL_error(L, "sssn: periodic channel '%s' needs a period > 0 (seconds)", c.id);
+        return sssn_error(L, "sssn: periodic channel '%s' needs a period > 0 (seconds)", c.id);
     if (c.period < 0 || c.retention < 0 || c.claim_timeout < 0)
-        return luaL_error(L, "sssn: period, retention and claim_timeout of channel '%s' must not be negative", c.id);
+        return sssn_error(L, "sssn: period, retention and claim_timeout of channel '%s' must not be negative", c.id);
     if (host_channel(h, c.id)) {
         channel *old = host_channel(h, c.id);
-        return luaL_error(L, "sssn: channel '%s' already exists (owned by '%s')", c.id, old->owner ? old->owner : "nobody");
+        return sssn_error(L, "sssn: channel '%s' already exists (owned by '%s')", c.id, old->owner ? old->owner : "nobody");
     }
     channel_handle *hd = lua_newuserdatauv(L, sizeof *hd, 1);
     hd->ch = NULL;
     luaL_setmetatable(L, CHANNEL_MT);
     lua_getfield(L, 1, "pull");
     if (c.kind == CHANNEL_PERIODIC && !lua_isfunction(L, -1))
-        return luaL_error(L, "sssn: periodic channel '%s' needs a pull function", c.id);
+        return sssn_error(L, "sssn: periodic channel '%s' needs a pull function", c.id);
     lua_setiuservalue(L, -2, 1);
     hd->ch = channel_new(&c);
     if (!hd->ch || host_add_channel(h, hd->ch) < 0) {
         channel_free(hd->ch);
         hd->ch = NULL;
-        return luaL_error(L, "sssn: out of memory creating channel '%s'", c.id);
+        return sssn_error(L, "sssn: out of memory creating channel '%s'", c.id);
     }
     return 1;
 }
@@ -305,7 +319,7 @@ static int l_channel_stats(lua_State *L)
     const char *id = luaL_checkstring(L, 1);
     channel *ch = host_channel(h, id);
     if (!ch)
-        return luaL_error(L, "sssn: channel '%s' not found (channel_stats)", id);
+        return sssn_error(L, "sssn: channel '%s' not found (channel_stats)", id);
     push_channel_stats(L, ch);
     return 1;
 }
@@ -317,21 +331,21 @@ static int l_add_channel(lua_State *L)
     channel_handle *hd = luaL_checkudata(L, 2, CHANNEL_MT);
     channel *ch = hd->ch;
     if (ch->owner && strcmp(ch->owner, s->id) != 0)
-        return luaL_error(L, "sssn: channel '%s' is already owned by '%s' (add_channel)", ch->id, ch->owner);
+        return sssn_error(L, "sssn: channel '%s' is already owned by '%s' (add_channel)", ch->id, ch->owner);
     if (ch->stopped)
-        return luaL_error(L, "sssn: channel '%s' is stopped (add_channel)", ch->id);
+        return sssn_error(L, "sssn: channel '%s' is stopped (add_channel)", ch->id);
     if (ch->owner)
         return 0; /* already ours */
     char *owner = strdup(s->id);
     if (!owner || hashmap_put(s->channels, ch->id, ch) < 0) {
         free(owner);
-        return luaL_error(L, "sssn: out of memory (add_channel)");
+        return sssn_error(L, "sssn: out of memory (add_channel)");
     }
     ch->owner = owner;
     if (ch->kind == CHANNEL_PERIODIC) {
         lua_getiuservalue(L, 2, 1);
         if (system_add_periodic(s, ch, L) < 0)
-            return luaL_error(L, "sssn: cannot start the pull of channel '%s'", ch->id);
+            return sssn_error(L, "sssn: cannot start the pull of channel '%s'", ch->id);
     }
     return 0;
 }
@@ -343,9 +357,9 @@ static int l_connect(lua_State *L)
     const char *id = luaL_checkstring(L, 2);
     channel *ch = host_channel(host_of(L), id);
     if (!ch)
-        return luaL_error(L, "sssn: channel '%s' not found (connect)", id);
+        return sssn_error(L, "sssn: channel '%s' not found (connect)", id);
     if (hashmap_put(s->channels, ch->id, ch) < 0)
-        return luaL_error(L, "sssn: out of memory (connect)");
+        return sssn_error(L, "sssn: out of memory (connect)");
     push_channel_info(L, ch);
     return 1;
 }
@@ -358,21 +372,21 @@ static int l_write(lua_State *L)
     host *h = host_of(L);
     channel *ch = system_channel_or_error(L, s, id, "write_channel");
     if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
-        return luaL_error(L, "sssn: channel '%s' is read-only (write_channel)", id);
+        return sssn_error(L, "sssn: channel '%s' is read-only (write_channel)", id);
     char err[256];
     strbuf meta = STRBUF_INIT;
     if (!lua_isnoneornil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
         if (json_encode(L, 4, "metadata", &meta, err, sizeof err) < 0) {
             strbuf_free(&meta);
-            return luaL_error(L, "sssn: %s (write_channel '%s')", err, id);
+            return sssn_error(L, "sssn: %s (write_channel '%s')", err, id);
         }
     }
     strbuf *b = &h->scratch;
     strbuf_reset(b);
     if (json_encode(L, 3, "data", b, err, sizeof err) < 0 || !b->data) {
         strbuf_free(&meta);
-        return luaL_error(L, "sssn: %s (write_channel '%s')", b->data ? err : "out of memory", id);
+        return sssn_error(L, "sssn: %s (write_channel '%s')", b->data ? err : "out of memory", id);
     }
     message_in in = {
         .sender_id = s->id,
@@ -427,7 +441,7 @@ static int l_read(lua_State *L)
     }
     channel_batch_free(&b);
     if (!ok)
-        return luaL_error(L, "sssn: stack overflow (read_channel)");
+        return sssn_error(L, "sssn: stack overflow (read_channel)");
     return 2;
 }
 
@@ -460,7 +474,7 @@ static int ack_or_nack(lua_State *L, int nack)
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 3, (lua_Integer)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, "sssn: message ids must be strings (%s, item %d)", op, (int)i + 1);
+            return sssn_error(L, "sssn: message ids must be strings (%s, item %d)", op, (int)i + 1);
         ids[i] = lua_tostring(L, -1);
         lua_pop(L, 1); /* the string stays alive in the table at arg 3 */
     }
@@ -483,10 +497,10 @@ static int l_subscribe(lua_State *L)
     luaL_checktype(L, 3, LUA_TFUNCTION);
     channel *ch = system_channel_or_error(L, s, id, "subscribe_channel");
     if (ch->kind == CHANNEL_WORK_QUEUE)
-        return luaL_error(L, "sssn: channel '%s' is a work_queue: subscribe is a shared read, use claim_channel", id);
+        return sssn_error(L, "sssn: channel '%s' is a work_queue: subscribe is a shared read, use claim_channel", id);
     lua_settop(L, 3);
     if (system_subscribe(s, ch, L) < 0)
-        return luaL_error(L, "sssn: out of memory (subscribe_channel)");
+        return sssn_error(L, "sssn: out of memory (subscribe_channel)");
     return 0;
 }
 
@@ -608,7 +622,7 @@ static int l_reg_put(lua_State *L)
         for (size_t i = 0; i < ncaps; i++) {
             lua_rawgeti(L, 6, (lua_Integer)i + 1);
             if (lua_type(L, -1) != LUA_TSTRING)
-                return luaL_error(L, "sssn: service names must be strings (register_system '%s')", id);
+                return sssn_error(L, "sssn: service names must be strings (register_system '%s')", id);
             caps[i] = lua_tostring(L, -1);
             lua_pop(L, 1);
         }
@@ -617,7 +631,7 @@ static int l_reg_put(lua_State *L)
     char err[256];
     if (json_encode(L, 2, kind == REG_CHANNEL ? "info" : "descriptor", &b, err, sizeof err) < 0 || !b.data) {
         strbuf_free(&b);
-        return luaL_error(L, "sssn: %s (register_%s '%s')", b.data ? err : "out of memory", reg_kind_name(kind), id);
+        return sssn_error(L, "sssn: %s (register_%s '%s')", b.data ? err : "out of memory", reg_kind_name(kind), id);
     }
     sssn_system *s = system_current(L);
     reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
@@ -625,7 +639,7 @@ static int l_reg_put(lua_State *L)
     const reg_entry *e = registry_put(h->reg, kind, &f, ttl, host_now(h));
     strbuf_free(&b);
     if (!e)
-        return luaL_error(L, "sssn: out of memory (register_%s '%s')", reg_kind_name(kind), id);
+        return sssn_error(L, "sssn: out of memory (register_%s '%s')", reg_kind_name(kind), id);
     if (s)
         system_track_registration(s, kind, id, ttl, keepalive);
     push_entry(L, e);
@@ -660,7 +674,7 @@ static int push_list(lua_State *L, reg_list *l)
      * freed first when the stack cannot grow */
     if (!lua_checkstack(L, 6)) {
         reg_list_free(l);
-        return luaL_error(L, "sssn: stack overflow");
+        return sssn_error(L, "sssn: stack overflow");
     }
     lua_createtable(L, (int)l->count, 0);
     for (size_t i = 0; i < l->count; i++) {
@@ -683,7 +697,7 @@ static int l_reg_find_channels(lua_State *L)
     const char *name = luaL_optstring(L, 2, NULL);
     reg_list l;
     if (registry_find_channels(h->reg, vis, name, host_now(h), &l) < 0)
-        return luaL_error(L, "sssn: out of memory (find_channels)");
+        return sssn_error(L, "sssn: out of memory (find_channels)");
     return push_list(L, &l);
 }
 
@@ -692,7 +706,7 @@ static int l_reg_find_systems(lua_State *L)
     host *h = host_of(L);
     reg_list l;
     if (registry_find_systems(h->reg, luaL_optstring(L, 1, NULL), host_now(h), &l) < 0)
-        return luaL_error(L, "sssn: out of memory (find_systems)");
+        return sssn_error(L, "sssn: out of memory (find_systems)");
     return push_list(L, &l);
 }
 
@@ -820,10 +834,10 @@ static int l_attach(lua_State *L)
 {
     const char *id = luaL_checkstring(L, 1);
     if (system_find(host_of(L), id))
-        return luaL_error(L, "sssn: a system with id '%s' is already running", id);
+        return sssn_error(L, "sssn: a system with id '%s' is already running", id);
     sssn_system *s = system_attach(vm_of(L), id, luaL_optstring(L, 2, id));
     if (!s)
-        return luaL_error(L, "sssn: out of memory (attach)");
+        return sssn_error(L, "sssn: out of memory (attach)");
     sssn_push_system(L, s);
     return 1;
 }

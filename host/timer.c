@@ -79,8 +79,17 @@ void timer_stop(host *h, host_timer *t)
         arm(h);
 }
 
+/* Moves every pending timer by `delta` so each keeps its time-to-go across a clock switch
+ * (a uniform shift keeps the heap ordered). */
+static void shift_timers(host *h, double delta)
+{
+    for (size_t i = 0; i < h->timers.count; i++)
+        h->timers.items[i]->key += delta;
+}
+
 void timer_clock_set(host *h, double now)
 {
+    shift_timers(h, now - host_now(h));
     h->manual_clock = 1;
     h->manual_now = now;
     arm(h);
@@ -105,6 +114,8 @@ void timer_clock_advance(host *h, double dt)
 
 void timer_clock_real(host *h)
 {
+    if (h->manual_clock)
+        shift_timers(h, ev_time() - h->manual_now);
     h->manual_clock = 0;
     arm(h);
 }

@@ -32,9 +32,10 @@ static inline int timer_active(const host_timer *t) { return heap_contains(&t->n
 double host_now(const struct host *h);
 
 /* Test clock. */
-void timer_clock_set(struct host *h, double now);     /* switch to the manual clock at `now` */
+/* Switches to the manual clock at `now`; pending timers keep their time-to-go. */
+void timer_clock_set(struct host *h, double now);
 void timer_clock_advance(struct host *h, double dt);  /* fire due timers in order, run deferred */
-void timer_clock_real(struct host *h);                /* back to wall time */
+void timer_clock_real(struct host *h);                /* back to wall time (timers keep time-to-go) */
 
 void defer_init(deferred *d, void (*cb)(struct host *, deferred *), void *data);
 void defer(struct host *h, deferred *d);          /* no-op when already queued */

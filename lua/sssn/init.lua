@@ -110,6 +110,15 @@ end
 --- Writes data; opts: metadata, correlation_id, reply_to, recipient_id. Returns message id, seq.
 function System:write_channel(id, data, opts)
   opts = opts or {}
+  check_table(opts, "the options", "write_channel")
+  if opts.metadata ~= nil and type(opts.metadata) ~= "table" then
+    error(("sssn: opts.metadata must be a table (got %s) (write_channel)"):format(type(opts.metadata)), 2)
+  end
+  for _, k in ipairs { "correlation_id", "reply_to", "recipient_id" } do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      error(("sssn: opts.%s must be a string (got %s) (write_channel)"):format(k, type(opts[k])), 2)
+    end
+  end
   return core.write(sys(self, "write_channel"), channel_id(id, "write_channel"), data, opts.metadata,
     opts.correlation_id, opts.reply_to, opts.recipient_id)
 end

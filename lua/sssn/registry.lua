@@ -77,8 +77,14 @@ function Registry.normalize_system(desc, fn)
   }, caps
 end
 
-local function keepalive(opts)
+local function check_ttl(ttl, fn)
+  check_arg(ttl == nil or (type(ttl) == "number" and ttl > 0 and ttl < 1e9), fn,
+    ("ttl must be a positive number of seconds (got %s)"):format(tostring(ttl)))
+end
+
+local function keepalive(opts, fn)
   if opts == nil then return true end
+  check_arg(type(opts) == "table", fn, "opts must be a table like {keepalive = false}")
   return opts.keepalive ~= false
 end
 
@@ -87,13 +93,17 @@ end
 function Registry:register_channel(info, ttl, opts)
   check_self(self, "register_channel")
   local c = Registry.normalize_channel(info)
-  return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl, keepalive(opts))
+  check_ttl(ttl, "register_channel")
+  return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl,
+    keepalive(opts, "register_channel"))
 end
 
 function Registry:register_system(descriptor, ttl, opts)
   check_self(self, "register_system")
   local d, caps = Registry.normalize_system(descriptor)
-  return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, keepalive(opts))
+  check_ttl(ttl, "register_system")
+  return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl,
+    keepalive(opts, "register_system"))
 end
 
 function Registry:deregister_channel(id)

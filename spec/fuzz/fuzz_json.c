@@ -1,8 +1,9 @@
 /* fuzz_json.c - libFuzzer harness for host/json.c: turns fuzz bytes into a Lua value, encodes
  * it with json_encode and checks that it either refuses cleanly or writes text that lua-cjson
- * and json_decode read back as the same value. Not part of the Makefile. Build and run:
+ * and json_decode read back as the same value. `make fuzz FUZZ_SECONDS=60` builds and runs it
+ * (needs clang: apt-get install clang); by hand, from the top of the tree:
  *
- *   cd /work/main && clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+ *   clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
  *       -fno-sanitize-recover=all -Ihost -I/usr/include/lua5.4 -o /tmp/fuzz_json \
  *       spec/fuzz/fuzz_json.c host/json.c host/strbuf.c -llua5.4 -lm
  *   mkdir -p /tmp/fuzz_json_corpus && /tmp/fuzz_json -max_total_time=60 /tmp/fuzz_json_corpus
