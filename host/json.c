@@ -462,13 +462,116 @@ static int exact_integer(double x, lua_Integer *out)
     return 1;
 }
 
-/* Replaces integral float values of the table at t (absolute index) and below by integers.
+/* ---- empty arrays ------------------------------------------------------------------------
+ * lua-cjson 2.1.0 (Debian) has no decode_array_with_array_mt: it decodes [] as a plain empty
+ * table, which json_encode writes back as {}. So when the text holds an empty array, every
+ * `[` ws* `]` outside a string is first replaced by SENTINEL_TEXT, an object whose only key
+ * starts with a NUL byte, and the walk after decoding turns each table whose only key is
+ * sentinel_key into a fresh empty table carrying the JSON_ARRAY_MT metatable. An empty array
+ * and the sentinel object nest equally deep, so cjson's depth limit is unchanged. The one
+ * input that is misread is an object whose only key is exactly "\u0000sssn[]" (decoded as
+ * an empty array), in a text that also holds an empty array. When such a text is malformed
+ * it is decoded again as given, so that cjson's error message counts the right positions. */
+#define SENTINEL_TEXT "{\"\\u0000sssn[]\":0}"
+static const char sentinel_key[] = "\0sssn[]"; /* SENTINEL_TEXT's key once decoded */
+#define SENTINEL_KEYLEN (sizeof sentinel_key - 1)
+
+static int is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+/* Quick test, blind to strings: is there a `]` whose previous non-whitespace byte is `[`?
+ * Each whitespace run is looked at once at most, as a `]` ends it. */
+static int may_hold_empty_array(const char *s, size_t len)
+{
+    const char *end = s + len, *p = s;
+    while (p < end && (p = memchr(p, ']', (size_t)(end - p))) != NULL) {
+        const char *q = p;
+        while (q > s && is_json_space(q[-1]))
+            q--;
+        if (q > s && q[-1] == '[')
+            return 1;
+        p++;
+    }
+    return 0;
+}
+
+/* Pushes a copy of the text in which every `[` ws* `]` outside a JSON string is replaced by
+ * SENTINEL_TEXT, and returns how many were replaced. Strings are followed through their
+ * backslash escapes; malformed text is copied in some way and left for cjson to refuse. */
+static int push_marked_text(lua_State *L, const char *s, size_t len)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int count = 0, in_string = 0;
+    size_t run = 0; /* start of the bytes not yet copied */
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else if (c == '[') {
+            size_t j = i + 1;
+            while (j < len && is_json_space(s[j]))
+                j++;
+            if (j < len && s[j] == ']') {
+                luaL_addlstring(&b, s + run, i - run);
+                luaL_addlstring(&b, SENTINEL_TEXT, sizeof SENTINEL_TEXT - 1);
+                count++;
+                run = j + 1;
+                i = j;
+            } else {
+                i = j - 1; /* the whitespace needs no second look */
+            }
+        }
+    }
+    luaL_addlstring(&b, s + run, len - run);
+    luaL_pushresult(&b);
+    return count;
+}
+
+/* Stack slots of what the walk needs to turn sentinels into arrays; key == 0: no sentinels. */
+typedef struct marks {
+    int key; /* the sentinel_key string */
+    int mt;  /* the JSON_ARRAY_MT metatable */
+} marks;
+
+/* Whether the table at idx (absolute) has exactly one key, the sentinel's. */
+static int is_sentinel(lua_State *L, int idx, const marks *m)
+{
+    lua_pushvalue(L, m->key);
+    int found = lua_rawget(L, idx) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (!found)
+        return 0;
+    lua_pushnil(L);
+    (void)lua_next(L, idx); /* not empty: the sentinel key is there */
+    lua_pop(L, 1);
+    if (lua_next(L, idx)) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    return 1;
+}
+
+/* Pushes a new empty table carrying the array metatable. */
+static void push_empty_array(lua_State *L, const marks *m)
+{
+    lua_newtable(L);
+    lua_pushvalue(L, m->mt);
+    lua_setmetatable(L, -2);
+}
+
+/* Replaces integral float values of the table at t (absolute index) and below by integers,
+ * and sentinel objects by marked empty arrays (when m->key is set).
  * Assigning to existing fields during lua_next is allowed. */
-static void integerize(lua_State *L, int t, int depth)
+static void integerize(lua_State *L, int t, int depth, const marks *m)
 {
     if (depth > JSON_MAX_DEPTH)
         luaL_error(L, "invalid JSON: nesting too deep");
-    luaL_checkstack(L, 4, "json_decode");
+    luaL_checkstack(L, 5, "json_decode");
     lua_pushnil(L);
     while (lua_next(L, t)) {
         int vt = lua_type(L, -1);
@@ -479,7 +582,14 @@ static void integerize(lua_State *L, int t, int depth)
             lua_pushinteger(L, i);
             lua_rawset(L, t);
         } else if (vt == LUA_TTABLE) {
-            integerize(L, lua_gettop(L), depth + 1);
+            int v = lua_gettop(L);
+            if (m->key && is_sentinel(L, v, m)) {
+                lua_pushvalue(L, -2);
+                push_empty_array(L, m);
+                lua_rawset(L, t);
+            } else {
+                integerize(L, v, depth + 1, m);
+            }
         }
         lua_pop(L, 1);
     }
@@ -487,10 +597,36 @@ static void integerize(lua_State *L, int t, int depth)
 
 void json_decode(lua_State *L, const char *text, size_t len)
 {
-    luaL_checkstack(L, 6, "json_decode"); /* push_decoder uses 5 slots at most */
+    /* key and metatable, push_decoder's 5 slots at most, a luaL_Buffer with its box */
+    luaL_checkstack(L, 10, "json_decode");
+    int base = lua_gettop(L);
+    marks m = {0, 0};
+    int marking = may_hold_empty_array(text, len);
+    if (marking) {
+        lua_pushlstring(L, sentinel_key, SENTINEL_KEYLEN);
+        if (luaL_newmetatable(L, JSON_ARRAY_MT)) {
+            lua_pushliteral(L, "array");
+            lua_setfield(L, -2, "__name");
+        }
+        m.mt = base + 2;
+    }
     push_decoder(L);
-    lua_pushlstring(L, text, len);
+    if (marking)
+        marking = push_marked_text(L, text, len);
+    else
+        lua_pushlstring(L, text, len);
+    if (marking)
+        m.key = base + 1;
     int status = lua_pcall(L, 1, 1, 0);
+    if (status == LUA_ERRRUN && marking) {
+        /* positions in cjson's message would count the sentinels: decode the text as given */
+        push_decoder(L);
+        lua_pushlstring(L, text, len);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+            lua_replace(L, -2);
+        else
+            lua_pop(L, 1);
+    }
     if (status != LUA_OK) {
         if (status == LUA_ERRRUN) {
             const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
@@ -501,10 +637,19 @@ void json_decode(lua_State *L, const char *text, size_t len)
     int top = lua_gettop(L);
     lua_Integer i;
     if (lua_type(L, top) == LUA_TTABLE) {
-        integerize(L, top, 1);
+        if (m.key && is_sentinel(L, top, &m)) {
+            lua_pop(L, 1);
+            push_empty_array(L, &m);
+        } else {
+            integerize(L, top, 1, &m);
+        }
     } else if (lua_type(L, top) == LUA_TNUMBER && !lua_isinteger(L, top)
                && exact_integer((double)lua_tonumber(L, top), &i)) {
         lua_pop(L, 1);
         lua_pushinteger(L, i);
+    }
+    if (top != base + 1) { /* drop the sentinel key and the metatable below the value */
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
     }
 }

@@ -26,8 +26,11 @@ int json_encode(lua_State *L, int idx, const char *root, strbuf *out, char *err,
 #define JSON_ARRAY_MT "sssn.array"
 
 /* Decodes `len` bytes of JSON and pushes the value. Integral numbers with |x| <= 2^53 become
- * integers (at any depth); null becomes the cjson.null lightuserdata. Raises a Lua error on
- * malformed input ("invalid JSON: ..."), so call it from a binding or under lua_pcall.
+ * integers (at any depth); null becomes the cjson.null lightuserdata; an empty array [] (at
+ * any depth, the top level included) comes back as an empty table marked as an array with the
+ * JSON_ARRAY_MT metatable (created in the registry if missing), so json_encode writes it back
+ * as []. Raises a Lua error on malformed input ("invalid JSON: ..."), and on memory errors
+ * (also from the walk over the result), so call it from a binding or under lua_pcall.
  * Loads lua-cjson into L on first use (kept in the Lua registry). */
 void json_decode(lua_State *L, const char *text, size_t len);
 

@@ -1,6 +1,7 @@
 /* test_json.c - unit tests for host/json.c: json_encode's output and refusals (with paths),
- * round trips through lua-cjson's decoder and json_decode, and Lua stack balance. Built with
- * host/json.c and host/strbuf.c against Lua 5.4; lua-cjson must be installed. */
+ * round trips through lua-cjson's decoder and json_decode (empty arrays included), Lua stack
+ * balance, and allocation failures. Built with host/json.c and host/strbuf.c against Lua 5.4;
+ * lua-cjson must be installed. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -444,6 +445,169 @@ static void test_decode(void)
     lua_close(L);
 }
 
+/* Lua helpers for the empty-array tests: marked(t) is whether t carries the array metatable,
+ * empty_array(t) whether it is an empty table so marked, and leaks(v) whether the decoder's
+ * sentinel key is left anywhere in v. */
+static const char empty_array_helpers[] =
+    "function marked(t) return getmetatable(t) == debug.getregistry()['" JSON_ARRAY_MT "'] end\n"
+    "function empty_array(t) return type(t) == 'table' and next(t) == nil and marked(t) end\n"
+    "function leaks(v)\n"
+    "  if type(v) ~= 'table' then return false end\n"
+    "  for k, x in pairs(v) do\n"
+    "    if type(k) == 'string' and k:find('\\0', 1, true) or leaks(x) then return true end\n"
+    "  end\n"
+    "  return false\n"
+    "end\n";
+
+static void test_decode_keeps_empty_arrays(void)
+{
+    lua_State *L = new_state(1);
+    CHECK(luaL_dostring(L, empty_array_helpers) == LUA_OK);
+    /* top level, with and without whitespace inside and around */
+    LUA_TRUE(L, "local d = decode('[]') return empty_array(d) and encode(d) == '[]'");
+    LUA_TRUE(L, "local d = decode(' [ \\n ] ') return empty_array(d) and encode(d) == '[]'");
+    LUA_TRUE(L, "local d = decode('[\\t\\r\\n ]') return empty_array(d) and encode(d) == '[]'");
+    /* nested, next to a string that merely looks like one */
+    LUA_TRUE(L, "local d = decode('{\"a\":[],\"b\":[[],[1]],\"c\":\"[]\"}')\n"
+                "local n = 0 for _ in pairs(d) do n = n + 1 end\n"
+                "return n == 3 and empty_array(d.a) and empty_array(d.b[1]) and #d.b == 2\n"
+                "  and math.type(d.b[2][1]) == 'integer' and d.b[2][1] == 1 and d.c == '[]'\n"
+                "  and not leaks(d)\n"
+                "  and encode({a = d.a}) == '{\"a\":[]}' and encode({b = d.b}) == '{\"b\":[[],[1]]}'\n"
+                "  and encode({c = d.c}) == '{\"c\":\"[]\"}'");
+    /* whitespace inside and between */
+    LUA_TRUE(L, "local d = decode('{ \"a\" : [ \\n ] , \"b\" : [ [\\t] , [ 1 ] ] }')\n"
+                "return empty_array(d.a) and empty_array(d.b[1]) and encode({a = d.a}) == '{\"a\":[]}'\n"
+                "  and encode({b = d.b}) == '{\"b\":[[],[1]]}'");
+    /* escaped quotes and backslashes in strings before brackets */
+    LUA_TRUE(L, "local d = decode('{\"s\":\"\\\\\"[]\",\"l\":[]}')\n"
+                "return d.s == '\"[]' and empty_array(d.l) and not leaks(d)\n"
+                "  and encode({s = d.s}) == '{\"s\":\"\\\\\"[]\"}' and encode({l = d.l}) == '{\"l\":[]}'");
+    LUA_TRUE(L, "local d = decode('[\"a\\\\\\\\\",[],\"\\\\\\\\[]\",\"[\\\\\"]\",[ ]]')\n"
+                "return #d == 5 and d[1] == 'a\\\\' and empty_array(d[2]) and d[3] == '\\\\[]'\n"
+                "  and d[4] == '[\"]' and empty_array(d[5])\n"
+                "  and encode(d) == '[\"a\\\\\\\\\",[],\"\\\\\\\\[]\",\"[\\\\\"]\",[]]'");
+    /* only strings hold brackets: nothing is marked, nothing leaks */
+    LUA_TRUE(L, "local d = decode('{\"s\":\"[ ]\",\"t\":{}}')\n"
+                "local n = 0 for _ in pairs(d) do n = n + 1 end\n"
+                "return n == 2 and d.s == '[ ]' and not marked(d.t) and not marked(d)\n"
+                "  and encode({t = d.t}) == '{\"t\":{}}'");
+    /* deeply nested, many of them, beside integers, floats, nulls and empty objects */
+    LUA_TRUE(L, "local d = decode('[[[]],[],{},[[],{\"x\":[]}],2.0,1.5,null]')\n"
+                "return encode(d) == '[[[]],[],{},[[],{\"x\":[]}],2,1.5,null]'\n"
+                "  and math.type(d[5]) == 'integer' and not leaks(d) and not marked(d[3])");
+    LUA_TRUE(L, "local t = '[' .. string.rep('[],', 999) .. '[]]'\n"
+                "local d = decode(t) return #d == 1000 and empty_array(d[1000]) and encode(d) == t");
+    /* every round trip of what json_encode writes gives the same text */
+    LUA_TRUE(L, "for _, t in ipairs{'[]', '[[]]', '{\"a\":[]}', '[{\"a\":[[],[{}]]}]', '[\"[]\",[]]'} do\n"
+                "  if encode(decode(t)) ~= t then error(t) end\n"
+                "end\n"
+                "return true");
+    /* error positions count the text as given, not the sentinels */
+    LUA_TRUE(L, "local ok, e = pcall(decode, '[[],')\n"
+                "local ok2, e2 = pcall(cjson.decode, '[[],')\n"
+                "return not ok and not ok2 and e == 'invalid JSON: ' .. e2");
+    LUA_TRUE(L, "local ok, e = pcall(decode, '{\"a\":[], \"b\" 1}')\n"
+                "local ok2, e2 = pcall(cjson.decode, '{\"a\":[], \"b\" 1}')\n"
+                "return not ok and not ok2 and e == 'invalid JSON: ' .. e2");
+    LUA_TRUE(L, "local ok, e = pcall(decode, '[] x') return not ok and e:find('^invalid JSON: ') ~= nil");
+    LUA_TRUE(L, "local ok, e = pcall(decode, '\"[]') return not ok and e:find('^invalid JSON: ') ~= nil");
+
+    /* values below the stack top are left alone */
+    lua_settop(L, 0);
+    lua_pushinteger(L, 7);
+    lua_pushliteral(L, "below");
+    json_decode(L, "{\"a\":[], \"b\":[ [] ]}", 20);
+    CHECK(lua_gettop(L) == 3);
+    CHECK(lua_tointeger(L, 1) == 7);
+    CHECK(lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "below") == 0);
+    CHECK(lua_type(L, 3) == LUA_TTABLE);
+    json_decode(L, "[]", 2);
+    CHECK(lua_gettop(L) == 4);
+    CHECK(lua_type(L, 4) == LUA_TTABLE && lua_getmetatable(L, 4));
+    luaL_getmetatable(L, JSON_ARRAY_MT);
+    CHECK(lua_rawequal(L, -1, -2));
+    lua_settop(L, 0);
+    lua_close(L);
+
+    /* the array metatable is created when missing, named "array" */
+    L = new_state(0);
+    LUA_TRUE(L, "return debug.getregistry()['" JSON_ARRAY_MT "'] == nil");
+    LUA_TRUE(L, "local d = decode('{\"list\":[]}')\n"
+                "local mt = debug.getregistry()['" JSON_ARRAY_MT "']\n"
+                "return type(mt) == 'table' and mt.__name == 'array' and getmetatable(d.list) == mt\n"
+                "  and encode(d) == '{\"list\":[]}'");
+    lua_close(L);
+}
+
+/* ---- allocation failure while decoding: a Lua error, never a crash or a leak ----------- */
+
+typedef struct budget_state {
+    int limited;
+    long left; /* growing allocations still allowed while limited */
+} budget_state;
+
+static void *budget_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    budget_state *a = ud;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (a->limited && nsize > (ptr ? osize : 0) && a->left-- <= 0)
+        return NULL;
+    return realloc(ptr, nsize);
+}
+
+/* Decodes `text` in a fresh state whose decoder is loaded already, with `budget` growing
+ * allocations allowed during the call; returns the status and how many were used. */
+static int decode_on_budget(const char *text, long budget, long *used)
+{
+    budget_state a = {0, 0};
+    lua_State *L = lua_newstate(budget_alloc, &a);
+    luaL_openlibs(L);
+    lua_pushcfunction(L, l_decode);
+    lua_pushliteral(L, "1");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        exit(2);
+    lua_settop(L, 0);
+    lua_pushcfunction(L, l_decode);
+    lua_pushstring(L, text);
+    a.left = budget;
+    a.limited = 1;
+    int status = lua_pcall(L, 1, 1, 0);
+    a.limited = 0;
+    *used = budget - a.left;
+    CHECK(lua_gettop(L) == 1);
+    if (status == LUA_OK) {
+        strbuf out = STRBUF_INIT;
+        char err[64];
+        lua_getfield(L, 1, "b");
+        CHECK(json_encode(L, -1, "data", &out, err, sizeof err) == 0);
+        CHECK(out.data && strcmp(out.data, "[[],[1]]") == 0);
+        strbuf_free(&out);
+    }
+    lua_close(L);
+    return status;
+}
+
+/* Memory errors in the pre-pass (sentinel key, metatable, marked copy) and in the walk after
+ * cjson (the new empty arrays) raise LUA_ERRMEM and leak nothing. Failures inside cjson's own
+ * decode are not tried: lua-cjson 2.1.0 then leaks its scratch buffer. */
+static void test_decode_raises_when_lua_is_out_of_memory(void)
+{
+    const char *text = "{\"a\":[],\"b\":[[],[1.0]],\"c\":\"[]\",\"d\":[ ]}";
+    long used;
+    CHECK(decode_on_budget(text, 1000000, &used) == LUA_OK);
+    long total = used; /* the last three allocations are the walk's three new tables */
+    CHECK(total > 6);
+    for (long budget = 0; budget < 3; budget++)
+        CHECK(decode_on_budget(text, budget, &used) == LUA_ERRMEM);
+    for (long budget = total - 3; budget < total; budget++)
+        CHECK(decode_on_budget(text, budget, &used) == LUA_ERRMEM);
+    CHECK(decode_on_budget(text, total, &used) == LUA_OK);
+}
+
 static void test_random_values_round_trip(void)
 {
     lua_State *L = new_state(1);
@@ -542,6 +706,8 @@ int main(void)
     RUN(test_error_buffer_is_bounded);
     RUN(test_appends_to_existing_text);
     RUN(test_decode);
+    RUN(test_decode_keeps_empty_arrays);
+    RUN(test_decode_raises_when_lua_is_out_of_memory);
     RUN(test_random_values_round_trip);
     RUN(test_never_raises_when_lua_is_out_of_memory);
     return check_report();
