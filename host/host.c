@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
+#include "json.h"
 #include "log.h"
 #include "system.h"
 
@@ -33,6 +35,26 @@ void host_log(const host *h, int level, const char *system, const char *fmt, ...
     log_write(h->cfg.log_level, level, system, "%s", msg);
 }
 
+int host_entry_json(strbuf *b, const reg_entry *e)
+{
+    /* entry JSON is an object "{...}": splice expires_at in before the closing brace */
+    const char *j = e->json;
+    size_t n = e->json_len;
+    while (n > 0 && j[n - 1] != '}')
+        n--;
+    if (n == 0)
+        return strbuf_puts(b, "null");
+    int empty = 1;
+    for (size_t i = 1; i + 1 < n; i++)
+        if (j[i] != ' ' && j[i] != '\n' && j[i] != '\t' && j[i] != '\r') {
+            empty = 0;
+            break;
+        }
+    if (strbuf_append(b, j, n - 1) < 0)
+        return -1;
+    return strbuf_printf(b, "%s\"expires_at\":%.17g}", empty ? "" : ",", e->expires_at);
+}
+
 /* Registry events become messages on the "registry" channel:
  * {"event": "...", "kind": "channel"|"system", "id": "...", "entry": {... , "expires_at": t}} */
 static void on_registry_event(void *ud, reg_event ev, const reg_entry *e)
@@ -43,34 +65,10 @@ static void on_registry_event(void *ud, reg_event ev, const reg_entry *e)
     strbuf *b = &h->event_buf;
     strbuf_reset(b);
     strbuf_printf(b, "{\"event\":\"%s\",\"kind\":\"%s\",\"id\":", reg_event_name(ev), reg_kind_name(e->kind));
-    /* ids were validated as JSON strings when the entry's JSON was built; re-quote safely */
-    strbuf_putc(b, '"');
-    for (const char *p = e->id; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            strbuf_putc(b, '\\');
-        if ((unsigned char)*p < 0x20)
-            strbuf_printf(b, "\\u%04x", (unsigned char)*p);
-        else
-            strbuf_putc(b, *p);
-    }
-    strbuf_puts(b, "\",\"entry\":");
-    /* entry JSON is an object "{...}": splice expires_at in before the closing brace */
-    const char *j = e->json;
-    size_t n = e->json_len;
-    while (n > 0 && j[n - 1] != '}')
-        n--;
-    if (n > 0) {
-        strbuf_append(b, j, n - 1);
-        int empty = 1;
-        for (size_t i = 1; i + 1 < n; i++)
-            if (j[i] != ' ' && j[i] != '\n' && j[i] != '\t' && j[i] != '\r') {
-                empty = 0;
-                break;
-            }
-        strbuf_printf(b, "%s\"expires_at\":%.17g}}", empty ? "" : ",", e->expires_at);
-    } else {
-        strbuf_puts(b, "null}");
-    }
+    json_write_string(b, e->id, strlen(e->id));
+    strbuf_puts(b, ",\"entry\":");
+    host_entry_json(b, e);
+    strbuf_putc(b, '}');
     if (!b->data)
         return;
     message_in in = {.sender_id = HOST_OWNER, .data_json = b->data, .data_len = b->len};
@@ -161,7 +159,7 @@ void host_run(host *h)
         ev_timer_set(&h->duration_watcher, h->cfg.duration, 0);
         ev_timer_start(h->loop, &h->duration_watcher);
     }
-    while (!h->stopping && h->nrunning > 0)
+    while (!h->stopping && (h->nrunning > 0 || h->api))
         ev_run(h->loop, EVRUN_ONCE);
     ev_signal_stop(h->loop, &h->sigint_watcher);
     ev_signal_stop(h->loop, &h->sigterm_watcher);
@@ -199,6 +197,8 @@ void host_free(host *h)
     if (!h)
         return;
     h->stopping = 1;
+    api_stop(h->api);
+    h->api = NULL;
     for (sssn_system *s = h->systems; s; s = s->next)
         system_stop(s, "host shutting down");
     sssn_system *s = h->systems;
@@ -222,6 +222,8 @@ void host_free(host *h)
     timer_stop(h, &h->maintenance_timer);
     timer_host_free(h);
     ev_loop_destroy(h->loop);
+    free(h->endpoint);
+    free(h->registry_url);
     strbuf_free(&h->scratch);
     strbuf_free(&h->event_buf);
     free(h);

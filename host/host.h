@@ -56,6 +56,10 @@ typedef struct host {
     struct sssn_system *systems; /* every system ever started, newest first */
     size_t nrunning;
 
+    struct api *api;           /* the HTTP API when --listen, else NULL */
+    char *endpoint;            /* URL other hosts reach this one at, or NULL */
+    char *registry_url;        /* --registry: systems use this remote registry */
+
     ev_signal sigint_watcher, sigterm_watcher;
     ev_timer duration_watcher;
     int stopping;
@@ -81,7 +85,10 @@ channel *host_channel(const host *h, const char *id);
 int host_add_channel(host *h, channel *ch);      /* 0, or -1 when the id is taken / out of memory */
 void host_retire_channel(host *h, channel *ch);  /* stop it, drop it from the table */
 
-/* Registry calls that also feed the event channel and keep-alive. */
+/* Registry maintenance now (also runs on its timer). */
 void host_registry_maintain(host *h);
+
+/* Appends the entry's JSON with "expires_at" spliced in. 0, or -1 when out of memory. */
+int host_entry_json(strbuf *b, const reg_entry *e);
 
 #endif

@@ -172,12 +172,11 @@ static int write_float(encoder *e, double x)
 }
 
 /* Copies runs of bytes that need no escape with one append each. */
-static int write_string(encoder *e, const char *s, size_t len)
+int json_write_string(strbuf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    strbuf *out = e->out;
     if (strbuf_reserve(out, len + 2) < 0 || strbuf_putc(out, '"') < 0)
-        return fail(e, e->depth, "out of memory");
+        return -1;
     size_t run = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -187,10 +186,17 @@ static int write_string(encoder *e, const char *s, size_t len)
         char seq[6] = {'\\', esc, '0', '0', hex[c >> 4], hex[c & 15]};
         if (strbuf_append(out, s + run, i - run) < 0
             || strbuf_append(out, seq, esc == 'u' ? 6 : 2) < 0)
-            return fail(e, e->depth, "out of memory");
+            return -1;
         run = i + 1;
     }
     if (strbuf_append(out, s + run, len - run) < 0 || strbuf_putc(out, '"') < 0)
+        return -1;
+    return 0;
+}
+
+static int write_string(encoder *e, const char *s, size_t len)
+{
+    if (json_write_string(e->out, s, len) < 0)
         return fail(e, e->depth, "out of memory");
     return 0;
 }

@@ -22,6 +22,9 @@
  * `out` may then hold a partial text. Returns 0 on success. */
 int json_encode(lua_State *L, int idx, const char *root, strbuf *out, char *err, size_t errlen);
 
+/* Appends s as a JSON string literal (quoted, escaped per RFC 8259). 0, or -1 out of memory. */
+int json_write_string(strbuf *out, const char *s, size_t len);
+
 /* Registry key of the metatable that marks a table as a JSON array (see sssn.array). */
 #define JSON_ARRAY_MT "sssn.array"
 

@@ -9,9 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "host.h"
 #include "json.h"
+#include "lua_api.h"
 #include "system.h"
 
 #define CHANNEL_MT "sssn.channel"
@@ -101,6 +105,7 @@ static void push_channel_info(lua_State *L, const channel *ch)
         lua_setfield(L, -2, "period");
     }
     set_string_field(L, "owner", ch->owner);
+    set_string_field(L, "endpoint", vm_of(L)->h->endpoint);
 }
 
 /* ---- handles ---- */
@@ -842,6 +847,24 @@ static int l_attach(lua_State *L)
     return 1;
 }
 
+/* A TCP port on 127.0.0.1 that was free a moment ago (for specs that start hosts). */
+static int l_free_port(lua_State *L)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return luaL_error(L, "sssn.testing.free_port: no port available");
+    }
+    close(fd);
+    lua_pushinteger(L, ntohs(sa.sin_port));
+    return 1;
+}
+
 static int l_array(lua_State *L)
 {
     if (lua_isnoneornil(L, 1))
@@ -892,6 +915,7 @@ static const luaL_Reg testing_funcs[] = {
     {"run_for", l_run_for},
     {"spawn", l_spawn},
     {"attach", l_attach},
+    {"free_port", l_free_port},
     {NULL, NULL},
 };
 
@@ -913,6 +937,7 @@ int luaopen_sssn_core(lua_State *L)
     lua_pop(L, 1);
 
     luaL_newlib(L, core_funcs);
+    lua_api_register(L);
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     luaL_getmetatable(L, JSON_ARRAY_MT);

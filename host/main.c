@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "host.h"
 #include "log.h"
 #include "system.h"
@@ -18,10 +19,15 @@ static const char usage_text[] =
     "usage: sssn-host [options] SCRIPT...\n"
     "       sssn-host test [busted options] [SPEC_DIR_OR_FILE...]\n"
     "\n"
+    "       sssn-host --listen [ADDR:]PORT [options] [SCRIPT...]\n"
+    "\n"
     "Runs each SCRIPT as a system: a Lua 5.4 file that returns sssn.system{...} or defines\n"
     "global setup/step functions. Systems share this host's channels and service registry.\n"
     "\n"
     "options:\n"
+    "  --listen [ADDR:]PORT serve the HTTP API (channels, registry, /health, /metrics); a bare PORT\n"
+    "                      binds 127.0.0.1; PORT 0 picks a free port. The API has no authentication yet.\n"
+    "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT)\n"
     "  --duration S        stop every system after S seconds (default: run until SIGINT/SIGTERM)\n"
     "  --ttl S             default registration TTL in seconds (default 300)\n"
     "  --maintenance S     purge expired registry entries every S seconds (default 30)\n"
@@ -73,6 +79,49 @@ static int parse_bytes(const char *s, size_t *out)
     if (*end || v == 0 || v > (unsigned long long)SIZE_MAX / mult)
         return -1;
     *out = (size_t)(v * mult);
+    return 0;
+}
+
+/* "[ADDR:]PORT": a bare port binds loopback only. */
+static int parse_listen(const char *s, char *addr, size_t addrlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    const char *p = colon ? colon + 1 : s;
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (end == p || *end || v < 0 || v > 65535)
+        return -1;
+    size_t n = colon ? (size_t)(colon - s) : 0;
+    if (colon && (n == 0 || n >= addrlen))
+        return -1;
+    if (colon) {
+        memcpy(addr, s, n);
+        addr[n] = '\0';
+        if (strcmp(addr, "localhost") == 0)
+            snprintf(addr, addrlen, "127.0.0.1");
+    } else {
+        snprintf(addr, addrlen, "127.0.0.1");
+    }
+    *port = (int)v;
+    return 0;
+}
+
+static int start_api(host *h, const char *addr, int port, const char *advertise)
+{
+    char err[256];
+    h->api = api_start(h, addr, port, err, sizeof err);
+    if (!h->api) {
+        host_log(h, LOG_ERROR, NULL, "%s", err);
+        return -1;
+    }
+    char url[128];
+    snprintf(url, sizeof url, "http://%s:%d", addr, api_port(h->api));
+    h->endpoint = strdup(advertise ? advertise : url);
+    host_log(h, LOG_INFO, NULL, "HTTP API on %s%s%s", url, advertise ? ", advertised as " : "",
+             advertise ? advertise : "");
+    if (strncmp(addr, "127.", 4) != 0)
+        host_log(h, LOG_WARN, NULL, "the HTTP API on %s has no authentication yet: anyone who can reach "
+                                    "this address can read, write and register", url);
     return 0;
 }
 
@@ -143,6 +192,9 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0); /* print() from systems shows up line by line in pipes */
     host_config cfg;
     host_config_defaults(&cfg);
+    char listen_addr[64] = "";
+    int listen_port = -1;
+    const char *advertise = NULL;
     char lua_dir[PATH_MAX];
     cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
 
@@ -168,7 +220,8 @@ int main(int argc, char **argv)
                    ev_version_minor());
             return 0;
         }
-        int takes_value = strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
+        int takes_value = strcmp(a, "--listen") == 0 || strcmp(a, "--advertise") == 0 ||
+                          strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0;
         if (!takes_value)
@@ -176,6 +229,13 @@ int main(int argc, char **argv)
         if (!val)
             return usage_error("option '%s' needs a value", a);
         i++;
+        if (strcmp(a, "--listen") == 0 && parse_listen(val, listen_addr, sizeof listen_addr, &listen_port) < 0)
+            return usage_error("--listen wants [ADDR:]PORT like 7400 or 127.0.0.1:7400, not '%s'", val);
+        if (strcmp(a, "--advertise") == 0) {
+            if (strncmp(val, "http://", 7) != 0)
+                return usage_error("--advertise wants an http:// URL, not '%s'", val);
+            advertise = val;
+        }
         if (strcmp(a, "--duration") == 0 && parse_seconds(val, &cfg.duration, 0) < 0)
             return usage_error("--duration wants a positive number of seconds, not '%s'", val);
         if (strcmp(a, "--ttl") == 0 && parse_seconds(val, &cfg.ttl, 0) < 0)
@@ -194,8 +254,8 @@ int main(int argc, char **argv)
                 SSSN_LUA_DIR);
         return 1;
     }
-    if (!test_mode && i >= argc)
-        return usage_error("%s", "no SCRIPT given");
+    if (!test_mode && i >= argc && listen_port < 0)
+        return usage_error("%s", "no SCRIPT given (and no --listen)");
 
     cfg.test_mode = test_mode;
     host *h = host_new(&cfg);
@@ -205,6 +265,10 @@ int main(int argc, char **argv)
     }
     if (test_mode)
         return run_tests(h, argc - 2, argv + 2);
+    if (listen_port >= 0 && start_api(h, listen_addr, listen_port, advertise) < 0) {
+        host_free(h);
+        return 1;
+    }
 
     int started = 0;
     for (; i < argc; i++) {
@@ -214,7 +278,7 @@ int main(int argc, char **argv)
             started++;
         }
     }
-    if (!started) {
+    if (!started && !h->api) {
         host_log(h, LOG_ERROR, NULL, "no system could start");
         host_free(h);
         return 1;

@@ -33,7 +33,8 @@ struct periodic_source {
     periodic_source *next;
 };
 
-static const char *const task_kind_names[] = {"setup", "step", "subscriber", "periodic pull", "call"};
+static const char *const task_kind_names[] = {"setup", "step", "subscriber", "periodic pull", "call",
+                                              "HTTP request"};
 
 /* ---- vm: a Lua state with its own allocator ---- */
 
@@ -306,6 +307,81 @@ void task_sleep_resume_soon(task *t)
 {
     t->sleep_timer.cb = on_sleep_done;
     timer_start(t->vm->h, &t->sleep_timer, host_now(t->vm->h));
+}
+
+/* Waiting for a channel write: a watcher on the channel and the task's sleep timer as the
+ * time-out. The write only queues the resume: tasks never run inside channel_write. */
+typedef struct channel_wait {
+    channel_watcher watcher;
+    channel *ch;
+    task *t;
+    deferred wake;
+} channel_wait;
+
+static void end_wait(task *t)
+{
+    channel_wait *w = t->wait;
+    if (!w)
+        return;
+    channel_remove_watcher(w->ch, &w->watcher);
+    defer_cancel(t->vm->h, &w->wake);
+    timer_stop(t->vm->h, &t->sleep_timer);
+    free(w);
+    t->wait = NULL;
+    t->waiting = 0;
+    t->cancel_wait = NULL;
+}
+
+static void resume_with_bool(task *t, int value)
+{
+    end_wait(t);
+    lua_pushboolean(t->co, value);
+    task_resume(t, 1);
+}
+
+static void on_wait_write(channel_watcher *cw, const message *m)
+{
+    (void)m;
+    channel_wait *w = cw->data;
+    defer(w->t->vm->h, &w->wake);
+}
+
+static void on_wait_wake(host *h, deferred *d)
+{
+    (void)h;
+    channel_wait *w = d->data;
+    resume_with_bool(w->t, 1);
+}
+
+static void on_wait_timeout(host *h, host_timer *timer)
+{
+    (void)h;
+    resume_with_bool(timer->data, 0);
+}
+
+int task_wait_channel(lua_State *L, channel *ch, uint64_t after, double timeout)
+{
+    task *t = task_current(L);
+    if (!t)
+        return luaL_error(L, "sssn: waiting for a channel needs a system's setup, step, subscriber "
+                             "or an HTTP request coroutine");
+    if (channel_last_seq(ch) > after)
+        return 0;
+    channel_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return luaL_error(L, "sssn: out of memory (wait)");
+    w->ch = ch;
+    w->t = t;
+    w->watcher.on_write = on_wait_write;
+    w->watcher.data = w;
+    defer_init(&w->wake, on_wait_wake, w);
+    channel_add_watcher(ch, &w->watcher);
+    t->wait = w;
+    t->waiting = 1;
+    t->cancel_wait = end_wait;
+    t->sleep_timer.cb = on_wait_timeout;
+    timer_start(t->vm->h, &t->sleep_timer, host_now(t->vm->h) + (timeout > 0 ? timeout : 0));
+    return 1;
 }
 
 /* ---- systems ---- */

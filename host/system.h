@@ -29,7 +29,7 @@ typedef struct vm {
     double watchdog_limit;  /* seconds, 0 = off */
 } vm;
 
-enum task_kind { TASK_SETUP, TASK_STEP, TASK_SUBSCRIBER, TASK_PERIODIC, TASK_CALL };
+enum task_kind { TASK_SETUP, TASK_STEP, TASK_SUBSCRIBER, TASK_PERIODIC, TASK_CALL, TASK_REQUEST };
 
 struct task {
     vm *vm;
@@ -44,6 +44,7 @@ struct task {
     int cancelled;              /* its system stopped: end it instead of resuming */
     int waiting;                /* a binding arranged a wake-up other than the sleep timer */
     void (*cancel_wait)(task *t); /* undoes that arrangement when the task is dropped */
+    void *wait;                 /* what cancel_wait undoes */
     task *prev, *next;          /* vm->tasks */
 };
 
@@ -112,6 +113,10 @@ void task_resume(task *t, int nargs); /* nargs values pushed on t->co */
 /* Yield helpers for bindings: suspend the current task; the binding must `return lua_yield(L, 0)`. */
 int task_sleep(lua_State *L, double seconds);
 void task_sleep_resume_soon(task *t); /* resume on the next turn of the loop */
+/* Suspends the current task until a message with seq > after is written to ch or `timeout`
+ * seconds pass; the task then resumes with true (a message came) or false. Returns 1 when
+ * the binding must `return lua_yield(L, 0)`, 0 when a message is already there (no wait). */
+int task_wait_channel(lua_State *L, channel *ch, uint64_t after, double timeout);
 
 /* Finds the system a binding acts for: the running task's, else the vm's default. */
 sssn_system *system_current(lua_State *L);

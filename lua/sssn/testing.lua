@@ -43,6 +43,9 @@ function testing.run_for(seconds) return t.run_for(seconds) end
 --- Path of the sssn-host binary running the specs (for end-to-end specs that start processes).
 testing.exe = t.exe
 
+--- A TCP port on 127.0.0.1 that was free a moment ago.
+function testing.free_port() return t.free_port() end
+
 local counter = 0
 --- A fresh id for a spec: prefix-N, unique within the run.
 function testing.uid(prefix)

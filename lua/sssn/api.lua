@@ -1,0 +1,264 @@
+-- sssn.api: the HTTP API router. The host runs handle() as a coroutine per request in its own
+-- API state; long-polls wait with core.wait, which yields. Channel routes follow the Python
+-- sssn ChannelServer so its ChannelClient works unchanged; registry routes, /health and
+-- /metrics are this host's own. Every error is JSON {"detail", "error": {"type", "message"}}.
+local core = require "sssn.core"
+local Registry = require "sssn.registry"
+
+local M = {}
+
+local MAX_WAIT = 300
+
+local function json(status, value)
+  return status, "application/json", type(value) == "string" and value or core.json_encode(value)
+end
+
+local function err(status, etype, message)
+  return json(status, { detail = message, error = { type = etype, message = message } })
+end
+
+local function unescape(s)
+  s = s:gsub("+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function parse_query(q)
+  local t = {}
+  for pair in q:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    t[unescape(k)] = unescape(v)
+  end
+  return t
+end
+
+local function boolean(q, name)
+  local v = q[name]
+  if v == nil or v == "" then return false end
+  v = v:lower()
+  if v == "true" or v == "1" or v == "yes" then return true end
+  if v == "false" or v == "0" or v == "no" then return false end
+  return nil, ("%s must be true or false, not '%s'"):format(name, q[name])
+end
+
+local function number(q, name, min, max)
+  local v = q[name]
+  if v == nil or v == "" then return nil end
+  local n = tonumber(v)
+  if not n or n ~= n or n < min or n > max then
+    return nil, ("%s must be a number between %s and %s, not '%s'"):format(name, min, max, v)
+  end
+  return n
+end
+
+local function integer(q, name, min, max)
+  local n, e = number(q, name, min, max)
+  if e then return nil, e end
+  if n and math.type(n) ~= "integer" then
+    if n ~= math.floor(n) then return nil, ("%s must be an integer, not '%s'"):format(name, q[name]) end
+    n = math.tointeger(n)
+  end
+  return n
+end
+
+-- The reader a request acts as: until auth exists, the Bearer token names it (as the Python
+-- OpenSecurity does); no token reads as "anonymous".
+local function caller(auth)
+  local token = auth and auth:match("^%s*[Bb]earer%s+(%S+)%s*$")
+  return token or "anonymous"
+end
+
+local function decode_body(body)
+  if body == "" then return nil, "the request body is empty: send JSON" end
+  local ok, value = pcall(core.json_decode, body)
+  if not ok then return nil, ("malformed JSON body: %s"):format(tostring(value):gsub("^.-invalid JSON: ", "")) end
+  return value
+end
+
+-- Channels ----------------------------------------------------------------------------
+
+local function read_channel(id, q, auth)
+  local limit, e1 = integer(q, "limit", 1, 10000)
+  local wait, e2 = number(q, "wait", 0, MAX_WAIT)
+  local exclusive, e3 = boolean(q, "exclusive")
+  local e = e1 or e2 or e3
+  if e then return err(400, "bad_request", e) end
+  local after_seq, after_id
+  if q.after and q.after ~= "" then
+    after_seq = math.tointeger(tonumber(q.after))
+    if not after_seq or after_seq < 0 then after_id = q.after end
+  end
+  local reader = caller(auth)
+  local deadline = wait and core.now() + wait
+  while true do
+    local body, count, last, msg = core.api_read(id, reader, limit or 100, after_seq, after_id, exclusive)
+    if not body then return err(count, last, msg) end
+    if count > 0 or not deadline then return json(200, body) end
+    local left = deadline - core.now()
+    if left <= 0 then return json(200, body) end
+    core.wait(id, last, left)
+  end
+end
+
+local function write_channel(id, q, auth, body)
+  local direct, e = boolean(q, "direct")
+  if e then return err(400, "bad_request", e) end
+  local value, derr = decode_body(body)
+  if derr then return err(400, "bad_request", derr) end
+  local item, status, etype, msg
+  if direct then
+    if type(value) ~= "table" or type(value.content) ~= "table" then
+      return err(400, "bad_request", "direct=true needs a whole message envelope with content.data")
+    end
+    for _, k in ipairs { "id", "sender_id", "correlation_id", "reply_to", "recipient_id" } do
+      if value[k] ~= nil and value[k] ~= core.null and type(value[k]) ~= "string" then
+        return err(400, "bad_request", ("envelope field %s must be a string"):format(k))
+      end
+      if value[k] == core.null then value[k] = nil end
+    end
+    local meta = value.metadata
+    if meta == core.null then meta = nil end
+    if meta ~= nil and type(meta) ~= "table" then return err(400, "bad_request", "metadata must be an object") end
+    item, status, etype, msg = core.api_write(id, value.sender_id or caller(auth), value.content.data, meta,
+      value.correlation_id, value.reply_to, value.recipient_id, value.id)
+  else
+    item, status, etype, msg = core.api_write(id, caller(auth), value)
+  end
+  if not item then return err(status, etype, msg) end
+  return json(200, { status = "accepted", item_id = item })
+end
+
+local function ack(id, auth, body, nack)
+  local value, derr = decode_body(body)
+  if derr then return err(400, "bad_request", derr) end
+  if type(value) ~= "table" or type(value.message_ids) ~= "table" then
+    return err(400, "bad_request", 'the body must be {"message_ids": [...]}')
+  end
+  local fn = nack and core.api_nack or core.api_ack
+  local n, status, etype, msg = fn(id, caller(auth), value.message_ids)
+  if not n then return err(status, etype, msg) end
+  return json(200, nack and { status = "ok", nacked = n } or { status = "ok", acknowledged = n })
+end
+
+-- Registry ----------------------------------------------------------------------------
+
+local function registry_list(kind, q)
+  local body, status, etype, msg = core.api_reg_list(kind, q.visibility ~= "" and q.visibility or nil,
+    q.name ~= "" and q.name or nil, q.capability ~= "" and q.capability or nil)
+  if not body then return err(status, etype, msg) end
+  return json(200, body)
+end
+
+local function registry_put(kind, id, q, body)
+  local ttl, e = number(q, "ttl", 0.001, 1e9)
+  if e then return err(400, "bad_request", e) end
+  local value, derr = decode_body(body)
+  if derr then return err(400, "bad_request", derr) end
+  if type(value) ~= "table" then return err(400, "bad_request", "the body must be a JSON object") end
+  if value.ttl ~= nil and ttl == nil then ttl = tonumber(value.ttl) end
+  value.ttl, value.expires_at = nil, nil
+  if kind == "channel" then value.id = value.id or id else value.system_id = value.system_id or id end
+  if (value.id or value.system_id) ~= id then
+    return err(400, "bad_request", ("the id in the body (%s) differs from the URL (%s)"):format(
+      tostring(value.id or value.system_id), id))
+  end
+  local ok, entry = pcall(function()
+    if kind == "channel" then
+      local c = Registry.normalize_channel(value, "register_channel")
+      return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl, false)
+    end
+    local d, caps = Registry.normalize_system(value, "register_system")
+    return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, false)
+  end)
+  if not ok then return err(400, "bad_request", tostring(entry):gsub("^.-sssn", "sssn")) end
+  return json(200, core.api_reg_get(kind, id))
+end
+
+local function registry_events(q)
+  local index, e1 = integer(q, "index", 0, math.maxinteger)
+  local wait, e2 = number(q, "wait", 0, MAX_WAIT)
+  local limit, e3 = integer(q, "limit", 1, 10000)
+  local e = e1 or e2 or e3
+  if e then return err(400, "bad_request", e) end
+  index = index or 0
+  local deadline = wait and core.now() + wait
+  while true do
+    local body, count = core.api_events(index, limit or 1000)
+    if not body then return err(count, "bad_request", "bad index") end
+    if count > 0 or not deadline then return json(200, body) end
+    local left = deadline - core.now()
+    if left <= 0 then return json(200, body) end
+    core.wait("registry", index, left)
+  end
+end
+
+-- Routing -----------------------------------------------------------------------------
+
+local function allow(method, allowed)
+  for _, m in ipairs(allowed) do if m == method then return true end end
+  return false
+end
+
+local function not_allowed(method, path, allowed)
+  return err(405, "method_not_allowed", ("%s is not allowed on %s (allowed: %s)"):format(
+    method, path, table.concat(allowed, ", ")))
+end
+
+function M.handle(method, path, query, auth, body)
+  local q = parse_query(query)
+  local segs = {}
+  for s in path:gmatch("[^/]+") do segs[#segs + 1] = unescape(s) end
+  local n, s1 = #segs, segs[1]
+
+  if s1 == "channels" and n >= 2 then
+    local id = segs[2]
+    if n == 2 then
+      if method == "GET" then return read_channel(id, q, auth) end
+      if method == "PUT" or method == "POST" then return write_channel(id, q, auth, body) end
+      return not_allowed(method, path, { "GET", "PUT" })
+    elseif n == 3 and segs[3] == "info" then
+      if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+      local info, status, etype, msg = core.api_info(id)
+      if not info then return err(status, etype, msg) end
+      return json(200, info)
+    elseif n == 3 and (segs[3] == "acknowledge" or segs[3] == "nack") then
+      if method ~= "POST" then return not_allowed(method, path, { "POST" }) end
+      return ack(id, auth, body, segs[3] == "nack")
+    end
+  elseif s1 == "registry" and n >= 2 then
+    local kinds = { channels = "channel", systems = "system" }
+    local kind = kinds[segs[2]]
+    if n == 2 and segs[2] == "events" then
+      if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+      return registry_events(q)
+    elseif kind and n == 2 then
+      if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+      return registry_list(kind, q)
+    elseif kind and n == 3 then
+      local id = segs[3]
+      if method == "GET" then
+        local entry, status, etype, msg = core.api_reg_get(kind, id)
+        if not entry then return err(status, etype, msg) end
+        return json(200, entry)
+      elseif method == "PUT" then
+        return registry_put(kind, id, q, body)
+      elseif method == "DELETE" then
+        if not core.reg_remove(kind, id) then
+          return err(404, "not_found", ("%s '%s' is not registered"):format(kind, id))
+        end
+        return json(200, { status = "ok", deregistered = id })
+      end
+      return not_allowed(method, path, { "GET", "PUT", "DELETE" })
+    end
+  elseif s1 == "health" and n == 1 then
+    if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+    local stats = core.host_stats()
+    return json(200, { status = "ok", version = core.version, systems = stats.systems,
+      channels = stats.channels, registry = { channels = stats.registry_channels, systems = stats.registry_systems } })
+  elseif s1 == "metrics" and n == 1 then
+    if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+    return 200, "text/plain; version=0.0.4", core.metrics()
+  end
+  return err(404, "not_found", ("no route for %s %s"):format(method, path))
+end
+
+return M
