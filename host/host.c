@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "api.h"
+#include "http_client.h"
 #include "json.h"
 #include "log.h"
 #include "system.h"
@@ -137,6 +139,13 @@ host *host_new(const host_config *cfg)
     h->sigint_watcher.data = h->sigterm_watcher.data = h;
     ev_timer_init(&h->duration_watcher, on_duration, 0, 0);
     h->duration_watcher.data = h;
+    unsigned char rnd[8];
+    if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+        uint64_t x = (uint64_t)(ev_time() * 1e6) ^ (uint64_t)(uintptr_t)h;
+        memcpy(rnd, &x, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(h->instance_id + 2 * i, 3, "%02x", rnd[i]);
     return h;
 }
 
@@ -151,6 +160,13 @@ void host_stop_all(host *h, const char *why)
     ev_break(h->loop, EVBREAK_ALL);
 }
 
+static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    *(int *)w->data = 1;
+}
+
 void host_run(host *h)
 {
     ev_signal_start(h->loop, &h->sigint_watcher);
@@ -161,6 +177,19 @@ void host_run(host *h)
     }
     while (!h->stopping && (h->nrunning > 0 || h->api))
         ev_run(h->loop, EVRUN_ONCE);
+    /* let stopped systems finish deregistering from a remote registry, for a bounded time */
+    if (h->detached > 0) {
+        int expired = 0;
+        ev_timer t;
+        ev_timer_init(&t, on_grace_over, 3.0, 0);
+        t.data = &expired;
+        ev_timer_start(h->loop, &t);
+        while (h->detached > 0 && !expired)
+            ev_run(h->loop, EVRUN_ONCE);
+        ev_timer_stop(h->loop, &t);
+        if (h->detached > 0)
+            host_log(h, LOG_WARN, NULL, "exiting with %u deregistration(s) unfinished", h->detached);
+    }
     ev_signal_stop(h->loop, &h->sigint_watcher);
     ev_signal_stop(h->loop, &h->sigterm_watcher);
     ev_timer_stop(h->loop, &h->duration_watcher);
@@ -199,6 +228,8 @@ void host_free(host *h)
     h->stopping = 1;
     api_stop(h->api);
     h->api = NULL;
+    http_client_free(h->http);
+    h->http = NULL;
     for (sssn_system *s = h->systems; s; s = s->next)
         system_stop(s, "host shutting down");
     sssn_system *s = h->systems;

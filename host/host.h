@@ -57,6 +57,9 @@ typedef struct host {
     size_t nrunning;
 
     struct api *api;           /* the HTTP API when --listen, else NULL */
+    struct http_client *http;  /* outgoing requests, made on first use */
+    unsigned detached;         /* tasks that must finish before exit (deregistering remotely) */
+    char instance_id[17];      /* random per run: lets remote readers notice a restart */
     char *endpoint;            /* URL other hosts reach this one at, or NULL */
     char *registry_url;        /* --registry: systems use this remote registry */
 

@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "host.h"
+#include "http_client.h"
 #include "json.h"
 #include "lua_api.h"
 #include "system.h"
@@ -150,7 +151,7 @@ static int l_api_read(lua_State *L)
             strbuf_putc(&b, ',');
         api_message_json(&b, batch.items[i]);
     }
-    strbuf_printf(&b, "],\"missed\":%llu}", (unsigned long long)batch.missed);
+    strbuf_printf(&b, "],\"missed\":%llu,\"epoch\":\"%s\"}", (unsigned long long)batch.missed, h->instance_id);
     size_t count = batch.count;
     channel_batch_free(&batch);
     push_buf(L, &b);
@@ -346,6 +347,127 @@ static int l_metrics(lua_State *L)
     return push_buf(L, &b);
 }
 
+/* core.http(method, url, body|nil, bearer|nil, timeout) -> status, body | nil, error
+ * Yields the calling task while the request is in flight. */
+typedef struct http_wait {
+    task *t;
+    http_call *call;
+    long status;
+    const char *body, *error;
+    size_t len;
+} http_wait;
+
+static void http_wait_cancel(task *t)
+{
+    http_wait *w = t->wait;
+    http_client_cancel(w->call);
+    free(w);
+    t->wait = NULL;
+    t->waiting = 0;
+    t->cancel_wait = NULL;
+}
+
+static int push_http_result(lua_State *L)
+{
+    http_wait *w = lua_touserdata(L, 1);
+    if (w->error) {
+        lua_pushnil(L);
+        lua_pushstring(L, w->error);
+    } else {
+        lua_pushinteger(L, w->status);
+        lua_pushlstring(L, w->body, w->len);
+    }
+    return 2;
+}
+
+static void on_http_done(void *ud, long status, const char *body, size_t len, const char *error)
+{
+    http_wait *w = ud;
+    task *t = w->t;
+    t->wait = NULL;
+    t->waiting = 0;
+    t->cancel_wait = NULL;
+    w->status = status;
+    w->body = body;
+    w->len = len;
+    w->error = error;
+    /* build the results in the state's main thread, protected, then hand them over */
+    lua_State *L = t->vm->L;
+    lua_pushcfunction(L, push_http_result);
+    lua_pushlightuserdata(L, w);
+    if (lua_pcall(L, 1, 2, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushliteral(L, "not enough memory");
+    }
+    free(w);
+    if (!lua_checkstack(t->co, 2)) {
+        lua_pop(L, 2);
+        lua_pushnil(t->co);
+        lua_pushliteral(t->co, "stack overflow");
+    } else {
+        lua_xmove(L, t->co, 2);
+    }
+    task_resume(t, 2);
+}
+
+static int http_done_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L;
+    (void)status;
+    (void)ctx;
+    return 2;
+}
+
+static int l_http(lua_State *L)
+{
+    host *h = host_of(L);
+    const char *method = luaL_checkstring(L, 1);
+    const char *url = luaL_checkstring(L, 2);
+    size_t len = 0;
+    const char *body = luaL_optlstring(L, 3, NULL, &len);
+    const char *bearer = luaL_optstring(L, 4, NULL);
+    double timeout = luaL_optnumber(L, 5, 30);
+    luaL_argcheck(L, strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0, 2,
+                  "an http:// URL is expected");
+    task *t = task_current(L);
+    if (!t)
+        return luaL_error(L, "sssn: HTTP calls wait, so they need a system's setup, step or subscriber");
+    if (!h->http && !(h->http = http_client_new(h)))
+        return luaL_error(L, "sssn: cannot start the HTTP client");
+    http_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return luaL_error(L, "sssn: out of memory (http)");
+    w->t = t;
+    w->call = http_client_request(h->http, method, url, bearer, body, len, timeout, on_http_done, w);
+    if (!w->call) {
+        free(w);
+        lua_pushnil(L);
+        lua_pushstring(L, "cannot start the request");
+        return 2;
+    }
+    t->wait = w;
+    t->waiting = 1;
+    t->cancel_wait = http_wait_cancel;
+    return lua_yieldk(L, 0, 0, http_done_k);
+}
+
+static int l_instance_id(lua_State *L)
+{
+    lua_pushstring(L, host_of(L)->instance_id);
+    return 1;
+}
+
+static int l_registry_url(lua_State *L)
+{
+    host *h = host_of(L);
+    if (h->registry_url)
+        lua_pushstring(L, h->registry_url);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 static int l_endpoint(lua_State *L)
 {
     host *h = host_of(L);
@@ -368,6 +490,9 @@ static const luaL_Reg api_funcs[] = {
     {"metrics", l_metrics},
     {"wait", l_wait},
     {"endpoint", l_endpoint},
+    {"http", l_http},
+    {"instance_id", l_instance_id},
+    {"registry_url", l_registry_url},
     {NULL, NULL},
 };
 

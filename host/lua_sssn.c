@@ -329,6 +329,12 @@ static int l_channel_stats(lua_State *L)
     return 1;
 }
 
+static int l_channel_exists(lua_State *L)
+{
+    lua_pushboolean(L, host_channel(host_of(L), luaL_checkstring(L, 1)) != NULL);
+    return 1;
+}
+
 /* core.add_channel(sys, ch) */
 static int l_add_channel(lua_State *L)
 {
@@ -865,6 +871,34 @@ static int l_free_port(lua_State *L)
     return 1;
 }
 
+/* core.current_system() -> the table of the system the caller acts for, or nil */
+static int l_current_system(lua_State *L)
+{
+    sssn_system *s = system_current(L);
+    if (!s || s->self_ref == LUA_NOREF)
+        lua_pushnil(L);
+    else
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref);
+    return 1;
+}
+
+/* core.spawn(fn, ...) -> runs fn as a background coroutine of the calling system: it may wait,
+ * and ends when the system stops. */
+static int l_spawn_task(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    sssn_system *s = system_current(L);
+    if (!s)
+        return sssn_error(L, "sssn: spawn needs a system to run for");
+    if (s->state == SYS_STOPPED)
+        return sssn_error(L, "sssn: system '%s' is stopped (spawn)", s->id);
+    vm *v = vm_of(L);
+    int n = lua_gettop(L);
+    lua_xmove(L, v->L, n); /* tasks start from the state's main thread */
+    lua_pushboolean(L, task_spawn(v, s, TASK_CALL, n - 1, NULL, NULL) != NULL);
+    return 1;
+}
+
 static int l_array(lua_State *L)
 {
     if (lua_isnoneornil(L, 1))
@@ -884,6 +918,7 @@ static const luaL_Reg core_funcs[] = {
     {"array", l_array},
     {"channel_new", l_channel_new},
     {"channel_stats", l_channel_stats},
+    {"channel_exists", l_channel_exists},
     {"add_channel", l_add_channel},
     {"connect", l_connect},
     {"write", l_write},
@@ -904,6 +939,8 @@ static const luaL_Reg core_funcs[] = {
     {"reg_maintain", l_reg_maintain},
     {"reg_counts", l_reg_counts},
     {"host_stats", l_host_stats},
+    {"current_system", l_current_system},
+    {"spawn", l_spawn_task},
     {NULL, NULL},
 };
 

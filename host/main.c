@@ -1,6 +1,7 @@
 /* main.c - command-line parsing and start-up: `sssn-host [options] SCRIPT...` runs systems,
  * `sssn-host test [busted args]` runs the specs inside the host. Everything else lives in
  * the host modules. */
+#include <curl/curl.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
@@ -28,6 +29,8 @@ static const char usage_text[] =
     "  --listen [ADDR:]PORT serve the HTTP API (channels, registry, /health, /metrics); a bare PORT\n"
     "                      binds 127.0.0.1; PORT 0 picks a free port. The API has no authentication yet.\n"
     "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT)\n"
+    "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
+    "                      this host's own: systems register there and find each other there\n"
     "  --duration S        stop every system after S seconds (default: run until SIGINT/SIGTERM)\n"
     "  --ttl S             default registration TTL in seconds (default 300)\n"
     "  --maintenance S     purge expired registry entries every S seconds (default 30)\n"
@@ -190,11 +193,13 @@ done:
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* print() from systems shows up line by line in pipes */
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* libcurl's one process-wide set-up, before any thread */
     host_config cfg;
     host_config_defaults(&cfg);
     char listen_addr[64] = "";
     int listen_port = -1;
     const char *advertise = NULL;
+    const char *registry_url = NULL;
     char lua_dir[PATH_MAX];
     cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
 
@@ -221,6 +226,7 @@ int main(int argc, char **argv)
             return 0;
         }
         int takes_value = strcmp(a, "--listen") == 0 || strcmp(a, "--advertise") == 0 ||
+                          strcmp(a, "--registry") == 0 ||
                           strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0;
@@ -235,6 +241,11 @@ int main(int argc, char **argv)
             if (strncmp(val, "http://", 7) != 0)
                 return usage_error("--advertise wants an http:// URL, not '%s'", val);
             advertise = val;
+        }
+        if (strcmp(a, "--registry") == 0) {
+            if (strncmp(val, "http://", 7) != 0 || strlen(val) < 8)
+                return usage_error("--registry wants an http:// URL like http://127.0.0.1:7400, not '%s'", val);
+            registry_url = val;
         }
         if (strcmp(a, "--duration") == 0 && parse_seconds(val, &cfg.duration, 0) < 0)
             return usage_error("--duration wants a positive number of seconds, not '%s'", val);
@@ -261,6 +272,10 @@ int main(int argc, char **argv)
     host *h = host_new(&cfg);
     if (!h) {
         fprintf(stderr, "sssn-host: out of memory starting the host\n");
+        return 1;
+    }
+    if (registry_url && !(h->registry_url = strdup(registry_url))) {
+        host_free(h);
         return 1;
     }
     if (test_mode)

@@ -750,6 +750,26 @@ static void free_periodic(sssn_system *s, periodic_source *p)
     free(p);
 }
 
+static void detached_done(task *t, int ok)
+{
+    (void)ok;
+    host *h = t->data;
+    if (h->detached > 0)
+        h->detached--;
+}
+
+/* The system's Lua-side clean-up (self:_on_stopped(): stop hooks such as deregistering from
+ * a remote registry) runs as a task of no system, so it is not cancelled with the system's
+ * own; the host waits a bounded time for such tasks before it exits. */
+static void run_stop_hooks(sssn_system *s)
+{
+    if (!push_method(s, "_on_stopped"))
+        return;
+    s->h->detached++;
+    if (!task_spawn(s->vm, NULL, TASK_CALL, 1, detached_done, s->h))
+        s->h->detached--;
+}
+
 static void finalize_stop(sssn_system *s)
 {
     if (s->state == SYS_STOPPED)
@@ -757,6 +777,7 @@ static void finalize_stop(sssn_system *s)
     s->state = SYS_STOPPED;
     timer_stop(s->h, &s->tick_timer);
     cancel_tasks(s);
+    run_stop_hooks(s);
     while (s->subs) {
         subscription *sub = s->subs;
         s->subs = sub->next;

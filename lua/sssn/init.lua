@@ -3,6 +3,7 @@
 -- C bindings in sssn.core; no globals are set.
 local core = require "sssn.core"
 local Registry = require "sssn.registry"
+local remote = require "sssn.remote"
 
 local sssn = {
   version = core.version,
@@ -102,9 +103,29 @@ local function channel_id(id_or_info, fn)
   return id_or_info
 end
 
---- Connects to a channel by id or ChannelInfo; returns its ChannelInfo.
+-- The remote channel `id` is connected as, or nil when it is local / not connected.
+local function remote_of(self, id)
+  local r = rawget(self, "_remote")
+  return r and r[id]
+end
+
+--- Connects to a channel by id or ChannelInfo and returns its ChannelInfo. A channel of this
+--- host is used directly; one served by another host (its ChannelInfo has an endpoint, from
+--- the registry) is used over HTTP, with the same methods.
 function System:connect(info_or_id)
-  return core.connect(sys(self, "connect"), channel_id(info_or_id, "connect"))
+  local handle = sys(self, "connect")
+  local id = channel_id(info_or_id, "connect")
+  if core.channel_exists(id) then return core.connect(handle, id) end
+  local info = type(info_or_id) == "table" and info_or_id or sssn.registry:get_channel(id)
+  if not info then error(("sssn: channel '%s' not found (connect)"):format(id), 2) end
+  if type(info.endpoint) ~= "string" or info.endpoint == core.endpoint() then
+    error(("sssn: channel '%s' not found in this host, and its ChannelInfo has no endpoint to reach it at (connect)")
+      :format(id), 2)
+  end
+  local r = rawget(self, "_remote") or {}
+  rawset(self, "_remote", r)
+  r[id] = remote.RemoteChannel.new(info, self.id)
+  return info
 end
 
 --- Writes data; opts: metadata, correlation_id, reply_to, recipient_id. Returns message id, seq.
@@ -119,6 +140,8 @@ function System:write_channel(id, data, opts)
       error(("sssn: opts.%s must be a string (got %s) (write_channel)"):format(k, type(opts[k])), 2)
     end
   end
+  local rc = remote_of(self, id)
+  if rc then return rc:write(data, opts) end
   return core.write(sys(self, "write_channel"), channel_id(id, "write_channel"), data, opts.metadata,
     opts.correlation_id, opts.reply_to, opts.recipient_id)
 end
@@ -128,11 +151,15 @@ end
 function System:read_channel(id, opts)
   opts = opts or {}
   if opts.exclusive then return self:claim_channel(id, opts), 0 end
+  local rc = remote_of(self, id)
+  if rc then return rc:read(opts) end
   return core.read(sys(self, "read_channel"), channel_id(id, "read_channel"), opts.limit, opts.after)
 end
 
 function System:claim_channel(id, opts)
   opts = opts or {}
+  local rc = remote_of(self, id)
+  if rc then return rc:claim(opts) end
   return core.claim(sys(self, "claim_channel"), channel_id(id, "claim_channel"), opts.limit)
 end
 
@@ -144,26 +171,41 @@ end
 
 function System:acknowledge_channel(id, ids)
   check_table(ids, "the message ids", "acknowledge_channel")
+  local rc = remote_of(self, id)
+  if rc then return rc:ack(message_ids(ids)) end
   return core.ack(sys(self, "acknowledge_channel"), channel_id(id, "acknowledge_channel"), message_ids(ids))
 end
 
 function System:nack_channel(id, ids)
   check_table(ids, "the message ids", "nack_channel")
+  local rc = remote_of(self, id)
+  if rc then return rc:ack(message_ids(ids), true) end
   return core.nack(sys(self, "nack_channel"), channel_id(id, "nack_channel"), message_ids(ids))
 end
 
 --- Calls fn(message) for every new message, in order, through the loop.
 function System:subscribe_channel(id, fn)
+  local rc = remote_of(self, id)
+  if rc then
+    if type(fn) ~= "function" then error("sssn: subscribe_channel needs a function", 2) end
+    rc:unsubscribe()
+    rc:subscribe(fn)
+    return
+  end
   return core.subscribe(sys(self, "subscribe_channel"), channel_id(id, "subscribe_channel"), fn)
 end
 
 function System:unsubscribe_channel(id)
+  local rc = remote_of(self, id)
+  if rc then return rc:unsubscribe() end
   return core.unsubscribe(sys(self, "unsubscribe_channel"), channel_id(id, "unsubscribe_channel"))
 end
 
 --- The service descriptor upstream's register_system takes.
 function System:descriptor()
   local owned, connected = core.sys_channels(sys(self, "descriptor"))
+  for rid in pairs(rawget(self, "_remote") or {}) do connected[#connected + 1] = rid end
+  table.sort(connected)
   local services = sssn.array {}
   for i, s in ipairs(self.services or {}) do
     services[i] = { name = s.name, description = s.description or "", parameters = s.parameters }
@@ -179,13 +221,34 @@ function System:descriptor()
 end
 
 function System:stop() return core.sys_stop(sys(self, "stop")) end
+
+--- Calls fn(self) when the system stops (after its channels and local registrations are gone);
+--- fn may wait (e.g. deregister from a remote registry); the host gives such work 3 s at exit.
+function System:on_stop(fn)
+  local hooks = rawget(self, "_stop_hooks") or {}
+  rawset(self, "_stop_hooks", hooks)
+  hooks[#hooks + 1] = fn
+end
+
+function System:_on_stopped()
+  for _, rc in pairs(rawget(self, "_remote") or {}) do rc:unsubscribe() end
+  for _, fn in ipairs(rawget(self, "_stop_hooks") or {}) do
+    local ok, err = pcall(fn, self)
+    if not ok then core.log("error", "stop hook failed: " .. tostring(err)) end
+  end
+end
 function System:stats() return core.sys_stats(sys(self, "stats")) end
 
 function System:log(fmt, ...) return sssn.log("info", fmt, ...) end
 
 -- Registry and clock -----------------------------------------------------------------
 
-sssn.registry = Registry.new()
+--- Runs fn(...) as a background coroutine of the calling system (it may wait; it ends when
+--- the system stops).
+function sssn.spawn(fn, ...) return core.spawn(fn, ...) end
+
+local registry_url = core.registry_url()
+sssn.registry = registry_url and remote.RemoteRegistry.new(registry_url) or Registry.new()
 
 local function test_only(name)
   return function()
