@@ -645,6 +645,8 @@ static int l_reg_put(lua_State *L)
         return sssn_error(L, "sssn: %s (register_%s '%s')", b.data ? err : "out of memory", reg_kind_name(kind), id);
     }
     sssn_system *s = system_current(L);
+    if (s && s->state == SYS_STOPPED)
+        return sssn_error(L, "sssn: system '%s' is stopped (register_%s)", s->id, reg_kind_name(kind));
     reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
                     .json = b.data, .json_len = b.len, .owner = s ? s->id : NULL};
     const reg_entry *e = registry_put(h->reg, kind, &f, ttl, host_now(h));
@@ -652,7 +654,7 @@ static int l_reg_put(lua_State *L)
     if (!e)
         return sssn_error(L, "sssn: out of memory (register_%s '%s')", reg_kind_name(kind), id);
     if (s)
-        system_track_registration(s, kind, id, ttl, keepalive);
+        system_track_registration(s, kind, &f, ttl, keepalive);
     push_entry(L, e);
     return 1;
 }
@@ -662,6 +664,9 @@ static int l_reg_remove(lua_State *L)
     host *h = host_of(L);
     reg_kind kind = check_reg_kind(L, 1);
     const char *id = luaL_checkstring(L, 2);
+    sssn_system *s = system_current(L);
+    if (s)
+        system_untrack_registration(s, kind, id);
     lua_pushboolean(L, registry_remove(h->reg, kind, id, NULL, host_now(h)));
     return 1;
 }

@@ -185,8 +185,8 @@ static int run_tests(host *h, int argc, char **argv)
     status = (int)lua_tointeger(L, -1);
 done:
     host_stop_all(h, "tests finished");
+    vm_free(v); /* before the host: finalizers in the specs' state may still call the host */
     host_free(h);
-    vm_free(v);
     return status;
 }
 

@@ -13,13 +13,18 @@
 #include "log.h"
 #include "lua_sssn.h"
 
+/* A subscription or periodic source can be dropped (unsubscribe, stop) from inside its own
+ * callback: `refs` counts the holders (the system's list, a delivery in progress, the task)
+ * and the memory goes with the last one. */
 struct subscription {
     sssn_system *s;
     channel *ch;
     int fn_ref;
     channel_watcher watcher;
     deferred delivery;
-    task *active;
+    task *active;       /* the callback's task; (task *)1 while it starts */
+    int refs;
+    int closed;         /* out of the system's list, watcher removed */
     subscription *next;
 };
 
@@ -28,8 +33,10 @@ struct periodic_source {
     channel *ch;
     int fn_ref;
     host_timer timer;
-    double slot;
+    double slot;        /* the deadline the timer is armed for */
     task *active;
+    int refs;
+    int closed;
     periodic_source *next;
 };
 
@@ -174,7 +181,7 @@ task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
     lua_insert(L, -(nargs + 2));
     if (lua_pcall(L, nargs + 1, 1, 0) != LUA_OK) {
         host_log(v->h, LOG_ERROR, sys ? sys->id : NULL, "cannot start a %s: %s", task_kind_names[kind],
-                 lua_tostring(L, -1));
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "not enough memory");
         lua_pop(L, 1);
         if (sys)
             sys->errors++;
@@ -201,21 +208,37 @@ task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
     return t;
 }
 
+/* Builds "message\ntraceback" for a failed task in the state's main thread. Runs protected:
+ * a __tostring that fails or a state out of memory must not take the host down. */
+static int format_error_protected(lua_State *L)
+{
+    lua_State *co = lua_touserdata(L, 1);
+    const char *msg = luaL_tolstring(L, 2, NULL); /* honours __tostring */
+    luaL_traceback(L, co, msg, 0);
+    return 1;
+}
+
 static void log_task_error(task *t, lua_State *co, int status)
 {
     vm *v = t->vm;
-    const char *msg = lua_tostring(co, -1);
-    if (!msg) {
-        if (luaL_callmeta(co, -1, "__tostring") && lua_type(co, -1) == LUA_TSTRING)
-            msg = lua_tostring(co, -1);
-        else
-            msg = status == LUA_ERRMEM ? "not enough memory" : "(error object is not a string)";
+    lua_State *L = v->L;
+    const char *fallback = status == LUA_ERRMEM ? "not enough memory" : "(error object could not be printed)";
+    size_t limit = v->limit;
+    v->limit = 0; /* room to describe the error, even for a state at its cap */
+    if (lua_checkstack(L, 4)) {
+        lua_pushcfunction(L, format_error_protected);
+        lua_pushlightuserdata(L, co);
+        lua_pushvalue(co, -1);
+        lua_xmove(co, L, 1);
+        int ok = lua_pcall(L, 2, 1, 0) == LUA_OK;
+        const char *text = ok ? lua_tostring(L, -1) : NULL;
+        host_log(v->h, LOG_ERROR, t->sys ? t->sys->id : NULL, "error in %s: %s", task_kind_names[t->kind],
+                 text ? text : fallback);
+        lua_pop(L, 1);
+    } else {
+        host_log(v->h, LOG_ERROR, t->sys ? t->sys->id : NULL, "error in %s: %s", task_kind_names[t->kind], fallback);
     }
-    luaL_traceback(v->L, co, msg, 0); /* may fail on memory: fall back to the bare message */
-    const char *tb = lua_tostring(v->L, -1);
-    host_log(v->h, LOG_ERROR, t->sys ? t->sys->id : NULL, "error in %s: %s", task_kind_names[t->kind],
-             tb ? tb : msg);
-    lua_pop(v->L, 1);
+    v->limit = limit;
 }
 
 void task_resume(task *t, int nargs)
@@ -237,8 +260,13 @@ void task_resume(task *t, int nargs)
         return;
     }
     if (status != LUA_OK) {
-        if (!t->cancelled)
+        if (!t->cancelled) {
             log_task_error(t, t->co, status);
+            if (t->sys) {
+                t->sys->errors++;
+                t->sys->h->step_errors++;
+            }
+        }
         task_finish(t, 0);
         return;
     }
@@ -268,7 +296,11 @@ static void task_finish(task *t, int ok)
         t->cancel_wait(t);
     if (t->on_done)
         t->on_done(t, ok);
-    lua_resetthread(t->co); /* closes pending to-be-closed variables */
+    /* pending to-be-closed variables run now, as code of no task: they cannot wait */
+    *(task **)lua_getextraspace(t->co) = NULL;
+    if (lua_resetthread(t->co) != LUA_OK)
+        host_log(v->h, LOG_ERROR, t->sys ? t->sys->id : NULL, "error closing a %s: %s", task_kind_names[t->kind],
+                 lua_isstring(t->co, -1) ? lua_tostring(t->co, -1) : "(not a string)");
     luaL_unref(v->L, LUA_REGISTRYINDEX, t->co_ref);
     free(t);
 }
@@ -292,8 +324,9 @@ int task_sleep(lua_State *L, double seconds)
 {
     task *t = task_current(L);
     if (!t)
-        return luaL_error(L, "sssn.sleep: not inside a system's setup, step, subscriber or pull "
-                             "(waiting calls must run in the host's coroutines)");
+        return luaL_error(L, "sssn.sleep: not inside a system's setup, step, subscriber or pull, "
+                             "or inside a coroutine of your own (waiting calls must run in the "
+                             "host's coroutines)");
     if (!(seconds >= 0))
         seconds = 0;
     t->sleep_timer.cb = on_sleep_done;
@@ -469,6 +502,8 @@ static int load_protected(lua_State *L)
     if (lua_getfield(L, t, "id") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
         return luaL_error(L, "the system has no id (sssn.system{id = \"...\"})");
     s->id = xstrdup_or_raise(L, lua_tostring(L, -1));
+    if (strcmp(s->id, HOST_OWNER) == 0)
+        return luaL_error(L, "the system id '%s' is reserved for the host", s->id);
     if (system_find(s->h, s->id))
         return luaL_error(L, "a system with id '%s' is already running", s->id);
     lua_getfield(L, t, "name");
@@ -513,7 +548,6 @@ static sssn_system *system_load(host *h, int is_file, const char *src, size_t le
         return NULL;
     }
     lua_State *L = v->L;
-    v->default_system = s;
     int st = is_file ? luaL_loadfilex(L, src, "t") : luaL_loadbufferx(L, src, len, name, "t");
     if (st != LUA_OK) {
         host_log(h, LOG_ERROR, NULL, "cannot load %s", lua_tostring(L, -1));
@@ -529,6 +563,7 @@ static sssn_system *system_load(host *h, int is_file, const char *src, size_t le
         goto fail;
     }
     lua_settop(L, 0);
+    v->default_system = s; /* from now on, calls outside a task act for this system */
     system_link(s);
     return s;
 fail:
@@ -644,18 +679,12 @@ static void step_done(task *t, int ok)
     if (ok) {
         s->consecutive_errors = 0;
     } else if (!t->cancelled) {
-        s->errors++;
-        s->h->step_errors++;
         s->consecutive_errors++;
         if (s->on_error == ON_ERROR_STOP && s->consecutive_errors >= s->max_errors) {
             host_log(s->h, LOG_WARN, s->id, "stopping after %u consecutive error%s (on_error = \"stop\")",
                      s->consecutive_errors, s->consecutive_errors == 1 ? "" : "s");
-            s->stop_requested = 1;
+            finalize_stop(s);
         }
-    }
-    if (s->stop_requested) {
-        finalize_stop(s);
-        return;
     }
     if (s->state == SYS_RUNNING)
         schedule_next(s);
@@ -678,7 +707,7 @@ static void start_step(sssn_system *s)
         s->step_task = t; /* still running (it yielded) */
     if (!t) {
         s->step_task = NULL;
-        if (s->state == SYS_RUNNING && !s->stop_requested)
+        if (s->state == SYS_RUNNING)
             schedule_next(s);
     }
 }
@@ -687,11 +716,10 @@ static void setup_done(task *t, int ok)
 {
     sssn_system *s = t->sys;
     s->step_task = NULL;
-    if (!ok && !t->cancelled) {
-        s->errors++;
-        s->h->step_errors++;
-    }
-    if (s->stop_requested) {
+    if (s->state == SYS_STOPPED)
+        return;
+    if (!ok && !t->cancelled && s->on_error == ON_ERROR_STOP && ++s->consecutive_errors >= s->max_errors) {
+        host_log(s->h, LOG_WARN, s->id, "stopping: setup failed (on_error = \"stop\")");
         finalize_stop(s);
         return;
     }
@@ -712,6 +740,7 @@ void system_start(sssn_system *s)
         setup_done(&fake, 1);
         return;
     }
+    /* setup_done may run inside task_spawn (a setup that never waits) */
     s->step_task = (task *)1;
     task *t = task_spawn(s->vm, s, TASK_SETUP, 1, setup_done, NULL);
     if (s->step_task == (task *)1)
@@ -735,19 +764,35 @@ static void cancel_tasks(sssn_system *s)
     }
 }
 
-static void free_subscription(sssn_system *s, subscription *sub)
+static void sub_release(subscription *sub)
 {
-    channel_remove_watcher(sub->ch, &sub->watcher);
-    defer_cancel(s->h, &sub->delivery);
-    luaL_unref(s->vm->L, LUA_REGISTRYINDEX, sub->fn_ref);
+    if (--sub->refs > 0)
+        return;
+    luaL_unref(sub->s->vm->L, LUA_REGISTRYINDEX, sub->fn_ref);
     free(sub);
 }
 
-static void free_periodic(sssn_system *s, periodic_source *p)
+static void close_subscription(sssn_system *s, subscription *sub)
 {
-    timer_stop(s->h, &p->timer);
-    luaL_unref(s->vm->L, LUA_REGISTRYINDEX, p->fn_ref);
+    sub->closed = 1;
+    channel_remove_watcher(sub->ch, &sub->watcher);
+    defer_cancel(s->h, &sub->delivery);
+    sub_release(sub); /* the list's reference */
+}
+
+static void periodic_release(periodic_source *p)
+{
+    if (--p->refs > 0)
+        return;
+    luaL_unref(p->s->vm->L, LUA_REGISTRYINDEX, p->fn_ref);
     free(p);
+}
+
+static void close_periodic(sssn_system *s, periodic_source *p)
+{
+    p->closed = 1;
+    timer_stop(s->h, &p->timer);
+    periodic_release(p);
 }
 
 static void detached_done(task *t, int ok)
@@ -781,12 +826,12 @@ static void finalize_stop(sssn_system *s)
     while (s->subs) {
         subscription *sub = s->subs;
         s->subs = sub->next;
-        free_subscription(s, sub);
+        close_subscription(s, sub);
     }
     while (s->periodics) {
         periodic_source *p = s->periodics;
         s->periodics = p->next;
-        free_periodic(s, p);
+        close_periodic(s, p);
     }
     system_drop_registrations(s);
     hashmap_iter it;
@@ -803,6 +848,8 @@ static void finalize_stop(sssn_system *s)
              (unsigned long long)s->steps, (unsigned long long)s->errors, (unsigned long long)s->overruns);
 }
 
+/* Stops at once. A step or subscriber that asked for the stop carries on only until it
+ * returns or next waits; what it then does to the system fails ("system is stopped"). */
 void system_stop(sssn_system *s, const char *why)
 {
     if (s->state == SYS_STOPPED)
@@ -810,11 +857,6 @@ void system_stop(sssn_system *s, const char *why)
     if (why)
         host_log(s->h, LOG_DEBUG, s->id, "stop requested: %s", why);
     s->stop_requested = 1;
-    task *st = s->step_task;
-    if (st && st != (task *)1 && st->running)
-        return; /* the step asked for it: finish when it returns */
-    if (st == (task *)1)
-        return; /* inside the first resume of setup/step: finish in its on_done */
     finalize_stop(s);
 }
 
@@ -823,9 +865,9 @@ void system_free(sssn_system *s)
     finalize_stop(s);
     if (s->self_ref != LUA_NOREF && s->vm)
         luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->self_ref);
-    hashmap_free(s->channels);
     if (s->owns_vm)
-        vm_free(s->vm);
+        vm_free(s->vm); /* before the channel map: __gc code may still use the system */
+    hashmap_free(s->channels);
     free(s->id);
     free(s->name);
     free(s);
@@ -861,8 +903,9 @@ static void delivery_done(task *t, int ok)
     (void)ok;
     subscription *sub = t->data;
     sub->active = NULL;
-    if (!t->cancelled)
+    if (!sub->closed)
         defer(sub->s->h, &sub->delivery); /* more may have arrived meanwhile */
+    sub_release(sub); /* the task's reference */
 }
 
 static int push_message_protected(lua_State *L)
@@ -875,7 +918,7 @@ static void deliver(host *h, deferred *d)
 {
     subscription *sub = d->data;
     sssn_system *s = sub->s;
-    if (sub->active || s->state == SYS_STOPPED)
+    if (sub->active || sub->closed || s->state == SYS_STOPPED)
         return;
     channel_batch b;
     if (channel_read(sub->ch, s->id, 1, 0, 0, host_now(h), &b) != CHANNEL_OK)
@@ -898,16 +941,21 @@ static void deliver(host *h, deferred *d)
     int st = lua_pcall(L, 1, 1, 0);
     channel_batch_free(&b);
     if (st != LUA_OK) {
-        host_log(h, LOG_ERROR, s->id, "cannot deliver a message from '%s': %s", sub->ch->id, lua_tostring(L, -1));
+        host_log(h, LOG_ERROR, s->id, "cannot deliver a message from '%s': %s", sub->ch->id,
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "not enough memory");
         lua_pop(L, 2);
         s->errors++;
         defer(h, &sub->delivery);
         return;
     }
+    sub->refs += 2; /* this call's, and the task's (released by delivery_done) */
     sub->active = (task *)1;
     task *t = task_spawn(s->vm, s, TASK_SUBSCRIBER, 1, delivery_done, sub);
     if (sub->active == (task *)1)
-        sub->active = t;
+        sub->active = t; /* still running (it waits) */
+    if (!t)
+        sub->refs--; /* never started: no delivery_done; this call's reference remains */
+    sub_release(sub);
 }
 
 int system_subscribe(sssn_system *s, channel *ch, lua_State *L)
@@ -920,6 +968,7 @@ int system_subscribe(sssn_system *s, channel *ch, lua_State *L)
     }
     sub->s = s;
     sub->ch = ch;
+    sub->refs = 1;
     sub->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (sub->fn_ref == LUA_REFNIL || sub->fn_ref == LUA_NOREF) {
         free(sub);
@@ -941,11 +990,7 @@ void system_unsubscribe(sssn_system *s, const char *channel_id)
         subscription *sub = *p;
         if (strcmp(sub->ch->id, channel_id) == 0) {
             *p = sub->next;
-            if (sub->active && sub->active != (task *)1) {
-                sub->active->data = NULL;
-                sub->active->on_done = NULL;
-            }
-            free_subscription(s, sub);
+            close_subscription(s, sub);
             return;
         }
     }
@@ -957,49 +1002,52 @@ static void pull_done(task *t, int ok)
 {
     periodic_source *p = t->data;
     p->active = NULL;
-    if (!ok) {
-        p->s->errors++;
-        return;
-    }
     lua_State *co = t->co;
-    if (lua_gettop(co) == 0 || lua_isnil(co, -1))
-        return; /* nothing to publish this period */
-    host *h = p->s->h;
-    strbuf *b = &h->scratch;
-    strbuf_reset(b);
-    char err[256];
-    if (json_encode(co, -1, "data", b, err, sizeof err) < 0) {
-        host_log(h, LOG_ERROR, p->s->id, "pull of '%s' returned a value that cannot be written: %s", p->ch->id, err);
-        p->s->errors++;
-        return;
+    if (ok && !p->closed && lua_gettop(co) > 0 && !lua_isnil(co, -1)) {
+        host *h = p->s->h;
+        strbuf *b = &h->scratch;
+        strbuf_reset(b);
+        char err[256];
+        if (json_encode(co, -1, "data", b, err, sizeof err) < 0) {
+            host_log(h, LOG_ERROR, p->s->id, "pull of '%s' returned a value that cannot be written: %s", p->ch->id, err);
+            p->s->errors++;
+        } else {
+            message_in in = {.sender_id = p->s->id, .data_json = b->data, .data_len = b->len};
+            int rc = channel_write(p->ch, &in, host_now(h), NULL);
+            if (rc != CHANNEL_OK)
+                host_log(h, LOG_ERROR, p->s->id, "cannot write the pull result to '%s': %s", p->ch->id,
+                         channel_strerror(rc));
+        }
     }
-    message_in in = {.sender_id = p->s->id, .data_json = b->data, .data_len = b->len};
-    int rc = channel_write(p->ch, &in, host_now(h), NULL);
-    if (rc != CHANNEL_OK)
-        host_log(h, LOG_ERROR, p->s->id, "cannot write pull result to '%s': %s", p->ch->id, channel_strerror(rc));
+    periodic_release(p); /* the task's reference */
 }
 
+/* Fixed schedule: slot is always the armed deadline; late firings skip whole periods. */
 static void on_pull(host *h, host_timer *timer)
 {
     periodic_source *p = timer->data;
     sssn_system *s = p->s;
-    if (s->state == SYS_STOPPED)
+    if (p->closed || s->state == SYS_STOPPED)
         return;
-    p->slot += p->ch->period;
-    double now = host_now(h);
+    double period = p->ch->period, now = host_now(h);
+    p->slot += period;
     if (p->slot <= now)
-        p->slot = now + p->ch->period; /* fell behind: skip, do not burst */
+        p->slot += period * ceil((now - p->slot) / period + 1e-9);
     timer_start(h, &p->timer, p->slot);
     if (p->active)
-        return;
+        return; /* the previous pull still waits: skip this period */
     lua_State *L = s->vm->L;
     if (!lua_checkstack(L, 2))
         return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->fn_ref);
+    p->refs += 2;
     p->active = (task *)1;
     task *t = task_spawn(s->vm, s, TASK_PERIODIC, 0, pull_done, p);
     if (p->active == (task *)1)
         p->active = t;
+    if (!t)
+        p->refs--; /* never started: no pull_done */
+    periodic_release(p);
 }
 
 int system_add_periodic(sssn_system *s, channel *ch, lua_State *L)
@@ -1012,11 +1060,25 @@ int system_add_periodic(sssn_system *s, channel *ch, lua_State *L)
     }
     p->s = s;
     p->ch = ch;
+    p->refs = 1;
     p->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     timer_init(&p->timer, on_pull, p);
-    p->slot = host_now(s->h);
-    timer_start(s->h, &p->timer, p->slot + ch->period);
+    p->slot = host_now(s->h) + ch->period;
+    timer_start(s->h, &p->timer, p->slot);
     p->next = s->periodics;
     s->periodics = p;
     return 0;
+}
+
+/* The test clock moved by delta under every timer: move the schedules that are kept as
+ * absolute times along with them. */
+void systems_shift_clock(host *h, double delta)
+{
+    for (sssn_system *s = h->systems; s; s = s->next) {
+        s->t0 += delta;
+        if (s->last_step_start > 0)
+            s->last_step_start += delta;
+        for (periodic_source *p = s->periodics; p; p = p->next)
+            p->slot += delta;
+    }
 }

@@ -124,7 +124,9 @@ sssn_system *system_find(host *h, const char *id);
 channel *system_channel(sssn_system *s, const char *id); /* owned or connected, or NULL */
 
 /* Registrations made by a system (local registry): kept alive, removed on stop. */
-void system_track_registration(sssn_system *s, reg_kind kind, const char *id, double ttl, int keepalive);
+/* f's strings are copied: a registration that lapsed (a late loop) is registered again. */
+void system_track_registration(sssn_system *s, reg_kind kind, const reg_fields *f, double ttl, int keepalive);
+void system_untrack_registration(sssn_system *s, reg_kind kind, const char *id);
 void system_drop_registrations(sssn_system *s);
 
 /* Subscriptions and periodic sources. The function is on top of L's stack (popped); L is the
@@ -132,5 +134,8 @@ void system_drop_registrations(sssn_system *s);
 int system_subscribe(sssn_system *s, channel *ch, lua_State *L);
 void system_unsubscribe(sssn_system *s, const char *channel_id);
 int system_add_periodic(sssn_system *s, channel *ch, lua_State *L);
+
+/* Called when the test clock switches: schedules kept as absolute times move by delta. */
+void systems_shift_clock(host *h, double delta);
 
 #endif

@@ -161,19 +161,101 @@ describe("a system", function()
     assert.are.equal(3, h:stats().errors)
   end)
 
-  it("ends when it calls self:stop() from step, after that step returns", function()
+  it("stops at once when it calls self:stop() from step; the step ends at its next wait", function()
     local h, traces, r = spawn([[
       local n = 0
       function sys:step()
         n = n + 1
-        if n == 2 then self:stop(); trace { ev = "after stop" } end
+        trace { ev = "step", n = n }
+        if n == 2 then
+          self:stop()
+          sssn.sleep(1)
+          trace { ev = "never" }
+        end
       end
     ]])
     track(r)
-    testing.advance(5)
+    testing.advance(1)
     assert.are.equal("stopped", h:stats().state)
+    testing.advance(5)
     assert.are.equal(2, h:stats().steps)
-    assert.are.same({ { ev = "after stop" } }, traces())
+    assert.are.equal(0, h:stats().errors)
+    assert.are.same({ { ev = "step", n = 1 }, { ev = "step", n = 2 } }, traces())
+  end)
+
+  it("survives a subscriber that unsubscribes or stops its system from inside its callback", function()
+    local h1, _, r1 = spawn([[
+      function sys:setup_body()
+        self:add_channel(sssn.broadcast { id = self.id .. "-in" })
+        self:subscribe_channel(self.id .. "-in", function(m)
+          trace { got = m.content.data.n }
+          self:unsubscribe_channel(self.id .. "-in")
+        end)
+      end
+      function sys:step() self:write_channel(self.id .. "-in", { n = self:stats().steps }) end
+    ]])
+    local h2, _, r2 = spawn([[
+      function sys:setup_body()
+        self:add_channel(sssn.broadcast { id = self.id .. "-in" })
+        self:subscribe_channel(self.id .. "-in", function() self:stop() end)
+      end
+      function sys:step() self:write_channel(self.id .. "-in", { x = 1 }) end
+    ]])
+    local h3, _, r3 = spawn([[
+      function sys:setup_body()
+        self:add_channel(sssn.periodic { id = self.id .. "-p", period = 0.5, pull = function() self:stop() end })
+      end
+    ]])
+    track(h1, r1, r2, r3)
+    testing.advance(3)
+    assert.are.equal("running", h1:stats().state)
+    assert.are.equal("stopped", h2:stats().state)
+    assert.are.equal("stopped", h3:stats().state)
+  end)
+
+  it("counts a memory error that escapes step without taking the host down", function()
+    local h, _, r = spawn([[
+      function sys:step()
+        local t = {}
+        for i = 1, 1e7 do t[i] = ("y"):rep(64) .. i end
+      end
+    ]], { memory_limit = 2 * 1024 * 1024 })
+    local other, _, r2 = spawn([[ function sys:step() end ]])
+    track(h, other, r, r2)
+    testing.advance(2)
+    assert.are.equal(3, h:stats().errors)
+    assert.are.equal("running", h:stats().state)
+    assert.are.equal(3, other:stats().steps)
+  end)
+
+  it("keeps ticking at its rate when the spec switches to the test clock", function()
+    testing.real()
+    local h, _, r = spawn([[ function sys:step() end ]], { tick_rate = 10 })
+    track(h, r)
+    testing.freeze(5000)
+    local before = h:stats().steps
+    testing.advance(1)
+    assert.is_true(h:stats().steps - before >= 9)
+  end)
+
+  it("refuses the host's reserved id", function()
+    assert.has_error(function()
+      testing.spawn { id = "sssn-host", source = "return require('sssn').system { id = 'sssn-host' }" }
+    end)
+  end)
+
+  it("closes to-be-closed variables of a stopped step without harm", function()
+    local h, _, r = spawn([[
+      function sys:step()
+        local guard <close> = setmetatable({}, { __close = function() pcall(sssn.sleep, 0.1) end })
+        sssn.sleep(10)
+      end
+    ]])
+    track(r)
+    testing.advance(1)
+    h:stop()
+    testing.advance(1)
+    assert.are.equal("stopped", h:stats().state)
   end)
 
   it("raises 'not enough memory' in a system over its cap, without harming others", function()
@@ -242,7 +324,7 @@ describe("a system", function()
 
   it("refuses sssn.sleep outside a system's coroutine with a clear error", function()
     assert.has_error(function() sssn.sleep(1) end,
-      "sssn.sleep: not inside a system's setup, step, subscriber or pull (waiting calls must run in the host's coroutines)")
+      "sssn.sleep: not inside a system's setup, step, subscriber or pull, or inside a coroutine of your own (waiting calls must run in the host's coroutines)")
   end)
 
   it("checks the config given to sssn.system", function()
