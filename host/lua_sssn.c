@@ -650,11 +650,11 @@ static int l_reg_put(lua_State *L)
     reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
                     .json = b.data, .json_len = b.len, .owner = s ? s->id : NULL};
     const reg_entry *e = registry_put(h->reg, kind, &f, ttl, host_now(h));
+    if (e && s)
+        system_track_registration(s, kind, &f, ttl, keepalive);
     strbuf_free(&b);
     if (!e)
         return sssn_error(L, "sssn: out of memory (register_%s '%s')", reg_kind_name(kind), id);
-    if (s)
-        system_track_registration(s, kind, &f, ttl, keepalive);
     push_entry(L, e);
     return 1;
 }

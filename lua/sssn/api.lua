@@ -153,7 +153,9 @@ local function registry_put(kind, id, q, body)
   if e then return err(400, "bad_request", e) end
   local value, derr = decode_body(body)
   if derr then return err(400, "bad_request", derr) end
-  if type(value) ~= "table" then return err(400, "bad_request", "the body must be a JSON object") end
+  if type(value) ~= "table" or getmetatable(value) == core.array_mt or value[1] ~= nil then
+    return err(400, "bad_request", "the body must be a JSON object")
+  end
   if value.ttl ~= nil and ttl == nil then ttl = tonumber(value.ttl) end
   value.ttl, value.expires_at = nil, nil
   if kind == "channel" then value.id = value.id or id else value.system_id = value.system_id or id end
@@ -169,7 +171,7 @@ local function registry_put(kind, id, q, body)
     local d, caps = Registry.normalize_system(value, "register_system")
     return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, false)
   end)
-  if not ok then return err(400, "bad_request", tostring(entry):gsub("^.-sssn", "sssn")) end
+  if not ok then return err(400, "bad_request", (tostring(entry):gsub("^[^:]*:%d+: ", ""))) end
   return json(200, core.api_reg_get(kind, id))
 end
 
