@@ -334,6 +334,47 @@ describe("a system", function()
       "return require('sssn').system { id = 'bad-rate', tick_rate = -1 }" } end)
   end)
 
+  it("makes a request and waits for the reply with the same correlation_id", function()
+    local q = testing.uid("adder-q")
+    local server, _, r1 = spawn(([[
+      function sys:setup_body() self:add_channel(sssn.work_queue { id = %q }) end
+      function sys:step()
+        for _, m in ipairs(self:claim_channel(%q)) do
+          self:connect(m.reply_to)
+          self:write_channel(m.reply_to, { noise = true }, { correlation_id = "other" })
+          self:write_channel(m.reply_to, { sum = m.content.data.a + m.content.data.b },
+            { correlation_id = m.correlation_id })
+          self:acknowledge_channel(%q, { m })
+        end
+      end
+    ]]):format(q, q, q), { tick_rate = 4 })
+    track(server, r1)
+    -- a queue nobody serves, for the time-out case
+    local other = track(testing.system(testing.uid("q-owner")))
+    other:add_channel(sssn.work_queue { id = q .. "-nobody" })
+    local client, traces, r2 = spawn(([[
+      function sys:setup_body()
+        self:add_channel(sssn.mailbox { id = self.id .. "-replies" })
+        self:connect(%q); self:connect(%q .. "-nobody")
+      end
+      function sys:step()
+        if self.asked then return end
+        self.asked = true
+        local t0 = sssn.now()
+        local reply = self:request(%q, { a = 2, b = 3 }, { reply_to = self.id .. "-replies", timeout = 5 })
+        trace { sum = reply.content.data.sum, waited = sssn.now() - t0 }
+        local none, err = self:request(%q .. "-nobody", { a = 1, b = 1 }, { reply_to = self.id .. "-replies", timeout = 2 })
+        trace { none = none == nil, err = err }
+      end
+    ]]):format(q, q, q, q))
+    track(client, r2)
+    testing.advance(4)
+    local t = traces()
+    assert.are.equal(5, t[1].sum)
+    assert.is_true(t[1].waited <= 0.25)
+    assert.are.same({ none = true, err = "timeout" }, t[2])
+  end)
+
   it("describes itself with upstream descriptor fields", function()
     local s = track(testing.system(testing.uid("desc"), nil))
     s.services = { { name = "thing", description = "does it" } }

@@ -214,7 +214,7 @@ end
 function RemoteChannel:read(opts)
   opts = opts or {}
   local res = self:_call("read_channel", "GET", query { { "limit", opts.limit }, { "after", opts.after },
-    { "exclusive", opts.exclusive and "true" or nil } })
+    { "exclusive", opts.exclusive and "true" or nil }, { "wait", opts.wait } }, nil, (opts.wait or 0) + 30)
   return messages_of(res), res.missed or 0
 end
 
