@@ -90,11 +90,26 @@ static void on_maintenance(host *h, host_timer *t)
     timer_start(h, t, host_now(h) + h->cfg.maintenance);
 }
 
+/* The one piece of process-wide state: a signal handler has no context to hand a flag to.
+ * Set on SIGINT/SIGTERM so the watchdog can interrupt a step that never yields (the loop,
+ * and so on_signal, only runs once the step is over). */
+static volatile sig_atomic_t signal_arrived;
+
+static void on_raw_signal(int sig)
+{
+    signal_arrived = sig;
+    signal(sig, SIG_DFL); /* a second one ends the process at once */
+    ev_feed_signal(sig);
+}
+
+int host_signal_arrived(void) { return signal_arrived != 0; }
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
     (void)revents;
     host *h = w->data;
+    signal_arrived = 0; /* the loop has it now */
     host_stop_all(h, w->signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
 }
 
@@ -171,6 +186,11 @@ void host_run(host *h)
 {
     ev_signal_start(h->loop, &h->sigint_watcher);
     ev_signal_start(h->loop, &h->sigterm_watcher);
+    /* our handler in front of libev's: it also raises the flag the watchdog checks */
+    struct sigaction sa = {.sa_handler = on_raw_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     if (h->cfg.duration > 0) {
         ev_timer_set(&h->duration_watcher, h->cfg.duration, 0);
         ev_timer_start(h->loop, &h->duration_watcher);

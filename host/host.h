@@ -79,6 +79,8 @@ void host_free(host *h);                 /* stops every system, frees everything
 
 /* Runs the loop until every system stopped, a signal, or the duration passed. */
 void host_run(host *h);
+/* Whether SIGINT/SIGTERM arrived and the loop has not handled it yet (a step is running). */
+int host_signal_arrived(void);
 void host_stop_all(host *h, const char *why);
 void host_log(const host *h, int level, const char *system, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

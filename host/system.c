@@ -136,6 +136,8 @@ static void watchdog_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     vm *v = vm_of(L);
+    if (host_signal_arrived())
+        luaL_error(L, "interrupted by a signal (the host is stopping)");
     if (v->watchdog_limit > 0 && ev_time() - v->watchdog_start > v->watchdog_limit)
         luaL_error(L, "ran for more than %f s without yielding (interrupted by the watchdog)",
                    v->watchdog_limit);
@@ -260,6 +262,7 @@ void task_resume(task *t, int nargs)
         return;
     }
     if (status != LUA_OK) {
+        t->failed = 1;
         if (!t->cancelled) {
             log_task_error(t, t->co, status);
             if (t->sys) {
@@ -298,7 +301,8 @@ static void task_finish(task *t, int ok)
         t->on_done(t, ok);
     /* pending to-be-closed variables run now, as code of no task: they cannot wait */
     *(task **)lua_getextraspace(t->co) = NULL;
-    if (lua_resetthread(t->co) != LUA_OK)
+    /* for a thread that died of an error, lua_resetthread reports that error again */
+    if (lua_resetthread(t->co) != LUA_OK && !t->failed)
         host_log(v->h, LOG_ERROR, t->sys ? t->sys->id : NULL, "error closing a %s: %s", task_kind_names[t->kind],
                  lua_isstring(t->co, -1) ? lua_tostring(t->co, -1) : "(not a string)");
     luaL_unref(v->L, LUA_REGISTRYINDEX, t->co_ref);

@@ -42,6 +42,7 @@ struct task {
     void *data;
     int running;                /* inside lua_resume right now */
     int cancelled;              /* its system stopped: end it instead of resuming */
+    int failed;                 /* ended with an error (already reported) */
     int waiting;                /* a binding arranged a wake-up other than the sleep timer */
     void (*cancel_wait)(task *t); /* undoes that arrangement when the task is dropped */
     void *wait;                 /* what cancel_wait undoes */

@@ -112,6 +112,20 @@ describe("sssn-host", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("interrupts a step that never yields when SIGINT arrives, and exits 0", function()
+    local dir = tmpdir()
+    write(dir .. "/spin.lua", "function step() print('spinning'); io.stdout:flush(); while true do end end\n")
+    local out = sh(([[
+      %s --step-timeout 0 %s/spin.lua > %s/out.txt 2> %s/err.txt & pid=$!
+      for i in $(seq 100); do grep -q spinning %s/out.txt && break; sleep 0.05; done
+      kill -INT $pid; wait $pid; echo "status=$?"; cat %s/err.txt
+    ]]):format(exe, dir, dir, dir, dir, dir))
+    assert.matches("status=0", out)
+    assert.matches("interrupted by a signal", out)
+    assert.matches("%[spin%] stopped", out)
+    os.execute("rm -rf " .. dir)
+  end)
+
   it("runs the discovery example: the consumer retries, then connects and prints readings", function()
     local out, _, code = host("--duration 3 examples/discovery/temperature_service.lua examples/discovery/data_consumer.lua")
     assert.are.equal(0, code)
