@@ -12,7 +12,7 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 CPPFLAGS += -D_GNU_SOURCE -DSSSN_VERSION='"$(VERSION)"' -DSSSN_LUA_DIR='"$(LUADIR)"' $(LUA_CFLAGS)
-LDLIBS  += $(LUA_LIBS) -lev -lhttp_parser -lcurl -lm
+LDLIBS  += $(LUA_LIBS) -lev -lhttp_parser -lcurl -lreadline -lm
 
 # `make test SANITIZE=1` builds and tests with AddressSanitizer and UBSan.
 ifeq ($(SANITIZE),1)
@@ -25,7 +25,7 @@ endif
 BUILD = build/$(VARIANT)
 
 CORE = strbuf hashmap heap json channel registry
-HOST = $(CORE) log timer host system keepalive http_server http_client api lua_api lua_sssn main
+HOST = $(CORE) log timer host system keepalive http_server http_client api lua_api repl lua_sssn main
 OBJS = $(HOST:%=$(BUILD)/%.o)
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 

@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "http_client.h"
+#include "repl.h"
 #include "json.h"
 #include "log.h"
 #include "system.h"
@@ -94,15 +95,23 @@ static void on_maintenance(host *h, host_timer *t)
  * Set on SIGINT/SIGTERM so the watchdog can interrupt a step that never yields (the loop,
  * and so on_signal, only runs once the step is over). */
 static volatile sig_atomic_t signal_arrived;
+static volatile sig_atomic_t sigint_for_repl; /* with a prompt, Ctrl-C interrupts, never exits */
 
 static void on_raw_signal(int sig)
 {
     signal_arrived = sig;
-    signal(sig, SIG_DFL); /* a second one ends the process at once */
+    if (!(sig == SIGINT && sigint_for_repl))
+        signal(sig, SIG_DFL); /* a second one ends the process at once */
     ev_feed_signal(sig);
 }
 
-int host_signal_arrived(void) { return signal_arrived != 0; }
+int host_signal_arrived(int interruptible)
+{
+    int sig = signal_arrived;
+    if (sig == SIGINT && sigint_for_repl)
+        return interruptible; /* Ctrl-C at a prompt only interrupts the prompt's own chunk */
+    return sig != 0;
+}
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -110,6 +119,12 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     host *h = w->data;
     signal_arrived = 0; /* the loop has it now */
+    if (w->signum == SIGINT && h->repl) {
+        if (!h->sigint_consumed)
+            repl_on_sigint(h->repl);
+        h->sigint_consumed = 0;
+        return;
+    }
     host_stop_all(h, w->signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
 }
 
@@ -187,6 +202,7 @@ void host_run(host *h)
     ev_signal_start(h->loop, &h->sigint_watcher);
     ev_signal_start(h->loop, &h->sigterm_watcher);
     /* our handler in front of libev's: it also raises the flag the watchdog checks */
+    sigint_for_repl = h->repl != NULL;
     struct sigaction sa = {.sa_handler = on_raw_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -195,7 +211,7 @@ void host_run(host *h)
         ev_timer_set(&h->duration_watcher, h->cfg.duration, 0);
         ev_timer_start(h->loop, &h->duration_watcher);
     }
-    while (!h->stopping && (h->nrunning > 0 || h->api))
+    while (!h->stopping && (h->nrunning > 0 || h->api || h->repl))
         ev_run(h->loop, EVRUN_ONCE);
     /* let stopped systems finish deregistering from a remote registry, for a bounded time */
     if (h->detached > 0) {
@@ -246,6 +262,8 @@ void host_free(host *h)
     if (!h)
         return;
     h->stopping = 1;
+    repl_free(h->repl);
+    h->repl = NULL;
     api_stop(h->api);
     h->api = NULL;
     http_client_free(h->http);

@@ -58,6 +58,8 @@ typedef struct host {
 
     struct api *api;           /* the HTTP API when --listen, else NULL */
     struct http_client *http;  /* outgoing requests, made on first use */
+    struct repl *repl;         /* the interactive prompt, when there is one */
+    int sigint_consumed;       /* a Ctrl-C already interrupted the prompt's running chunk */
     unsigned detached;         /* tasks that must finish before exit (deregistering remotely) */
     char instance_id[17];      /* random per run: lets remote readers notice a restart */
     char *endpoint;            /* URL other hosts reach this one at, or NULL */
@@ -80,7 +82,7 @@ void host_free(host *h);                 /* stops every system, frees everything
 /* Runs the loop until every system stopped, a signal, or the duration passed. */
 void host_run(host *h);
 /* Whether SIGINT/SIGTERM arrived and the loop has not handled it yet (a step is running). */
-int host_signal_arrived(void);
+int host_signal_arrived(int interruptible);
 void host_stop_all(host *h, const char *why);
 void host_log(const host *h, int level, const char *system, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

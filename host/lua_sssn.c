@@ -887,6 +887,17 @@ static int l_current_system(lua_State *L)
     return 1;
 }
 
+/* core.system_handle() -> the handle of the system the caller acts for, or nil */
+static int l_system_handle(lua_State *L)
+{
+    sssn_system *s = system_current(L);
+    if (!s)
+        lua_pushnil(L);
+    else
+        sssn_push_system(L, s);
+    return 1;
+}
+
 /* core.spawn(fn, ...) -> runs fn as a background coroutine of the calling system: it may wait,
  * and ends when the system stops. */
 static int l_spawn_task(lua_State *L)
@@ -946,6 +957,7 @@ static const luaL_Reg core_funcs[] = {
     {"host_stats", l_host_stats},
     {"current_system", l_current_system},
     {"spawn", l_spawn_task},
+    {"system_handle", l_system_handle},
     {NULL, NULL},
 };
 

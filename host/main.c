@@ -14,10 +14,12 @@
 #include "api.h"
 #include "host.h"
 #include "log.h"
+#include "repl.h"
 #include "system.h"
 
 static const char usage_text[] =
     "usage: sssn-host [options] SCRIPT...\n"
+    "       sssn-host repl [URL] [--json]\n"
     "       sssn-host test [busted options] [SPEC_DIR_OR_FILE...]\n"
     "\n"
     "       sssn-host --listen [ADDR:]PORT [options] [SCRIPT...]\n"
@@ -31,6 +33,8 @@ static const char usage_text[] =
     "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT)\n"
     "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
     "                      this host's own: systems register there and find each other there\n"
+    "  -i                  open a Lua prompt in this host while its systems run\n"
+    "  --json              with -i or repl: print each result as one line of JSON\n"
     "  --duration S        stop every system after S seconds (default: run until SIGINT/SIGTERM)\n"
     "  --ttl S             default registration TTL in seconds (default 300)\n"
     "  --maintenance S     purge expired registry entries every S seconds (default 30)\n"
@@ -39,6 +43,10 @@ static const char usage_text[] =
     "  --log-level L       error, warn, info or debug (default info)\n"
     "  --version           print the version and exit\n"
     "  -h, --help          print this help and exit\n"
+    "\n"
+    "`sssn-host repl [URL]` opens a Lua prompt against the registry of the host at URL (one\n"
+    "started with --listen), or against a fresh in-process registry without URL. Without a\n"
+    "terminal it reads all of standard input and exits 1 if any chunk failed.\n"
     "\n"
     "`sssn-host test` runs busted specs (default directory: spec) with the sssn module, the\n"
     "host's loop and a controllable test clock; it ends with one line \"N passed, N failed\".\n"
@@ -117,8 +125,16 @@ static int start_api(host *h, const char *addr, int port, const char *advertise)
         host_log(h, LOG_ERROR, NULL, "%s", err);
         return -1;
     }
-    char url[128];
+    char url[128], name[64] = "";
     snprintf(url, sizeof url, "http://%s:%d", addr, api_port(h->api));
+    char guess[160];
+    if (!advertise && strcmp(addr, "0.0.0.0") == 0 && gethostname(name, sizeof name - 1) == 0 && *name) {
+        /* 0.0.0.0 is no address to give others: offer the host name, say how to change it */
+        snprintf(guess, sizeof guess, "http://%s:%d", name, api_port(h->api));
+        advertise = guess;
+        host_log(h, LOG_INFO, NULL, "advertising %s; set --advertise URL if other hosts reach this one "
+                                    "under another name", guess);
+    }
     h->endpoint = strdup(advertise ? advertise : url);
     host_log(h, LOG_INFO, NULL, "HTTP API on %s%s%s", url, advertise ? ", advertised as " : "",
              advertise ? advertise : "");
@@ -200,13 +216,16 @@ int main(int argc, char **argv)
     int listen_port = -1;
     const char *advertise = NULL;
     const char *registry_url = NULL;
+    const char *registry_url_arg = NULL; /* repl's URL argument */
     char lua_dir[PATH_MAX];
     cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
 
     int test_mode = argc > 1 && strcmp(argv[1], "test") == 0;
-    if (test_mode)
-        cfg.log_level = LOG_WARN; /* spec output stays readable; systems' errors still show */
-    int i = test_mode ? 2 : 1;
+    int repl_mode = argc > 1 && strcmp(argv[1], "repl") == 0;
+    int interactive = repl_mode, json = 0;
+    if (test_mode || repl_mode)
+        cfg.log_level = LOG_WARN; /* spec and prompt output stay readable; errors still show */
+    int i = test_mode || repl_mode ? 2 : 1;
     for (; !test_mode && i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -214,11 +233,25 @@ int main(int argc, char **argv)
             i++;
             break;
         }
+        if (repl_mode && a[0] != '-' && !registry_url_arg) {
+            if (strncmp(a, "http://", 7) != 0)
+                return usage_error("repl wants the http:// URL of a host started with --listen, not '%s'", a);
+            registry_url_arg = a;
+            continue;
+        }
         if (a[0] != '-' || a[1] == '\0')
             break;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage_text, stdout);
             return 0;
+        }
+        if (strcmp(a, "-i") == 0) {
+            interactive = 1;
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
         }
         if (strcmp(a, "--version") == 0) {
             printf("sssn-host %s (%s, libev %d.%d)\n", SSSN_VERSION, LUA_RELEASE, ev_version_major(),
@@ -265,8 +298,14 @@ int main(int argc, char **argv)
                 SSSN_LUA_DIR);
         return 1;
     }
-    if (!test_mode && i >= argc && listen_port < 0)
-        return usage_error("%s", "no SCRIPT given (and no --listen)");
+    if (repl_mode && i < argc)
+        return usage_error("repl takes no SCRIPT ('%s'): use -i to open a prompt in a host running systems", argv[i]);
+    if (!test_mode && !interactive && i >= argc && listen_port < 0)
+        return usage_error("%s", "no SCRIPT given (and no --listen or -i)");
+    if (json && !interactive)
+        return usage_error("%s", "--json goes with -i or repl");
+    if (registry_url_arg)
+        registry_url = registry_url_arg;
 
     cfg.test_mode = test_mode;
     host *h = host_new(&cfg);
@@ -293,13 +332,18 @@ int main(int argc, char **argv)
             started++;
         }
     }
-    if (!started && !h->api) {
+    if (interactive && !(h->repl = repl_start(h, json))) {
+        host_free(h);
+        return 1;
+    }
+    if (!started && !h->api && !h->repl) {
         host_log(h, LOG_ERROR, NULL, "no system could start");
         host_free(h);
         return 1;
     }
     host_run(h);
     host_stop_all(h, "done");
+    int status = h->repl && repl_failed(h->repl) ? 1 : 0;
     host_free(h);
-    return 0;
+    return status;
 }

@@ -136,8 +136,13 @@ static void watchdog_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     vm *v = vm_of(L);
-    if (host_signal_arrived())
+    if (host_signal_arrived(v->interruptible)) {
+        if (v->interruptible) {
+            v->h->sigint_consumed = 1; /* the loop's SIGINT callback has nothing left to do */
+            luaL_error(L, "interrupted");
+        }
         luaL_error(L, "interrupted by a signal (the host is stopping)");
+    }
     if (v->watchdog_limit > 0 && ev_time() - v->watchdog_start > v->watchdog_limit)
         luaL_error(L, "ran for more than %f s without yielding (interrupted by the watchdog)",
                    v->watchdog_limit);
@@ -311,7 +316,7 @@ static void task_finish(task *t, int ok)
 
 /* Ends a task that is not running: it is dropped where it waits. A running task (the one
  * that asked for the stop) ends when it returns. */
-static void task_cancel(task *t)
+void task_cancel(task *t)
 {
     t->cancelled = 1;
     if (!t->running)

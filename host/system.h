@@ -27,6 +27,7 @@ typedef struct vm {
     task *tasks;       /* live tasks in this state */
     double watchdog_start;  /* real time the running task was resumed */
     double watchdog_limit;  /* seconds, 0 = off */
+    int interruptible;      /* Ctrl-C interrupts code running in this state (the REPL's) */
 } vm;
 
 enum task_kind { TASK_SETUP, TASK_STEP, TASK_SUBSCRIBER, TASK_PERIODIC, TASK_CALL, TASK_REQUEST };
@@ -110,6 +111,9 @@ vm *vm_of(lua_State *L);   /* the vm a state belongs to */
 task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
                  void (*on_done)(task *t, int ok), void *data);
 task *task_current(lua_State *L);   /* the task running in coroutine L, or NULL */
+/* Ends a task where it waits (its on_done sees t->cancelled); a task inside lua_resume right
+ * now ends when it next yields or returns. */
+void task_cancel(task *t);
 void task_resume(task *t, int nargs); /* nargs values pushed on t->co */
 /* Yield helpers for bindings: suspend the current task; the binding must `return lua_yield(L, 0)`. */
 int task_sleep(lua_State *L, double seconds);

@@ -153,6 +153,23 @@ function Registry:get_system(id)
   return core.reg_get("system", id)
 end
 
+--- Registry events after `index` (0: all held): a list of {index, event, kind, id, entry}
+--- and the index to pass next. With wait > 0 it waits (yielding) up to that many seconds
+--- for an event when there is none yet.
+function Registry:events(index, wait)
+  check_self(self, "events")
+  index = index or 0
+  local last = core.channel_stats("registry").last_seq
+  if index > last then index = last end
+  while true do
+    local body = core.api_events(index, 1000)
+    local res = core.json_decode(body)
+    if #res.events > 0 or not wait or wait <= 0 then return res.events, res.index end
+    if not core.wait("registry", index, wait) then return res.events, res.index end
+    wait = 0
+  end
+end
+
 --- Purges expired entries now (the host also does it every --maintenance seconds).
 function Registry:maintain()
   check_self(self, "maintain")

@@ -171,6 +171,17 @@ function RemoteRegistry:get_system(id)
   return self:_call("get_system", "GET", "/registry/systems/" .. escape(id), nil, true)
 end
 
+function RemoteRegistry:events(index, wait)
+  check_self(self, "events")
+  index = index or 0
+  if index == math.maxinteger then -- "from now on": ask for the current index
+    index = self:_call("events", "GET", "/registry/events?limit=1&index=" .. math.maxinteger).index
+  end
+  local res = self:_call("events", "GET", ("/registry/events?index=%d%s"):format(index,
+    wait and wait > 0 and ("&wait=%s"):format(wait) or ""))
+  return res.events, res.index
+end
+
 function RemoteRegistry:maintain()
   check_self(self, "maintain")
   return 0 -- the registry's own host purges on its maintenance timer
@@ -246,8 +257,9 @@ function RemoteChannel:subscribe(fn, system_id)
   core.spawn(function()
     local after, epoch, backoff, failing = nil, nil, 0.1, false
     while sub.active do
+      -- right after a failure, ask without waiting: the host may have restarted (new epoch)
       local ok, res = pcall(self._call, self, "subscribe_channel", "GET",
-        query { { "limit", 100 }, { "wait", 20 }, { "after", after } }, nil, 30)
+        query { { "limit", 100 }, { "wait", failing and 0 or 20 }, { "after", after } }, nil, 30)
       if not sub.active then return end
       if not ok then
         if not failing then core.log("warn", ("%s; retrying"):format(res)) end

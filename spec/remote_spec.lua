@@ -1,0 +1,708 @@
+-- End to end: hosts talking to each other over HTTP. Host A runs with `--listen` and owns the
+-- registry and channels; host B runs with `--registry http://A` and uses them remotely
+-- (RemoteRegistry, RemoteChannel). Every process is a real `sssn-host` on a free 127.0.0.1
+-- port, started in the background under `timeout 60`, and stopped in teardown even when an
+-- assertion fails. Fixture systems print distinctive lines; the specs read each process's
+-- stdout/stderr files and query A's API with curl.
+local sssn = require "sssn"
+local testing = require "sssn.testing"
+
+local exe = testing.exe
+local decode = sssn.json.decode
+
+-- Helpers -------------------------------------------------------------------------------
+
+local function tmpdir()
+  local p = io.popen("mktemp -d")
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+local function now()
+  local p = io.popen("date +%s.%N")
+  local t = tonumber(p:read("l"))
+  p:close()
+  return t
+end
+
+-- Polls fn() every ~50 ms until it returns a truthy value or `seconds` pass; returns that value.
+local function wait_until(seconds, fn)
+  local deadline = now() + seconds
+  while true do
+    local v = fn()
+    if v then return v end
+    if now() > deadline then return fn() end
+    sleep(0.05)
+  end
+end
+
+local function try_decode(s)
+  local ok, v = pcall(decode, s)
+  if ok then return v end
+  return nil
+end
+
+-- Fills @NAME@ placeholders in a fixture's source.
+local function fill(src, vars)
+  return (src:gsub("@(%u+)@", function(k) return tostring(vars[k]) end))
+end
+
+local function count(s, pattern)
+  local n = 0
+  for _ in s:gmatch(pattern) do n = n + 1 end
+  return n
+end
+
+-- The numbers printed as "<prefix><n>" lines, in order.
+local function numbers(s, prefix)
+  local out = {}
+  for n in s:gmatch(prefix .. "(%d+)") do out[#out + 1] = tonumber(n) end
+  return out
+end
+
+-- curl: http(method, url, {body=, token=}) -> status, decoded json (or nil), raw body
+local scratch = tmpdir()
+local function http(method, url, opts)
+  opts = opts or {}
+  local cmd = { "curl -s -m 5 -X", method, "-o", scratch .. "/resp", "-w '%{http_code}'" }
+  if opts.token then cmd[#cmd + 1] = "-H " .. shq("Authorization: Bearer " .. opts.token) end
+  if opts.body then
+    write(scratch .. "/req", opts.body)
+    cmd[#cmd + 1] = "-H 'Content-Type: application/json' -H 'Expect:' --data-binary @" .. scratch .. "/req"
+  end
+  cmd[#cmd + 1] = shq(url)
+  os.remove(scratch .. "/resp")
+  local p = io.popen(table.concat(cmd, " ") .. " 2>/dev/null")
+  local code = p:read("a")
+  p:close()
+  local body = slurp(scratch .. "/resp")
+  return tonumber(code), try_decode(body), body
+end
+
+-- A host process: start(dir, name, args) runs `timeout 60 sssn-host ARGS` in the background,
+-- stdout in dir/name.out, stderr in dir/name.err, exit status in dir/name.rc once it ends.
+local Proc = {}
+Proc.__index = Proc
+
+local function start(dir, name, args)
+  local self = setmetatable({ dir = dir, name = name, out_path = ("%s/%s.out"):format(dir, name),
+    err_path = ("%s/%s.err"):format(dir, name), rc_path = ("%s/%s.rc"):format(dir, name),
+    pid_path = ("%s/%s.pid"):format(dir, name) }, Proc)
+  os.remove(self.rc_path)
+  os.remove(self.pid_path)
+  os.execute(([[
+    ( timeout 60 %s %s > %s 2> %s & echo $! > %s.tmp; mv %s.tmp %s; wait $!; echo $? > %s.tmp; mv %s.tmp %s ) \
+      < /dev/null > /dev/null 2>&1 &
+    for i in $(seq 200); do [ -s %s ] && break; sleep 0.01; done
+  ]]):format(exe, args, self.out_path, self.err_path, self.pid_path, self.pid_path, self.pid_path,
+    self.rc_path, self.rc_path, self.rc_path, self.pid_path))
+  self.pid = slurp(self.pid_path):match("%d+")
+  assert(self.pid, "could not start sssn-host " .. args)
+  return self
+end
+
+function Proc:out() return slurp(self.out_path) end
+function Proc:err() return slurp(self.err_path) end
+function Proc:rc() return tonumber(slurp(self.rc_path):match("%d+")) end
+function Proc:alive() return self:rc() == nil end
+function Proc:signal(sig) os.execute(("kill -%s %s 2>/dev/null"):format(sig, self.pid)) end
+
+-- the sssn-host process under `timeout` (for a last-resort SIGKILL)
+function Proc:child()
+  local p = io.popen("pgrep -P " .. self.pid .. " 2>/dev/null")
+  local c = p:read("a"):match("%d+")
+  p:close()
+  return c
+end
+
+-- Waits (bounded) for the process to exit; returns its exit status or nil.
+function Proc:wait_exit(seconds) return wait_until(seconds or 5, function() return self:rc() end) end
+
+-- Stops the process: SIGTERM, then SIGKILL (both processes) if it has not exited within 3 s.
+function Proc:stop()
+  if self.stopped then return self:rc() end
+  self.stopped = true
+  if not self:alive() then return self:rc() end
+  local child = self:child()
+  self:signal("TERM")
+  local rc = self:wait_exit(3)
+  if rc == nil then
+    if child then os.execute("kill -9 " .. child .. " 2>/dev/null") end
+    self:signal("9")
+    rc = self:wait_exit(2)
+  end
+  return rc
+end
+
+-- Waits until the host answers /health on `port` (bounded); raises with its log otherwise.
+function Proc:wait_healthy(port, seconds)
+  local ok = wait_until(seconds or 5, function()
+    return http("GET", ("http://127.0.0.1:%d/health"):format(port)) == 200 or not self:alive()
+  end)
+  if not ok or not self:alive() then
+    error(("sssn-host %s did not come up on port %d: %s"):format(self.name, port, self:err()))
+  end
+end
+
+-- Waits until the stdout contains `text` (plain); raises with the process's output otherwise.
+function Proc:wait_output(text, seconds, from)
+  local found = wait_until(seconds or 5, function() return self:out():find(text, from or 1, true) end)
+  if not found then
+    error(("%s: no %q in its output after %ss\n--- stdout:\n%s\n--- stderr:\n%s"):format(self.name, text,
+      seconds or 5, self:out(), self:err()), 2)
+  end
+  return found
+end
+
+-- A set of processes to stop in teardown.
+local function group()
+  local g = { procs = {}, dir = tmpdir() }
+  function g.start(name, args)
+    local p = start(g.dir, name, args)
+    g.procs[#g.procs + 1] = p
+    return p
+  end
+  function g.script(name, src, vars)
+    local path = ("%s/%s.lua"):format(g.dir, name)
+    write(path, vars and fill(src, vars) or src)
+    return path
+  end
+  function g.stop_all()
+    for i = #g.procs, 1, -1 do pcall(Proc.stop, g.procs[i]) end
+    os.execute("rm -rf " .. g.dir)
+  end
+  return g
+end
+
+-- Fixtures ------------------------------------------------------------------------------
+
+local IDLE = [[
+function step(self) end
+]]
+
+-- Scenarios 2-4, on host B: registers a channel and itself through A, then queries A.
+local REGISTRANT = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "reg-b", name = "Remote Registrant", description = "registers through A",
+  services = { { name = "remote-cap-xyz", description = "registered from host B" } } }
+
+local function try(label, fn)
+  local ok, e = pcall(fn)
+  if not ok then print(label .. ": ERROR " .. tostring(e)) end
+end
+
+function s:setup()
+  print("registry kind=" .. tostring(sssn.registry.kind))
+  local ch = self:add_channel(sssn.broadcast { id = "b-feed", name = "Bee Side Feed",
+    description = "a channel of host B", visibility = "public" })
+  try("register_channel", function() sssn.registry:register_channel(ch.info) end)
+  try("register_system", function() sssn.registry:register_system(self:descriptor()) end)
+  print("registered")
+  try("find_systems", function()
+    local found = sssn.registry:find_systems { capability = "remote-cap-xyz" }
+    local ids = {}
+    for i, d in ipairs(found) do ids[i] = d.system_id .. "/" .. d.system_name end
+    print("find_systems: " .. #found .. " " .. table.concat(ids, ","))
+    print("find_systems none: " .. #sssn.registry:find_systems { capability = "nobody-has-this" })
+  end)
+  try("find_channels", function()
+    local found = sssn.registry:find_channels { visibility = "public", name = "bee side" }
+    local ids = {}
+    for i, c in ipairs(found) do ids[i] = c.id end
+    print("find_channels: " .. #found .. " " .. table.concat(ids, ","))
+  end)
+  try("get_channel", function()
+    local c = sssn.registry:get_channel("b-feed")
+    print(("get_channel: id=%s name=%s kind=%s visibility=%s owner=%s"):format(c.id, c.name, c.kind,
+      c.visibility, tostring(c.owner)))
+  end)
+  try("get_system", function()
+    local d = sssn.registry:get_system("reg-b")
+    print(("get_system: id=%s name=%s service=%s writes=%s"):format(d.system_id, d.system_name,
+      d.services[1].name, tostring(d.channels_write[1])))
+  end)
+  try("get_channel unknown", function()
+    print("get_channel unknown: " .. tostring(sssn.registry:get_channel("no-such-channel-id")))
+  end)
+  try("get_system unknown", function()
+    print("get_system unknown: " .. tostring(sssn.registry:get_system("no-such-system-id")))
+  end)
+  print("registrant done")
+end
+function s:step() end
+return s
+]]
+
+-- Scenario 3, on host B: one registration kept alive (ttl 2), one not (ttl 1).
+local KEEPALIVE = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "ka-b" }
+function s:setup()
+  sssn.registry:register_system({ system_id = "ka-sys", system_name = "Kept Alive",
+    services = { { name = "kept" } } }, 2)
+  sssn.registry:register_system({ system_id = "nk-sys", system_name = "Not Kept",
+    services = { { name = "not-kept" } } }, 1, { keepalive = false })
+  print("keepalive registered")
+end
+function s:step() end
+return s
+]]
+
+-- Scenarios 5-6, on host A: owns the channels B uses remotely.
+local OWNER = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "owner", name = "Channel Owner" }
+function s:setup()
+  local feed = self:add_channel(sssn.broadcast { id = "r-feed", name = "Remote Feed", visibility = "public" })
+  local jobs = self:add_channel(sssn.work_queue { id = "r-jobs", name = "Remote Jobs", claim_timeout = 30 })
+  local sub = self:add_channel(sssn.broadcast { id = "r-sub", name = "Remote Sub" })
+  local full = self:add_channel(sssn.work_queue { id = "r-full", name = "Full Queue", capacity = 1 })
+  for i = 1, 5 do self:write_channel("r-feed", { n = i }) end
+  for i = 1, 3 do self:write_channel("r-jobs", { job = i }) end
+  self:write_channel("r-full", { job = "only" })
+  for _, ch in ipairs { feed, jobs, sub, full } do sssn.registry:register_channel(ch.info) end
+  print("owner ready")
+end
+function s:step() end
+return s
+]]
+
+-- Scenarios 5-6, on host B: every remote channel operation, then the error cases.
+local CLIENT = [[
+local sssn = require "sssn"
+local c = sssn.system { id = "client", name = "Remote Client" }
+
+local function list(msgs, field)
+  local t = {}
+  for i, m in ipairs(msgs) do t[i] = tostring(m.content.data[field]) end
+  return table.concat(t, ",")
+end
+
+local function try(label, fn)
+  local ok, e = pcall(fn)
+  if not ok then print(label .. ": ERROR " .. tostring(e)) end
+end
+
+-- prints "label: <the error>" for an operation that must fail
+local function expect_error(label, fn)
+  local ok, e = pcall(fn)
+  if ok then print(label .. ": NO ERROR") else print(label .. ": " .. tostring(e)) end
+end
+
+function c:setup()
+  try("feed", function()
+    local info = sssn.registry:get_channel("r-feed")
+    print("feed endpoint=" .. tostring(info.endpoint))
+    self:connect(info)
+    local m1 = self:read_channel("r-feed", { limit = 2 })
+    print("read1 n=" .. list(m1, "n"))
+    local m2 = self:read_channel("r-feed", { limit = 2 })
+    print("read2 n=" .. list(m2, "n"))
+    local m3 = self:read_channel("r-feed", { limit = 3, after = m1[1].seq })
+    print("read-after n=" .. list(m3, "n"))
+    local id = self:write_channel("r-feed", { n = 99, token = "written-by-B" })
+    print("wrote id=" .. tostring(id))
+  end)
+  try("jobs", function()
+    local jobs
+    for _, i in ipairs(sssn.registry:find_channels { name = "remote jobs" }) do jobs = i end
+    self:connect(jobs)
+    local c1 = self:claim_channel("r-jobs", { limit = 1 })
+    print("claim1 job=" .. list(c1, "job"))
+    print("ack1=" .. tostring(self:acknowledge_channel("r-jobs", c1)))
+    local c2 = self:claim_channel("r-jobs", { limit = 1 })
+    print("claim2 job=" .. list(c2, "job"))
+    print("nack2=" .. tostring(self:nack_channel("r-jobs", c2)))
+    local c3 = self:claim_channel("r-jobs", { limit = 10 })
+    print("claim3 job=" .. list(c3, "job"))
+    print("ack3=" .. tostring(self:acknowledge_channel("r-jobs", c3)))
+    print("claim4 count=" .. #self:claim_channel("r-jobs", { limit = 10 }))
+  end)
+  expect_error("err-notfound", function()
+    self:connect { id = "no-such-channel", name = "Bogus", kind = "broadcast", endpoint = "@A@" }
+    self:read_channel("no-such-channel")
+  end)
+  expect_error("err-busy", function()
+    self:connect(sssn.registry:get_channel("r-full"))
+    self:write_channel("r-full", { job = "one too many" })
+  end)
+  expect_error("err-unreachable", function()
+    self:connect { id = "dead-ch", name = "Dead", kind = "broadcast", endpoint = "http://127.0.0.1:@DEAD@" }
+    self:read_channel("dead-ch")
+  end)
+  try("sub", function()
+    self:connect(sssn.registry:get_channel("r-sub"))
+    self:subscribe_channel("r-sub", function(m) print("sub n=" .. tostring(m.content.data.n)) end)
+  end)
+  print("client ready")
+end
+function c:step() end
+return c
+]]
+
+-- Scenario 7, on host A: writes {n = 1, 2, 3, ...} to "ticks", 10 a second.
+local TICKER = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "ticker", tick_rate = 10 }
+function s:setup()
+  self.n = 0
+  local ch = self:add_channel(sssn.broadcast { id = "ticks", name = "Ticks", visibility = "public" })
+  sssn.registry:register_channel(ch.info)
+  print("ticker ready")
+end
+function s:step()
+  self.n = self.n + 1
+  self:write_channel("ticks", { n = self.n })
+end
+return s
+]]
+
+-- Scenario 7, on host B: finds "ticks" through A's registry and subscribes.
+local SUBSCRIBER = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "tick-sub" }
+function s:setup()
+  local info
+  for _ = 1, 50 do
+    info = sssn.registry:get_channel("ticks")
+    if info then break end
+    sssn.sleep(0.1)
+  end
+  self:connect(info)
+  self:subscribe_channel("ticks", function(m)
+    local d = m.content.data
+    print(d.filler and ("tick filler=" .. d.filler) or ("tick n=" .. tostring(d.n)))
+  end)
+  print("subscriber ready")
+end
+function s:step() end
+return s
+]]
+
+-- Scenario 8, on host B: a local system that ticks and asks the remote registry each step.
+local LOCAL = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "local-ticker", tick_rate = 5 }
+function s:setup() self.k = 0 end
+function s:step()
+  self.k = self.k + 1
+  print("local tick " .. self.k)
+  local ok, res = pcall(sssn.registry.find_channels, sssn.registry, { name = "ticks" })
+  if ok then print("registry ok " .. #res) else print("registry error: " .. tostring(res)) end
+end
+return s
+]]
+
+-- Specs ---------------------------------------------------------------------------------
+
+teardown(function() os.execute("rm -rf " .. scratch) end)
+
+describe("two hosts", function()
+  it("run the discovery example: B finds A's temperature feed through A's registry", function()
+    local g = group()
+    finally(g.stop_all)
+    local pa = testing.free_port()
+    local a = g.start("A", ("--listen 127.0.0.1:%d examples/discovery/temperature_service.lua"):format(pa))
+    a:wait_healthy(pa)
+    local b = g.start("B", ("--registry http://127.0.0.1:%d examples/discovery/data_consumer.lua"):format(pa))
+    b:wait_output("[Consumer] temp=22.4°C", 6)
+    local out = b:out()
+    local retry = out:find("[Consumer] no temperature channels found yet, retrying...", 1, true)
+    local connected = out:find("[Consumer] connected to 'Temperature Feed' (temperature-feed)", 1, true)
+    local reading = out:find("[Consumer] temp=22.4°C", 1, true)
+    assert.truthy(retry and connected and reading, out)
+    assert.is_true(retry < connected and connected < reading, out)
+    assert.truthy(a:out():find("[temp-svc] registered with discovery", 1, true), a:out())
+    assert.is_true(b:alive() and a:alive())
+  end)
+end)
+
+describe("a remote registry (host B with --registry)", function()
+  local g, pa, base, a, b, t_registered
+  lazy_setup(function()
+    g = group()
+    pa = testing.free_port()
+    base = ("http://127.0.0.1:%d"):format(pa)
+    a = g.start("A", ("--listen 127.0.0.1:%d --maintenance 0.5 %s"):format(pa, g.script("idle", IDLE)))
+    a:wait_healthy(pa)
+    b = g.start("B", ("--registry %s %s %s"):format(base, g.script("registrant", REGISTRANT),
+      g.script("keepalive", KEEPALIVE)))
+    b:wait_output("keepalive registered", 5)
+    t_registered = now()
+    b:wait_output("registrant done", 5)
+  end)
+  lazy_teardown(function() if g then g.stop_all() end end)
+
+  it("takes B's registrations: A lists them and B's queries go through A", function()
+    local out = b:out()
+    assert.is_nil(out:find("ERROR", 1, true), out .. b:err())
+    assert.truthy(out:find("registry kind=remote", 1, true), out)
+
+    -- A holds them
+    local s, list, raw = http("GET", base .. "/registry/systems?capability=remote-cap-xyz")
+    assert.are.equal(200, s, raw)
+    assert.are.equal(1, #list, raw)
+    assert.are.equal("reg-b", list[1].system_id)
+    assert.are.equal("Remote Registrant", list[1].system_name)
+    assert.are.equal("remote-cap-xyz", list[1].services[1].name)
+    assert.are.same({ "b-feed" }, list[1].channels_write)
+    local s2, ch, raw2 = http("GET", base .. "/registry/channels/b-feed")
+    assert.are.equal(200, s2, raw2)
+    assert.are.equal("b-feed", ch.id)
+    assert.are.equal("Bee Side Feed", ch.name)
+    assert.are.equal("public", ch.visibility)
+    assert.are.equal("broadcast", ch.kind)
+    local s3, sys = http("GET", base .. "/registry/systems/reg-b")
+    assert.are.equal(200, s3)
+    assert.are.equal("registers through A", sys.description)
+
+    -- B's systems see them through A
+    assert.truthy(out:find("find_systems: 1 reg-b/Remote Registrant\n", 1, true), out)
+    assert.truthy(out:find("find_systems none: 0\n", 1, true), out)
+    assert.truthy(out:find("find_channels: 1 b-feed\n", 1, true), out)
+    assert.truthy(out:find("get_channel: id=b-feed name=Bee Side Feed kind=broadcast visibility=public owner=reg-b\n",
+      1, true), out)
+    assert.truthy(out:find("get_system: id=reg-b name=Remote Registrant service=remote-cap-xyz writes=b-feed\n",
+      1, true), out)
+    assert.truthy(out:find("get_channel unknown: nil\n", 1, true), out)
+    assert.truthy(out:find("get_system unknown: nil\n", 1, true), out)
+  end)
+
+  it("keeps B's registrations alive on A, and lets a keepalive=false one expire", function()
+    -- ttl 1 without keep-alive: gone from A after ~2 s
+    local gone = wait_until(math.max(0.1, t_registered + 2.2 - now()), function()
+      return http("GET", base .. "/registry/systems/nk-sys") == 404
+    end)
+    assert.is_true(gone, "nk-sys (ttl 1, keepalive=false) still on A after 2 s")
+    assert.is_true(now() - t_registered > 0.8, "nk-sys went away before its ttl of 1 s")
+    -- ttl 2 with keep-alive: still there after 5 s
+    sleep(math.max(0, t_registered + 5 - now()))
+    local s, entry, raw = http("GET", base .. "/registry/systems/ka-sys")
+    assert.are.equal(200, s, raw)
+    assert.are.equal("Kept Alive", entry.system_name)
+    local _, ev = http("GET", base .. "/registry/events?index=0")
+    local refreshed, expired = 0, {}
+    for _, e in ipairs(ev.events) do
+      if e.event == "refreshed" and e.id == "ka-sys" then refreshed = refreshed + 1 end
+      if e.event == "expired" then expired[e.id] = true end
+    end
+    assert.is_true(refreshed >= 2, ("ka-sys refreshed %d times in 5 s (ttl 2)"):format(refreshed))
+    assert.is_nil(expired["ka-sys"], "ka-sys expired although kept alive")
+    assert.is_true(expired["nk-sys"], "no 'expired' event for nk-sys")
+    assert.is_true(b:alive(), b:err())
+  end)
+
+  it("removes B's registrations from A when B stops cleanly (SIGTERM)", function()
+    assert.are.equal(200, (http("GET", base .. "/registry/systems/reg-b")))
+    b:signal("TERM")
+    local rc = b:wait_exit(5)
+    assert.are.equal(0, rc, b:err())
+    -- right after: within ~1 s of B's exit
+    local gone = wait_until(1, function()
+      return http("GET", base .. "/registry/systems/reg-b") == 404
+        and http("GET", base .. "/registry/systems/ka-sys") == 404
+        and http("GET", base .. "/registry/channels/b-feed") == 404
+    end)
+    assert.is_true(gone, "B's registrations are still on A after it stopped: " .. b:err())
+    local _, ev = http("GET", base .. "/registry/events?index=0")
+    local dereg = {}
+    for _, e in ipairs(ev.events) do
+      if e.event == "deregistered" then dereg[e.kind .. "/" .. e.id] = true end
+    end
+    assert.is_true(dereg["system/reg-b"], "no 'deregistered' event for reg-b")
+    assert.is_true(dereg["system/ka-sys"], "no 'deregistered' event for ka-sys")
+    assert.is_true(dereg["channel/b-feed"], "no 'deregistered' event for b-feed")
+  end)
+end)
+
+describe("remote channels (B uses channels owned by a system on A)", function()
+  local g, pa, base, a, b
+  lazy_setup(function()
+    g = group()
+    pa = testing.free_port()
+    base = ("http://127.0.0.1:%d"):format(pa)
+    a = g.start("A", ("--listen 127.0.0.1:%d %s"):format(pa, g.script("owner", OWNER)))
+    a:wait_healthy(pa)
+    a:wait_output("owner ready", 5)
+    local dead = testing.free_port()
+    b = g.start("B", ("--registry %s %s"):format(base, g.script("client", CLIENT, { A = base, DEAD = dead })))
+    b:wait_output("client ready", 10)
+  end)
+  lazy_teardown(function() if g then g.stop_all() end end)
+
+  it("reads with limit and after, and writes to A's channel", function()
+    local out = b:out()
+    assert.is_nil(out:find("ERROR", 1, true), out .. b:err())
+    assert.truthy(out:find("feed endpoint=" .. base .. "\n", 1, true), out)
+    assert.truthy(out:find("read1 n=1,2\n", 1, true), out)
+    assert.truthy(out:find("read2 n=3,4\n", 1, true), out)
+    assert.truthy(out:find("read-after n=2,3,4\n", 1, true), out)
+    local item = out:match("wrote id=(%S+)")
+    assert.truthy(item, out)
+    -- A's channel holds B's message
+    local s, body, raw = http("GET", base .. "/channels/r-feed", { token = "checker" })
+    assert.are.equal(200, s, raw)
+    local last = body.messages[#body.messages]
+    assert.are.equal(6, #body.messages, raw)
+    assert.are.same({ n = 99, token = "written-by-B" }, last.content.data)
+    assert.are.equal(item, last.id)
+    assert.are.equal("client", last.sender_id)
+  end)
+
+  it("claims, acknowledges and nacks on A's work queue", function()
+    local out = b:out()
+    assert.truthy(out:find("claim1 job=1\n", 1, true), out)
+    assert.truthy(out:find("ack1=1\n", 1, true), out)
+    assert.truthy(out:find("claim2 job=2\n", 1, true), out)
+    assert.truthy(out:find("nack2=1\n", 1, true), out)
+    assert.truthy(out:find("claim3 job=2,3\n", 1, true), out) -- the nacked job is claimable again
+    assert.truthy(out:find("ack3=2\n", 1, true), out)
+    assert.truthy(out:find("claim4 count=0\n", 1, true), out)
+    assert.is_true(a:alive())
+  end)
+
+  it("subscribes: messages written on A arrive at B in order", function()
+    local from = #b:out() + 1
+    for i = 1, 5 do
+      local s, _, raw = http("PUT", base .. "/channels/r-sub", { body = ('{"n": %d}'):format(i) })
+      assert.are.equal(200, s, raw)
+    end
+    b:wait_output("sub n=5\n", 5, from)
+    assert.are.same({ 1, 2, 3, 4, 5 }, numbers(b:out(), "sub n="))
+  end)
+
+  it("maps HTTP failures to clear Lua errors: not found, busy, unreachable", function()
+    local out = b:out()
+    local notfound = out:match("err%-notfound: ([^\n]*)")
+    local busy = out:match("err%-busy: ([^\n]*)")
+    local unreachable = out:match("err%-unreachable: ([^\n]*)")
+    assert.truthy(notfound and notfound:find("not found", 1, true), out)
+    assert.truthy(notfound:find("no-such-channel", 1, true), notfound)
+    assert.truthy(busy and busy:find("busy", 1, true), out)
+    assert.truthy(busy:find("r-full", 1, true), busy)
+    assert.truthy(unreachable and unreachable:find("unreachable", 1, true), out)
+    assert.truthy(unreachable:find("dead-ch", 1, true), unreachable)
+    assert.is_true(b:alive(), b:err())
+  end)
+end)
+
+describe("a remote subscriber and a serving host that restarts", function()
+  local g, pa, base, b
+  local marks = {}
+  lazy_setup(function()
+    g = group()
+    pa = testing.free_port()
+    base = ("http://127.0.0.1:%d"):format(pa)
+    g.script("ticker", TICKER)
+    local a1 = g.start("A1", ("--listen 127.0.0.1:%d %s/ticker.lua"):format(pa, g.dir))
+    a1:wait_healthy(pa)
+    b = g.start("B", ("--registry %s %s %s"):format(base, g.script("subscriber", SUBSCRIBER),
+      g.script("local", LOCAL)))
+    b:wait_output("tick n=8\n", 6)
+    -- 60 more messages on A's "ticks" (written through its API): B's cursor on A's channel is now
+    -- far ahead of what the restarted A will have written in its first seconds
+    os.execute(("for i in $(seq 60); do curl -s -m 2 -o /dev/null -X PUT --data-binary \"{\\\"filler\\\": $i}\" %s/channels/ticks; done")
+      :format(base))
+    b:wait_output("tick filler=60\n", 5)
+    -- A goes down
+    a1:signal("TERM")
+    marks.a1_rc = a1:wait_exit(5)
+    marks.down = #b:out() + 1
+    -- while A is down: B retries its subscription and its local system keeps ticking
+    marks.retry = wait_until(4, function()
+      local rest = b:out():sub(marks.down)
+      return b:err():find("retrying", 1, true) and rest:find("registry error", 1, true)
+        and count(rest, "local tick %d+") >= 3
+    end)
+    marks.down_out = b:out():sub(marks.down)
+    marks.alive_while_down = b:alive()
+    -- A comes back on the same port
+    marks.up = #b:out() + 1
+    local a2 = g.start("A2", ("--listen 127.0.0.1:%d %s/ticker.lua"):format(pa, g.dir))
+    a2:wait_healthy(pa)
+    marks.t_up = now()
+  end)
+  lazy_teardown(function() if g then g.stop_all() end end)
+
+  it("keeps B running while A is down: local systems tick, registry calls fail with 'unreachable'", function()
+    assert.are.equal(0, marks.a1_rc)
+    assert.truthy(marks.retry, "B did not retry / its local system did not tick while A was down:\n"
+      .. marks.down_out .. "\n--- stderr:\n" .. b:err())
+    assert.is_true(marks.alive_while_down, b:err())
+    local err_line = marks.down_out:match("registry error: ([^\n]*)")
+    assert.truthy(err_line, marks.down_out)
+    assert.truthy(err_line:find("unreachable", 1, true), err_line)
+    assert.truthy(err_line:find(base, 1, true), err_line)
+    assert.truthy(b:err():find("channel 'ticks' at " .. base .. " is unreachable", 1, true), b:err())
+  end)
+
+  it("resumes promptly after A restarts (within 3 s), though its cursor was ahead of the new channel", function()
+    local resumed = wait_until(math.max(0.1, marks.t_up + 3 - now()), function()
+      return b:out():find("tick n=1\n", marks.up, true)
+    end)
+    assert.truthy(resumed, ("B printed nothing from the restarted A within 3 s:\n%s\n--- stderr:\n%s")
+      :format(b:out():sub(marks.up), b:err()))
+  end)
+
+  it("resumes after A restarts and skips nothing the restarted channel holds", function()
+    b:wait_output("tick n=6\n", 10, marks.up)
+    local before = numbers(b:out():sub(1, marks.down - 1), "tick n=")
+    local after = numbers(b:out():sub(marks.up), "tick n=")
+    for i = 1, #before do assert.are.equal(i, before[i], "before the restart: " .. table.concat(before, ",")) end
+    assert.is_true(#after >= 6)
+    for i = 1, #after do assert.are.equal(i, after[i], "after the restart: " .. table.concat(after, ",")) end
+    -- and B's registry calls work again
+    assert.truthy(wait_until(2, function() return b:out():find("registry ok", marks.up, true) end), b:out())
+    assert.is_true(b:alive(), b:err())
+  end)
+end)
+
+describe("--listen", function()
+  local g
+  before_each(function() g = group() end)
+  after_each(function() g.stop_all() end)
+
+  it("on 0.0.0.0 warns that the API has no authentication", function()
+    local port = testing.free_port()
+    local p = g.start("any", ("--listen 0.0.0.0:%d %s"):format(port, g.script("idle", IDLE)))
+    p:wait_healthy(port)
+    assert.truthy(wait_until(2, function() return p:err():find("no authentication", 1, true) end), p:err())
+  end)
+
+  it("with a port alone binds 127.0.0.1, without the warning", function()
+    local port = testing.free_port()
+    local p = g.start("local", ("--listen %d %s"):format(port, g.script("idle", IDLE)))
+    p:wait_healthy(port)
+    local s, body = http("GET", ("http://127.0.0.1:%d/health"):format(port))
+    assert.are.equal(200, s)
+    assert.are.equal("ok", body.status)
+    assert.truthy(p:err():find("http://127.0.0.1:" .. port, 1, true), p:err())
+    assert.is_nil(p:err():find("no authentication", 1, true), p:err())
+    local ss = io.popen("ss -ltnH 2>/dev/null")
+    local listening = ss:read("a")
+    ss:close()
+    if listening ~= "" then
+      assert.truthy(listening:find("127.0.0.1:" .. port .. " ", 1, true), listening)
+      assert.is_nil(listening:find("0.0.0.0:" .. port .. " ", 1, true), listening)
+    end
+  end)
+end)
