@@ -42,6 +42,8 @@ typedef struct http_conn {
     int keep_alive;        /* of the request being answered */
     int closing;           /* close once the output is flushed */
     int eof;               /* the client closed its side */
+    int linger;            /* after an error: drain the client's input before closing */
+    int draining;          /* our side is shut: reading only to discard, until EOF or time-out */
     int header_is_auth;    /* the header being parsed is Authorization */
     int last_was_value;
     strbuf header_field;
@@ -133,6 +135,16 @@ static int conn_flush(http_conn *c)
     strbuf_reset(&c->out);
     c->out_off = 0;
     if (c->closing && !c->busy) {
+        if (c->linger && !c->eof) {
+            /* the client may still be sending (a body we refused): closing now would reset
+             * the connection and lose our answer, so shut our side and drain theirs */
+            shutdown(c->fd, SHUT_WR);
+            c->draining = 1;
+            c->in_len = 0;
+            ev_io_start(c->srv->h->loop, &c->rio);
+            timer_start(c->srv->h, &c->idle, host_now(c->srv->h) + 2.0);
+            return 0;
+        }
         conn_close(c);
         return -1;
     }
@@ -148,6 +160,7 @@ static void error_response(http_conn *c, int status, const char *type, const cha
                      msg, type, msg);
     append_response(c, status, "application/json", body, (size_t)n, 0);
     c->closing = 1;
+    c->linger = 1;
 }
 
 void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len)
@@ -355,6 +368,13 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     http_conn *c = w->data;
+    if (c->draining) {
+        char sink[READ_CHUNK];
+        ssize_t n = read(c->fd, sink, sizeof sink);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            conn_close(c);
+        return;
+    }
     if (c->in_cap - c->in_len < READ_CHUNK) {
         size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK * 2;
         while (cap - c->in_len < READ_CHUNK)
@@ -400,7 +420,7 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 static void on_idle(host *h, host_timer *t)
 {
     http_conn *c = t->data;
-    if (c->busy) { /* a long-poll in progress is not idleness */
+    if (c->busy && !c->draining) { /* a long-poll in progress is not idleness */
         timer_start(h, t, host_now(h) + c->srv->lim.idle_timeout);
         return;
     }
