@@ -100,8 +100,10 @@ static volatile sig_atomic_t sigint_for_repl; /* with a prompt, Ctrl-C interrupt
 static void on_raw_signal(int sig)
 {
     signal_arrived = sig;
-    if (!(sig == SIGINT && sigint_for_repl))
-        signal(sig, SIG_DFL); /* a second one ends the process at once */
+    /* a second Ctrl-C ends the process at once; a repeated SIGTERM (supervisors and
+     * `timeout` send their own) lets the clean stop, bounded anyway, finish */
+    if (sig == SIGINT && !sigint_for_repl)
+        signal(sig, SIG_DFL);
     ev_feed_signal(sig);
 }
 
