@@ -46,7 +46,9 @@ function s:setup()
   sssn.registry:register_system(self:descriptor())
 end
 function s:step()
-  self:write_channel("ticks", { n = self:stats().steps, at = sssn.now() })
+  local n = self:stats().steps
+  self:write_channel("ticks", { n = n, at = sssn.now() })
+  if n % 5 == 0 then sssn.registry:register_system(self:descriptor()) end -- a heartbeat
 end
 return s
 ]]
@@ -216,6 +218,20 @@ describe("the REPL in a terminal", function()
     local s = wait_for("registry:get_system")
     assert.matches("registry:get_channel", s)
     keys("C-u")
+  end)
+
+  it("completes channel and system ids known to the registry inside a string", function()
+    os.execute("sleep 0.3") -- the id cache fills in the background
+    keys("channel('rea", "Tab")
+    wait_for("channel%('readings'$")
+    keys("C-u")
+  end)
+
+  it("watches registry events as they happen until Ctrl-C", function()
+    keys("watch()", "Enter")
+    wait_for("refreshed system weather %(%d+ s left%)")
+    keys("C-c")
+    wait_for("interrupted\n>$")
   end)
 
   it("interrupts a waiting chunk and a busy loop with Ctrl-C, and the host goes on", function()
