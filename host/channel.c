@@ -60,17 +60,6 @@ const char *channel_strerror(int err)
     }
 }
 
-/* strdup that keeps NULL as NULL; *fail is set when a non-NULL copy could not be made. */
-static char *dup_opt(const char *s, int *fail)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *fail = 1;
-    return d;
-}
-
 /* ---- UUIDs ---- */
 
 static uint64_t splitmix64(uint64_t *state)
@@ -115,16 +104,11 @@ static void make_uuid(channel *ch, char out[37])
 
 /* ---- messages and the ring ---- */
 
+/* A message and its strings are one allocation (see channel_write); only a claim is apart. */
 static void message_free(message *m)
 {
     if (!m)
         return;
-    free(m->sender_id);
-    free(m->data_json);
-    free(m->metadata_json);
-    free(m->correlation_id);
-    free(m->reply_to);
-    free(m->recipient_id);
     free(m->claimed_by);
     free(m);
 }
@@ -144,7 +128,7 @@ static void drop_head(channel *ch)
     ch->head = (ch->head + 1) % ch->capacity;
     ch->count--;
     ch->first_seq++;
-    if (hashmap_get(ch->by_id, m->id) == m)
+    if (ch->by_id && hashmap_get(ch->by_id, m->id) == m)
         hashmap_remove(ch->by_id, m->id);
     message_free(m);
 }
@@ -188,9 +172,11 @@ channel *channel_new(const channel_config *cfg)
     ch->name = strdup(cfg->name ? cfg->name : cfg->id);
     ch->description = strdup(cfg->description ? cfg->description : "");
     ch->ring = calloc(ch->capacity, sizeof *ch->ring);
-    ch->by_id = hashmap_new();
+    if (cfg->kind == CHANNEL_WORK_QUEUE)
+        ch->by_id = hashmap_new();
     ch->readers = hashmap_new();
-    if (!ch->id || !ch->name || !ch->description || !ch->ring || !ch->by_id || !ch->readers) {
+    if (!ch->id || !ch->name || !ch->description || !ch->ring ||
+        (cfg->kind == CHANNEL_WORK_QUEUE && !ch->by_id) || !ch->readers) {
         channel_free(ch);
         return NULL;
     }
@@ -238,27 +224,39 @@ int channel_write(channel *ch, const message_in *in, double now, const message *
     if (ch->kind == CHANNEL_WORK_QUEUE && ch->count == ch->capacity)
         return CHANNEL_EFULL;
 
-    /* Build the whole message before touching the ring, so a failure changes nothing. */
-    message *m = calloc(1, sizeof *m);
-    if (!m)
-        return CHANNEL_ENOMEM;
-    int fail = 0;
+    /* Build the whole message before touching the ring, so a failure changes nothing: one
+     * allocation holds the struct and every string, the cheapest thing on the hot path. */
     const char *data = in->data_json ? in->data_json : "null";
     /* data_len 0 means "NUL-terminated": empty text is never valid JSON. */
     size_t len = in->data_json && in->data_len ? in->data_len : strlen(data);
-    m->data_json = malloc(len + 1);
-    if (m->data_json) {
-        memcpy(m->data_json, data, len);
-        m->data_json[len] = '\0';
-        m->data_len = len;
-    } else {
-        fail = 1;
+    const char *meta = in->metadata_json ? in->metadata_json : "{}";
+    const char *opt[4] = {in->sender_id, in->correlation_id, in->reply_to, in->recipient_id};
+    size_t optlen[4], meta_len = strlen(meta), total = sizeof(message) + len + 1 + meta_len + 1;
+    for (int i = 0; i < 4; i++) {
+        optlen[i] = opt[i] ? strlen(opt[i]) : 0;
+        total += opt[i] ? optlen[i] + 1 : 0;
     }
-    m->metadata_json = dup_opt(in->metadata_json ? in->metadata_json : "{}", &fail);
-    m->sender_id = dup_opt(in->sender_id, &fail);
-    m->correlation_id = dup_opt(in->correlation_id, &fail);
-    m->reply_to = dup_opt(in->reply_to, &fail);
-    m->recipient_id = dup_opt(in->recipient_id, &fail);
+    message *m = malloc(total);
+    if (!m)
+        return CHANNEL_ENOMEM;
+    memset(m, 0, sizeof *m);
+    char *p = (char *)(m + 1);
+    m->data_json = p;
+    memcpy(p, data, len);
+    p[len] = '\0';
+    m->data_len = len;
+    p += len + 1;
+    m->metadata_json = p;
+    memcpy(p, meta, meta_len + 1);
+    p += meta_len + 1;
+    char **slots[4] = {&m->sender_id, &m->correlation_id, &m->reply_to, &m->recipient_id};
+    for (int i = 0; i < 4; i++) {
+        if (!opt[i])
+            continue;
+        *slots[i] = p;
+        memcpy(p, opt[i], optlen[i] + 1);
+        p += optlen[i] + 1;
+    }
     if (in->id && in->id[0]) {
         /* An envelope's own id is kept, up to the 36 characters of a UUID. */
         size_t idlen = strnlen(in->id, sizeof m->id - 1);
@@ -268,7 +266,7 @@ int channel_write(channel *ch, const message_in *in, double now, const message *
         make_uuid(ch, m->id);
     }
     m->timestamp = now;
-    if (fail || hashmap_put(ch->by_id, m->id, m) != 0) {
+    if (ch->by_id && hashmap_put(ch->by_id, m->id, m) != 0) {
         message_free(m);
         return CHANNEL_ENOMEM;
     }
@@ -445,7 +443,7 @@ static message *held_by(channel *ch, const char *reader, const char *id)
 {
     if (!id)
         return NULL;
-    message *m = hashmap_get(ch->by_id, id);
+    message *m = ch->by_id ? hashmap_get(ch->by_id, id) : NULL;
     if (!m || m->done || !m->claimed_by || strcmp(m->claimed_by, reader) != 0)
         return NULL;
     return m;
@@ -492,9 +490,18 @@ int channel_nack(channel *ch, const char *reader, const char *const *ids, size_t
 
 /* ---- queries ---- */
 
+/* Work queues keep an id index (acknowledgements look ids up all the time); other kinds are
+ * searched from the newest message back, which spares every write an index update. */
 const message *channel_find(const channel *ch, const char *message_id)
 {
-    return hashmap_get(ch->by_id, message_id);
+    if (ch->by_id)
+        return hashmap_get(ch->by_id, message_id);
+    for (size_t i = ch->count; i-- > 0;) {
+        const message *m = ring_at(ch, i);
+        if (strcmp(m->id, message_id) == 0)
+            return m;
+    }
+    return NULL;
 }
 
 uint64_t channel_last_seq(const channel *ch)

@@ -100,7 +100,7 @@ typedef struct channel {
     size_t count;       /* messages held */
     uint64_t first_seq; /* seq of the oldest message held (== next_seq when empty) */
     uint64_t next_seq;  /* seq the next write gets */
-    hashmap *by_id;     /* message id -> message*, for messages held */
+    hashmap *by_id;     /* work queues: message id -> message*, for messages held; else NULL */
     hashmap *readers;   /* reader name -> channel_reader* */
     channel_watcher *watchers;
 

@@ -78,6 +78,44 @@ static void on_registry_event(void *ud, reg_event ev, const reg_entry *e)
     channel_write(h->registry_events, &in, host_now(h), NULL);
 }
 
+static size_t lateness_bucket(double us)
+{
+    if (us < 0)
+        us = 0;
+    if (us < 1000)
+        return (size_t)us;
+    size_t b = 1000 + (size_t)((us - 1000) / 50);
+    return b < LATENESS_BUCKETS ? b : LATENESS_BUCKETS - 1;
+}
+
+static double bucket_us(size_t b) { return b < 1000 ? (double)b : 1000 + (double)(b - 1000) * 50; }
+
+void host_record_lateness(host *h, double seconds)
+{
+    h->lateness[lateness_bucket(seconds * 1e6)]++;
+    h->lateness_count++;
+}
+
+double host_lateness_percentile(const host *h, double p)
+{
+    if (!h->lateness_count)
+        return 0;
+    uint64_t rank = (uint64_t)(p / 100.0 * (double)h->lateness_count);
+    uint64_t seen = 0;
+    for (size_t b = 0; b < LATENESS_BUCKETS; b++) {
+        seen += h->lateness[b];
+        if (seen > rank)
+            return bucket_us(b) / 1e6;
+    }
+    return bucket_us(LATENESS_BUCKETS - 1) / 1e6;
+}
+
+void host_lateness_reset(host *h)
+{
+    memset(h->lateness, 0, sizeof h->lateness);
+    h->lateness_count = 0;
+}
+
 void host_registry_maintain(host *h)
 {
     size_t n = registry_maintain(h->reg, host_now(h));

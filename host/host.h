@@ -32,6 +32,9 @@ void host_config_defaults(host_config *c);
 
 /* Owner name of channels the host itself runs (the registry's event channel). */
 #define HOST_OWNER "sssn-host"
+
+/* Tick lateness histogram: 1 us buckets below 1 ms, then 50 us buckets up to ~100 ms. */
+#define LATENESS_BUCKETS 3000
 #define REGISTRY_CHANNEL_ID "registry"
 
 typedef struct host {
@@ -74,6 +77,9 @@ typedef struct host {
 
     /* counters */
     uint64_t steps, step_errors, overruns;
+    /* how late steps start after their slot, microseconds (see host_lateness_*) */
+    uint64_t lateness[LATENESS_BUCKETS];
+    uint64_t lateness_count;
 } host;
 
 host *host_new(const host_config *cfg);  /* NULL when out of memory */
@@ -91,6 +97,10 @@ void host_log(const host *h, int level, const char *system, const char *fmt, ...
 channel *host_channel(const host *h, const char *id);
 int host_add_channel(host *h, channel *ch);      /* 0, or -1 when the id is taken / out of memory */
 void host_retire_channel(host *h, channel *ch);  /* stop it, drop it from the table */
+
+void host_record_lateness(host *h, double seconds);
+double host_lateness_percentile(const host *h, double p); /* seconds; 0 when no samples */
+void host_lateness_reset(host *h);
 
 /* Registry maintenance now (also runs on its timer). */
 void host_registry_maintain(host *h);

@@ -152,9 +152,43 @@ static int write_integer(encoder *e, lua_Integer v)
 /* Shortest of %.15g, %.16g, %.17g that reads back as the same double (%.17g always does). The
  * result is valid JSON for every finite value ("1e+20", "-0", "3"); a locale's decimal
  * comma is turned back into a point. */
+/* Fast path for the common floats (readings, timestamps): x = m / 10^k with k <= 8 and
+ * |m| < 2^53. Both m and 10^k are exact doubles, so m / 10^k is the correctly rounded value
+ * of that decimal, as strtod would read it back: the test is exact, not approximate. The
+ * smallest such k gives the shortest fixed-point text that round-trips. Returns 0 if none. */
+static int format_decimal(double x, char *buf, size_t size)
+{
+    static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
+    double ax = x < 0 ? -x : x;
+    if (!(ax >= 1e-4 && ax < 1e15))
+        return 0;
+    if (ax == (double)(long long)ax) /* integral: "3" */
+        return snprintf(buf, size, "%s%lld", x < 0 ? "-" : "", (long long)ax);
+    for (int k = 1; k <= 8; k++) {
+        double t = ax * p10[k];
+        if (t >= 9007199254740992.0)
+            return 0;
+        double m = (double)(long long)(t + 0.5);
+        if (m / p10[k] != ax)
+            continue;
+        unsigned long long um = (unsigned long long)m;
+        unsigned long long ip = um / (unsigned long long)p10[k], fp = um % (unsigned long long)p10[k];
+        int n = snprintf(buf, size, "%s%llu.%0*llu", x < 0 ? "-" : "", ip, k, fp);
+        while (n > 0 && buf[n - 1] == '0') /* k is the smallest, but keep it tidy */
+            n--;
+        if (n > 0 && buf[n - 1] == '.')
+            n--;
+        return n > 0 && (size_t)n < size ? n : 0;
+    }
+    return 0;
+}
+
 static int write_float(encoder *e, double x)
 {
     char buf[40];
+    int fast = format_decimal(x, buf, sizeof buf);
+    if (fast > 0)
+        return put(e, buf, (size_t)fast);
     int n = snprintf(buf, sizeof buf, "%.15g", x);
     if (strtod(buf, NULL) != x) {
         n = snprintf(buf, sizeof buf, "%.16g", x);

@@ -54,10 +54,16 @@ static void set_string_field(lua_State *L, const char *key, const char *value)
     }
 }
 
-void sssn_push_message(lua_State *L, const message *m)
+/* The envelope around content.data, which is on top of the stack (popped). */
+static void push_envelope(lua_State *L, const message *m)
 {
     luaL_checkstack(L, 6, "pushing a message");
     lua_createtable(L, 0, 9);
+    lua_insert(L, -2);
+    lua_createtable(L, 0, 1);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "data");
+    lua_setfield(L, -2, "content");
     lua_pushstring(L, m->id);
     lua_setfield(L, -2, "id");
     lua_pushinteger(L, (lua_Integer)m->seq);
@@ -65,15 +71,20 @@ void sssn_push_message(lua_State *L, const message *m)
     lua_pushnumber(L, m->timestamp);
     lua_setfield(L, -2, "timestamp");
     set_string_field(L, "sender_id", m->sender_id);
-    lua_createtable(L, 0, 1);
-    json_decode(L, m->data_json, m->data_len);
-    lua_setfield(L, -2, "data");
-    lua_setfield(L, -2, "content");
-    json_decode(L, m->metadata_json, strlen(m->metadata_json));
+    if (m->metadata_json[0] == '{' && m->metadata_json[1] == '}' && !m->metadata_json[2])
+        lua_newtable(L); /* the usual case: no decoder call */
+    else
+        json_decode(L, m->metadata_json, strlen(m->metadata_json));
     lua_setfield(L, -2, "metadata");
     set_string_field(L, "correlation_id", m->correlation_id);
     set_string_field(L, "reply_to", m->reply_to);
     set_string_field(L, "recipient_id", m->recipient_id);
+}
+
+void sssn_push_message(lua_State *L, const message *m)
+{
+    json_decode(L, m->data_json, m->data_len);
+    push_envelope(L, m);
 }
 
 static void push_entry(lua_State *L, const reg_entry *e)
@@ -83,13 +94,51 @@ static void push_entry(lua_State *L, const reg_entry *e)
     lua_setfield(L, -2, "expires_at");
 }
 
+/* A list of envelopes. The contents are decoded in one call, as one JSON array: a decoder
+ * call per message costs more than the decoding itself. */
 static void push_batch(lua_State *L, const channel_batch *b)
 {
+    luaL_checkstack(L, 4, "pushing messages");
     lua_createtable(L, (int)b->count, 0);
+    if (b->count == 0)
+        return;
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    luaL_addchar(&buf, '[');
     for (size_t i = 0; i < b->count; i++) {
-        sssn_push_message(L, b->items[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        if (i)
+            luaL_addchar(&buf, ',');
+        luaL_addlstring(&buf, b->items[i]->data_json, b->items[i]->data_len);
     }
+    luaL_addchar(&buf, ']');
+    luaL_pushresult(&buf);
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    json_decode(L, text, len);
+    lua_remove(L, -2); /* the text */
+    for (size_t i = 0; i < b->count; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        push_envelope(L, b->items[i]);
+        lua_rawseti(L, -3, (lua_Integer)i + 1);
+    }
+    lua_pop(L, 1); /* the decoded array */
+}
+
+static int push_batch_protected(lua_State *L)
+{
+    push_batch(L, lua_touserdata(L, 1));
+    return 1;
+}
+
+/* Builds the list under lua_pcall so that a memory error frees the batch before it goes on. */
+static void push_batch_then_free(lua_State *L, channel_batch *b)
+{
+    lua_pushcfunction(L, push_batch_protected);
+    lua_pushlightuserdata(L, b);
+    int st = lua_pcall(L, 1, 1, 0);
+    channel_batch_free(b);
+    if (st != LUA_OK)
+        lua_error(L);
 }
 
 static void push_channel_info(lua_State *L, const channel *ch)
@@ -439,20 +488,8 @@ static int l_read(lua_State *L)
     int rc = channel_read(ch, s->id, limit, has_after, (uint64_t)after, host_now(host_of(L)), &b);
     if (rc != CHANNEL_OK)
         return channel_error(L, rc, ch, "read_channel");
-    /* copy out before anything can raise, then free */
+    push_batch_then_free(L, &b);
     lua_pushinteger(L, (lua_Integer)b.missed);
-    int ok = lua_checkstack(L, 8);
-    if (ok) {
-        lua_createtable(L, (int)b.count, 0);
-        lua_insert(L, -2);
-    }
-    for (size_t i = 0; ok && i < b.count; i++) {
-        sssn_push_message(L, b.items[i]); /* on a memory error the batch array leaks; messages stay held */
-        lua_rawseti(L, -3, (lua_Integer)i + 1);
-    }
-    channel_batch_free(&b);
-    if (!ok)
-        return sssn_error(L, "sssn: stack overflow (read_channel)");
     return 2;
 }
 
@@ -467,8 +504,7 @@ static int l_claim(lua_State *L)
     int rc = channel_claim(ch, s->id, limit, host_now(host_of(L)), &b);
     if (rc != CHANNEL_OK)
         return channel_error(L, rc, ch, "claim_channel (an exclusive read)");
-    push_batch(L, &b);
-    channel_batch_free(&b);
+    push_batch_then_free(L, &b);
     return 1;
 }
 
@@ -758,6 +794,24 @@ static int l_host_stats(lua_State *L)
     set_int_field(L, "registry_expired", registry_expired_total(h->reg));
     lua_pushnumber(L, h->cfg.ttl);
     lua_setfield(L, -2, "ttl");
+    lua_pushnumber(L, host_lateness_percentile(h, 50) * 1e6);
+    lua_setfield(L, -2, "tick_lateness_p50_us");
+    lua_pushnumber(L, host_lateness_percentile(h, 99) * 1e6);
+    lua_setfield(L, -2, "tick_lateness_p99_us");
+    set_int_field(L, "tick_samples", h->lateness_count);
+    return 1;
+}
+
+static int l_lateness_reset(lua_State *L)
+{
+    host_lateness_reset(host_of(L));
+    return 0;
+}
+
+/* Real time, whatever the test clock says (for measuring). */
+static int l_walltime(lua_State *L)
+{
+    lua_pushnumber(L, ev_time());
     return 1;
 }
 
@@ -970,6 +1024,8 @@ static const luaL_Reg testing_funcs[] = {
     {"spawn", l_spawn},
     {"attach", l_attach},
     {"free_port", l_free_port},
+    {"lateness_reset", l_lateness_reset},
+    {"walltime", l_walltime},
     {NULL, NULL},
 };
 

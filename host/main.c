@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ static const char usage_text[] =
     "usage: sssn-host [options] SCRIPT...\n"
     "       sssn-host repl [URL] [--json]\n"
     "       sssn-host test [busted options] [SPEC_DIR_OR_FILE...]\n"
+    "       sssn-host run FILE [ARG...]\n"
     "\n"
     "       sssn-host --listen [ADDR:]PORT [options] [SCRIPT...]\n"
     "\n"
@@ -50,6 +52,9 @@ static const char usage_text[] =
     "\n"
     "`sssn-host test` runs busted specs (default directory: spec) with the sssn module, the\n"
     "host's loop and a controllable test clock; it ends with one line \"N passed, N failed\".\n"
+    "\n"
+    "`sssn-host run FILE` runs a driver script with the testing API (sssn.testing: spawn\n"
+    "systems, run the loop, control the clock); the benchmarks (make bench) use it.\n"
     "\n"
     "Exit status: 0 when the systems ran and stopped, 1 when no system could start or a test\n"
     "failed, 2 on a usage error.\n";
@@ -206,9 +211,50 @@ done:
     return status;
 }
 
+static int traceback(lua_State *L)
+{
+    luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
+    return 1;
+}
+
+/* `sssn-host run FILE ARG...`: FILE runs in a state with sssn.testing, `arg` set as for lua. */
+static int run_driver(host *h, int argc, char **argv)
+{
+    if (argc < 1) {
+        host_free(h);
+        return usage_error("%s", "run needs a FILE");
+    }
+    vm *v = vm_new(h, 0);
+    if (!v) {
+        host_free(h);
+        return 1;
+    }
+    lua_State *L = v->L;
+    lua_createtable(L, argc, 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setglobal(L, "arg");
+    int status = 1;
+    lua_pushcfunction(L, traceback);
+    if (luaL_loadfilex(L, argv[0], "t") != LUA_OK || lua_pcall(L, 0, 0, -2) != LUA_OK)
+        fprintf(stderr, "sssn-host run: %s\n", lua_tostring(L, -1));
+    else
+        status = 0;
+    host_stop_all(h, "driver finished");
+    vm_free(v);
+    host_free(h);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* print() from systems shows up line by line in pipes */
+    /* Messages and Lua tables come and go by the million: keep freed memory in the process
+     * instead of returning it to the kernel (brk/munmap) after every burst. */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 64 << 20);
     curl_global_init(CURL_GLOBAL_DEFAULT); /* libcurl's one process-wide set-up, before any thread */
     host_config cfg;
     host_config_defaults(&cfg);
@@ -220,7 +266,8 @@ int main(int argc, char **argv)
     char lua_dir[PATH_MAX];
     cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
 
-    int test_mode = argc > 1 && strcmp(argv[1], "test") == 0;
+    int run_mode = argc > 1 && strcmp(argv[1], "run") == 0;
+    int test_mode = argc > 1 && (strcmp(argv[1], "test") == 0 || run_mode);
     int repl_mode = argc > 1 && strcmp(argv[1], "repl") == 0;
     int interactive = repl_mode, json = 0;
     if (test_mode || repl_mode)
@@ -317,6 +364,8 @@ int main(int argc, char **argv)
         host_free(h);
         return 1;
     }
+    if (run_mode)
+        return run_driver(h, argc - 2, argv + 2);
     if (test_mode)
         return run_tests(h, argc - 2, argv + 2);
     if (listen_port >= 0 && start_api(h, listen_addr, listen_port, advertise) < 0) {

@@ -706,6 +706,7 @@ static void start_step(sssn_system *s)
     double now = host_now(s->h);
     double dt = s->last_step_start > 0 ? now - s->last_step_start : 0;
     s->last_step_start = now;
+    host_record_lateness(s->h, now - (s->t0 + (double)s->tick_index * s->period));
     s->steps++;
     s->h->steps++;
     lua_pushnumber(s->vm->L, dt);

@@ -46,6 +46,11 @@ testing.exe = t.exe
 --- A TCP port on 127.0.0.1 that was free a moment ago.
 function testing.free_port() return t.free_port() end
 
+--- Real time in seconds, whatever the test clock says (for measurements).
+function testing.walltime() return t.walltime() end
+--- Forgets the tick lateness samples (host_stats().tick_lateness_p50_us / _p99_us).
+function testing.lateness_reset() return t.lateness_reset() end
+
 local counter = 0
 --- A fresh id for a spec: prefix-N, unique within the run.
 function testing.uid(prefix)
