@@ -488,8 +488,9 @@ static int l_read(lua_State *L)
     int rc = channel_read(ch, s->id, limit, has_after, (uint64_t)after, host_now(host_of(L)), &b);
     if (rc != CHANNEL_OK)
         return channel_error(L, rc, ch, "read_channel");
+    uint64_t missed = b.missed;
     push_batch_then_free(L, &b);
-    lua_pushinteger(L, (lua_Integer)b.missed);
+    lua_pushinteger(L, (lua_Integer)missed);
     return 2;
 }
 

@@ -68,6 +68,7 @@ remaining() { echo $(( BUDGET - ($(date +%s) - START) )); }
 # --- start a private server on a free loopback port --------------------------------
 TMPD=$(mktemp -d "${TMPDIR:-/tmp}/sssn-bench-redis.XXXXXX")
 RPID=""
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
   if [ -n "$RPID" ] && kill -0 "$RPID" 2>/dev/null; then
     kill "$RPID" 2>/dev/null
@@ -139,7 +140,7 @@ emit() {
       "redis-benchmark -c $C -n $N -P 1 on 127.0.0.1, redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"
   else
     local why
-    why=$(cat "$file.err" 2>/dev/null | tr -d '\r' | tail -1)
+    why=$(tr -d '\r' <"$file.err" 2>/dev/null | tail -1)
     log "$name: no result (${why:-no csv row})"
     result "$name" "" "req/s" "" "redis-benchmark failed: ${why:-no csv row}"
   fi
