@@ -29,7 +29,7 @@ HOST = $(CORE) log timer host system keepalive http_server http_client api lua_a
 OBJS = $(HOST:%=$(BUILD)/%.o)
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 
-.PHONY: all deps demo test install uninstall clean help fuzz FORCE
+.PHONY: all deps demo test bench install uninstall clean help fuzz FORCE
 
 all: sssn-host
 
@@ -38,6 +38,7 @@ help:
 	@echo "make demo       install missing Debian packages, build, run the discovery example"
 	@echo "make test       install missing Debian packages, build, run every test"
 	@echo "make test SANITIZE=1   the same under AddressSanitizer + UBSan"
+	@echo "make bench      run the benchmarks (a few minutes); table + bench-results.json"
 	@echo "make install    install to \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "make uninstall  remove what install put there"
 	@echo "make fuzz       fuzz the JSON encoder with libFuzzer (needs clang; FUZZ_SECONDS=60)"
@@ -69,6 +70,11 @@ demo: deps
 test: deps
 	@$(MAKE) --no-print-directory all $(CTESTS)
 	@bash scripts/run-tests.sh $(CTESTS)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
+	bash scripts/bench/run.sh ./sssn-host
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/sssn

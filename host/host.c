@@ -53,9 +53,10 @@ int host_entry_json(strbuf *b, const reg_entry *e)
             empty = 0;
             break;
         }
-    if (strbuf_append(b, j, n - 1) < 0)
+    if (strbuf_append(b, j, n - 1) < 0 || strbuf_puts(b, empty ? "\"expires_at\":" : ",\"expires_at\":") < 0 ||
+        json_write_double(b, e->expires_at) < 0)
         return -1;
-    return strbuf_printf(b, "%s\"expires_at\":%.17g}", empty ? "" : ",", e->expires_at);
+    return strbuf_putc(b, '}');
 }
 
 /* Registry events become messages on the "registry" channel:
@@ -67,7 +68,11 @@ static void on_registry_event(void *ud, reg_event ev, const reg_entry *e)
         return;
     strbuf *b = &h->event_buf;
     strbuf_reset(b);
-    strbuf_printf(b, "{\"event\":\"%s\",\"kind\":\"%s\",\"id\":", reg_event_name(ev), reg_kind_name(e->kind));
+    strbuf_puts(b, "{\"event\":\"");
+    strbuf_puts(b, reg_event_name(ev));
+    strbuf_puts(b, "\",\"kind\":\"");
+    strbuf_puts(b, reg_kind_name(e->kind));
+    strbuf_puts(b, "\",\"id\":");
     json_write_string(b, e->id, strlen(e->id));
     strbuf_puts(b, ",\"entry\":");
     host_entry_json(b, e);

@@ -183,6 +183,21 @@ static int format_decimal(double x, char *buf, size_t size)
     return 0;
 }
 
+int json_write_double(strbuf *out, double x)
+{
+    char buf[40];
+    int n = format_decimal(x, buf, sizeof buf);
+    if (n <= 0) {
+        if (x != x || x == 1.0 / 0.0 || x == -1.0 / 0.0)
+            return strbuf_puts(out, "null");
+        n = snprintf(buf, sizeof buf, "%.17g", x);
+        for (int i = 0; i < n; i++)
+            if (buf[i] == ',')
+                buf[i] = '.'; /* a locale's decimal comma */
+    }
+    return strbuf_append(out, buf, (size_t)n);
+}
+
 static int write_float(encoder *e, double x)
 {
     char buf[40];

@@ -25,6 +25,9 @@ int json_encode(lua_State *L, int idx, const char *root, strbuf *out, char *err,
 /* Appends s as a JSON string literal (quoted, escaped per RFC 8259). 0, or -1 out of memory. */
 int json_write_string(strbuf *out, const char *s, size_t len);
 
+/* Appends a finite double as JSON that reads back as the same double (non-finite: null). */
+int json_write_double(strbuf *out, double x);
+
 /* Registry key of the metatable that marks a table as a JSON array (see sssn.array). */
 #define JSON_ARRAY_MT "sssn.array"
 

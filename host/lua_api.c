@@ -45,8 +45,9 @@ static void put_str_or_null(strbuf *b, const char *s)
 
 void api_message_json(strbuf *b, const message *m)
 {
-    strbuf_printf(b, "{\"id\":\"%s\",\"seq\":%llu,\"timestamp\":%.17g,\"sender_id\":", m->id,
-                  (unsigned long long)m->seq, m->timestamp);
+    strbuf_printf(b, "{\"id\":\"%s\",\"seq\":%llu,\"timestamp\":", m->id, (unsigned long long)m->seq);
+    json_write_double(b, m->timestamp);
+    strbuf_puts(b, ",\"sender_id\":");
     put_str_or_null(b, m->sender_id);
     strbuf_puts(b, ",\"content\":{\"data\":");
     strbuf_append(b, m->data_json, m->data_len);
@@ -72,7 +73,7 @@ void api_channel_info_json(strbuf *b, const host *h, const channel *ch)
     strbuf_printf(b, ",\"visibility\":\"%s\",\"kind\":\"%s\",\"period\":", ch->is_public ? "public" : "private",
                   channel_kind_name(ch->kind));
     if (ch->period > 0)
-        strbuf_printf(b, "%.17g", ch->period);
+        json_write_double(b, ch->period);
     else
         strbuf_puts(b, "null");
     strbuf_puts(b, ",\"owner\":");
@@ -329,7 +330,9 @@ static int l_api_events(lua_State *L)
             strbuf_putc(&b, ',');
         const message *m = batch.items[i];
         /* each event with its own index, so a watcher can resume from any of them */
-        strbuf_printf(&b, "{\"index\":%llu,\"timestamp\":%.17g,", (unsigned long long)m->seq, m->timestamp);
+        strbuf_printf(&b, "{\"index\":%llu,\"timestamp\":", (unsigned long long)m->seq);
+        json_write_double(&b, m->timestamp);
+        strbuf_putc(&b, ',');
         strbuf_append(&b, m->data_json + 1, m->data_len - 1); /* the event object without its '{' */
     }
     strbuf_puts(&b, "]}");

@@ -11,6 +11,9 @@
 
 #include "hashmap.h"
 
+/* Expiry times to the microsecond (they are printed in JSON, see host_now). */
+static double round_us(double t) { return floor(t * 1e6 + 0.5) / 1e6; }
+
 /* The systems holding one capability; order is unspecified (swap-remove). */
 typedef struct cap_list {
     reg_entry **items;
@@ -138,7 +141,7 @@ static reg_entry *entry_new(reg_kind kind, const reg_fields *f, double ttl, doub
     e->is_public = f->is_public != 0;
     e->ttl = ttl;
     e->registered_at = now;
-    e->expires_at = now + ttl;
+    e->expires_at = round_us(now + ttl);
     e->json_len = f->json_len ? f->json_len : strlen(f->json);
     const char *name = f->name ? f->name : "";
     e->id = copy_text(f->id, strlen(f->id));
@@ -413,7 +416,7 @@ int registry_touch(registry *r, reg_kind kind, const char *id, double now)
     reg_entry *e = hashmap_get(map, id);
     if (!e || !is_live(e, now))
         return 0;
-    e->expires_at = now + e->ttl;
+    e->expires_at = round_us(now + e->ttl);
     heap_update(&r->expiry, &e->expiry, e->expires_at);
     emit(r, REG_REFRESHED, e);
     return 1;

@@ -1,0 +1,114 @@
+-- Turns the RESULT lines of a `make bench` run into one table (stdout) and bench-results.json:
+-- each figure with its target (issue 5) and, where a peer measured the same thing, the ratio.
+-- Run as: sssn-host run scripts/bench/report.lua RAW_FILE OUT_JSON
+local sssn = require "sssn"
+local json = sssn.json
+
+local raw, out_path = arg[1], arg[2]
+
+-- targets: {op, value}: ">=" higher is better, "<=" lower is better
+local targets = {
+  ["broadcast 1 writer -> 1 reader"] = { ">=", 1000000 },
+  ["fan-out 100 readers"] = { ">=", 5000000 },
+  ["registry get_channel"] = { ">=", 5000000 },
+  ["registry register (upsert, TTL)"] = { ">=", 1000000 },
+  ["find_systems p99 @1M"] = { "<=", 50 },
+  ["purge 100k expired"] = { "<=", 20 },
+  ["GET /channels/{id}/info"] = { ">=", 80000 },
+  ["1000 systems at 10 Hz: tick lateness p99"] = { "<=", 2000 },
+  ["Lua heap per idle system"] = { "<=", 48 },
+  ["start-up to first tick"] = { "<=", 10 },
+}
+
+local results = {}
+for line in io.lines(raw) do
+  local ok, r = pcall(json.decode, line:gsub("^RESULT ", ""))
+  if ok and type(r) == "table" then
+    for k, v in pairs(r) do if v == sssn.null then r[k] = nil end end
+    results[#results + 1] = r
+  end
+end
+
+local function find(group, name)
+  for _, r in ipairs(results) do
+    if r.group == group and r.name == name then return r end
+  end
+end
+
+local function fmt(v)
+  if type(v) ~= "number" then return "-" end
+  if v >= 1000 then
+    local s = ("%.0f"):format(v):reverse():gsub("(%d%d%d)", "%1,"):reverse()
+    return (s:gsub("^,", ""))
+  end
+  return ("%.3g"):format(v)
+end
+
+local lower_is_better = { us = true, ms = true, KiB = true, ["% of one core"] = true, ["us p50"] = true }
+
+local rows = {}
+for _, r in ipairs(results) do
+  if r.group == "local" or r.group == "http" then
+    local t = targets[r.name]
+    local status = ""
+    if t and type(r.value) == "number" then
+      local met = (t[1] == ">=" and r.value >= t[2]) or (t[1] == "<=" and r.value <= t[2])
+      status = ("%s %s %s"):format(met and "met" or "MISSED", t[1], fmt(t[2]))
+      r.target = t[2]
+      r.target_met = met
+    end
+    local peer = find("peer-python", r.name)
+    local ratio = ""
+    if peer and type(peer.value) == "number" and type(r.value) == "number" and peer.value > 0 and r.value > 0 then
+      local x = lower_is_better[r.unit] and peer.value / r.value or r.value / peer.value
+      ratio = ("%.1fx Python"):format(x)
+      r.vs_python = x
+    end
+    rows[#rows + 1] = { r.group, r.name, fmt(r.value) .. " " .. (r.unit or ""),
+      r.p99_us and fmt(r.p99_us) .. " us" or "", status, ratio }
+  end
+end
+-- HTTP registry lookups against redis GET over the same loopback
+local lookup, rget = find("http", "GET /registry/channels/{id} (lookup)"), find("peer-redis", "GET")
+if lookup and rget and type(lookup.value) == "number" and type(rget.value) == "number" then
+  rows[#rows + 1] = { "http", "registry lookups vs redis GET", ("%.2fx"):format(lookup.value / rget.value), "",
+    lookup.value >= rget.value and "met >= redis" or "MISSED < redis", "" }
+  lookup.vs_redis_get = lookup.value / rget.value
+end
+for _, r in ipairs(results) do
+  if r.group == "peer-redis" or r.group == "peer-python" then
+    rows[#rows + 1] = { r.group, r.name, fmt(r.value) .. " " .. (r.unit or ""),
+      r.p99_us and fmt(r.p99_us) .. " us" or "", "", r.note and r.note:sub(1, 40) or "" }
+  end
+end
+
+local widths = {}
+local header = { "group", "figure", "value", "p99", "target", "ratio" }
+for _, row in ipairs({ header, table.unpack(rows) }) do
+  for i, c in ipairs(row) do widths[i] = math.max(widths[i] or 0, #c) end
+end
+local function line(row)
+  local cells = {}
+  for i, c in ipairs(row) do cells[i] = c .. (" "):rep(widths[i] - #c) end
+  print(table.concat(cells, "  "))
+end
+line(header)
+for _, row in ipairs(rows) do line(row) end
+
+local function cmd(c)
+  local p = io.popen(c)
+  local s = p:read("a") or ""
+  p:close()
+  return (s:gsub("%s+$", ""))
+end
+local doc = {
+  date = cmd("date -u +%Y-%m-%dT%H:%M:%SZ"),
+  commit = cmd("git rev-parse --short HEAD 2>/dev/null"),
+  machine = { cpu = cmd("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"), cores = tonumber(cmd("nproc")),
+    kernel = cmd("uname -r") },
+  results = sssn.array(results),
+}
+local f = assert(io.open(out_path, "w"))
+f:write(json.encode(doc), "\n")
+f:close()
+io.stderr:write("written to ", out_path, "\n")

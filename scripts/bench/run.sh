@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make bench`: runs every benchmark on this machine and prints one table, also written to
+# bench-results.json. Groups: in-process (scripts/bench/local.lua), start-up, HTTP with wrk
+# (http.sh), and the peers: redis-benchmark (redis.sh) and a plain-Python baseline.
+# Every part is bounded in time; servers it starts listen on 127.0.0.1 only and are stopped.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+exe=${1:-./sssn-host}
+raw=$(mktemp)
+trap 'rm -f "$raw"' EXIT
+
+section() { echo "== $*" >&2; }
+
+section "in-process: channels, registry, ticks"
+"$exe" run scripts/bench/local.lua 2>&2 | grep '^RESULT ' >> "$raw"
+
+section "start-up to first tick"
+tmp=$(mktemp -d)
+cat > "$tmp/first.lua" <<'LUA'
+local sssn = require "sssn"
+function step(self) print(("%.6f"):format(sssn.now())); self:stop() end
+LUA
+samples=()
+for i in $(seq 20); do
+  t0=$(date +%s.%N)
+  t1=$("$exe" --log-level error "$tmp/first.lua")
+  samples+=("$(echo "($t1 - $t0) * 1000" | bc -l)")
+done
+rm -rf "$tmp"
+median=$(printf '%s\n' "${samples[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+echo "RESULT {\"group\":\"local\",\"name\":\"start-up to first tick\",\"value\":$median,\"unit\":\"ms\",\"note\":\"median of 20 runs, from exec to the first step\"}" >> "$raw"
+
+section "HTTP (wrk)"
+bash scripts/bench/http.sh "$exe" | grep '^RESULT ' >> "$raw"
+
+section "peer: redis"
+bash scripts/bench/redis.sh | grep '^RESULT ' >> "$raw"
+
+section "peer: Python"
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+"$py" scripts/bench/python_baseline.py | grep '^RESULT ' >> "$raw"
+
+"$exe" run scripts/bench/report.lua "$raw" bench-results.json
