@@ -171,14 +171,31 @@ static int format_decimal(double x, char *buf, size_t size)
         double m = (double)(long long)(t + 0.5);
         if (m / p10[k] != ax)
             continue;
+        /* digits of m, with the point k places from the right (m < 2^53: 16 digits at most) */
         unsigned long long um = (unsigned long long)m;
-        unsigned long long ip = um / (unsigned long long)p10[k], fp = um % (unsigned long long)p10[k];
-        int n = snprintf(buf, size, "%s%llu.%0*llu", x < 0 ? "-" : "", ip, k, fp);
-        while (n > 0 && buf[n - 1] == '0') /* k is the smallest, but keep it tidy */
+        char digits[24];
+        int nd = 0;
+        do {
+            digits[nd++] = (char)('0' + um % 10);
+            um /= 10;
+        } while (um);
+        while (nd <= k)
+            digits[nd++] = '0'; /* 0.000123 */
+        if ((size_t)nd + 3 > size)
+            return 0;
+        int n = 0;
+        if (x < 0)
+            buf[n++] = '-';
+        for (int i = nd - 1; i >= 0; i--) {
+            buf[n++] = digits[i];
+            if (i == k)
+                buf[n++] = '.';
+        }
+        while (buf[n - 1] == '0') /* k is the smallest, but keep it tidy */
             n--;
-        if (n > 0 && buf[n - 1] == '.')
+        if (buf[n - 1] == '.')
             n--;
-        return n > 0 && (size_t)n < size ? n : 0;
+        return n;
     }
     return 0;
 }

@@ -87,11 +87,54 @@ void sssn_push_message(lua_State *L, const message *m)
     push_envelope(L, m);
 }
 
+/* Decoded entries are cached per state, per kind: cache[id] -> table (weak values) and
+ * versions[table] -> entry version (weak keys). A lookup of an unchanged entry returns the
+ * same table without decoding; registry results are therefore shared, read-only snapshots. */
+static const char entry_cache_key[2] = {'c', 's'};
+
 static void push_entry(lua_State *L, const reg_entry *e)
 {
+    luaL_checkstack(L, 6, "registry entry");
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &entry_cache_key[e->kind]) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 2, 0);
+        for (int i = 1; i <= 2; i++) {
+            lua_newtable(L);
+            lua_createtable(L, 0, 1);
+            lua_pushstring(L, i == 1 ? "v" : "k");
+            lua_setfield(L, -2, "__mode");
+            lua_setmetatable(L, -2);
+            lua_rawseti(L, -2, i);
+        }
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &entry_cache_key[e->kind]);
+    }
+    int caches = lua_gettop(L);
+    lua_rawgeti(L, caches, 1); /* id -> table */
+    lua_rawgeti(L, caches, 2); /* table -> version */
+    lua_pushstring(L, e->id);
+    if (lua_rawget(L, caches + 1) == LUA_TTABLE) {
+        lua_pushvalue(L, -1);
+        if (lua_rawget(L, caches + 2) == LUA_TNUMBER && (uint64_t)lua_tointeger(L, -1) == e->version) {
+            lua_pop(L, 1);
+            lua_replace(L, caches);
+            lua_settop(L, caches);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     json_decode(L, e->json, e->json_len);
     lua_pushnumber(L, e->expires_at);
     lua_setfield(L, -2, "expires_at");
+    lua_pushstring(L, e->id);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, caches + 1);
+    lua_pushvalue(L, -1);
+    lua_pushinteger(L, (lua_Integer)e->version);
+    lua_rawset(L, caches + 2);
+    lua_replace(L, caches);
+    lua_settop(L, caches);
 }
 
 /* A list of envelopes. The contents are decoded in one call, as one JSON array: a decoder
@@ -648,7 +691,7 @@ static double check_ttl(lua_State *L, int arg)
     return ttl;
 }
 
-/* core.reg_put(kind, info, id, name, is_public, caps, ttl, keepalive) -> entry
+/* core.reg_put(kind, info, id, name, is_public, caps, ttl, keepalive) -> expires_at
  * `info` is the normalized table (lua/sssn/registry.lua), encoded as the entry's JSON. */
 static int l_reg_put(lua_State *L)
 {
@@ -692,7 +735,7 @@ static int l_reg_put(lua_State *L)
     strbuf_free(&b);
     if (!e)
         return sssn_error(L, "sssn: out of memory (register_%s '%s')", reg_kind_name(kind), id);
-    push_entry(L, e);
+    lua_pushnumber(L, e->expires_at);
     return 1;
 }
 

@@ -21,6 +21,7 @@ typedef struct cap_list {
 } cap_list;
 
 struct registry {
+    uint64_t versions;   /* last version handed to an entry */
     hashmap *maps[2];    /* by kind: id -> reg_entry* */
     hashmap *caps;       /* service name -> cap_list* (never empty) */
     heap expiry;         /* every entry, keyed by expires_at */
@@ -353,6 +354,7 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
             goto fail;
         }
         index_add(r, n);
+        n->version = ++r->versions;
         emit(r, REG_REGISTERED, n);
         return n;
     }
@@ -364,6 +366,7 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
     entry_swap_content(old, n);
     index_add(r, old);
     index_drop_empty(r, n->caps, n->ncaps);
+    old->version = ++r->versions;
     if (was_live) {
         old->registered_at = n->registered_at; /* first registration of this live entry */
         heap_update(&r->expiry, &old->expiry, old->expires_at);
@@ -417,6 +420,7 @@ int registry_touch(registry *r, reg_kind kind, const char *id, double now)
     if (!e || !is_live(e, now))
         return 0;
     e->expires_at = round_us(now + e->ttl);
+    e->version = ++r->versions;
     heap_update(&r->expiry, &e->expiry, e->expires_at);
     emit(r, REG_REFRESHED, e);
     return 1;

@@ -9,6 +9,7 @@
 #define SSSN_REGISTRY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "heap.h"
 
@@ -37,6 +38,7 @@ typedef struct reg_entry {
     char *owner;         /* system id that registered it, or NULL */
     double ttl;          /* seconds */
     double registered_at;
+    uint64_t version;    /* changes whenever content or expiry changes (for callers' caches) */
     double expires_at;
     heap_node expiry;    /* internal */
 } reg_entry;

@@ -14,8 +14,13 @@ local function check_self(self, fn)
   end
 end
 
-local function check_arg(ok, fn, msg)
-  if not ok then error(("sssn.registry:%s: %s"):format(fn, msg), 3) end
+-- The message is only formatted when the check fails: these checks run on every call.
+local function check_arg(ok, fn, fmt, ...)
+  if not ok then
+    local args = table.pack(...)
+    for i = 1, args.n do args[i] = tostring(args[i]) end
+    error(("sssn.registry:%s: %s"):format(fn, fmt:format(table.unpack(args, 1, args.n))), 3)
+  end
 end
 
 local function array(t) return core.array(t or {}) end
@@ -23,9 +28,9 @@ local function array(t) return core.array(t or {}) end
 local function copy_strings(list, fn, what)
   local out = array()
   if list == nil then return out end
-  check_arg(type(list) == "table", fn, what .. " must be a list of strings")
+  check_arg(type(list) == "table", fn, "%s must be a list of strings", what)
   for i, v in ipairs(list) do
-    check_arg(type(v) == "string", fn, ("%s[%d] must be a string"):format(what, i))
+    check_arg(type(v) == "string", fn, "%s[%s] must be a string", what, i)
     out[i] = v
   end
   return out
@@ -34,11 +39,11 @@ end
 --- Normalized ChannelInfo: id, name, description, visibility, period, kind, owner, endpoint.
 function Registry.normalize_channel(info, fn)
   fn = fn or "register_channel"
-  check_arg(type(info) == "table", fn, "info must be a ChannelInfo table (got " .. type(info) .. ")")
+  check_arg(type(info) == "table", fn, "info must be a ChannelInfo table (got %s)", type(info))
   check_arg(type(info.id) == "string" and info.id ~= "", fn, "info.id must be a non-empty string")
   local vis = info.visibility or "public"
   check_arg(vis == "public" or vis == "private", fn,
-    ("info.visibility must be \"public\" or \"private\" (got %s)"):format(tostring(vis)))
+    "info.visibility must be \"public\" or \"private\" (got %s)", vis)
   check_arg(info.period == nil or type(info.period) == "number", fn, "info.period must be a number")
   return {
     id = info.id,
@@ -55,14 +60,14 @@ end
 --- Normalized descriptor: system_id, system_name, description, services, channels_read/write.
 function Registry.normalize_system(desc, fn)
   fn = fn or "register_system"
-  check_arg(type(desc) == "table", fn, "the descriptor must be a table (got " .. type(desc) .. ")")
+  check_arg(type(desc) == "table", fn, "the descriptor must be a table (got %s)", type(desc))
   check_arg(type(desc.system_id) == "string" and desc.system_id ~= "", fn,
     "descriptor.system_id must be a non-empty string")
   local services, caps = array(), {}
   check_arg(desc.services == nil or type(desc.services) == "table", fn, "descriptor.services must be a list")
   for i, s in ipairs(desc.services or {}) do
     check_arg(type(s) == "table" and type(s.name) == "string" and s.name ~= "", fn,
-      ("descriptor.services[%d] must be a table with a name"):format(i))
+      "descriptor.services[%s] must be a table with a name", i)
     services[i] = { name = s.name, description = s.description or "", parameters = s.parameters }
     caps[i] = s.name
   end
@@ -79,7 +84,7 @@ end
 
 local function check_ttl(ttl, fn)
   check_arg(ttl == nil or (type(ttl) == "number" and ttl > 0 and ttl < 1e9), fn,
-    ("ttl must be a positive number of seconds (got %s)"):format(tostring(ttl)))
+    "ttl must be a positive number of seconds (got %s)", ttl)
 end
 
 local function keepalive(opts, fn)
@@ -94,16 +99,18 @@ function Registry:register_channel(info, ttl, opts)
   check_self(self, "register_channel")
   local c = Registry.normalize_channel(info)
   check_ttl(ttl, "register_channel")
-  return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl,
+  c.expires_at = core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl,
     keepalive(opts, "register_channel"))
+  return c
 end
 
 function Registry:register_system(descriptor, ttl, opts)
   check_self(self, "register_system")
   local d, caps = Registry.normalize_system(descriptor)
   check_ttl(ttl, "register_system")
-  return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl,
+  d.expires_at = core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl,
     keepalive(opts, "register_system"))
+  return d
 end
 
 function Registry:deregister_channel(id)
