@@ -57,6 +57,10 @@ local System = {}
 System.__index = System
 sssn.System = System
 
+-- Options left out: one shared empty table rather than a new one per call (hot paths).
+local NO_OPTS = setmetatable({}, { __newindex = function() error("sssn: options are read-only", 2) end })
+local ROUTING_FIELDS = { "correlation_id", "reply_to", "recipient_id" }
+
 local function sys(self, fn)
   local handle = rawget(self, "_sys")
   if not handle then
@@ -130,14 +134,17 @@ end
 
 --- Writes data; opts: metadata, correlation_id, reply_to, recipient_id. Returns message id, seq.
 function System:write_channel(id, data, opts)
-  opts = opts or {}
-  check_table(opts, "the options", "write_channel")
-  if opts.metadata ~= nil and type(opts.metadata) ~= "table" then
-    error(("sssn: opts.metadata must be a table (got %s) (write_channel)"):format(type(opts.metadata)), 2)
-  end
-  for _, k in ipairs { "correlation_id", "reply_to", "recipient_id" } do
-    if opts[k] ~= nil and type(opts[k]) ~= "string" then
-      error(("sssn: opts.%s must be a string (got %s) (write_channel)"):format(k, type(opts[k])), 2)
+  if opts == nil then
+    opts = NO_OPTS
+  else
+    check_table(opts, "the options", "write_channel")
+    if opts.metadata ~= nil and type(opts.metadata) ~= "table" then
+      error(("sssn: opts.metadata must be a table (got %s) (write_channel)"):format(type(opts.metadata)), 2)
+    end
+    for _, k in ipairs(ROUTING_FIELDS) do
+      if opts[k] ~= nil and type(opts[k]) ~= "string" then
+        error(("sssn: opts.%s must be a string (got %s) (write_channel)"):format(k, type(opts[k])), 2)
+      end
     end
   end
   local rc = remote_of(self, id)
@@ -149,7 +156,7 @@ end
 --- Reads from this system's cursor; opts: limit (100), after (a seq), exclusive.
 --- Returns the messages and how many this reader missed to capacity since its last read.
 function System:read_channel(id, opts)
-  opts = opts or {}
+  opts = opts or NO_OPTS
   if opts.exclusive then return self:claim_channel(id, opts), 0 end
   local rc = remote_of(self, id)
   if rc then return rc:read(opts) end
@@ -157,7 +164,7 @@ function System:read_channel(id, opts)
 end
 
 function System:claim_channel(id, opts)
-  opts = opts or {}
+  opts = opts or NO_OPTS
   local rc = remote_of(self, id)
   if rc then return rc:claim(opts) end
   return core.claim(sys(self, "claim_channel"), channel_id(id, "claim_channel"), opts.limit)
