@@ -195,6 +195,7 @@ host *host_new(const host_config *cfg)
     timer_host_init(h);
     timer_init(&h->maintenance_timer, on_maintenance, NULL);
     h->channels = hashmap_new();
+    h->bytecode = hashmap_new();
     h->reg = registry_new(on_registry_event, h);
     channel_config rc = {.id = REGISTRY_CHANNEL_ID, .name = "Service Registry events",
                          .description = "registered, refreshed, expired and deregistered entries",
@@ -331,6 +332,14 @@ void host_free(host *h)
     }
     for (size_t i = 0; i < h->nretired; i++)
         channel_free(h->retired[i]);
+    if (h->bytecode) {
+        hashmap_iter it;
+        void *v;
+        hashmap_iter_init(h->bytecode, &it);
+        while (hashmap_iter_next(h->bytecode, &it, NULL, &v))
+            free(v);
+        hashmap_free(h->bytecode);
+    }
     free(h->retired);
     registry_free(h->reg);
     timer_stop(h, &h->maintenance_timer);

@@ -26,6 +26,7 @@ typedef struct host_config {
     int log_level;
     const char *lua_dir;   /* directory holding the sssn Lua module (sssn/init.lua) */
     int test_mode;         /* `sssn-host test`: test clock and sssn.testing available */
+    double started_at;     /* wall time main() began (start-up measurements) */
 } host_config;
 
 void host_config_defaults(host_config *c);
@@ -50,6 +51,7 @@ typedef struct host {
     ev_idle defer_watcher;
 
     hashmap *channels;         /* id -> channel*, live channels */
+    hashmap *bytecode;         /* sssn module name -> its stripped bytecode (system.c) */
     channel **retired;         /* channels of stopped owners, freed at host_free */
     size_t nretired, capretired;
     registry *reg;

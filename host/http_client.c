@@ -157,6 +157,14 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 
 http_client *http_client_new(host *h)
 {
+    /* libcurl's process-wide set-up (TLS libraries: tens of milliseconds) happens only when a
+     * host first makes a request, not at every start-up; the host has a single thread */
+    static int curl_ready;
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+            return NULL;
+        curl_ready = 1;
+    }
     http_client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;

@@ -838,6 +838,8 @@ static int l_host_stats(lua_State *L)
     set_int_field(L, "registry_expired", registry_expired_total(h->reg));
     lua_pushnumber(L, h->cfg.ttl);
     lua_setfield(L, -2, "ttl");
+    lua_pushnumber(L, h->cfg.started_at);
+    lua_setfield(L, -2, "started_at");
     lua_pushnumber(L, host_lateness_percentile(h, 50) * 1e6);
     lua_setfield(L, -2, "tick_lateness_p50_us");
     lua_pushnumber(L, host_lateness_percentile(h, 99) * 1e6);

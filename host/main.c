@@ -1,7 +1,6 @@
 /* main.c - command-line parsing and start-up: `sssn-host [options] SCRIPT...` runs systems,
  * `sssn-host test [busted args]` runs the specs inside the host. Everything else lives in
  * the host modules. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
@@ -255,9 +254,9 @@ int main(int argc, char **argv)
      * instead of returning it to the kernel (brk/munmap) after every burst. */
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
     mallopt(M_TOP_PAD, 64 << 20);
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* libcurl's one process-wide set-up, before any thread */
     host_config cfg;
     host_config_defaults(&cfg);
+    cfg.started_at = ev_time();
     char listen_addr[64] = "";
     int listen_port = -1;
     const char *advertise = NULL;

@@ -73,11 +73,78 @@ static int vm_panic(lua_State *L)
     abort();
 }
 
+/* The sssn module's own Lua files are compiled once per host and kept as bytecode without
+ * debug information: every further state loads them without parsing, and each system's
+ * heap is smaller (an idle system is mostly this module). Errors inside the module then
+ * show no line numbers; the module raises its errors at the caller's line anyway. */
+typedef struct bytecode {
+    size_t len;
+    char data[];
+} bytecode;
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
+{
+    (void)L;
+    return strbuf_append(ud, p, sz);
+}
+
+static int sssn_module_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (strcmp(name, "sssn") != 0 && strncmp(name, "sssn.", 5) != 0)
+        return 0;
+    vm *v = vm_of(L);
+    hashmap *cache = v->h->bytecode;
+    bytecode *bc = cache ? hashmap_get(cache, name) : NULL;
+    if (!bc) {
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "searchpath");
+        lua_pushstring(L, name);
+        lua_getfield(L, -3, "path");
+        lua_call(L, 2, 1);
+        if (!lua_isstring(L, -1))
+            return 0; /* not ours (sssn.core is preloaded): let the other searchers speak */
+        const char *path = lua_tostring(L, -1);
+        if (luaL_loadfilex(L, path, "t") != LUA_OK)
+            return lua_error(L);
+        strbuf b = STRBUF_INIT;
+        if (lua_dump(L, dump_writer, &b, 1) != 0 || !b.data || !cache ||
+            !(bc = malloc(sizeof *bc + b.len))) {
+            strbuf_free(&b);
+            lua_pushstring(L, path);
+            return 2; /* the function just loaded, with debug information */
+        }
+        bc->len = b.len;
+        memcpy(bc->data, b.data, b.len);
+        strbuf_free(&b);
+        if (hashmap_put(cache, name, bc) < 0) {
+            free(bc);
+            lua_pushstring(L, path);
+            return 2;
+        }
+        lua_pop(L, 3);
+    }
+    if (luaL_loadbufferx(L, bc->data, bc->len, name, "b") != LUA_OK)
+        return lua_error(L);
+    lua_pushstring(L, name);
+    return 2;
+}
+
 /* Opens the libraries and makes `require "sssn"` find the Lua half and the C half. */
 static int vm_init_protected(lua_State *L)
 {
     vm *v = lua_touserdata(L, 1);
     luaL_openlibs(L);
+    /* our searcher goes right after the preload one */
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "insert");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    lua_remove(L, -2);
+    lua_pushinteger(L, 2);
+    lua_pushcfunction(L, sssn_module_searcher);
+    lua_call(L, 3, 0);
+    lua_pop(L, 1);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
     lua_pushcfunction(L, luaopen_sssn_core);
     lua_setfield(L, -2, "sssn.core");

@@ -3,7 +3,6 @@
 -- C bindings in sssn.core; no globals are set.
 local core = require "sssn.core"
 local Registry = require "sssn.registry"
-local remote = require "sssn.remote"
 
 local sssn = {
   version = core.version,
@@ -128,7 +127,7 @@ function System:connect(info_or_id)
   end
   local r = rawget(self, "_remote") or {}
   rawset(self, "_remote", r)
-  r[id] = remote.RemoteChannel.new(info, self.id)
+  r[id] = require("sssn.remote").RemoteChannel.new(info, self.id) -- loaded when first needed
   return info
 end
 
@@ -295,7 +294,7 @@ function System:log(fmt, ...) return sssn.log("info", fmt, ...) end
 function sssn.spawn(fn, ...) return core.spawn(fn, ...) end
 
 local registry_url = core.registry_url()
-sssn.registry = registry_url and remote.RemoteRegistry.new(registry_url) or Registry.new()
+sssn.registry = registry_url and require("sssn.remote").RemoteRegistry.new(registry_url) or Registry.new()
 
 local function test_only(name)
   return function()
