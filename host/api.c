@@ -9,6 +9,8 @@
 
 #include "host.h"
 #include "http_server.h"
+#include "json.h"
+#include "lua_api.h"
 #include "log.h"
 #include "system.h"
 
@@ -19,6 +21,7 @@ struct api {
     vm *vm;
     int handler_ref;
     http_server *srv;
+    strbuf out; /* the fast routes' response bodies */
 };
 
 static void request_done(task *t, int ok)
@@ -50,9 +53,85 @@ static int push_request_protected(lua_State *L)
     return 5;
 }
 
+/* Percent-decodes one path segment into out (NUL-terminated); -1 when malformed or long. */
+static int decode_segment(const char *s, size_t n, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return -1;
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            char *end;
+            long v = strtol(hex, &end, 16);
+            if (*end || v <= 0)
+                return -1;
+            c = (int)v;
+            i += 2;
+        }
+        if (o + 1 >= size)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* The read-only lookups that carry most traffic are answered here in C, without a task; a
+ * miss (unknown id) goes to the router like any other request, so its errors are the same. */
+static int answer_fast(api *a, http_request *r)
+{
+    if (strcmp(r->method, "GET") != 0 || r->query[0])
+        return 0;
+    const char *p = r->path, *id;
+    size_t n;
+    int kind; /* 0: channel info, 1: registered channel, 2: registered system */
+    if (strncmp(p, "/channels/", 10) == 0) {
+        id = p + 10;
+        const char *slash = strchr(id, '/');
+        if (!slash || strcmp(slash, "/info") != 0)
+            return 0;
+        n = (size_t)(slash - id);
+        kind = 0;
+    } else if (strncmp(p, "/registry/channels/", 19) == 0) {
+        id = p + 19;
+        n = strlen(id);
+        kind = 1;
+    } else if (strncmp(p, "/registry/systems/", 18) == 0) {
+        id = p + 18;
+        n = strlen(id);
+        kind = 2;
+    } else {
+        return 0;
+    }
+    char buf[512];
+    if (n == 0 || memchr(id, '/', n) || decode_segment(id, n, buf, sizeof buf) < 0)
+        return 0;
+    strbuf *b = &a->out;
+    strbuf_reset(b);
+    if (kind == 0) {
+        channel *ch = host_channel(a->h, buf);
+        if (!ch)
+            return 0;
+        api_channel_info_json(b, a->h, ch);
+    } else {
+        const reg_entry *e = registry_get(a->h->reg, kind == 1 ? REG_CHANNEL : REG_SYSTEM, buf, host_now(a->h));
+        if (!e)
+            return 0;
+        host_entry_json(b, e);
+    }
+    if (!b->data)
+        return 0;
+    http_respond(r, 200, "application/json", b->data, b->len);
+    return 1;
+}
+
 static void on_request(void *ud, http_request *r)
 {
     api *a = ud;
+    if (answer_fast(a, r))
+        return;
     lua_State *L = a->vm->L;
     if (!lua_checkstack(L, 8)) {
         request_done(&(task){.data = r, .co = L}, 0);
@@ -119,6 +198,7 @@ void api_stop(api *a)
         return;
     http_server_stop(a->srv); /* detaches requests still in tasks */
     vm_free(a->vm);           /* ends those tasks; their answers go nowhere */
+    strbuf_free(&a->out);
     free(a);
 }
 

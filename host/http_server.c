@@ -102,12 +102,36 @@ static void request_free(http_request *r)
 
 /* ---- output ---- */
 
+/* Decimal text of v into buf (at least 21 bytes); returns its length. */
+static size_t format_size(size_t v, char *buf)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Headers by appending pieces: formatting them with printf showed up in profiles. */
 static void append_response(http_conn *c, int status, const char *ctype, const char *body, size_t len, int keep)
 {
-    strbuf_printf(&c->out,
-                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n",
-                  status, http_status_text(status), ctype, len, keep ? "keep-alive" : "close");
-    strbuf_append(&c->out, body, len);
+    strbuf *o = &c->out;
+    char num[24];
+    strbuf_reserve(o, len + 160);
+    strbuf_append(o, "HTTP/1.1 ", 9);
+    strbuf_append(o, num, format_size((size_t)status, num));
+    strbuf_putc(o, ' ');
+    strbuf_puts(o, http_status_text(status));
+    strbuf_append(o, "\r\nContent-Type: ", 16);
+    strbuf_puts(o, ctype);
+    strbuf_append(o, "\r\nContent-Length: ", 18);
+    strbuf_append(o, num, format_size(len, num));
+    strbuf_puts(o, keep ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+    strbuf_append(o, body, len);
     int cls = status / 100;
     if (cls >= 1 && cls <= 5)
         c->srv->stats.by_class[cls]++;

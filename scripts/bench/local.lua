@@ -72,6 +72,19 @@ if run("channels") then
     for i = 1, readers do rs[i]:stop() end
   end
 
+  -- the floor under every delivery: a reader gets a fresh envelope table (with content,
+  -- data and metadata tables) for each message; this is what building one costs in plain Lua
+  local id = ("x"):rep(36)
+  local sink
+  local bound = rate(1, 1000, function(n)
+    for i = 1, n do
+      sink = { id = id, seq = i, timestamp = 1764100000.5, sender_id = "bench-writer",
+        content = { data = { celsius = 22.4 } }, metadata = {} }
+    end
+  end)
+  result("bound: building one envelope in plain Lua", math.floor(bound), "tables/s",
+    { note = "no channel, no JSON: the ceiling for deliveries into Lua tables" })
+
   w:add_channel(sssn.work_queue { id = "bench-q", capacity = 100000 })
   local worker = testing.system("bench-worker")
   worker:connect("bench-q")
