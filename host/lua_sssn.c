@@ -92,33 +92,34 @@ void sssn_push_message(lua_State *L, const message *m)
  * same table without decoding; registry results are therefore shared, read-only snapshots. */
 static const char entry_cache_key[2] = {'c', 's'};
 
-static void push_entry(lua_State *L, const reg_entry *e)
+/* Pushes the caches table {ids, versions} of a kind, creating it on first use. */
+static void push_entry_caches(lua_State *L, reg_kind kind)
 {
-    luaL_checkstack(L, 6, "registry entry");
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &entry_cache_key[e->kind]) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_createtable(L, 2, 0);
-        for (int i = 1; i <= 2; i++) {
-            lua_newtable(L);
-            lua_createtable(L, 0, 1);
-            lua_pushstring(L, i == 1 ? "v" : "k");
-            lua_setfield(L, -2, "__mode");
-            lua_setmetatable(L, -2);
-            lua_rawseti(L, -2, i);
-        }
-        lua_pushvalue(L, -1);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, &entry_cache_key[e->kind]);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &entry_cache_key[kind]) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    lua_createtable(L, 2, 0);
+    for (int i = 1; i <= 2; i++) {
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, i == 1 ? "v" : "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_rawseti(L, -2, i);
     }
-    int caches = lua_gettop(L);
-    lua_rawgeti(L, caches, 1); /* id -> table */
-    lua_rawgeti(L, caches, 2); /* table -> version */
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &entry_cache_key[kind]);
+}
+
+/* With the caches' ids table at `ids` and versions table at `vers` (absolute indexes). */
+static void push_entry_at(lua_State *L, const reg_entry *e, int ids, int vers)
+{
+    luaL_checkstack(L, 4, "registry entry");
     lua_pushstring(L, e->id);
-    if (lua_rawget(L, caches + 1) == LUA_TTABLE) {
+    if (lua_rawget(L, ids) == LUA_TTABLE) {
         lua_pushvalue(L, -1);
-        if (lua_rawget(L, caches + 2) == LUA_TNUMBER && (uint64_t)lua_tointeger(L, -1) == e->version) {
+        if (lua_rawget(L, vers) == LUA_TNUMBER && (uint64_t)lua_tointeger(L, -1) == e->version) {
             lua_pop(L, 1);
-            lua_replace(L, caches);
-            lua_settop(L, caches);
             return;
         }
         lua_pop(L, 1);
@@ -129,10 +130,20 @@ static void push_entry(lua_State *L, const reg_entry *e)
     lua_setfield(L, -2, "expires_at");
     lua_pushstring(L, e->id);
     lua_pushvalue(L, -2);
-    lua_rawset(L, caches + 1);
+    lua_rawset(L, ids);
     lua_pushvalue(L, -1);
     lua_pushinteger(L, (lua_Integer)e->version);
-    lua_rawset(L, caches + 2);
+    lua_rawset(L, vers);
+}
+
+static void push_entry(lua_State *L, const reg_entry *e)
+{
+    luaL_checkstack(L, 8, "registry entry");
+    push_entry_caches(L, e->kind);
+    int caches = lua_gettop(L);
+    lua_rawgeti(L, caches, 1);
+    lua_rawgeti(L, caches, 2);
+    push_entry_at(L, e, caches + 1, caches + 2);
     lua_replace(L, caches);
     lua_settop(L, caches);
 }
@@ -751,11 +762,10 @@ static int l_reg_remove(lua_State *L)
     return 1;
 }
 
-static int l_reg_get(lua_State *L)
+static int reg_get(lua_State *L, reg_kind kind, int arg)
 {
     host *h = host_of(L);
-    reg_kind kind = check_reg_kind(L, 1);
-    const reg_entry *e = registry_get(h->reg, kind, luaL_checkstring(L, 2), host_now(h));
+    const reg_entry *e = registry_get(h->reg, kind, luaL_checkstring(L, arg), host_now(h));
     if (!e) {
         lua_pushnil(L);
         return 1;
@@ -763,6 +773,25 @@ static int l_reg_get(lua_State *L)
     push_entry(L, e);
     return 1;
 }
+
+static int l_reg_get(lua_State *L) { return reg_get(L, check_reg_kind(L, 1), 2); }
+
+/* One function per kind for the hot point lookups: no kind argument to parse, and the kind's
+ * cache tables are its upvalues (made in luaopen_sssn_core). */
+static int reg_get_cached(lua_State *L, reg_kind kind)
+{
+    host *h = host_of(L);
+    const reg_entry *e = registry_get(h->reg, kind, luaL_checkstring(L, 1), host_now(h));
+    if (!e) {
+        lua_pushnil(L);
+        return 1;
+    }
+    push_entry_at(L, e, lua_upvalueindex(1), lua_upvalueindex(2));
+    return 1;
+}
+
+static int l_reg_get_channel(lua_State *L) { return reg_get_cached(L, REG_CHANNEL); }
+static int l_reg_get_system(lua_State *L) { return reg_get_cached(L, REG_SYSTEM); }
 
 static int push_list(lua_State *L, reg_list *l)
 {
@@ -1094,6 +1123,18 @@ int luaopen_sssn_core(lua_State *L)
 
     luaL_newlib(L, core_funcs);
     lua_api_register(L);
+    static const struct { const char *name; lua_CFunction fn; reg_kind kind; } cached[] = {
+        {"reg_get_channel", l_reg_get_channel, REG_CHANNEL},
+        {"reg_get_system", l_reg_get_system, REG_SYSTEM},
+    };
+    for (int i = 0; i < 2; i++) {
+        push_entry_caches(L, cached[i].kind);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        lua_remove(L, -3);
+        lua_pushcclosure(L, cached[i].fn, 2);
+        lua_setfield(L, -2, cached[i].name);
+    }
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
     luaL_getmetatable(L, JSON_ARRAY_MT);

@@ -148,16 +148,20 @@ function Registry:find_systems(query)
   return core.reg_find_systems(query.capability)
 end
 
+local reg_get_channel, reg_get_system = core.reg_get_channel, core.reg_get_system
+
+-- Point lookups are the hottest calls: the checks are inline and only a failure goes on to
+-- the descriptive errors.
 function Registry:get_channel(id)
+  if getmetatable(self) == Registry and type(id) == "string" then return reg_get_channel(id) end
   check_self(self, "get_channel")
-  check_arg(type(id) == "string", "get_channel", "id must be a string")
-  return core.reg_get("channel", id)
+  check_arg(false, "get_channel", "id must be a string")
 end
 
 function Registry:get_system(id)
+  if getmetatable(self) == Registry and type(id) == "string" then return reg_get_system(id) end
   check_self(self, "get_system")
-  check_arg(type(id) == "string", "get_system", "id must be a string")
-  return core.reg_get("system", id)
+  check_arg(false, "get_system", "id must be a string")
 end
 
 --- Registry events after `index` (0: all held): a list of {index, event, kind, id, entry}
