@@ -237,14 +237,27 @@ static int write_float(encoder *e, double x)
     return put(e, buf, (size_t)n);
 }
 
-/* Copies runs of bytes that need no escape with one append each. */
+/* The common string needs no escape: reserve once and copy it whole; otherwise copy the
+ * runs of bytes that need no escape with one append each. */
 int json_write_string(strbuf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    if (strbuf_reserve(out, len + 2) < 0 || strbuf_putc(out, '"') < 0)
+    size_t clean = 0;
+    while (clean < len && !escape_of[(unsigned char)s[clean]])
+        clean++;
+    if (strbuf_reserve(out, len + 2) < 0)
         return -1;
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
+    char *p = out->data + out->len;
+    *p++ = '"';
+    memcpy(p, s, clean);
+    out->len += clean + 1;
+    if (clean == len) {
+        out->data[out->len++] = '"';
+        out->data[out->len] = '\0';
+        return 0;
+    }
+    size_t run = clean;
+    for (size_t i = clean; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         char esc = escape_of[c];
         if (!esc)

@@ -332,12 +332,46 @@ static int fields_valid(reg_kind kind, const reg_fields *f, double ttl, double n
     return 1;
 }
 
+/* Whether f would store exactly what e holds (JSON, name, visibility, capabilities, owner). */
+static int same_fields(const reg_entry *e, const reg_fields *f, size_t json_len)
+{
+    if (e->json_len != json_len || memcmp(e->json, f->json, json_len) != 0 || e->is_public != f->is_public)
+        return 0;
+    if ((e->owner == NULL) != (f->owner == NULL) || (e->owner && strcmp(e->owner, f->owner) != 0))
+        return 0;
+    const char *name = f->name ? f->name : "";
+    size_t i = 0;
+    for (; name[i]; i++)
+        if (e->name_lower[i] != (char)tolower((unsigned char)name[i]))
+            return 0;
+    if (e->name_lower[i])
+        return 0;
+    if (e->ncaps != f->ncaps)
+        return 0;
+    for (size_t c = 0; c < f->ncaps; c++)
+        if (strcmp(e->caps[c], f->caps[c]) != 0)
+            return 0;
+    return 1;
+}
+
 const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, double ttl,
                               double now)
 {
     hashmap *map = map_of(r, kind);
     if (!map || r->in_event || !fields_valid(kind, f, ttl, now))
         return NULL;
+    /* A heartbeat re-registers the same thing: same JSON (which holds every field the
+     * indexes use) and owner. Then only the expiry moves, with nothing to allocate. */
+    reg_entry *same = hashmap_get(map, f->id);
+    size_t json_len = f->json_len ? f->json_len : strlen(f->json);
+    if (same && is_live(same, now) && same_fields(same, f, json_len)) {
+        same->ttl = ttl;
+        same->expires_at = round_us(now + ttl);
+        same->version = ++r->versions;
+        heap_update(&r->expiry, &same->expiry, same->expires_at);
+        emit(r, REG_REFRESHED, same);
+        return same;
+    }
     reg_entry *n = entry_new(kind, f, ttl, now);
     if (!n)
         return NULL;
