@@ -4,26 +4,11 @@ local testing = require "sssn.testing"
 
 local exe = testing.exe
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end
+local tmpdir = testing.tmpdir
 
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = testing.read_file
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = testing.write_file
 
 -- Runs a shell command line; returns stdout, stderr, exit status.
 local function sh(cmdline)

@@ -12,26 +12,11 @@ local decode = sssn.json.decode
 
 -- Helpers -------------------------------------------------------------------------------
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end
+local tmpdir = testing.tmpdir
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = testing.read_file
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = testing.write_file
 
 local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 

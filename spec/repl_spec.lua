@@ -14,18 +14,9 @@ local function sh(cmd)
   return out:gsub("status=%d+%s*$", ""), status
 end
 
-local function tmpdir()
-  local p = io.popen("mktemp -d")
-  local d = p:read("l")
-  p:close()
-  return d
-end
+local tmpdir = testing.tmpdir
 
-local function write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write_file = testing.write_file
 
 -- Runs the REPL with `input` on its stdin (no terminal); returns stdout+stderr and status.
 local function repl(args, input, dir)

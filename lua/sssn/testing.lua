@@ -51,6 +51,29 @@ function testing.walltime() return t.walltime() end
 --- Forgets the tick lateness samples (host_stats().tick_lateness_p50_us / _p99_us).
 function testing.lateness_reset() return t.lateness_reset() end
 
+--- Files for end-to-end specs: a fresh temporary directory, a whole file read ("" when it
+--- does not exist), a whole file written.
+function testing.tmpdir()
+  local p = io.popen("mktemp -d")
+  local d = p:read("l")
+  p:close()
+  return d
+end
+
+function testing.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function testing.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
 local counter = 0
 --- A fresh id for a spec: prefix-N, unique within the run.
 function testing.uid(prefix)
