@@ -65,7 +65,7 @@ static int decode_segment(const char *s, size_t n, char *out, size_t size)
             char hex[3] = {s[i + 1], s[i + 2], 0};
             char *end;
             long v = strtol(hex, &end, 16);
-            if (*end || v <= 0)
+            if (*end || v <= 0) /* %00 would cut the id short: refuse it */
                 return -1;
             c = (int)v;
             i += 2;
@@ -82,7 +82,7 @@ static int decode_segment(const char *s, size_t n, char *out, size_t size)
  * miss (unknown id) goes to the router like any other request, so its errors are the same. */
 static int answer_fast(api *a, http_request *r)
 {
-    if (strcmp(r->method, "GET") != 0 || r->query[0])
+    if ((strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) || r->query[0])
         return 0;
     const char *p = r->path, *id;
     size_t n;

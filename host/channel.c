@@ -485,6 +485,11 @@ int channel_nack(channel *ch, const char *reader, const char *const *ids, size_t
         released++;
     }
     ch->nacked += (uint64_t)released;
+    if (released > 0) /* work is on offer again: wake whoever waits for it */
+        for (channel_watcher *w = ch->watchers, *next; w; w = next) {
+            next = w->next;
+            w->on_write(w, NULL);
+        }
     return released;
 }
 

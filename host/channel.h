@@ -73,7 +73,8 @@ typedef struct channel_config {
     double claim_timeout;    /* seconds; 0 -> 30 */
 } channel_config;
 
-/* Called after every successful write, synchronously. Must not mutate the channel. */
+/* Called after every successful write (m is the message) and after a nack that released work
+ * (m is NULL), synchronously. Must not mutate the channel. */
 typedef struct channel_watcher {
     void (*on_write)(struct channel_watcher *w, const message *m);
     void *data;

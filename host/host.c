@@ -312,8 +312,6 @@ void host_free(host *h)
     h->repl = NULL;
     api_stop(h->api);
     h->api = NULL;
-    http_client_free(h->http);
-    h->http = NULL;
     for (sssn_system *s = h->systems; s; s = s->next)
         system_stop(s, "host shutting down");
     sssn_system *s = h->systems;
@@ -330,6 +328,9 @@ void host_free(host *h)
             channel_free(v);
         hashmap_free(h->channels);
     }
+    /* after every state: their tasks may still be waiting on requests and cancel them */
+    http_client_free(h->http);
+    h->http = NULL;
     for (size_t i = 0; i < h->nretired; i++)
         channel_free(h->retired[i]);
     if (h->bytecode) {

@@ -222,6 +222,12 @@ http_call *http_client_request(http_client *c, const char *method, const char *u
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     call->headers = curl_slist_append(NULL, "Accept: application/json");
     call->headers = curl_slist_append(call->headers, "Expect:"); /* no 100-continue round trip */
+    if (bearer && (strpbrk(bearer, "\r\n") || strlen(bearer) > 900)) {
+        curl_slist_free_all(call->headers);
+        curl_easy_cleanup(e);
+        free(call);
+        return NULL; /* would forge headers or be cut short */
+    }
     if (bearer) {
         char auth[1024];
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);

@@ -40,6 +40,7 @@ typedef struct http_conn {
     int busy;              /* a request is with the handler */
     int in_parse;          /* inside the parse loop (a synchronous response must not recurse) */
     int keep_alive;        /* of the request being answered */
+    int head;              /* the request being answered is a HEAD: headers only */
     int closing;           /* close once the output is flushed */
     int eof;               /* the client closed its side */
     int linger;            /* after an error: drain the client's input before closing */
@@ -57,6 +58,7 @@ struct http_server {
     int fd;
     int port;
     ev_io accept_io;
+    ev_timer accept_retry;
     http_limits lim;
     http_handler handler;
     void *ud;
@@ -82,6 +84,7 @@ const char *http_status_text(int status)
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
     case 429: return "Too Many Requests";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -141,7 +144,7 @@ static void append_response(http_conn *c, int status, const char *ctype, const c
 static int conn_flush(http_conn *c)
 {
     while (c->out_off < c->out.len) {
-        ssize_t n = write(c->fd, c->out.data + c->out_off, c->out.len - c->out_off);
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_off += (size_t)n;
             continue;
@@ -158,7 +161,7 @@ static int conn_flush(http_conn *c)
     ev_io_stop(c->srv->h->loop, &c->wio);
     strbuf_reset(&c->out);
     c->out_off = 0;
-    if (c->closing && !c->busy) {
+    if ((c->closing || (c->eof && c->in_len == 0)) && !c->busy) {
         if (c->linger && !c->eof) {
             /* the client may still be sending (a body we refused): closing now would reset
              * the connection and lose our answer, so shut our side and drain theirs */
@@ -172,7 +175,7 @@ static int conn_flush(http_conn *c)
         conn_close(c);
         return -1;
     }
-    if (!c->eof && !c->busy && !ev_is_active(&c->rio))
+    if (!c->eof && !ev_is_active(&c->rio))
         ev_io_start(c->srv->h->loop, &c->rio);
     return 0;
 }
@@ -196,6 +199,10 @@ void http_respond(http_request *r, int status, const char *content_type, const c
     c->pending = NULL;
     c->busy = 0;
     append_response(c, status, content_type ? content_type : "application/json", body, len, c->keep_alive);
+    if (c->head && c->out.len >= len) {
+        c->out.len -= len; /* HEAD: the same headers, Content-Length included, and no body */
+        c->out.data[c->out.len] = '\0';
+    }
     if (!c->keep_alive)
         c->closing = 1;
     if (c->in_parse)
@@ -297,6 +304,7 @@ static int on_message_complete(http_parser *p)
     r->conn = c;
     r->method = http_method_str((enum http_method)p->method);
     c->keep_alive = http_should_keep_alive(p);
+    c->head = p->method == HTTP_HEAD;
     if (!r->path)
         r->path = strdup("/");
     char *q = r->path ? strchr(r->path, '?') : NULL;
@@ -353,7 +361,8 @@ static void conn_parse(http_conn *c)
 {
     http_server *s = c->srv;
     c->in_parse = 1;
-    while (c->fd >= 0 && !c->busy && c->in_len > 0 && !c->closing) {
+    /* stop taking requests while answers pile up unsent: on_writable resumes */
+    while (c->fd >= 0 && !c->busy && c->in_len > 0 && !c->closing && c->out.len - c->out_off < OUT_HIGH_WATER) {
         http_parser_pause(&c->parser, 0);
         size_t n = http_parser_execute(&c->parser, &s->settings, c->in, c->in_len);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
@@ -365,7 +374,7 @@ static void conn_parse(http_conn *c)
             if (c->error_status && strcmp(c->error_status, "413") == 0)
                 error_response(c, 413, "payload_too_large", "request body too large");
             else if (c->error_status && strcmp(c->error_status, "414") == 0)
-                error_response(c, 400, "bad_request", "request URL too long");
+                error_response(c, 414, "uri_too_long", "request URL too long");
             else
                 error_response(c, 400, "bad_request", "malformed HTTP request");
             c->in_len = 0;
@@ -383,7 +392,7 @@ static void conn_parse(http_conn *c)
     }
     if (c->out.len > c->out_off)
         conn_flush(c);
-    else if (c->closing && !c->busy)
+    else if ((c->closing || (c->eof && c->in_len == 0)) && !c->busy)
         conn_close(c);
 }
 
@@ -414,19 +423,31 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
-    if (n <= 0) {
+    if (n < 0) {
+        conn_close(c); /* reset by the peer */
+        return;
+    }
+    if (n == 0) {
         c->eof = 1;
         ev_io_stop(c->srv->h->loop, &c->rio);
-        if (c->busy)
-            c->closing = 1; /* answer what is pending, then close */
-        else
+        if (c->busy) {
+            /* gone while its request waits (a long-poll): drop it, as nginx does, rather
+             * than hold the descriptor until the wait ends */
+            conn_close(c);
+            return;
+        }
+        /* a half-close: answer every request already received, then close */
+        if (c->in_len > 0)
+            conn_parse(c);
+        else if (c->out.len == c->out_off)
             conn_close(c);
         return;
     }
     c->in_len += (size_t)n;
     touch_idle(c);
-    /* hold further input while a request is in progress or output is backed up */
-    if (c->busy || c->out.len - c->out_off > OUT_HIGH_WATER || c->in_len > c->srv->lim.max_body + 65536)
+    /* keep reading while a request waits (to see the client leave), but hold the input once
+     * it is large or answers are backed up */
+    if (c->out.len - c->out_off > OUT_HIGH_WATER || c->in_len > c->srv->lim.max_body + 65536)
         ev_io_stop(c->srv->h->loop, &c->rio);
     if (!c->busy)
         conn_parse(c);
@@ -451,6 +472,13 @@ static void on_idle(host *h, host_timer *t)
     conn_close(c);
 }
 
+static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    http_server *s = w->data;
+    ev_io_start(loop, &s->accept_io);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -458,8 +486,16 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     http_server *s = w->data;
     for (int i = 0; i < 64; i++) {
         int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or out of descriptors: try again on the next event */
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: stop listening for a moment instead of spinning on a
+                 * listener that stays readable */
+                ev_io_stop(s->h->loop, &s->accept_io);
+                ev_timer_set(&s->accept_retry, 0.1, 0);
+                ev_timer_start(s->h->loop, &s->accept_retry);
+            }
+            return;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         http_conn *c = calloc(1, sizeof *c);
@@ -530,6 +566,8 @@ http_server *http_server_start(host *h, const char *addr, int port, const http_l
     s->settings.on_message_complete = on_message_complete;
     ev_io_init(&s->accept_io, on_accept, fd, EV_READ);
     s->accept_io.data = s;
+    ev_timer_init(&s->accept_retry, on_accept_retry, 0, 0);
+    s->accept_retry.data = s;
     ev_io_start(h->loop, &s->accept_io);
     return s;
 }
@@ -543,6 +581,7 @@ void http_server_stop(http_server *s)
     if (!s)
         return;
     ev_io_stop(s->h->loop, &s->accept_io);
+    ev_timer_stop(s->h->loop, &s->accept_retry);
     close(s->fd);
     while (s->conns)
         conn_close(s->conns);

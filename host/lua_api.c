@@ -45,7 +45,9 @@ static void put_str_or_null(strbuf *b, const char *s)
 
 void api_message_json(strbuf *b, const message *m)
 {
-    strbuf_printf(b, "{\"id\":\"%s\",\"seq\":%llu,\"timestamp\":", m->id, (unsigned long long)m->seq);
+    strbuf_puts(b, "{\"id\":");
+    json_write_string(b, m->id, strlen(m->id));
+    strbuf_printf(b, ",\"seq\":%llu,\"timestamp\":", (unsigned long long)m->seq);
     json_write_double(b, m->timestamp);
     strbuf_puts(b, ",\"sender_id\":");
     put_str_or_null(b, m->sender_id);
@@ -181,6 +183,24 @@ static int l_api_write(lua_State *L)
         strbuf_free(&meta);
         return fail(L, 400, "bad_request", "%s", err);
     }
+    const char *mid = luaL_optstring(L, 8, NULL);
+    if (mid) {
+        size_t n = strlen(mid);
+        int ok = n > 0 && n <= 36;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = mid[i] > 0x20 && mid[i] < 0x7f && mid[i] != '"' && mid[i] != '\\';
+        if (!ok) {
+            strbuf_free(&data);
+            strbuf_free(&meta);
+            return fail(L, 400, "bad_request", "a message id must be 1 to 36 printable characters "
+                                               "without quotes or backslashes%s", "");
+        }
+        if (channel_find(ch, mid)) {
+            strbuf_free(&data);
+            strbuf_free(&meta);
+            return fail(L, 400, "bad_request", "the channel already holds a message with id '%s'", mid);
+        }
+    }
     message_in in = {
         .sender_id = sender,
         .data_json = data.data,
@@ -189,7 +209,7 @@ static int l_api_write(lua_State *L)
         .correlation_id = luaL_optstring(L, 5, NULL),
         .reply_to = luaL_optstring(L, 6, NULL),
         .recipient_id = luaL_optstring(L, 7, NULL),
-        .id = luaL_optstring(L, 8, NULL),
+        .id = mid,
     };
     const message *m;
     int rc = channel_write(ch, &in, host_now(h), &m);

@@ -1040,7 +1040,24 @@ static int l_spawn_task(lua_State *L)
     vm *v = vm_of(L);
     int n = lua_gettop(L);
     lua_xmove(L, v->L, n); /* tasks start from the state's main thread */
-    lua_pushboolean(L, task_spawn(v, s, TASK_CALL, n - 1, NULL, NULL) != NULL);
+    uint64_t id = v->task_ids + 1; /* the id task_spawn gives it */
+    if (!task_spawn(v, s, TASK_CALL, n - 1, NULL, NULL))
+        return sssn_error(L, "sssn: cannot start a coroutine (spawn)");
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+/* core.cancel(id): ends a coroutine started by spawn where it waits; false if it is over. */
+static int l_cancel_task(lua_State *L)
+{
+    vm *v = vm_of(L);
+    task *t = task_find(v, (uint64_t)luaL_checkinteger(L, 1));
+    if (!t || t == task_current(L)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    task_cancel(t);
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -1086,6 +1103,7 @@ static const luaL_Reg core_funcs[] = {
     {"host_stats", l_host_stats},
     {"current_system", l_current_system},
     {"spawn", l_spawn_task},
+    {"cancel", l_cancel_task},
     {"system_handle", l_system_handle},
     {NULL, NULL},
 };

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
+#include <signal.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +251,7 @@ static int run_driver(host *h, int argc, char **argv)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* print() from systems shows up line by line in pipes */
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-response is an EPIPE to handle, not a death */
     /* Messages and Lua tables come and go by the million: keep freed memory in the process
      * instead of returning it to the kernel (brk/munmap) after every burst. */
     mallopt(M_TRIM_THRESHOLD, 256 << 20);

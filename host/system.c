@@ -268,6 +268,7 @@ task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
     t->co = lua_tothread(L, -1);
     lua_pop(L, 1);
     *(task **)lua_getextraspace(t->co) = t;
+    t->id = ++v->task_ids;
     t->vm = v;
     t->sys = sys;
     t->kind = kind;
@@ -388,6 +389,14 @@ void task_cancel(task *t)
     t->cancelled = 1;
     if (!t->running)
         task_finish(t, 0);
+}
+
+task *task_find(vm *v, uint64_t id)
+{
+    for (task *t = v->tasks; t; t = t->next)
+        if (t->id == id)
+            return t;
+    return NULL;
 }
 
 static void on_sleep_done(host *h, host_timer *timer)

@@ -28,11 +28,13 @@ typedef struct vm {
     double watchdog_start;  /* real time the running task was resumed */
     double watchdog_limit;  /* seconds, 0 = off */
     int interruptible;      /* Ctrl-C interrupts code running in this state (the REPL's) */
+    uint64_t task_ids;      /* last task id handed out */
 } vm;
 
 enum task_kind { TASK_SETUP, TASK_STEP, TASK_SUBSCRIBER, TASK_PERIODIC, TASK_CALL, TASK_REQUEST };
 
 struct task {
+    uint64_t id;                /* unique in its vm, for Lua code that may cancel it */
     vm *vm;
     sssn_system *sys;           /* whose work this is (errors are counted there); may be NULL */
     enum task_kind kind;
@@ -114,6 +116,7 @@ task *task_current(lua_State *L);   /* the task running in coroutine L, or NULL 
 /* Ends a task where it waits (its on_done sees t->cancelled); a task inside lua_resume right
  * now ends when it next yields or returns. */
 void task_cancel(task *t);
+task *task_find(vm *v, uint64_t id); /* a live task by id, or NULL */
 void task_resume(task *t, int nargs); /* nargs values pushed on t->co */
 /* Yield helpers for bindings: suspend the current task; the binding must `return lua_yield(L, 0)`. */
 int task_sleep(lua_State *L, double seconds);

@@ -465,6 +465,36 @@ describe("HTTP API channel routes", function()
     assert.are.equal(200, s)
   end)
 
+  it("refuses a direct envelope id that could break the JSON, or one the channel holds", function()
+    local s, j, r = srv:put("/channels/raw?direct=true", '{"id": "x\\",\\"pwn\\":\\"1", "content": {"data": 1}}')
+    assert_error(s, 400, j, r, "bad_request")
+    s = srv:put("/channels/raw?direct=true", '{"id": "fixed-id-1", "content": {"data": 1}}')
+    assert.are.equal(200, s)
+    s, j, r = srv:put("/channels/raw?direct=true", '{"id": "fixed-id-1", "content": {"data": 2}}')
+    assert_error(s, 400, j, r, "bad_request")
+    local _, list = srv:get("/channels/raw?after=0&limit=100", { token = "ids" })
+    for _, m in ipairs(list.messages) do assert.is_nil(m.pwn) end
+  end)
+
+  it("answers HEAD with the headers of GET and no body, and the connection goes on", function()
+    local _, out = sh(srv.dir, ("curl -s -i -X HEAD -m 5 --http1.1 %s/health %s/health 2>&1 | head -c 2000 > %s/h; cat %s/h")
+      :format(srv.base, srv.base, srv.dir, srv.dir))
+    out = slurp(srv.dir .. "/h")
+    local first = out:match("^(.-)\r\n\r\n")
+    assert.matches("^HTTP/1.1 200", first)
+    assert.matches("Content%-Length: %d+", first)
+    local rest = out:sub(#first + 5)
+    assert.matches("^HTTP/1.1 200", rest) -- no body between the two answers
+  end)
+
+  it("keeps '+' in a path and refuses a NUL byte in it", function()
+    local s, j, r = srv:get("/channels/a+b/info")
+    assert_error(s, 404, j, r, "not_found")
+    assert.matches("'a%+b'", j.detail)
+    s, j, r = srv:get("/channels/feed%00x")
+    assert_error(s, 400, j, r, "bad_request")
+  end)
+
   it("GET /channels/{id}/info returns the ChannelInfo with the host's endpoint", function()
     local s, j, r = srv:get("/channels/feed/info")
     assert.are.equal(200, s, r)
@@ -542,6 +572,24 @@ describe("HTTP API long-poll", function()
     assert.are.same({ { wake = "up" } }, datas_of(body.messages))
   end)
 
+  it("a waiting exclusive claim is woken when another worker nacks its claim", function()
+    srv:put("/channels/jobs-wait", '{"job": "nacked"}')
+    local _, held = srv:get("/channels/jobs-wait?exclusive=true&limit=1", { token = "holder" })
+    local id = held.messages[1].id
+    sh(srv.dir, ([[
+      (curl -s -m 10 -H 'Authorization: Bearer waiter' -w ' %%{time_total}' '%s/channels/jobs-wait?exclusive=true&wait=8' > %s/nackwait) &
+      sleep 0.5
+      curl -s -m 5 -H 'Authorization: Bearer holder' -H 'Expect:' --data-binary '{"message_ids": ["%s"]}' %s/channels/jobs-wait/nack > /dev/null
+      wait
+    ]]):format(srv.base, srv.dir, id, srv.base))
+    local out = slurp(srv.dir .. "/nackwait")
+    local secs = tonumber(out:match(" ([%d.]+)$"))
+    assert.is_true(secs < 3, out)
+    assert.matches('"nacked"', out)
+    local got = decode(out:match("^(.*) [%d.]+$"))
+    srv:post("/channels/jobs-wait/acknowledge", ('{"message_ids": ["%s"]}'):format(got.messages[1].id), { token = "waiter" })
+  end)
+
   it("a waiting exclusive claim on a work_queue is woken by a PUT", function()
     sh(srv.dir, wake_script("/channels/jobs-wait?exclusive=true&wait=10", "/channels/jobs-wait", "claimer"))
     local ls, lsecs = slurp(srv.dir .. "/lp.meta"):match("^(%d+) ([%d.]+)$")
@@ -559,6 +607,19 @@ describe("HTTP API long-poll", function()
 end)
 
 -- Registry ------------------------------------------------------------------------------
+
+describe("HTTP API registry watch", function()
+  local srv
+  lazy_setup(function() srv = start_server() end)
+  lazy_teardown(function() if srv then srv:stop() end end)
+
+  it("answers at once an index from before a restart (ahead of the host's)", function()
+    local s, j, _, secs = srv:get("/registry/events?index=999999&wait=3")
+    assert.are.equal(200, s)
+    assert.is_true(secs < 1.5)
+    assert.is_true(j.index < 999999)
+  end)
+end)
 
 describe("HTTP API registry routes", function()
   local srv

@@ -17,10 +17,12 @@ local function err(status, etype, message)
   return json(status, { detail = message, error = { type = etype, message = message } })
 end
 
-local function unescape(s)
-  s = s:gsub("+", " ")
+-- Percent-decoding; a query also reads "+" as a space, a path does not.
+local function percent_decode(s)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
+
+local function unescape(s) return percent_decode((s:gsub("+", " "))) end
 
 local function parse_query(q)
   local t = {}
@@ -64,6 +66,7 @@ end
 -- OpenSecurity does); no token reads as "anonymous".
 local function caller(auth)
   local token = auth and auth:match("^%s*[Bb]earer%s+(%S+)%s*$")
+  if token and #token > 256 then token = token:sub(1, 256) end -- a cursor name, not a store
   return token or "anonymous"
 end
 
@@ -185,6 +188,8 @@ local function registry_events(q)
   if e then return err(400, "bad_request", e) end
   index = index or 0
   local deadline = wait and core.now() + wait
+  local last = core.channel_stats("registry").last_seq
+  if index > last then deadline = nil end -- an index from before a restart: answer at once
   while true do
     local body, count = core.api_events(index, limit or 1000)
     if not body then return err(count, "bad_request", "bad index") end
@@ -208,9 +213,14 @@ local function not_allowed(method, path, allowed)
 end
 
 function M.handle(method, path, query, auth, body)
+  if method == "HEAD" then method = "GET" end -- the server leaves the body out
   local q = parse_query(query)
   local segs = {}
-  for s in path:gmatch("[^/]+") do segs[#segs + 1] = unescape(s) end
+  for s in path:gmatch("[^/]+") do
+    local seg = percent_decode(s)
+    if seg:find("\0", 1, true) then return err(400, "bad_request", "a NUL byte (%00) in the path") end
+    segs[#segs + 1] = seg
+  end
   local n, s1 = #segs, segs[1]
 
   if s1 == "channels" and n >= 2 then

@@ -290,8 +290,9 @@ function System:log(fmt, ...) return sssn.log("info", fmt, ...) end
 -- Registry and clock -----------------------------------------------------------------
 
 --- Runs fn(...) as a background coroutine of the calling system (it may wait; it ends when
---- the system stops).
+--- the system stops). Returns an id for sssn.cancel(id), which ends it where it waits.
 function sssn.spawn(fn, ...) return core.spawn(fn, ...) end
+function sssn.cancel(id) return core.cancel(id) end
 
 local registry_url = core.registry_url()
 sssn.registry = registry_url and require("sssn.remote").RemoteRegistry.new(registry_url) or Registry.new()

@@ -254,7 +254,7 @@ end
 function RemoteChannel:subscribe(fn, system_id)
   local sub = { active = true }
   self.subscriptions[#self.subscriptions + 1] = sub
-  core.spawn(function()
+  sub.task = core.spawn(function()
     local after, epoch, backoff, failing = nil, nil, 0.1, false
     while sub.active do
       -- right after a failure, ask without waiting: the host may have restarted (new epoch)
@@ -286,8 +286,13 @@ function RemoteChannel:subscribe(fn, system_id)
   return sub
 end
 
+--- Ends the subscriptions at once: a poll in flight is aborted, so it cannot move this
+--- reader's cursor past messages nobody will deliver.
 function RemoteChannel:unsubscribe()
-  for _, sub in ipairs(self.subscriptions) do sub.active = false end
+  for _, sub in ipairs(self.subscriptions) do
+    sub.active = false
+    if sub.task then core.cancel(sub.task) end
+  end
   self.subscriptions = {}
 end
 
