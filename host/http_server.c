@@ -68,6 +68,7 @@ struct http_server {
 };
 
 static void conn_close(http_conn *c);
+static void touch_idle(http_conn *c);
 static void conn_parse(http_conn *c);
 static int conn_flush(http_conn *c);
 
@@ -147,6 +148,7 @@ static int conn_flush(http_conn *c)
         ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (n > 0) {
             c->out_off += (size_t)n;
+            touch_idle(c); /* a slow reader of a big answer is not idle */
             continue;
         }
         if (n < 0 && errno == EINTR)

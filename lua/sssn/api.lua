@@ -100,7 +100,9 @@ local function read_channel(id, q, auth)
     if count > 0 or not deadline or (after_seq and after_seq > last) then return json(200, body) end
     local left = deadline - core.now()
     if left <= 0 then return json(200, body) end
-    core.wait(id, last, left)
+    -- a claim that lapses is work on offer again without any write: exclusive waits look again
+    -- every second
+    core.wait(id, last, exclusive and math.min(left, 1) or left)
   end
 end
 
