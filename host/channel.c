@@ -312,11 +312,32 @@ static int batch_alloc(channel_batch *out, size_t n)
 }
 
 /* A new reader starts at the oldest message held, having missed nothing. */
+static void evict_stalest_reader(channel *ch)
+{
+    hashmap_iter it;
+    const char *key, *stalest = NULL;
+    void *v;
+    uint64_t oldest = UINT64_MAX;
+    hashmap_iter_init(ch->readers, &it);
+    while (hashmap_iter_next(ch->readers, &it, &key, &v)) {
+        channel_reader *r = v;
+        if (r->stamp < oldest) {
+            oldest = r->stamp;
+            stalest = key;
+        }
+    }
+    if (stalest)
+        free(hashmap_remove(ch->readers, stalest));
+}
+
 static channel_reader *add_reader(channel *ch, const char *name)
 {
+    if (hashmap_count(ch->readers) >= CHANNEL_MAX_READERS)
+        evict_stalest_reader(ch);
     channel_reader *r = malloc(sizeof *r);
     if (!r)
         return NULL;
+    r->stamp = 0;
     r->next_seq = ch->first_seq;
     r->missed = 0;
     if (hashmap_put(ch->readers, name, r) != 0) {
@@ -358,6 +379,7 @@ int channel_read(channel *ch, const char *reader, size_t limit, int has_after, u
         channel_batch_free(out);
         return CHANNEL_ENOMEM;
     }
+    r->stamp = ++ch->read_clock;
 
     uint64_t seq = start;
     while (seq < ch->next_seq && out->count < n) {

@@ -84,7 +84,13 @@ typedef struct channel_watcher {
 typedef struct channel_reader {
     uint64_t next_seq; /* the next seq this reader has not seen */
     uint64_t missed;   /* total messages dropped before this reader read them */
+    uint64_t stamp;    /* when it last read, on the channel's read clock (for eviction) */
 } channel_reader;
+
+/* Cursors a channel keeps at most: past that, a new reader evicts the one that read least
+ * recently (which, should it come back, starts again at the oldest message held). Readers are
+ * named by callers, HTTP tokens included, so their number must be bounded. */
+#define CHANNEL_MAX_READERS 10000
 
 typedef struct channel {
     char *id, *name, *description;
@@ -103,6 +109,7 @@ typedef struct channel {
     uint64_t next_seq;  /* seq the next write gets */
     hashmap *by_id;     /* work queues: message id -> message*, for messages held; else NULL */
     hashmap *readers;   /* reader name -> channel_reader* */
+    uint64_t read_clock; /* counts reads, to stamp readers */
     channel_watcher *watchers;
 
     /* counters */

@@ -681,8 +681,34 @@ static void test_watchers_are_called_and_can_leave_from_their_callback(void)
     channel_free(ch);
 }
 
+static void test_readers_are_capped_and_the_stalest_goes(void)
+{
+    channel *ch = make(CHANNEL_BROADCAST, 10, 0);
+    put(ch, "1", 1);
+    channel_batch b;
+    CHECK(channel_read(ch, "system", 10, 0, 0, 2, &b) == CHANNEL_OK && b.count == 1);
+    channel_batch_free(&b);
+    char name[32];
+    for (int i = 0; i < CHANNEL_MAX_READERS - 1; i++) {
+        snprintf(name, sizeof name, "token-%d", i);
+        CHECK(channel_read(ch, name, 10, 0, 0, 2, &b) == CHANNEL_OK);
+        channel_batch_free(&b);
+    }
+    CHECK(hashmap_count(ch->readers) == CHANNEL_MAX_READERS);
+    /* the system reads again: it is no longer the stalest */
+    CHECK(channel_read(ch, "system", 10, 0, 0, 2, &b) == CHANNEL_OK && b.count == 0);
+    channel_batch_free(&b);
+    CHECK(channel_read(ch, "newcomer", 10, 0, 0, 2, &b) == CHANNEL_OK && b.count == 1);
+    channel_batch_free(&b);
+    CHECK(hashmap_count(ch->readers) == CHANNEL_MAX_READERS);
+    CHECK(hashmap_get(ch->readers, "token-0") == NULL); /* the one that read least recently */
+    CHECK(hashmap_get(ch->readers, "system") != NULL);
+    channel_free(ch);
+}
+
 int main(void)
 {
+    RUN(test_readers_are_capped_and_the_stalest_goes);
     RUN(test_kind_names_and_errors);
     RUN(test_new_applies_defaults);
     RUN(test_write_numbers_messages_with_unique_uuids);
