@@ -45,6 +45,7 @@ typedef struct host {
     /* clock and timers (timer.c) */
     int manual_clock;
     double manual_now;
+    double clock_offset;       /* wall minus monotonic time at start (timer.c) */
     heap timers;
     ev_timer timer_watcher;
     deferred *defer_head, *defer_tail;

@@ -210,7 +210,7 @@ static void watchdog_hook(lua_State *L, lua_Debug *ar)
         }
         luaL_error(L, "interrupted by a signal (the host is stopping)");
     }
-    if (v->watchdog_limit > 0 && ev_time() - v->watchdog_start > v->watchdog_limit)
+    if (v->watchdog_limit > 0 && host_monotonic() - v->watchdog_start > v->watchdog_limit)
         luaL_error(L, "ran for more than %f s without yielding (interrupted by the watchdog)",
                    v->watchdog_limit);
 }
@@ -320,7 +320,7 @@ void task_resume(task *t, int nargs)
 {
     vm *v = t->vm;
     int nres = 0;
-    v->watchdog_start = ev_time();
+    v->watchdog_start = host_monotonic();
     lua_sethook(t->co, watchdog_hook, LUA_MASKCOUNT, 100000);
     t->running = 1;
     int status = lua_resume(t->co, NULL, nargs, &nres);

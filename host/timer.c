@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "host.h"
 #include "log.h"
@@ -12,13 +13,24 @@
 
 #define TIMER_OF(n) ((host_timer *)((char *)(n) - offsetof(host_timer, node)))
 
-/* Wall time to the microsecond: every timestamp and expiry then has a short exact decimal
- * form, which is what the JSON writers print fastest. */
+double host_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Wall time as it was when the host started, carried forward by the monotonic clock: a step
+ * of the system clock (NTP, an operator) then moves no schedule, and time never runs back. */
+static double real_now(const host *h) { return host_monotonic() + h->clock_offset; }
+
+/* To the microsecond: every timestamp and expiry then has a short exact decimal form, which
+ * is what the JSON writers print fastest. */
 double host_now(const host *h)
 {
     if (h->manual_clock)
         return h->manual_now;
-    return floor(ev_time() * 1e6 + 0.5) / 1e6;
+    return floor(real_now(h) * 1e6 + 0.5) / 1e6;
 }
 
 static void arm(host *h)
@@ -32,7 +44,7 @@ static void arm(host *h)
         ev_timer_stop(h->loop, &h->timer_watcher);
         return;
     }
-    double after = top->key - ev_time();
+    double after = top->key - real_now(h);
     ev_timer_stop(h->loop, &h->timer_watcher);
     ev_now_update(h->loop);
     ev_timer_set(&h->timer_watcher, after > 0 ? after : 0, 0);
@@ -56,7 +68,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     host *h = w->data;
     /* libev may wake a hair before our wall-clock deadline; treat that as due */
-    fire_due(h, ev_time() + 1e-4);
+    fire_due(h, real_now(h) + 1e-4);
     arm(h);
 }
 
@@ -108,7 +120,7 @@ void timer_clock_set(host *h, double now)
 void timer_clock_advance(host *h, double dt)
 {
     if (!h->manual_clock)
-        timer_clock_set(h, ev_time());
+        timer_clock_set(h, real_now(h));
     double target = h->manual_now + (dt > 0 ? dt : 0);
     defer_run(h, 1000000);
     heap_node *top;
@@ -134,7 +146,7 @@ void timer_clock_advance(host *h, double dt)
 void timer_clock_real(host *h)
 {
     if (h->manual_clock)
-        shift_timers(h, ev_time() - h->manual_now);
+        shift_timers(h, real_now(h) - h->manual_now);
     h->manual_clock = 0;
     arm(h);
     if (h->defer_head)
@@ -210,6 +222,7 @@ unsigned defer_run(host *h, unsigned limit)
 
 void timer_host_init(host *h)
 {
+    h->clock_offset = ev_time() - host_monotonic();
     heap_init(&h->timers);
     ev_timer_init(&h->timer_watcher, on_timer, 0, 0);
     h->timer_watcher.data = h;

@@ -30,6 +30,7 @@ void timer_stop(struct host *h, host_timer *t);
 static inline int timer_active(const host_timer *t) { return heap_contains(&t->node); }
 
 double host_now(const struct host *h);
+double host_monotonic(void); /* seconds on CLOCK_MONOTONIC (durations, the watchdog) */
 
 /* Test clock. */
 /* Switches to the manual clock at `now`; pending timers keep their time-to-go. */
