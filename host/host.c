@@ -274,6 +274,9 @@ void host_run(host *h)
     }
     ev_signal_stop(h->loop, &h->sigint_watcher);
     ev_signal_stop(h->loop, &h->sigterm_watcher);
+    /* libev put back the default action; a late duplicate SIGTERM (`timeout` signals the child
+     * and then its whole group) must not kill the clean exit already under way */
+    signal(SIGTERM, SIG_IGN);
     ev_timer_stop(h->loop, &h->duration_watcher);
 }
 
