@@ -48,6 +48,7 @@ section "peer: redis"
 bash scripts/bench/redis.sh | grep '^RESULT ' >> "$raw"
 
 section "peer: Python"
+command -v python3 >/dev/null || apt-get install -y -qq python3 >/dev/null
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 "$py" scripts/bench/python_baseline.py | grep '^RESULT ' >> "$raw"
