@@ -20,11 +20,10 @@
 
 static const char usage_text[] =
     "usage: sssn-host [options] SCRIPT...\n"
+    "       sssn-host --listen [ADDR:]PORT [options] [SCRIPT...]\n"
     "       sssn-host repl [URL] [--json]\n"
     "       sssn-host test [busted options] [SPEC_DIR_OR_FILE...]\n"
     "       sssn-host run FILE [ARG...]\n"
-    "\n"
-    "       sssn-host --listen [ADDR:]PORT [options] [SCRIPT...]\n"
     "\n"
     "Runs each SCRIPT as a system: a Lua 5.4 file that returns sssn.system{...} or defines\n"
     "global setup/step functions. Systems share this host's channels and service registry.\n"
