@@ -963,7 +963,7 @@ static int l_spawn(lua_State *L)
     lua_Integer limit = luaL_optinteger(L, 5, (lua_Integer)h->cfg.memory_limit);
     if (!source && !file)
         return luaL_error(L, "sssn.testing.spawn needs source or file");
-    sssn_system *s = source ? system_load_string(h, source, len, id, id, (size_t)limit)
+    sssn_system *s = source ? system_load_string(h, source, len, id, id, (size_t)limit, NULL)
                             : system_load_file(h, file);
     if (!s)
         return luaL_error(L, "sssn.testing.spawn: the system did not load (see the log above)");

@@ -34,6 +34,8 @@ static const char usage_text[] =
     "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT)\n"
     "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
     "                      this host's own: systems register there and find each other there\n"
+    "  -e CHUNK            run the Lua CHUNK first, as an inline script: a system if it defines\n"
+    "                      one (setup/step or return sssn.system{...}), else just run once\n"
     "  -i                  open a Lua prompt in this host while its systems run\n"
     "  --json              with -i or repl: print each result as one line of JSON\n"
     "  --duration S        stop every system after S seconds (default: run until SIGINT/SIGTERM)\n"
@@ -263,6 +265,8 @@ int main(int argc, char **argv)
     const char *advertise = NULL;
     const char *registry_url = NULL;
     const char *registry_url_arg = NULL; /* repl's URL argument */
+    const char *chunks[16];
+    int nchunks = 0;
     char lua_dir[PATH_MAX];
     cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
 
@@ -294,6 +298,16 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "-i") == 0) {
             interactive = 1;
+            continue;
+        }
+        if (strcmp(a, "-e") == 0) {
+            if (!val)
+                return usage_error("option '%s' needs a value", a);
+            if (nchunks < (int)(sizeof chunks / sizeof chunks[0]))
+                chunks[nchunks++] = val;
+            else
+                return usage_error("%s", "too many -e chunks (16 at most)");
+            i++;
             continue;
         }
         if (strcmp(a, "--json") == 0) {
@@ -347,8 +361,8 @@ int main(int argc, char **argv)
     }
     if (repl_mode && i < argc)
         return usage_error("repl takes no SCRIPT ('%s'): use -i to open a prompt in a host running systems", argv[i]);
-    if (!test_mode && !interactive && i >= argc && listen_port < 0)
-        return usage_error("%s", "no SCRIPT given (and no --listen or -i)");
+    if (!test_mode && !interactive && i >= argc && listen_port < 0 && nchunks == 0)
+        return usage_error("%s", "no SCRIPT given (and no --listen, -e or -i)");
     if (json && !interactive)
         return usage_error("%s", "--json goes with -i or repl");
     if (registry_url_arg)
@@ -373,7 +387,23 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    int started = 0;
+    int started = 0, ran_plain = 0, failed_chunks = 0;
+    for (int k = 0; k < nchunks; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "e%d", k + 1);
+        int plain = 0;
+        sssn_system *s = system_load_string(h, chunks[k], strlen(chunks[k]), "=(command line)", id,
+                                            h->cfg.memory_limit, &plain);
+        if (s) {
+            system_start(s);
+            started++;
+        } else if (plain) {
+            ran_plain++;
+        } else {
+            failed_chunks++;
+        }
+    }
+    int nscripts = argc - i;
     for (; i < argc; i++) {
         sssn_system *s = system_load_file(h, argv[i]);
         if (s) {
@@ -386,9 +416,12 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!started && !h->api && !h->repl) {
-        host_log(h, LOG_ERROR, NULL, "no system could start");
+        /* `sssn-host -e 'print(...)'`: plain chunks that ran are a success, not a failed start */
+        int only_chunks_ran = ran_plain > 0 && failed_chunks == 0 && nscripts == 0;
+        if (!only_chunks_ran)
+            host_log(h, LOG_ERROR, NULL, "no system could start");
         host_free(h);
-        return 1;
+        return only_chunks_ran ? 0 : 1;
     }
     host_run(h);
     host_stop_all(h, "done");

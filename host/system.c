@@ -572,9 +572,14 @@ static int load_protected(lua_State *L)
         lua_getglobal(L, "step");
         int has_globals = lua_isfunction(L, -1) || lua_isfunction(L, -2);
         lua_pop(L, 2);
-        if (!has_globals)
+        if (!has_globals) {
+            if (lua_toboolean(L, 4)) {
+                lua_pushboolean(L, 0); /* plain code (-e): it ran, there is no system */
+                return 1;
+            }
             return luaL_error(L, "the script neither returns a system (sssn.system{...}) nor defines "
                                  "global setup/step functions");
+        }
         lua_getglobal(L, "require");
         lua_pushstring(L, "sssn");
         lua_call(L, 1, 1);
@@ -618,11 +623,12 @@ static int load_protected(lua_State *L)
     lua_setfield(L, t, "_sys");
     lua_pushvalue(L, t);
     s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    return 0;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static sssn_system *system_load(host *h, int is_file, const char *src, size_t len, const char *name,
-                                const char *default_id, size_t memory_limit)
+                                const char *default_id, size_t memory_limit, int *ran_plain)
 {
     vm *v = vm_new(h, memory_limit);
     if (!v)
@@ -643,9 +649,14 @@ static sssn_system *system_load(host *h, int is_file, const char *src, size_t le
     lua_pushlightuserdata(L, s);
     lua_pushvalue(L, -4);
     lua_pushstring(L, default_id);
-    if (lua_pcall(L, 3, 0, -5) != LUA_OK) {
+    lua_pushboolean(L, ran_plain != NULL);
+    if (lua_pcall(L, 4, 1, -6) != LUA_OK) {
         host_log(h, LOG_ERROR, s->id, "cannot start %s: %s", name, lua_tostring(L, -1));
         goto fail;
+    }
+    if (!lua_toboolean(L, -1)) {
+        *ran_plain = 1;
+        goto fail; /* nothing failed: there is just no system to keep */
     }
     lua_settop(L, 0);
     v->default_system = s; /* from now on, calls outside a task act for this system */
@@ -679,15 +690,15 @@ sssn_system *system_load_file(host *h, const char *path)
     char *id = base_name(path);
     if (!id)
         return NULL;
-    sssn_system *s = system_load(h, 1, path, 0, path, id, h->cfg.memory_limit);
+    sssn_system *s = system_load(h, 1, path, 0, path, id, h->cfg.memory_limit, NULL);
     free(id);
     return s;
 }
 
 sssn_system *system_load_string(host *h, const char *source, size_t len, const char *chunkname,
-                                const char *default_id, size_t memory_limit)
+                                const char *default_id, size_t memory_limit, int *ran_plain)
 {
-    return system_load(h, 0, source, len, chunkname, default_id, memory_limit);
+    return system_load(h, 0, source, len, chunkname, default_id, memory_limit, ran_plain);
 }
 
 sssn_system *system_attach(vm *v, const char *id, const char *name)

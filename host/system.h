@@ -92,8 +92,10 @@ struct sssn_system {
 
 /* Loading. Both report failures (file and line) through the host log and return NULL. */
 sssn_system *system_load_file(host *h, const char *path);
+/* ran_plain (may be NULL): allow a chunk that is no system; it runs once and *ran_plain is
+ * set (the result is then NULL without an error). */
 sssn_system *system_load_string(host *h, const char *source, size_t len, const char *chunkname,
-                                const char *default_id, size_t memory_limit);
+                                const char *default_id, size_t memory_limit, int *ran_plain);
 /* Starts a loaded system: runs setup in a task, then ticks. */
 void system_start(sssn_system *s);
 /* A system bound to an existing vm that the host never ticks (the test runner's readers). */
