@@ -49,18 +49,9 @@ local function seqs(messages)
   return out
 end
 
--- The error message fn(...) raises; fails the test when it raises nothing.
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error, but the call succeeded")
-  return tostring(err)
-end
+local error_of = testing.error_of
 
-local function assert_mentions(msg, ...)
-  for _, needle in ipairs({ ... }) do
-    assert(msg:find(needle, 1, true), ("expected the error to mention %q, got: %s"):format(needle, msg))
-  end
-end
+local assert_mentions = testing.assert_mentions
 
 local function keys_of(t)
   local out = {}

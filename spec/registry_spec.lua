@@ -63,17 +63,9 @@ local function count_of(list, id)
   return n
 end
 
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error, but the call succeeded")
-  return tostring(err)
-end
+local error_of = testing.error_of
 
-local function assert_mentions(msg, ...)
-  for _, needle in ipairs({ ... }) do
-    assert(msg:find(needle, 1, true), ("expected the error to mention %q, got: %s"):format(needle, msg))
-  end
-end
+local assert_mentions = testing.assert_mentions
 
 -- Source of a system that registers itself and two channels in setup.
 local function registering_source(sys_id, service, kept_ch, unkept_ch, ttl)

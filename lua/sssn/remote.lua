@@ -107,24 +107,26 @@ end
 
 local function query_ttl(ttl) return ttl and ("?ttl=%s"):format(ttl) or "" end
 
+-- PUTs a normalized entry, then keeps it alive for the calling system (unless told not to).
+function RemoteRegistry:_register(fn, kind, plural, id, body, ttl, opts)
+  local path = ("/registry/%s/%s"):format(plural, escape(id))
+  local entry = self:_call(fn, "PUT", path .. query_ttl(ttl), body)
+  self:_track(kind, id, path, body, ttl, not (opts and opts.keepalive == false))
+  return entry
+end
+
 function RemoteRegistry:register_channel(info, ttl, opts)
   check_self(self, "register_channel")
   local c = Registry.normalize_channel(info)
   check_ttl(ttl, "register_channel")
-  local path = "/registry/channels/" .. escape(c.id)
-  local entry = self:_call("register_channel", "PUT", path .. query_ttl(ttl), c)
-  self:_track("channel", c.id, path, c, ttl, not (opts and opts.keepalive == false))
-  return entry
+  return self:_register("register_channel", "channel", "channels", c.id, c, ttl, opts)
 end
 
 function RemoteRegistry:register_system(descriptor, ttl, opts)
   check_self(self, "register_system")
   local d = Registry.normalize_system(descriptor)
   check_ttl(ttl, "register_system")
-  local path = "/registry/systems/" .. escape(d.system_id)
-  local entry = self:_call("register_system", "PUT", path .. query_ttl(ttl), d)
-  self:_track("system", d.system_id, path, d, ttl, not (opts and opts.keepalive == false))
-  return entry
+  return self:_register("register_system", "system", "systems", d.system_id, d, ttl, opts)
 end
 
 function RemoteRegistry:deregister_channel(id)

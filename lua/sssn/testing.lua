@@ -74,6 +74,22 @@ function testing.write_file(path, text)
   f:close()
 end
 
+--- The error message fn(...) raises; raises itself (failing the spec) when fn raises nothing.
+function testing.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then error("expected an error, but the call succeeded", 2) end
+  return tostring(err)
+end
+
+--- Fails the spec unless msg contains every one of the given plain substrings.
+function testing.assert_mentions(msg, ...)
+  for _, needle in ipairs({ ... }) do
+    if not msg:find(needle, 1, true) then
+      error(("expected the error to mention %q, got: %s"):format(needle, msg), 2)
+    end
+  end
+end
+
 local counter = 0
 --- A fresh id for a spec: prefix-N, unique within the run.
 function testing.uid(prefix)
