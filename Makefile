@@ -24,8 +24,8 @@ VARIANT  = normal
 endif
 BUILD = build/$(VARIANT)
 
-CORE = strbuf hashmap heap json channel registry
-HOST = $(CORE) log timer host system keepalive http_server http_client api lua_api repl lua_sssn main
+CORE = strbuf hashmap heap json channel registry log
+HOST = $(CORE) timer host system keepalive http_server http_client api lua_api repl lua_sssn main
 OBJS = $(HOST:%=$(BUILD)/%.o)
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 

@@ -147,7 +147,7 @@ static void on_request(void *ud, http_request *r)
         http_respond(r, 500, "application/json", err, sizeof err - 1);
         return;
     }
-    if (!task_spawn(a->vm, NULL, TASK_REQUEST, 5, request_done, r)) {
+    if (task_spawn(a->vm, NULL, TASK_REQUEST, 5, request_done, r) < 0) {
         static const char err[] = "{\"detail\":\"cannot start the request\",\"error\":{\"type\":\"internal\",\"message\":\"cannot start the request\"}}";
         http_respond(r, 500, "application/json", err, sizeof err - 1);
     }

@@ -11,6 +11,7 @@
 #define DEFAULT_CAPACITY 1000
 #define DEFAULT_CLAIM_TIMEOUT 30.0
 #define DEFAULT_LIMIT 100
+#define RING_START 64 /* slots a new channel's ring starts with */
 
 static const char *const kind_names[] = {
     [CHANNEL_BROADCAST] = "broadcast",
@@ -116,7 +117,26 @@ static void message_free(message *m)
 /* The i-th message held, counting from the oldest. */
 static message *ring_at(const channel *ch, size_t i)
 {
-    return ch->ring[(ch->head + i) % ch->capacity];
+    return ch->ring[(ch->head + i) % ch->ring_size];
+}
+
+/* The ring grows as messages arrive, up to capacity slots, so a large capacity costs memory
+ * only once it is used. Called before a write changes anything: a failure changes nothing. */
+static int ring_reserve(channel *ch)
+{
+    if (ch->count < ch->ring_size || ch->ring_size == ch->capacity)
+        return 0;
+    size_t size = ch->ring_size * 2 < ch->capacity ? ch->ring_size * 2 : ch->capacity;
+    message **ring = calloc(size, sizeof *ring);
+    if (!ring)
+        return -1;
+    for (size_t i = 0; i < ch->count; i++)
+        ring[i] = ring_at(ch, i);
+    free(ch->ring);
+    ch->ring = ring;
+    ch->ring_size = size;
+    ch->head = 0;
+    return 0;
 }
 
 /* Unlinks and frees the oldest message. The by_id entry is removed only when it still points
@@ -125,7 +145,7 @@ static void drop_head(channel *ch)
 {
     message *m = ch->ring[ch->head];
     ch->ring[ch->head] = NULL;
-    ch->head = (ch->head + 1) % ch->capacity;
+    ch->head = (ch->head + 1) % ch->ring_size;
     ch->count--;
     ch->first_seq++;
     if (ch->by_id && hashmap_get(ch->by_id, m->id) == m)
@@ -165,13 +185,18 @@ channel *channel_new(const channel_config *cfg)
     ch->retention = cfg->retention;
     ch->claim_timeout = cfg->claim_timeout > 0 ? cfg->claim_timeout : DEFAULT_CLAIM_TIMEOUT;
     ch->capacity = cfg->capacity ? cfg->capacity : DEFAULT_CAPACITY;
+    if (ch->capacity > CHANNEL_MAX_CAPACITY) {
+        free(ch);
+        return NULL;
+    }
+    ch->ring_size = ch->capacity < RING_START ? ch->capacity : RING_START;
     ch->first_seq = ch->next_seq = 1;
     ch->rng = seed_rng(ch);
 
     ch->id = strdup(cfg->id);
     ch->name = strdup(cfg->name ? cfg->name : cfg->id);
     ch->description = strdup(cfg->description ? cfg->description : "");
-    ch->ring = calloc(ch->capacity, sizeof *ch->ring);
+    ch->ring = calloc(ch->ring_size, sizeof *ch->ring);
     if (cfg->kind == CHANNEL_WORK_QUEUE)
         ch->by_id = hashmap_new();
     ch->readers = hashmap_new();
@@ -223,6 +248,9 @@ int channel_write(channel *ch, const message_in *in, double now, const message *
     /* trim() has already forgotten acknowledged work at the head. */
     if (ch->kind == CHANNEL_WORK_QUEUE && ch->count == ch->capacity)
         return CHANNEL_EFULL;
+
+    if (ring_reserve(ch) < 0)
+        return CHANNEL_ENOMEM;
 
     /* Build the whole message before touching the ring, so a failure changes nothing: one
      * allocation holds the struct and every string, the cheapest thing on the hot path. */
@@ -276,7 +304,7 @@ int channel_write(channel *ch, const message_in *in, double now, const message *
         ch->dropped++;
     }
     m->seq = ch->next_seq++;
-    ch->ring[(ch->head + ch->count) % ch->capacity] = m;
+    ch->ring[(ch->head + ch->count) % ch->ring_size] = m;
     ch->count++;
     ch->writes++;
     if (out)

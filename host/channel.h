@@ -68,7 +68,7 @@ typedef struct channel_config {
     int is_public;           /* visibility: 1 public, 0 private */
     channel_kind kind;
     double period;           /* seconds; meaningful for periodic channels, else 0 */
-    size_t capacity;         /* 0 -> 1000 messages */
+    size_t capacity;         /* 0 -> 1000 messages; at most CHANNEL_MAX_CAPACITY */
     double retention;        /* seconds a message is kept; 0 -> no time limit */
     double claim_timeout;    /* seconds; 0 -> 30 */
 } channel_config;
@@ -92,6 +92,9 @@ typedef struct channel_reader {
  * named by callers, HTTP tokens included, so their number must be bounded. */
 #define CHANNEL_MAX_READERS 10000
 
+/* Messages a channel may hold at most (its ring's slots are allocated as it fills). */
+#define CHANNEL_MAX_CAPACITY 1000000
+
 typedef struct channel {
     char *id, *name, *description;
     int is_public;
@@ -101,8 +104,9 @@ typedef struct channel {
     char *owner;    /* system id of the owner, set by the host; NULL when none */
     int stopped;
 
-    /* the log: a ring of capacity slots holding seqs [first_seq, next_seq) */
+    /* the log: a ring holding seqs [first_seq, next_seq); it grows up to capacity slots */
     message **ring;
+    size_t ring_size;   /* slots allocated */
     size_t head;        /* ring index of first_seq */
     size_t count;       /* messages held */
     uint64_t first_seq; /* seq of the oldest message held (== next_seq when empty) */
@@ -119,7 +123,8 @@ typedef struct channel {
     uint64_t rng; /* splitmix64 state for message UUIDs, seeded in channel_new */
 } channel;
 
-channel *channel_new(const channel_config *cfg); /* NULL when cfg->id is empty or out of memory */
+/* NULL when cfg->id is empty, capacity is over CHANNEL_MAX_CAPACITY, or out of memory. */
+channel *channel_new(const channel_config *cfg);
 void channel_free(channel *ch);                  /* frees messages and readers; watchers are the caller's */
 void channel_stop(channel *ch);                  /* later writes fail with CHANNEL_ESTOPPED; reads go on */
 

@@ -31,6 +31,11 @@ typedef struct host_config {
 
 void host_config_defaults(host_config *c);
 
+/* Bytes an id may have at most: system, channel and registry entry ids, and the reader names
+ * HTTP tokens give. Longer ones are refused with an error naming the id. */
+#define SSSN_ID_MAX 256
+#define SSSN_ID_MAX_TEXT "256"
+
 /* Owner name of channels the host itself runs (the registry's event channel). */
 #define HOST_OWNER "sssn-host"
 

@@ -217,6 +217,11 @@ http_call *http_client_request(http_client *c, const char *method, const char *u
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->error);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+    /* bounded before the conversion: a double out of long's range is undefined behaviour */
+    if (!(timeout > 0.001))
+        timeout = 0.001;
+    if (timeout > HTTP_CLIENT_MAX_TIMEOUT)
+        timeout = HTTP_CLIENT_MAX_TIMEOUT;
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);

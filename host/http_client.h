@@ -17,6 +17,9 @@ typedef void (*http_client_cb)(void *ud, long status, const char *body, size_t l
 http_client *http_client_new(struct host *h);
 void http_client_free(http_client *c); /* cancels what is in flight without callbacks */
 
+/* Seconds a request may take at most; longer time-outs are cut to this. */
+#define HTTP_CLIENT_MAX_TIMEOUT 86400.0
+
 /* Starts a request. bearer (may be NULL) is sent as "Authorization: Bearer <bearer>"; a body
  * (may be NULL) is sent as application/json. NULL when the request could not be started. */
 http_call *http_client_request(http_client *c, const char *method, const char *url, const char *bearer,

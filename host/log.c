@@ -1,5 +1,6 @@
 /* log.c - leveled logging to stderr (see log.h). One write per line so lines from
- * several systems never interleave mid-line. */
+ * several systems never interleave mid-line. Any input is safe: a line longer than the
+ * buffer is cut (and marked so) rather than overflowing it. */
 #include "log.h"
 
 #include <stdarg.h>
@@ -18,20 +19,36 @@ int log_level_parse(const char *s)
 
 const char *log_level_name(int level) { return level >= 0 && level < 4 ? names[level] : "?"; }
 
+/* snprintf returns what it would have written: clamp it to what fits. */
+static size_t clamp(int n, size_t room)
+{
+    if (n < 0)
+        return 0;
+    return (size_t)n < room ? (size_t)n : room - 1;
+}
+
 void log_write(int threshold, int level, const char *system, const char *fmt, ...)
 {
     if (level > threshold)
         return;
-    char line[4096];
-    int n = system ? snprintf(line, sizeof line, "sssn-host: %s: [%s] ", names[level], system)
-                   : snprintf(line, sizeof line, "sssn-host: %s: ", names[level]);
+    static const char cut[] = " [...]";
+    char line[LOG_LINE_MAX];
+    size_t room = sizeof line - sizeof cut - 1; /* leaves space for the mark and '\n' */
+    const char *lvl = log_level_name(level);
+    size_t len = clamp(system ? snprintf(line, room, "sssn-host: %s: [%.200s%s] ", lvl, system,
+                                         strlen(system) > 200 ? "..." : "")
+                              : snprintf(line, room, "sssn-host: %s: ", lvl),
+                       room);
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(line + len, room - len, fmt, ap);
     va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
+    int truncated = m > 0 && (size_t)m >= room - len;
+    len += clamp(m, room - len);
+    if (truncated) {
+        memcpy(line + len, cut, sizeof cut - 1);
+        len += sizeof cut - 1;
+    }
     line[len++] = '\n';
     fflush(stdout); /* keep the order of print() output and log lines on a shared terminal */
     fwrite(line, 1, len, stderr);

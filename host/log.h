@@ -5,6 +5,10 @@
 
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
+/* Bytes of one log line at most; longer lines are cut and end in " [...]". A system id is
+ * shown up to 200 bytes. */
+#define LOG_LINE_MAX 4096
+
 int log_level_parse(const char *s); /* -1 when unknown */
 const char *log_level_name(int level);
 

@@ -11,6 +11,7 @@
 #include "http_client.h"
 #include "json.h"
 #include "lua_api.h"
+#include "lua_sssn.h"
 #include "system.h"
 
 static host *host_of(lua_State *L) { return vm_of(L)->h; }
@@ -26,12 +27,7 @@ static int fail(lua_State *L, int status, const char *type, const char *fmt, con
 
 static int push_buf(lua_State *L, strbuf *b)
 {
-    if (!b->data) {
-        strbuf_free(b);
-        return luaL_error(L, "sssn: out of memory");
-    }
-    lua_pushlstring(L, b->data, b->len);
-    strbuf_free(b);
+    sssn_push_strbuf(L, b);
     return 1;
 }
 
@@ -164,17 +160,34 @@ static int l_api_read(lua_State *L)
 }
 
 /* core.api_write(id, sender, data, metadata|nil, correlation_id, reply_to, recipient_id, msg_id)
- *   -> item_id | nil, status, type, message */
+ *   -> item_id | nil, status, type, message
+ * The arguments are all checked before anything is allocated: nothing raises while holding
+ * C memory. */
 static int l_api_write(lua_State *L)
 {
     host *h = host_of(L);
     const char *id = luaL_checkstring(L, 1);
     const char *sender = luaL_optstring(L, 2, NULL);
+    const char *route[3];
+    for (int i = 0; i < 3; i++)
+        route[i] = luaL_optstring(L, 5 + i, NULL);
+    const char *mid = luaL_optstring(L, 8, NULL);
     channel *ch = find_channel(L, id);
     if (!ch)
         return fail(L, 404, "not_found", "channel '%s' not found", id);
     if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
         return fail(L, 405, "method_not_allowed", "channel '%s' is read-only", id);
+    if (mid) {
+        size_t n = strlen(mid);
+        int ok = n > 0 && n <= 36;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = mid[i] > 0x20 && mid[i] < 0x7f && mid[i] != '"' && mid[i] != '\\';
+        if (!ok)
+            return fail(L, 400, "bad_request", "a message id must be 1 to 36 printable characters "
+                                               "without quotes or backslashes%s", "");
+        if (channel_find(ch, mid))
+            return fail(L, 400, "bad_request", "the channel already holds a message with id '%s'", mid);
+    }
     char err[256];
     strbuf data = STRBUF_INIT, meta = STRBUF_INIT;
     if (json_encode(L, 3, "data", &data, err, sizeof err) < 0 ||
@@ -183,32 +196,14 @@ static int l_api_write(lua_State *L)
         strbuf_free(&meta);
         return fail(L, 400, "bad_request", "%s", err);
     }
-    const char *mid = luaL_optstring(L, 8, NULL);
-    if (mid) {
-        size_t n = strlen(mid);
-        int ok = n > 0 && n <= 36;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = mid[i] > 0x20 && mid[i] < 0x7f && mid[i] != '"' && mid[i] != '\\';
-        if (!ok) {
-            strbuf_free(&data);
-            strbuf_free(&meta);
-            return fail(L, 400, "bad_request", "a message id must be 1 to 36 printable characters "
-                                               "without quotes or backslashes%s", "");
-        }
-        if (channel_find(ch, mid)) {
-            strbuf_free(&data);
-            strbuf_free(&meta);
-            return fail(L, 400, "bad_request", "the channel already holds a message with id '%s'", mid);
-        }
-    }
     message_in in = {
         .sender_id = sender,
         .data_json = data.data,
         .data_len = data.len,
         .metadata_json = meta.data,
-        .correlation_id = luaL_optstring(L, 5, NULL),
-        .reply_to = luaL_optstring(L, 6, NULL),
-        .recipient_id = luaL_optstring(L, 7, NULL),
+        .correlation_id = route[0],
+        .reply_to = route[1],
+        .recipient_id = route[2],
         .id = mid,
     };
     const message *m;
@@ -271,6 +266,10 @@ static int l_wait(lua_State *L)
     const char *id = luaL_checkstring(L, 1);
     lua_Integer after = luaL_checkinteger(L, 2);
     double timeout = luaL_checknumber(L, 3);
+    if (!(timeout >= 0)) /* NaN or negative: do not wait */
+        timeout = 0;
+    if (timeout > 1e9)
+        timeout = 1e9;
     channel *ch = host_channel(host_of(L), id);
     if (!ch) {
         sssn_system *s = system_current(L);
@@ -451,6 +450,9 @@ static int l_http(lua_State *L)
     const char *body = luaL_optlstring(L, 3, NULL, &len);
     const char *bearer = luaL_optstring(L, 4, NULL);
     double timeout = luaL_optnumber(L, 5, 30);
+    if (!(timeout > 0 && timeout <= HTTP_CLIENT_MAX_TIMEOUT))
+        return luaL_error(L, "sssn: an HTTP time-out must be a number of seconds between 0 and %f (got %f)",
+                          HTTP_CLIENT_MAX_TIMEOUT, timeout);
     luaL_argcheck(L, strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0, 2,
                   "an http:// URL is expected");
     task *t = task_current(L);

@@ -277,8 +277,10 @@ static int l_now(lua_State *L)
 
 static int l_sleep(lua_State *L)
 {
-    double s = luaL_checknumber(L, 1);
-    luaL_argcheck(L, s >= 0 && s == s, 1, "seconds must be a non-negative number");
+    double s = lua_tonumber(L, 1);
+    if (lua_type(L, 1) != LUA_TNUMBER || !(s >= 0 && s <= 1e9))
+        return sssn_error(L, "sssn.sleep: seconds must be a number between 0 and 1e9 (got %s)",
+                          lua_type(L, 1) == LUA_TNUMBER ? lua_tostring(L, 1) : luaL_typename(L, 1));
     task_sleep(L, s);
     return lua_yield(L, 0);
 }
@@ -286,25 +288,51 @@ static int l_sleep(lua_State *L)
 static int l_log(lua_State *L)
 {
     static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
-    int level = luaL_checkoption(L, 1, NULL, levels);
-    const char *msg = luaL_checkstring(L, 2);
+    const char *name = lua_tostring(L, 1);
+    int level = 0;
+    while (name && levels[level] && strcmp(levels[level], name) != 0)
+        level++;
+    if (!name || !levels[level])
+        return sssn_error(L, "sssn.log: the level must be \"error\", \"warn\", \"info\" or \"debug\" (got %s)",
+                          name ? name : luaL_typename(L, 1));
+    const char *msg = luaL_tolstring(L, 2, NULL);
     sssn_system *s = system_current(L);
     host_log(host_of(L), level, s ? s->id : NULL, "%s", msg);
     return 0;
 }
 
+static int push_strbuf_protected(lua_State *L)
+{
+    strbuf *b = lua_touserdata(L, 1);
+    lua_pushlstring(L, b->data, b->len);
+    return 1;
+}
+
+void sssn_push_strbuf(lua_State *L, strbuf *b)
+{
+    if (!b->data) {
+        strbuf_free(b);
+        luaL_error(L, "sssn: out of memory");
+    }
+    lua_pushcfunction(L, push_strbuf_protected);
+    lua_pushlightuserdata(L, b);
+    int st = lua_pcall(L, 1, 1, 0);
+    strbuf_free(b);
+    if (st != LUA_OK)
+        lua_error(L);
+}
+
 static int l_json_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
+    const char *root = luaL_optstring(L, 2, "value");
     strbuf b = STRBUF_INIT;
     char err[256];
-    int rc = json_encode(L, 1, luaL_optstring(L, 2, "value"), &b, err, sizeof err);
-    if (rc < 0 || !b.data) {
+    if (json_encode(L, 1, root, &b, err, sizeof err) < 0) {
         strbuf_free(&b);
-        return luaL_error(L, "sssn.json.encode: %s", rc < 0 ? err : "out of memory");
+        return luaL_error(L, "sssn.json.encode: %s", err);
     }
-    lua_pushlstring(L, b.data, b.len);
-    strbuf_free(&b);
+    sssn_push_strbuf(L, &b);
     return 1;
 }
 
@@ -316,44 +344,134 @@ static int l_json_decode(lua_State *L)
     return 1;
 }
 
-/* core.channel_new(cfg) -> channel handle; the channel joins the host table, unowned. */
+/* ---- checked fields of configuration tables ---- */
+
+/* Refuses any key of the table at t that is not in `known`, naming it and the constructor. */
+static void check_known_fields(lua_State *L, int t, const char *ctor, const char *const *known)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            sssn_error(L, "%s: the config has a %s key; fields are named by strings", ctor, luaL_typename(L, -1));
+        const char *key = lua_tostring(L, -1);
+        size_t i = 0;
+        while (known[i] && strcmp(known[i], key) != 0)
+            i++;
+        if (!known[i]) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (size_t k = 0; known[k]; k++) {
+                luaL_addstring(&b, k ? ", " : "");
+                luaL_addstring(&b, known[k]);
+            }
+            luaL_pushresult(&b);
+            sssn_error(L, "%s: unknown field '%s' (known: %s)", ctor, key, lua_tostring(L, -1));
+        }
+    }
+}
+
+/* t.key as a string, or NULL when absent; anything else is refused, naming the field. */
+static const char *opt_string_field(lua_State *L, int t, const char *key, const char *ctor)
+{
+    int type = lua_getfield(L, t, key);
+    if (type == LUA_TNIL)
+        return NULL;
+    if (type != LUA_TSTRING)
+        sssn_error(L, "%s: %s must be a string (got %s)", ctor, key, luaL_typename(L, -1));
+    return lua_tostring(L, -1); /* stays on the stack, so it stays alive */
+}
+
+/* t.key as a number in [min, max], or def when absent. */
+static double opt_number_field(lua_State *L, int t, const char *key, const char *ctor, double def, double min,
+                               double max, const char *unit)
+{
+    int type = lua_getfield(L, t, key);
+    double v = lua_tonumber(L, -1);
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (type != LUA_TNUMBER || !(v >= min && v <= max)) {
+        char range[64];
+        snprintf(range, sizeof range, "between %g and %g", min, max);
+        sssn_error(L, "%s: %s must be a number of %s %s (got %s)", ctor, key, unit, range,
+                   type == LUA_TNUMBER ? lua_tostring(L, -1) : lua_typename(L, type));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *sssn_id_problem(const char *id, size_t len)
+{
+    if (len == 0)
+        return "must not be empty";
+    if (len > SSSN_ID_MAX)
+        return "is longer than " SSSN_ID_MAX_TEXT " bytes";
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+            return "contains a control character";
+    return NULL;
+}
+
+/* t.id: a string of 1 to SSSN_ID_MAX bytes without control characters. */
+static const char *check_id_field(lua_State *L, int t, const char *key, const char *ctor)
+{
+    const char *id = opt_string_field(L, t, key, ctor);
+    if (!id)
+        sssn_error(L, "%s: %s is required (a non-empty string)", ctor, key);
+    const char *why = sssn_id_problem(id, lua_rawlen(L, -1));
+    if (why)
+        sssn_error(L, "%s: %s %s", ctor, key, why);
+    return id;
+}
+
+/* core.channel_new(kind, cfg) -> channel handle. The channel joins the host's table when a
+ * system adds it (add_channel); until then its handle owns it, and frees it if collected. */
 static int l_channel_new(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const fields[] = {"id", "name", "description", "visibility", "capacity", "retention",
+                                         "claim_timeout", NULL};
+    static const char *const periodic_fields[] = {"id", "name", "description", "visibility", "capacity",
+                                                  "retention", "claim_timeout", "period", "pull", NULL};
     host *h = host_of(L);
     channel_config c = {0};
-    lua_getfield(L, 1, "id");
-    c.id = lua_tostring(L, -1);
-    if (!c.id || !*c.id)
-        return sssn_error(L, "sssn: a channel needs an id (a non-empty string)");
-    lua_getfield(L, 1, "kind");
-    if (channel_kind_parse(luaL_optstring(L, -1, "broadcast"), &c.kind) < 0)
-        return sssn_error(L, "sssn: unknown channel kind '%s' for channel '%s' (broadcast, work_queue, "
-                             "mailbox, periodic, passthrough)", lua_tostring(L, -1), c.id);
-    lua_getfield(L, 1, "name");
-    c.name = luaL_optstring(L, -1, NULL);
-    lua_getfield(L, 1, "description");
-    c.description = luaL_optstring(L, -1, NULL);
-    lua_getfield(L, 1, "visibility");
-    const char *vis = luaL_optstring(L, -1, "public");
-    if (strcmp(vis, "public") != 0 && strcmp(vis, "private") != 0)
-        return sssn_error(L, "sssn: visibility of channel '%s' must be \"public\" or \"private\"", c.id);
-    c.is_public = strcmp(vis, "public") == 0;
-    lua_getfield(L, 1, "period");
-    c.period = luaL_optnumber(L, -1, 0);
-    lua_getfield(L, 1, "capacity");
-    lua_Integer cap = luaL_optinteger(L, -1, 0);
-    if (cap < 0 || cap > 100000000)
-        return sssn_error(L, "sssn: capacity of channel '%s' must be between 1 and 100000000", c.id);
-    c.capacity = (size_t)cap;
-    lua_getfield(L, 1, "retention");
-    c.retention = luaL_optnumber(L, -1, 0);
-    lua_getfield(L, 1, "claim_timeout");
-    c.claim_timeout = luaL_optnumber(L, -1, 0);
-    if (c.kind == CHANNEL_PERIODIC && !(c.period > 0))
-        return sssn_error(L, "sssn: periodic channel '%s' needs a period > 0 (seconds)", c.id);
-    if (c.period < 0 || c.retention < 0 || c.claim_timeout < 0)
-        return sssn_error(L, "sssn: period, retention and claim_timeout of channel '%s' must not be negative", c.id);
+    const char *kind = luaL_checkstring(L, 1);
+    if (channel_kind_parse(kind, &c.kind) < 0)
+        return sssn_error(L, "sssn: unknown channel kind '%s'", kind);
+    char ctor[32];
+    snprintf(ctor, sizeof ctor, "sssn.%s", kind);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    check_known_fields(L, 2, ctor, c.kind == CHANNEL_PERIODIC ? periodic_fields : fields);
+    c.id = check_id_field(L, 2, "id", ctor);
+    c.name = opt_string_field(L, 2, "name", ctor);
+    c.description = opt_string_field(L, 2, "description", ctor);
+    const char *vis = opt_string_field(L, 2, "visibility", ctor);
+    if (vis && strcmp(vis, "public") != 0 && strcmp(vis, "private") != 0)
+        return sssn_error(L, "%s: visibility must be \"public\" or \"private\" (got \"%s\")", ctor, vis);
+    c.is_public = !vis || strcmp(vis, "public") == 0;
+    int type = lua_getfield(L, 2, "capacity");
+    if (type != LUA_TNIL) {
+        lua_Integer cap = lua_tointeger(L, -1);
+        if (!lua_isinteger(L, -1) || cap < 1 || cap > CHANNEL_MAX_CAPACITY)
+            return sssn_error(L, "%s: capacity must be an integer between 1 and %d (got %s)", ctor,
+                              CHANNEL_MAX_CAPACITY, type == LUA_TNUMBER ? lua_tostring(L, -1) : lua_typename(L, type));
+        c.capacity = (size_t)cap;
+    }
+    lua_pop(L, 1);
+    c.retention = opt_number_field(L, 2, "retention", ctor, 0, 0.001, 1e9, "seconds");
+    c.claim_timeout = opt_number_field(L, 2, "claim_timeout", ctor, 0, 0.001, 1e9, "seconds");
+    if (c.kind == CHANNEL_PERIODIC) {
+        c.period = opt_number_field(L, 2, "period", ctor, 0, 0.001, 1e9, "seconds");
+        if (!(c.period > 0))
+            return sssn_error(L, "%s: period is required (seconds between pulls, at least 0.001)", ctor);
+        if (lua_getfield(L, 2, "pull") != LUA_TFUNCTION)
+            return sssn_error(L, "%s: pull must be a function returning the data to write (got %s)", ctor,
+                              luaL_typename(L, -1));
+    } else {
+        lua_pushnil(L);
+    }
     if (host_channel(h, c.id)) {
         channel *old = host_channel(h, c.id);
         return sssn_error(L, "sssn: channel '%s' already exists (owned by '%s')", c.id, old->owner ? old->owner : "nobody");
@@ -361,17 +479,21 @@ static int l_channel_new(lua_State *L)
     channel_handle *hd = lua_newuserdatauv(L, sizeof *hd, 1);
     hd->ch = NULL;
     luaL_setmetatable(L, CHANNEL_MT);
-    lua_getfield(L, 1, "pull");
-    if (c.kind == CHANNEL_PERIODIC && !lua_isfunction(L, -1))
-        return sssn_error(L, "sssn: periodic channel '%s' needs a pull function", c.id);
-    lua_setiuservalue(L, -2, 1);
-    hd->ch = channel_new(&c);
-    if (!hd->ch || host_add_channel(h, hd->ch) < 0) {
-        channel_free(hd->ch);
-        hd->ch = NULL;
+    lua_insert(L, -2);
+    lua_setiuservalue(L, -2, 1); /* the pull function (or nil) */
+    if (!(hd->ch = channel_new(&c)))
         return sssn_error(L, "sssn: out of memory creating channel '%s'", c.id);
-    }
     return 1;
+}
+
+/* A channel no system added is its handle's to free. */
+static int l_channel_gc(lua_State *L)
+{
+    channel_handle *hd = luaL_checkudata(L, 1, CHANNEL_MT);
+    if (hd->ch && !hd->ch->owner)
+        channel_free(hd->ch);
+    hd->ch = NULL;
+    return 0;
 }
 
 static int l_channel_index(lua_State *L)
@@ -450,12 +572,22 @@ static int l_add_channel(lua_State *L)
         return sssn_error(L, "sssn: channel '%s' is stopped (add_channel)", ch->id);
     if (ch->owner)
         return 0; /* already ours */
+    host *h = host_of(L);
+    channel *taken = host_channel(h, ch->id);
+    if (taken)
+        return sssn_error(L, "sssn: channel '%s' already exists (owned by '%s') (add_channel)", ch->id,
+                          taken->owner ? taken->owner : "nobody");
     char *owner = strdup(s->id);
-    if (!owner || hashmap_put(s->channels, ch->id, ch) < 0) {
+    if (!owner || host_add_channel(h, ch) < 0) {
         free(owner);
         return sssn_error(L, "sssn: out of memory (add_channel)");
     }
-    ch->owner = owner;
+    if (hashmap_put(s->channels, ch->id, ch) < 0) {
+        hashmap_remove(h->channels, ch->id);
+        free(owner);
+        return sssn_error(L, "sssn: out of memory (add_channel)");
+    }
+    ch->owner = owner; /* from now on the host owns the channel, not the handle */
     if (ch->kind == CHANNEL_PERIODIC) {
         lua_getiuservalue(L, 2, 1);
         if (system_add_periodic(s, ch, L) < 0)
@@ -478,7 +610,9 @@ static int l_connect(lua_State *L)
     return 1;
 }
 
-/* core.write(sys, id, data, metadata, correlation_id, reply_to, recipient_id) -> id, seq */
+/* core.write(sys, id, data, metadata, correlation_id, reply_to, recipient_id) -> id, seq
+ * Every argument is checked before anything is allocated: nothing here may raise while it
+ * holds C memory. */
 static int l_write(lua_State *L)
 {
     sssn_system *s = check_live_system(L, 1, "write_channel");
@@ -487,14 +621,22 @@ static int l_write(lua_State *L)
     channel *ch = system_channel_or_error(L, s, id, "write_channel");
     if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
         return sssn_error(L, "sssn: channel '%s' is read-only (write_channel)", id);
+    if (!lua_isnoneornil(L, 4) && lua_type(L, 4) != LUA_TTABLE)
+        return sssn_error(L, "sssn: opts.metadata must be a table (got %s) (write_channel)", luaL_typename(L, 4));
+    static const char *const routing[] = {"correlation_id", "reply_to", "recipient_id"};
+    const char *route[3];
+    for (int i = 0; i < 3; i++) {
+        int arg = 5 + i;
+        if (!lua_isnoneornil(L, arg) && lua_type(L, arg) != LUA_TSTRING)
+            return sssn_error(L, "sssn: opts.%s must be a string (got %s) (write_channel)", routing[i],
+                              luaL_typename(L, arg));
+        route[i] = lua_tostring(L, arg);
+    }
     char err[256];
     strbuf meta = STRBUF_INIT;
-    if (!lua_isnoneornil(L, 4)) {
-        luaL_checktype(L, 4, LUA_TTABLE);
-        if (json_encode(L, 4, "metadata", &meta, err, sizeof err) < 0) {
-            strbuf_free(&meta);
-            return sssn_error(L, "sssn: %s (write_channel '%s')", err, id);
-        }
+    if (!lua_isnoneornil(L, 4) && json_encode(L, 4, "metadata", &meta, err, sizeof err) < 0) {
+        strbuf_free(&meta);
+        return sssn_error(L, "sssn: %s (write_channel '%s')", err, id);
     }
     strbuf *b = &h->scratch;
     strbuf_reset(b);
@@ -507,9 +649,9 @@ static int l_write(lua_State *L)
         .data_json = b->data,
         .data_len = b->len,
         .metadata_json = meta.data,
-        .correlation_id = luaL_optstring(L, 5, NULL),
-        .reply_to = luaL_optstring(L, 6, NULL),
-        .recipient_id = luaL_optstring(L, 7, NULL),
+        .correlation_id = route[0],
+        .reply_to = route[1],
+        .recipient_id = route[2],
     };
     const message *m;
     int rc = channel_write(ch, &in, host_now(h), &m);
@@ -521,11 +663,23 @@ static int l_write(lua_State *L)
     return 2;
 }
 
-static size_t check_limit(lua_State *L, int arg)
+/* An optional integer option in [min, max]; the error names it and the operation. */
+static lua_Integer opt_integer(lua_State *L, int arg, const char *name, const char *op, lua_Integer def,
+                               lua_Integer min, lua_Integer max)
 {
-    lua_Integer n = luaL_optinteger(L, arg, 100);
-    luaL_argcheck(L, n >= 1 && n <= 100000, arg, "limit must be between 1 and 100000");
-    return (size_t)n;
+    if (lua_isnoneornil(L, arg))
+        return def;
+    int isint;
+    lua_Integer n = lua_tointegerx(L, arg, &isint);
+    if (!isint || n < min || n > max)
+        sssn_error(L, "sssn: opts.%s must be an integer between %I and %I (got %s) (%s)", name, (LUAI_UACINT)min,
+                   (LUAI_UACINT)max, lua_type(L, arg) == LUA_TNUMBER ? lua_tostring(L, arg) : luaL_typename(L, arg), op);
+    return n;
+}
+
+static size_t check_limit(lua_State *L, int arg, const char *op)
+{
+    return (size_t)opt_integer(L, arg, "limit", op, 100, 1, 100000);
 }
 
 /* core.read(sys, id, limit, after) -> messages, missed */
@@ -534,10 +688,9 @@ static int l_read(lua_State *L)
     sssn_system *s = check_live_system(L, 1, "read_channel");
     const char *id = luaL_checkstring(L, 2);
     channel *ch = system_channel_or_error(L, s, id, "read_channel");
-    size_t limit = check_limit(L, 3);
+    size_t limit = check_limit(L, 3, "read_channel");
     int has_after = !lua_isnoneornil(L, 4);
-    lua_Integer after = has_after ? luaL_checkinteger(L, 4) : 0;
-    luaL_argcheck(L, after >= 0, 4, "after must be a seq (an integer >= 0)");
+    lua_Integer after = opt_integer(L, 4, "after", "read_channel", 0, 0, LUA_MAXINTEGER);
     channel_batch b;
     int rc = channel_read(ch, s->id, limit, has_after, (uint64_t)after, host_now(host_of(L)), &b);
     if (rc != CHANNEL_OK)
@@ -554,7 +707,7 @@ static int l_claim(lua_State *L)
     sssn_system *s = check_live_system(L, 1, "claim_channel");
     const char *id = luaL_checkstring(L, 2);
     channel *ch = system_channel_or_error(L, s, id, "claim_channel");
-    size_t limit = check_limit(L, 3);
+    size_t limit = check_limit(L, 3, "claim_channel");
     channel_batch b;
     int rc = channel_claim(ch, s->id, limit, host_now(host_of(L)), &b);
     if (rc != CHANNEL_OK)
@@ -569,9 +722,11 @@ static int ack_or_nack(lua_State *L, int nack)
     sssn_system *s = check_live_system(L, 1, op);
     const char *id = luaL_checkstring(L, 2);
     channel *ch = system_channel_or_error(L, s, id, op);
-    luaL_checktype(L, 3, LUA_TTABLE);
+    if (lua_type(L, 3) != LUA_TTABLE)
+        return sssn_error(L, "sssn: the message ids must be a list (got %s) (%s)", luaL_typename(L, 3), op);
     size_t n = lua_rawlen(L, 3);
-    luaL_argcheck(L, n <= 100000, 3, "too many ids");
+    if (n > 100000)
+        return sssn_error(L, "sssn: at most 100000 message ids at once (got %d) (%s)", (int)n, op);
     const char **ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0); /* freed by the GC */
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 3, (lua_Integer)i + 1);
@@ -596,7 +751,9 @@ static int l_subscribe(lua_State *L)
 {
     sssn_system *s = check_live_system(L, 1, "subscribe_channel");
     const char *id = luaL_checkstring(L, 2);
-    luaL_checktype(L, 3, LUA_TFUNCTION);
+    if (lua_type(L, 3) != LUA_TFUNCTION)
+        return sssn_error(L, "sssn: subscribe_channel needs a function to call with each message (got %s)",
+                          luaL_typename(L, 3));
     channel *ch = system_channel_or_error(L, s, id, "subscribe_channel");
     if (ch->kind == CHANNEL_WORK_QUEUE)
         return sssn_error(L, "sssn: channel '%s' is a work_queue: subscribe is a shared read, use claim_channel", id);
@@ -793,20 +950,26 @@ static int reg_get_cached(lua_State *L, reg_kind kind)
 static int l_reg_get_channel(lua_State *L) { return reg_get_cached(L, REG_CHANNEL); }
 static int l_reg_get_system(lua_State *L) { return reg_get_cached(L, REG_SYSTEM); }
 
-static int push_list(lua_State *L, reg_list *l)
+static int push_list_protected(lua_State *L)
 {
-    /* decoding may raise: copy the pointers' JSON into Lua one by one; the list array is
-     * freed first when the stack cannot grow */
-    if (!lua_checkstack(L, 6)) {
-        reg_list_free(l);
-        return sssn_error(L, "sssn: stack overflow");
-    }
+    reg_list *l = lua_touserdata(L, 1);
     lua_createtable(L, (int)l->count, 0);
     for (size_t i = 0; i < l->count; i++) {
         push_entry(L, l->items[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    return 1;
+}
+
+/* Decoding may raise (memory): it runs protected, so the list is freed either way. */
+static int push_list(lua_State *L, reg_list *l)
+{
+    lua_pushcfunction(L, push_list_protected);
+    lua_pushlightuserdata(L, l);
+    int st = lua_pcall(L, 1, 1, 0);
     reg_list_free(l);
+    if (st != LUA_OK)
+        return lua_error(L);
     return 1;
 }
 
@@ -977,7 +1140,11 @@ static int l_spawn(lua_State *L)
 /* core.attach(id, name) -> system handle bound to this state, never ticked */
 static int l_attach(lua_State *L)
 {
-    const char *id = luaL_checkstring(L, 1);
+    size_t len;
+    const char *id = luaL_checklstring(L, 1, &len);
+    const char *why = sssn_id_problem(id, len);
+    if (why)
+        return sssn_error(L, "sssn.testing.system: the id %s", why);
     if (system_find(host_of(L), id))
         return sssn_error(L, "sssn: a system with id '%s' is already running", id);
     sssn_system *s = system_attach(vm_of(L), id, luaL_optstring(L, 2, id));
@@ -1040,9 +1207,11 @@ static int l_spawn_task(lua_State *L)
     vm *v = vm_of(L);
     int n = lua_gettop(L);
     lua_xmove(L, v->L, n); /* tasks start from the state's main thread */
-    uint64_t id = v->task_ids + 1; /* the id task_spawn gives it */
-    if (!task_spawn(v, s, TASK_CALL, n - 1, NULL, NULL))
+    task *t = task_new(v, s, TASK_CALL, n - 1, NULL, NULL);
+    if (!t)
         return sssn_error(L, "sssn: cannot start a coroutine (spawn)");
+    uint64_t id = t->id;
+    task_start(t); /* it may end here: t is not touched again */
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
 }
@@ -1129,6 +1298,8 @@ int luaopen_sssn_core(lua_State *L)
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_channel_tostring);
     lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_channel_gc);
+    lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
     luaL_newmetatable(L, SYSTEM_MT);
     lua_pushcfunction(L, l_sys_tostring);

@@ -6,10 +6,18 @@
 #include <lua.h>
 
 #include "channel.h"
+#include "strbuf.h"
 
 struct sssn_system;
 
 int luaopen_sssn_core(lua_State *L);
+
+/* What is wrong with an id of len bytes (empty, longer than SSSN_ID_MAX, control characters),
+ * or NULL when it is fine. */
+const char *sssn_id_problem(const char *id, size_t len);
+
+/* Pushes b's text as a Lua string and frees b, also when pushing fails (it then raises). */
+void sssn_push_strbuf(lua_State *L, strbuf *b);
 
 /* Pushes a message envelope table {id, seq, timestamp, sender_id, content = {data = ...},
  * metadata, correlation_id, reply_to, recipient_id}. May raise (memory). */

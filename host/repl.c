@@ -31,7 +31,8 @@ struct repl {
     int json;
     ev_io input;
     strbuf inbuf;       /* not a terminal: bytes read, not yet a full line */
-    task *running;      /* the chunk in progress, or NULL; (task *)1 while it starts */
+    task *running;      /* the chunk in progress, or NULL */
+    int starting;       /* inside the chunk's first run (handle_line's task_start) */
     int continuation;   /* the last line left a chunk incomplete */
     int failed;
     int eof;
@@ -87,7 +88,7 @@ static void chunk_done(task *t, int ok)
         r->failed = 1;
     if (!ok && t->cancelled)
         printf("interrupted\n");
-    int waited = r->running != (task *)1;
+    int waited = !r->starting;
     r->running = NULL;
     if (!waited)
         return; /* finished inside handle_line: its caller carries on */
@@ -127,12 +128,15 @@ static void handle_line(repl *r, const char *line)
     lua_remove(L, -2);
     lua_insert(L, -2);
     ev_io_stop(r->h->loop, &r->input);
-    r->running = (task *)1;
-    task *t = task_spawn(r->vm, r->sys, TASK_CALL, 1, chunk_done, r);
-    if (r->running == (task *)1)
-        r->running = t; /* it waits: chunk_done brings the prompt back */
-    if (!t)
+    task *t = task_new(r->vm, r->sys, TASK_CALL, 1, chunk_done, r);
+    if (t) {
+        r->running = t; /* chunk_done clears it; if it waits, chunk_done brings the prompt back */
+        r->starting = 1;
+        task_start(t);
+        r->starting = 0;
+    } else {
         r->failed = 1;
+    }
     if (!r->running)
         ev_io_start(r->h->loop, &r->input);
 }
@@ -265,7 +269,7 @@ static char **on_complete(const char *text, int start, int end)
 
 void repl_on_sigint(repl *r)
 {
-    if (r->running && r->running != (task *)1) {
+    if (r->running && !r->starting) {
         task_cancel(r->running); /* a chunk waiting (sleep, HTTP, watch()): end it there */
         return;
     }

@@ -22,7 +22,7 @@ struct subscription {
     int fn_ref;
     channel_watcher watcher;
     deferred delivery;
-    task *active;       /* the callback's task; (task *)1 while it starts */
+    task *active;       /* the callback's task while it runs, else NULL */
     int refs;
     int closed;         /* out of the system's list, watcher removed */
     subscription *next;
@@ -130,11 +130,63 @@ static int sssn_module_searcher(lua_State *L)
     return 2;
 }
 
+/* A task's coroutine is reachable from Lua (coroutine.running() inside a step), but only
+ * the host may resume or close it: its bookkeeping (running, waiting, the sleep timer)
+ * follows the resumes it makes itself. coroutine.resume and coroutine.close refuse a host
+ * task and otherwise call the originals, kept as upvalues. */
+static int refuse_task_thread(lua_State *L, const char *fn)
+{
+    lua_State *co = lua_tothread(L, 1);
+    task *t = co ? *(task **)lua_getextraspace(co) : NULL;
+    if (!t)
+        return 0;
+    return luaL_error(L, "%s: this coroutine is the host's %s task%s%s%s; only the host resumes or "
+                         "closes it (start coroutines of your own with coroutine.create or sssn.spawn)",
+                      fn, task_kind_names[t->kind], t->sys ? " of system '" : "", t->sys ? t->sys->id : "",
+                      t->sys ? "'" : "");
+}
+
+static int call_original(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int guarded_resume(lua_State *L)
+{
+    refuse_task_thread(L, "coroutine.resume");
+    return call_original(L);
+}
+
+static int guarded_close(lua_State *L)
+{
+    refuse_task_thread(L, "coroutine.close");
+    return call_original(L);
+}
+
+static void guard_coroutines(lua_State *L)
+{
+    static const struct { const char *name; lua_CFunction fn; } guarded[] = {
+        {"resume", guarded_resume},
+        {"close", guarded_close},
+    };
+    lua_getglobal(L, "coroutine");
+    for (size_t i = 0; i < sizeof guarded / sizeof guarded[0]; i++) {
+        lua_getfield(L, -1, guarded[i].name);
+        lua_pushcclosure(L, guarded[i].fn, 1);
+        lua_setfield(L, -2, guarded[i].name);
+    }
+    lua_pop(L, 1);
+}
+
 /* Opens the libraries and makes `require "sssn"` find the Lua half and the C half. */
 static int vm_init_protected(lua_State *L)
 {
     vm *v = lua_touserdata(L, 1);
     luaL_openlibs(L);
+    guard_coroutines(L);
     /* our searcher goes right after the preload one */
     lua_getglobal(L, "table");
     lua_getfield(L, -1, "insert");
@@ -226,8 +278,46 @@ static int make_thread_protected(lua_State *L)
     return 1;
 }
 
-/* Runs fn(args...) from the stack in a protected call with a traceback. Used for calls the
- * host makes into a state that must not yield (loading a chunk). */
+/* Pushes msg and a traceback of co from `level`, leaving out frames that say nothing to a
+ * user: the sssn module's own (its bytecode has no debug information: "?") and C functions
+ * (error, pcall...). With no frame left (an error raised by the host's own checks, such as a bad
+ * configuration) only msg is pushed. */
+#define TRACEBACK_FRAMES 20
+
+static void push_traceback(lua_State *L, lua_State *co, const char *msg, int level)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, msg);
+    int shown = 0;
+    lua_Debug ar;
+    for (int lv = level; lua_getstack(co, lv, &ar); lv++) {
+        if (!lua_getinfo(co, "Sln", &ar))
+            continue;
+        if (strcmp(ar.source, "=?") == 0 || *ar.what == 'C')
+            continue;
+        if (shown == TRACEBACK_FRAMES) {
+            luaL_addstring(&b, "\n\t...");
+            break;
+        }
+        char frame[LUA_IDSIZE + 128];
+        int n = snprintf(frame, sizeof frame, "%s\t%s:", shown ? "\n" : "\nstack traceback:\n", ar.short_src);
+        if (ar.currentline > 0)
+            n += snprintf(frame + n, sizeof frame - (size_t)n, "%d:", ar.currentline);
+        if (*ar.what == 'm')
+            snprintf(frame + n, sizeof frame - (size_t)n, " in main chunk");
+        else if (ar.name && *ar.namewhat)
+            snprintf(frame + n, sizeof frame - (size_t)n, " in %s '%.60s'", ar.namewhat, ar.name);
+        else
+            snprintf(frame + n, sizeof frame - (size_t)n, " in function <%s:%d>", ar.short_src, ar.linedefined);
+        luaL_addstring(&b, frame);
+        shown++;
+    }
+    luaL_pushresult(&b);
+}
+
+/* The message handler of calls the host makes into a state that must not yield (loading a
+ * chunk): the error with a traceback. */
 static int traceback_handler(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
@@ -236,12 +326,12 @@ static int traceback_handler(lua_State *L)
             return 1;
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
-    luaL_traceback(L, L, msg, 1);
+    push_traceback(L, L, msg, 1);
     return 1;
 }
 
-task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
-                 void (*on_done)(task *t, int ok), void *data)
+task *task_new(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
+               void (*on_done)(task *t, int ok), void *data)
 {
     lua_State *L = v->L;
     task *t = calloc(1, sizeof *t);
@@ -272,6 +362,7 @@ task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
     t->vm = v;
     t->sys = sys;
     t->kind = kind;
+    t->nargs = nargs;
     t->on_done = on_done;
     t->data = data;
     timer_init(&t->sleep_timer, NULL, t);
@@ -279,8 +370,19 @@ task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
     if (v->tasks)
         v->tasks->prev = t;
     v->tasks = t;
-    task_resume(t, nargs);
     return t;
+}
+
+void task_start(task *t) { task_resume(t, t->nargs); }
+
+int task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
+               void (*on_done)(task *t, int ok), void *data)
+{
+    task *t = task_new(v, sys, kind, nargs, on_done, data);
+    if (!t)
+        return -1;
+    task_start(t);
+    return 0;
 }
 
 /* Builds "message\ntraceback" for a failed task in the state's main thread. Runs protected:
@@ -289,13 +391,28 @@ static int format_error_protected(lua_State *L)
 {
     lua_State *co = lua_touserdata(L, 1);
     const char *msg = luaL_tolstring(L, 2, NULL); /* honours __tostring */
-    luaL_traceback(L, co, msg, 0);
+    push_traceback(L, co, msg, 0);
     return 1;
+}
+
+/* An error object that is a table with sssn_reported = true was logged where it arose (a
+ * remote registry that went away says so once, not at every step that fails for it). */
+static int already_reported(lua_State *co)
+{
+    if (lua_type(co, -1) != LUA_TTABLE || !lua_checkstack(co, 2))
+        return 0;
+    lua_pushliteral(co, "sssn_reported");
+    lua_rawget(co, -2);
+    int reported = lua_toboolean(co, -1);
+    lua_pop(co, 1);
+    return reported;
 }
 
 static void log_task_error(task *t, lua_State *co, int status)
 {
     vm *v = t->vm;
+    if (already_reported(co))
+        return;
     lua_State *L = v->L;
     const char *fallback = status == LUA_ERRMEM ? "not enough memory" : "(error object could not be printed)";
     size_t limit = v->limit;
@@ -591,6 +708,9 @@ static int load_protected(lua_State *L)
     int t = lua_gettop(L);
     if (lua_getfield(L, t, "id") != LUA_TSTRING || lua_rawlen(L, -1) == 0)
         return luaL_error(L, "the system has no id (sssn.system{id = \"...\"})");
+    const char *why = sssn_id_problem(lua_tostring(L, -1), lua_rawlen(L, -1));
+    if (why)
+        return luaL_error(L, "the system id %s", why);
     s->id = xstrdup_or_raise(L, lua_tostring(L, -1));
     if (strcmp(s->id, HOST_OWNER) == 0)
         return luaL_error(L, "the system id '%s' is reserved for the host", s->id);
@@ -617,7 +737,9 @@ static int load_protected(lua_State *L)
             return luaL_error(L, "on_error of system '%s' must be \"continue\" or \"stop\"", s->id);
     }
     lua_getfield(L, t, "max_errors");
-    s->max_errors = lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 ? (unsigned)lua_tointeger(L, -1) : 1;
+    if (!lua_isnil(L, -1) && !(lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && lua_tointeger(L, -1) <= 1000000))
+        return luaL_error(L, "max_errors of system '%s' must be an integer between 1 and 1000000", s->id);
+    s->max_errors = lua_isnil(L, -1) ? 1 : (unsigned)lua_tointeger(L, -1);
     lua_settop(L, t);
     sssn_push_system(L, s);
     lua_setfield(L, t, "_sys");
@@ -640,8 +762,14 @@ static sssn_system *system_load(host *h, int is_file, const char *src, size_t le
     }
     lua_State *L = v->L;
     int st = is_file ? luaL_loadfilex(L, src, "t") : luaL_loadbufferx(L, src, len, name, "t");
+    /* what users see of a chunk name: "=(command line)" reads "(command line)" */
+    const char *shown = name[0] == '=' || name[0] == '@' ? name + 1 : name;
+    if (st == LUA_ERRFILE) {
+        host_log(h, LOG_ERROR, NULL, "%s", lua_tostring(L, -1)); /* "cannot open/read FILE: why" */
+        goto fail;
+    }
     if (st != LUA_OK) {
-        host_log(h, LOG_ERROR, NULL, "cannot load %s", lua_tostring(L, -1));
+        host_log(h, LOG_ERROR, NULL, "cannot load %s", lua_tostring(L, -1)); /* "FILE:LINE: why" */
         goto fail;
     }
     lua_pushcfunction(L, traceback_handler);
@@ -651,7 +779,7 @@ static sssn_system *system_load(host *h, int is_file, const char *src, size_t le
     lua_pushstring(L, default_id);
     lua_pushboolean(L, ran_plain != NULL);
     if (lua_pcall(L, 4, 1, -6) != LUA_OK) {
-        host_log(h, LOG_ERROR, s->id, "cannot start %s: %s", name, lua_tostring(L, -1));
+        host_log(h, LOG_ERROR, s->id, "cannot start %s: %s", shown, lua_tostring(L, -1));
         goto fail;
     }
     if (!lua_toboolean(L, -1)) {
@@ -797,16 +925,16 @@ static void start_step(sssn_system *s)
     s->steps++;
     s->h->steps++;
     lua_pushnumber(s->vm->L, dt);
-    /* step_task is set before the first resume so a stop from inside the step waits for it */
-    s->step_task = (task *)1;
-    task *t = task_spawn(s->vm, s, TASK_STEP, 2, step_done, NULL);
-    if (s->step_task == (task *)1)
-        s->step_task = t; /* still running (it yielded) */
+    task *t = task_new(s->vm, s, TASK_STEP, 2, step_done, NULL);
     if (!t) {
-        s->step_task = NULL;
         if (s->state == SYS_RUNNING)
             schedule_next(s);
+        return;
     }
+    /* recorded before it runs, so a stop from inside the step waits for it; step_done
+     * clears it when the step ends, inside task_start or later */
+    s->step_task = t;
+    task_start(t);
 }
 
 static void setup_done(task *t, int ok)
@@ -837,15 +965,14 @@ void system_start(sssn_system *s)
         setup_done(&fake, 1);
         return;
     }
-    /* setup_done may run inside task_spawn (a setup that never waits) */
-    s->step_task = (task *)1;
-    task *t = task_spawn(s->vm, s, TASK_SETUP, 1, setup_done, NULL);
-    if (s->step_task == (task *)1)
-        s->step_task = t;
-    if (!t && s->state == SYS_SETUP) {
+    task *t = task_new(s->vm, s, TASK_SETUP, 1, setup_done, NULL);
+    if (!t) {
         task fake = {.sys = s, .cancelled = 0};
         setup_done(&fake, 0);
+        return;
     }
+    s->step_task = t; /* setup_done clears it: inside task_start (a setup that never waits) or later */
+    task_start(t);
 }
 
 static void cancel_tasks(sssn_system *s)
@@ -908,9 +1035,11 @@ static void run_stop_hooks(sssn_system *s)
     if (!push_method(s, "_on_stopped"))
         return;
     s->h->detached++;
-    if (!task_spawn(s->vm, NULL, TASK_CALL, 1, detached_done, s->h))
+    if (task_spawn(s->vm, NULL, TASK_CALL, 1, detached_done, s->h) < 0)
         s->h->detached--;
 }
+
+static const char *plural(uint64_t n) { return n == 1 ? "" : "s"; }
 
 static void finalize_stop(sssn_system *s)
 {
@@ -941,8 +1070,9 @@ static void finalize_stop(sssn_system *s)
     }
     if (s->h->nrunning > 0)
         s->h->nrunning--;
-    host_log(s->h, LOG_INFO, s->id, "stopped (%llu steps, %llu errors, %llu overruns)",
-             (unsigned long long)s->steps, (unsigned long long)s->errors, (unsigned long long)s->overruns);
+    host_log(s->h, LOG_INFO, s->id, "stopped (%llu step%s, %llu error%s, %llu overrun%s)",
+             (unsigned long long)s->steps, plural(s->steps), (unsigned long long)s->errors, plural(s->errors),
+             (unsigned long long)s->overruns, plural(s->overruns));
 }
 
 /* Stops at once. A step or subscriber that asked for the stop carries on only until it
@@ -1045,13 +1175,12 @@ static void deliver(host *h, deferred *d)
         defer(h, &sub->delivery);
         return;
     }
-    sub->refs += 2; /* this call's, and the task's (released by delivery_done) */
-    sub->active = (task *)1;
-    task *t = task_spawn(s->vm, s, TASK_SUBSCRIBER, 1, delivery_done, sub);
-    if (sub->active == (task *)1)
-        sub->active = t; /* still running (it waits) */
+    task *t = task_new(s->vm, s, TASK_SUBSCRIBER, 1, delivery_done, sub);
     if (!t)
-        sub->refs--; /* never started: no delivery_done; this call's reference remains */
+        return;
+    sub->refs += 2; /* this call's, and the task's (released by delivery_done) */
+    sub->active = t;   /* delivery_done clears it, inside task_start or later */
+    task_start(t);
     sub_release(sub);
 }
 
@@ -1137,13 +1266,12 @@ static void on_pull(host *h, host_timer *timer)
     if (!lua_checkstack(L, 2))
         return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, p->fn_ref);
-    p->refs += 2;
-    p->active = (task *)1;
-    task *t = task_spawn(s->vm, s, TASK_PERIODIC, 0, pull_done, p);
-    if (p->active == (task *)1)
-        p->active = t;
+    task *t = task_new(s->vm, s, TASK_PERIODIC, 0, pull_done, p);
     if (!t)
-        p->refs--; /* never started: no pull_done */
+        return;
+    p->refs += 2;  /* this call's, and the task's (released by pull_done) */
+    p->active = t; /* pull_done clears it, inside task_start or later */
+    task_start(t);
     periodic_release(p);
 }
 

@@ -40,6 +40,7 @@ struct task {
     enum task_kind kind;
     lua_State *co;
     int co_ref;                 /* keeps the thread alive in vm->L's registry */
+    int nargs;                  /* arguments of the first resume */
     host_timer sleep_timer;     /* sssn.sleep */
     void (*on_done)(task *t, int ok);
     void *data;
@@ -110,10 +111,18 @@ vm *vm_new(host *h, size_t limit);
 void vm_free(vm *v);
 vm *vm_of(lua_State *L);   /* the vm a state belongs to */
 
-/* Tasks: the function and its nargs arguments are on top of v->L's stack (popped). The task
- * starts at once; on_done (may be NULL) runs when it returns or fails. */
-task *task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
-                 void (*on_done)(task *t, int ok), void *data);
+/* Tasks: the function and its nargs arguments are on top of v->L's stack (popped).
+ * task_new makes the task without running it (NULL, logged, when it cannot be made: then
+ * on_done never runs), so the caller can record it first; task_start runs it until it first
+ * waits or ends. on_done (may be NULL) runs when it returns or fails, and the task is freed
+ * right after: once task_start (or any resume) returns, the caller must not touch the
+ * pointer again unless on_done has not run (its own bookkeeping tells). task_spawn is
+ * new + start for callers that keep no pointer: 0 started, -1 not made. */
+task *task_new(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
+               void (*on_done)(task *t, int ok), void *data);
+void task_start(task *t);
+int task_spawn(vm *v, sssn_system *sys, enum task_kind kind, int nargs,
+               void (*on_done)(task *t, int ok), void *data);
 task *task_current(lua_State *L);   /* the task running in coroutine L, or NULL */
 /* Ends a task where it waits (its on_done sees t->cancelled); a task inside lua_resume right
  * now ends when it next yields or returns. */

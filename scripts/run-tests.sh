@@ -6,6 +6,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 passed=0 failed=0 status=0
+
+# A sanitizer build: every process the tests start (hosts the specs run, too) writes its
+# reports to files here instead of a stderr that a spec may have sent elsewhere; any report
+# (a leak included) fails the run.
+sanlogs=""
+if [ "$(cat build/variant 2>/dev/null)" = san ]; then
+  sanlogs=$(mktemp -d)
+  export ASAN_OPTIONS="detect_leaks=1:log_path=$sanlogs/asan:${ASAN_OPTIONS:-}"
+  export UBSAN_OPTIONS="print_stacktrace=1:log_path=$sanlogs/ubsan:${UBSAN_OPTIONS:-}"
+fi
 run() {
   local out rc line
   out=$(mktemp)
@@ -28,6 +38,16 @@ for t in "$@"; do
 done
 echo "== specs (sssn-host test spec)"
 run ./sssn-host test spec
+
+if [ -n "$sanlogs" ]; then
+  reports=$(ls "$sanlogs" | wc -l)
+  if [ "$reports" -gt 0 ]; then
+    echo "== sanitizer reports ($reports): each counts as a failed test" >&2
+    for f in "$sanlogs"/*; do echo "-- $f" >&2; cat "$f" >&2; done
+    failed=$((failed + reports)); status=1
+  fi
+  rm -rf "$sanlogs"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && exit $status

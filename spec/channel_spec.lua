@@ -545,6 +545,99 @@ return s
       assert_mentions(error_of(r.write_channel, r, "registry", { event = "registered" }), "registry", "read-only")
     end)
 
+    it("refuses an unknown field in a channel config, naming it and the constructor", function()
+      local e = error_of(sssn.broadcast, { id = testing.uid("typo"), capcity = 5 })
+      assert_mentions(e, "unknown field 'capcity'", "sssn.broadcast", "capacity")
+      assert_mentions(error_of(sssn.work_queue, { id = testing.uid("d"), durable = true }),
+        "unknown field 'durable'", "sssn.work_queue")
+      assert_mentions(error_of(sssn.mailbox, { id = testing.uid("p"), period = 1 }), "unknown field 'period'")
+      assert_mentions(error_of(sssn.broadcast, { id = testing.uid("k"), kind = "mailbox" }), "unknown field 'kind'")
+    end)
+
+    it("names the field and the constructor when a field has the wrong type or range", function()
+      local id = testing.uid("typed")
+      local function refused(ctor, cfg, ...)
+        cfg.id = cfg.id or id
+        local e = error_of(sssn[ctor], cfg)
+        assert_mentions(e, "sssn." .. ctor .. ": ", ...)
+        assert.is_nil(e:find("bad argument", 1, true), e)
+      end
+      refused("broadcast", { name = 5 }, "name must be a string (got number)")
+      refused("broadcast", { capacity = "5" }, "capacity must be an integer")
+      refused("broadcast", { capacity = 2.5 }, "capacity must be an integer")
+      refused("broadcast", { capacity = 0 }, "capacity", "between 1 and 1000000")
+      refused("broadcast", { capacity = 100000000 }, "capacity", "between 1 and 1000000")
+      refused("broadcast", { visibility = "secret" }, "visibility", "public", "private")
+      refused("work_queue", { claim_timeout = -1 }, "claim_timeout")
+      refused("broadcast", { retention = "1h" }, "retention")
+      refused("periodic", { period = 1e-300, pull = function() end }, "period", "0.001")
+      refused("periodic", { pull = function() end }, "period is required")
+      refused("periodic", { period = 1 }, "pull must be a function")
+      refused("broadcast", { id = 42 }, "id must be a string")
+      refused("broadcast", { id = "" }, "id must not be empty")
+      refused("broadcast", { id = ("x"):rep(257) }, "id is longer than 256 bytes")
+      refused("broadcast", { id = "a\nb" }, "id contains a control character")
+      -- 256 bytes is fine
+      local long = system("owner"):add_channel(sssn.broadcast { id = ("y"):rep(256) })
+      assert.are.equal(256, #long.id)
+    end)
+
+    it("frees the id of a channel that was made but never added", function()
+      local id = testing.uid("unadded")
+      sssn.broadcast { id = id }
+      sssn.broadcast { id = id } -- no system took the first one: its id is not held
+      collectgarbage()
+      local owner = system("owner")
+      owner:add_channel(sssn.broadcast { id = id })
+      local first, second = sssn.broadcast { id = testing.uid("twin") }, nil
+      second = sssn.broadcast { id = first.id }
+      owner:add_channel(first)
+      assert_mentions(error_of(owner.add_channel, owner, second), first.id, "already exists")
+    end)
+
+    it("refuses unknown options of write_channel, read_channel and claim_channel", function()
+      local owner, id = channel_of("broadcast")
+      assert_mentions(error_of(owner.write_channel, owner, id, 1, { recipient = "x" }), "unknown option 'recipient'",
+        "write_channel")
+      assert_mentions(error_of(owner.read_channel, owner, id, { limt = 5 }), "unknown option 'limt'", "read_channel")
+      local wq = system("wq-owner")
+      local q = wq:add_channel(sssn.work_queue { id = testing.uid("wq") }).id
+      assert_mentions(error_of(wq.claim_channel, wq, q, { count = 5 }), "unknown option 'count'", "claim_channel")
+      assert.are.same({}, owner:read_channel(id))
+    end)
+
+    it("names the option, never an argument number, for a bad limit, after or id list", function()
+      local owner, id = channel_of("broadcast")
+      for _, call in ipairs {
+        function() return owner:read_channel(id, { limit = "ten" }) end,
+        function() return owner:read_channel(id, { after = 1.5 }) end,
+        function() return sssn.sleep("soon") end,
+        function() return sssn.log("loud", "x") end,
+      } do
+        local e = error_of(call)
+        assert.is_nil(e:find("bad argument", 1, true), e)
+      end
+    end)
+
+    it("refuses an HTTP wait too long to express, instead of overflowing it", function()
+      local id = testing.uid("waiter")
+      local h = spawn { id = id, source = ([[
+        local sssn = require "sssn"
+        local s = sssn.system { id = %q }
+        function s:setup()
+          self:connect { id = "far-away", endpoint = "http://127.0.0.1:9" }
+          local ok, err = pcall(self.read_channel, self, "far-away", { wait = 1e300 })
+          self:add_channel(sssn.broadcast { id = self.id .. "-out" })
+          self:write_channel(self.id .. "-out", { ok = ok, err = tostring(err) })
+        end
+        return s
+      ]]):format(id) }
+      local r = reader(id .. "-out")
+      local got = datas(r:read_channel(id .. "-out"))[1]
+      assert.is_false(got.ok)
+      assert_mentions(got.err, "time-out must be a number of seconds")
+    end)
+
     it("refuses to create a channel with an id that already exists", function()
       local _, id = channel_of("broadcast")
       assert_mentions(error_of(sssn.broadcast, { id = id }), id, "already exists")

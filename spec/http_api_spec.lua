@@ -44,7 +44,7 @@ local s = sssn.system { id = "fixture", name = "Fixture", description = "owns th
 function s:setup()
   local feed = self:add_channel(sssn.broadcast { id = "feed", name = "Test Feed",
     description = "a broadcast", visibility = "public" })
-  for _, id in ipairs { "cursors", "after", "quiet", "lp", "raw" } do
+  for _, id in ipairs { "cursors", "cursors-long", "after", "quiet", "lp", "raw" } do
     self:add_channel(sssn.broadcast { id = id })
   end
   local jobs = self:add_channel(sssn.work_queue { id = "jobs", name = "Job Queue",
@@ -278,6 +278,21 @@ describe("HTTP API channel routes", function()
     assert.are.same({ { i = 2 } }, datas_of(n2.messages))
     local _, n3 = srv:get("/channels/cursors")
     assert.are.same({ { i = 3 } }, datas_of(n3.messages))
+  end)
+
+  it("refuses a Bearer token over 256 characters with 400 rather than cutting it", function()
+    assert.are.equal(200, (srv:put("/channels/cursors-long", '{"i": 1}')))
+    local long = ("t"):rep(300)
+    local s, j, r = srv:get("/channels/cursors-long", { token = long })
+    assert_error(s, 400, j, r, "bad_request")
+    assert.truthy(j.detail:find("256", 1, true), j.detail)
+    s, j, r = srv:put("/channels/cursors-long", '{"i": 2}', { token = long })
+    assert_error(s, 400, j, r, "bad_request")
+    -- two tokens that share their first 256 characters are two readers
+    local _, a = srv:get("/channels/cursors-long", { token = ("t"):rep(256) })
+    assert.are.same({ { i = 1 } }, datas_of(a.messages))
+    local _, b = srv:get("/channels/cursors-long", { token = ("t"):rep(255) .. "u" })
+    assert.are.same({ { i = 1 } }, datas_of(b.messages))
   end)
 
   it("after may be a seq or a message id (what the Python client sends)", function()
@@ -1030,6 +1045,9 @@ describe("HTTP API /health, /metrics and errors", function()
       assert_error(s, 405, j, r, "method_not_allowed")
       assert.truthy(j.detail:find(c[1], 1, true), j.detail)
     end
+    -- where GET is allowed, so is HEAD, and the list says so
+    local _, j = srv:request("POST", "/health", { body = "{}" })
+    assert.truthy(j.detail:find("allowed: GET, HEAD", 1, true), j.detail)
   end)
 
   it("decodes percent-escapes in paths and queries", function()

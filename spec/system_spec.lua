@@ -183,6 +183,41 @@ describe("a system", function()
     assert.are.same({ { ev = "step", n = 1 }, { ev = "step", n = 2 } }, traces())
   end)
 
+  it("refuses to resume or close the host's own coroutines, and stops cleanly after the attempt", function()
+    local h, traces, r = spawn([[
+      function sys:step()
+        local me = coroutine.running()
+        local ok1, e1 = pcall(coroutine.resume, me)
+        sssn.spawn(function()
+          sssn.sleep(0) -- until the step waits in its sleep below
+          local ok2, e2 = pcall(coroutine.resume, me)
+          local ok3, e3 = pcall(coroutine.close, me)
+          local own = coroutine.create(function(x) coroutine.yield(x + 1) end)
+          local ok4, v4 = coroutine.resume(own, 1)
+          trace { ok1 = ok1, e1 = e1, ok2 = ok2, e2 = e2, ok3 = ok3, e3 = e3, ok4 = ok4, v4 = v4,
+            status = coroutine.status(me) }
+          sys:stop()
+        end)
+        sssn.sleep(10)
+        trace { ev = "resumed by someone else" }
+      end
+    ]])
+    track(r)
+    testing.advance(0)
+    testing.advance(1)
+    assert.are.equal("stopped", h:stats().state)
+    local t = traces()
+    assert.are.equal(1, #t)
+    assert.is_false(t[1].ok1)
+    assert.is_false(t[1].ok2)
+    assert.is_false(t[1].ok3)
+    testing.assert_mentions(t[1].e2, "coroutine.resume: this coroutine is the host's step task of system")
+    testing.assert_mentions(t[1].e3, "coroutine.close: this coroutine is the host's step task")
+    assert.are.same({ true, 2, "suspended" }, { t[1].ok4, t[1].v4, t[1].status })
+    testing.advance(20)
+    assert.are.equal(0, h:stats().errors)
+  end)
+
   it("survives a subscriber that unsubscribes or stops its system from inside its callback", function()
     local h1, _, r1 = spawn([[
       function sys:setup_body()
@@ -332,6 +367,24 @@ describe("a system", function()
       "sssn: a system needs an id (a non-empty string) (sssn.system)")
     assert.has_error(function() testing.spawn { id = "bad-rate", source =
       "return require('sssn').system { id = 'bad-rate', tick_rate = -1 }" } end)
+  end)
+
+  it("refuses unknown fields in sssn.system, naming them", function()
+    testing.assert_mentions(testing.error_of(sssn.system, { id = "typo", tick_rat = 10 }),
+      "unknown field 'tick_rat'", "sssn.system", "tick_rate")
+  end)
+
+  it("refuses a system id longer than 256 bytes without harm to the host", function()
+    local long = ("x"):rep(9000)
+    assert.has_error(function() testing.spawn { id = "long-id", source =
+      ("return require('sssn').system { id = %q }"):format(long) } end)
+    assert.has_error(function() testing.system(long) end, "sssn.testing.system: the id is longer than 256 bytes")
+    local ok = testing.spawn { id = "id-256", source =
+      ("return require('sssn').system { id = %q }"):format(("y"):rep(256)) }
+    track(ok)
+    assert.are.equal(256, #ok.id)
+    testing.advance(1)
+    assert.are.equal("running", ok:stats().state)
   end)
 
   it("makes a request and waits for the reply with the same correlation_id", function()

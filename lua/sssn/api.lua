@@ -63,10 +63,15 @@ local function integer(q, name, min, max)
 end
 
 -- The reader a request acts as: until auth exists, the Bearer token names it (as the Python
--- OpenSecurity does); no token reads as "anonymous".
+-- OpenSecurity does); no token reads as "anonymous". A token names a cursor the host keeps,
+-- so its length is bounded (cutting it would let two callers share one cursor).
+local MAX_TOKEN = 256
+
 local function caller(auth)
   local token = auth and auth:match("^%s*[Bb]earer%s+(%S+)%s*$")
-  if token and #token > 256 then token = token:sub(1, 256) end -- a cursor name, not a store
+  if token and #token > MAX_TOKEN then
+    return nil, ("the Bearer token is %d characters long; at most %d are allowed"):format(#token, MAX_TOKEN)
+  end
   return token or "anonymous"
 end
 
@@ -90,7 +95,8 @@ local function read_channel(id, q, auth)
     after_seq = math.tointeger(tonumber(q.after))
     if not after_seq or after_seq < 0 then after_id = q.after end
   end
-  local reader = caller(auth)
+  local reader, e4 = caller(auth)
+  if not reader then return err(400, "bad_request", e4) end
   local deadline = wait and core.now() + wait
   while true do
     local body, count, last, msg = core.api_read(id, reader, limit or 100, after_seq, after_id, exclusive)
@@ -109,6 +115,8 @@ end
 local function write_channel(id, q, auth, body)
   local direct, e = boolean(q, "direct")
   if e then return err(400, "bad_request", e) end
+  local writer, e2 = caller(auth)
+  if not writer then return err(400, "bad_request", e2) end
   local value, derr = decode_body(body)
   if derr then return err(400, "bad_request", derr) end
   local item, status, etype, msg
@@ -125,10 +133,10 @@ local function write_channel(id, q, auth, body)
     local meta = value.metadata
     if meta == core.null then meta = nil end
     if meta ~= nil and type(meta) ~= "table" then return err(400, "bad_request", "metadata must be an object") end
-    item, status, etype, msg = core.api_write(id, value.sender_id or caller(auth), value.content.data, meta,
+    item, status, etype, msg = core.api_write(id, value.sender_id or writer, value.content.data, meta,
       value.correlation_id, value.reply_to, value.recipient_id, value.id)
   else
-    item, status, etype, msg = core.api_write(id, caller(auth), value)
+    item, status, etype, msg = core.api_write(id, writer, value)
   end
   if not item then return err(status, etype, msg) end
   return json(200, { status = "accepted", item_id = item })
@@ -140,8 +148,10 @@ local function ack(id, auth, body, nack)
   if type(value) ~= "table" or type(value.message_ids) ~= "table" then
     return err(400, "bad_request", 'the body must be {"message_ids": [...]}')
   end
+  local reader, e = caller(auth)
+  if not reader then return err(400, "bad_request", e) end
   local fn = nack and core.api_nack or core.api_ack
-  local n, status, etype, msg = fn(id, caller(auth), value.message_ids)
+  local n, status, etype, msg = fn(id, reader, value.message_ids)
   if not n then return err(status, etype, msg) end
   return json(200, nack and { status = "ok", nacked = n } or { status = "ok", acknowledged = n })
 end
@@ -209,9 +219,15 @@ local function allow(method, allowed)
   return false
 end
 
+-- HEAD goes wherever GET does (the server leaves the body out), so it is listed with it.
 local function not_allowed(method, path, allowed)
+  local list = {}
+  for _, m in ipairs(allowed) do
+    list[#list + 1] = m
+    if m == "GET" then list[#list + 1] = "HEAD" end
+  end
   return err(405, "method_not_allowed", ("%s is not allowed on %s (allowed: %s)"):format(
-    method, path, table.concat(allowed, ", ")))
+    method, path, table.concat(list, ", ")))
 end
 
 function M.handle(method, path, query, auth, body)

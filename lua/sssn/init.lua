@@ -16,6 +16,24 @@ local function check_table(value, what, fn)
   end
 end
 
+-- A set of field names, and the sorted list of them for error messages.
+local function fields(...)
+  local set, list = {}, { ... }
+  for _, k in ipairs(list) do set[k] = true end
+  table.sort(list)
+  set[0] = table.concat(list, ", ")
+  return set
+end
+
+-- Refuses a key of t that is not in `known` (a typo would otherwise be ignored silently).
+local function check_fields(t, known, fn, what)
+  for k in pairs(t) do
+    if not known[k] or k == 0 then
+      error(("sssn: unknown %s '%s' (%s; known: %s)"):format(what, tostring(k), fn, known[0]), 3)
+    end
+  end
+end
+
 --- Marks a table as a JSON array, so an empty one is written as [] rather than {}.
 function sssn.array(t) return core.array(t) end
 
@@ -34,10 +52,7 @@ end
 local function channel_of_kind(kind)
   return function(cfg)
     check_table(cfg, "the channel config", "sssn." .. kind)
-    local c = {}
-    for k, v in pairs(cfg) do c[k] = v end
-    c.kind = kind
-    return core.channel_new(c)
+    return core.channel_new(kind, cfg)
   end
 end
 
@@ -59,6 +74,10 @@ sssn.System = System
 -- Options left out: one shared empty table rather than a new one per call (hot paths).
 local NO_OPTS = setmetatable({}, { __newindex = function() error("sssn: options are read-only", 2) end })
 local ROUTING_FIELDS = { "correlation_id", "reply_to", "recipient_id" }
+local WRITE_OPTS = fields("metadata", "correlation_id", "reply_to", "recipient_id")
+local READ_OPTS = fields("limit", "after", "exclusive", "wait")
+local CLAIM_OPTS = fields("limit", "exclusive")
+local REQUEST_OPTS = fields("reply_to", "timeout", "metadata", "recipient_id")
 
 local function sys(self, fn)
   local handle = rawget(self, "_sys")
@@ -71,8 +90,12 @@ end
 
 --- sssn.system{id=, name=, description=, tick_rate=, services={{name=, description=, parameters=}},
 --- on_error="continue"|"stop", max_errors=} -> a system object; define setup/step on it.
+local SYSTEM_FIELDS = fields("id", "name", "description", "tick_rate", "services", "on_error", "max_errors",
+  "setup", "step")
+
 function sssn.system(cfg)
   check_table(cfg, "the system config", "sssn.system")
+  check_fields(cfg, SYSTEM_FIELDS, "sssn.system", "field")
   if type(cfg.id) ~= "string" or cfg.id == "" then
     error("sssn: a system needs an id (a non-empty string) (sssn.system)", 2)
   end
@@ -137,6 +160,7 @@ function System:write_channel(id, data, opts)
     opts = NO_OPTS
   else
     check_table(opts, "the options", "write_channel")
+    check_fields(opts, WRITE_OPTS, "write_channel", "option")
     if opts.metadata ~= nil and type(opts.metadata) ~= "table" then
       error(("sssn: opts.metadata must be a table (got %s) (write_channel)"):format(type(opts.metadata)), 2)
     end
@@ -155,15 +179,25 @@ end
 --- Reads from this system's cursor; opts: limit (100), after (a seq), exclusive.
 --- Returns the messages and how many this reader missed to capacity since its last read.
 function System:read_channel(id, opts)
-  opts = opts or NO_OPTS
-  if opts.exclusive then return self:claim_channel(id, opts), 0 end
+  if opts == nil then
+    opts = NO_OPTS
+  else
+    check_table(opts, "the options", "read_channel")
+    check_fields(opts, READ_OPTS, "read_channel", "option")
+  end
+  if opts.exclusive then return self:claim_channel(id, { limit = opts.limit }), 0 end
   local rc = remote_of(self, id)
   if rc then return rc:read(opts) end
   return core.read(sys(self, "read_channel"), channel_id(id, "read_channel"), opts.limit, opts.after)
 end
 
 function System:claim_channel(id, opts)
-  opts = opts or NO_OPTS
+  if opts == nil then
+    opts = NO_OPTS
+  else
+    check_table(opts, "the options", "claim_channel")
+    check_fields(opts, CLAIM_OPTS, "claim_channel", "option")
+  end
   local rc = remote_of(self, id)
   if rc then return rc:claim(opts) end
   return core.claim(sys(self, "claim_channel"), channel_id(id, "claim_channel"), opts.limit)
@@ -217,6 +251,7 @@ local request_counter = 0
 function System:request(channel_id, data, opts)
   opts = opts or {}
   check_table(opts, "the options", "request")
+  check_fields(opts, REQUEST_OPTS, "request", "option")
   local reply_to = opts.reply_to
   if type(reply_to) ~= "string" then
     error("sssn: request needs opts.reply_to, the id of a channel this system reads (request)", 2)

@@ -2,6 +2,7 @@
  * Each test builds the smallest channel that shows one behaviour and drives it with an explicit
  * clock (the `now` argument), never with sleeps. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -706,6 +707,36 @@ static void test_readers_are_capped_and_the_stalest_goes(void)
     channel_free(ch);
 }
 
+/* A large capacity costs memory only as the channel fills: the ring starts small and grows,
+ * keeping order across growth and wrap-around; a capacity past the bound is refused. */
+static void test_ring_grows_as_it_fills_up_to_capacity(void)
+{
+    channel *big = make(CHANNEL_BROADCAST, CHANNEL_MAX_CAPACITY, 0);
+    CHECK(big && big->ring_size < 1000);
+    channel_free(big);
+    CHECK(make(CHANNEL_BROADCAST, CHANNEL_MAX_CAPACITY + 1, 0) == NULL);
+
+    channel *ch = make(CHANNEL_BROADCAST, 300, 0);
+    size_t start = ch->ring_size;
+    CHECK(start < 300);
+    for (int i = 1; i <= 1000; i++) {
+        char data[16];
+        snprintf(data, sizeof data, "%d", i);
+        CHECK(put(ch, data, i) == (uint64_t)i);
+    }
+    CHECK(ch->ring_size == 300 && ch->count == 300 && ch->dropped == 700);
+    channel_batch b;
+    CHECK(channel_read(ch, "r", 1000, 0, 0, 2000, &b) == CHANNEL_OK);
+    CHECK(b.count == 300);
+    for (size_t i = 0; i < b.count; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "%zu", 701 + i);
+        CHECK(b.items[i]->seq == 701 + i && strcmp(b.items[i]->data_json, want) == 0);
+    }
+    channel_batch_free(&b);
+    channel_free(ch);
+}
+
 int main(void)
 {
     RUN(test_readers_are_capped_and_the_stalest_goes);
@@ -715,6 +746,7 @@ int main(void)
     RUN(test_write_keeps_given_fields_and_defaults_metadata);
     RUN(test_find_by_id_follows_the_log);
     RUN(test_ring_wraps_many_times);
+    RUN(test_ring_grows_as_it_fills_up_to_capacity);
     RUN(test_stopped_channel_refuses_writes_but_reads_go_on);
     RUN(test_read_honours_limit_and_moves_the_cursor);
     RUN(test_readers_have_independent_cursors);
