@@ -681,6 +681,13 @@ static int load_protected(lua_State *L)
 {
     sssn_system *s = lua_touserdata(L, 1);
     const char *default_id = lua_tostring(L, 3);
+    if (lua_toboolean(L, 4)) {
+        /* an inline chunk (-e) sees the module as `sssn`, as the REPL does: one-liners */
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "sssn");
+        lua_call(L, 1, 1);
+        lua_setglobal(L, "sssn");
+    }
     lua_pushvalue(L, 2);
     lua_call(L, 0, 1);
     if (lua_type(L, -1) != LUA_TTABLE) {

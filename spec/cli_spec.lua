@@ -58,6 +58,12 @@ describe("sssn-host", function()
     assert.matches("%(command line%):1: nope", err)
   end)
 
+  it("gives -e chunks the module as the global sssn", function()
+    local out, _, code = host([[-e 'print(sssn.version, type(sssn.registry))']])
+    assert.are.equal(0, code)
+    assert.matches("^%d+%.%d+%.%d+\ttable\n$", out)
+  end)
+
   it("reports a script that fails to load with file and line, and exits 1 when nothing starts", function()
     local dir = tmpdir()
     write(dir .. "/broken.lua", "local sssn = require 'sssn'\n\nlocal x = = 1\n")
