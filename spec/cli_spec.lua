@@ -64,6 +64,31 @@ describe("sssn-host", function()
     assert.matches("^%d+%.%d+%.%d+\ttable\n$", out)
   end)
 
+  it("words errors plainly: no host or module frames, no doubled verbs, counts in the singular", function()
+    local _, err = host([[-e 'return require("sssn").system { id = "bad", tick_rate = -1 }']])
+    assert.matches("tick_rate of system 'bad' must be a positive number", err)
+    assert.is_nil(err:find("stack traceback", 1, true), err)
+    _, err = host("/nonexistent/missing.lua")
+    assert.matches("cannot open /nonexistent/missing.lua", err)
+    assert.is_nil(err:find("cannot load cannot", 1, true), err)
+    assert.is_nil(err:find("=(command line)", 1, true), err)
+    local out
+    out, err = host([[--duration 0.5 -e 'local function f() error("deep") end
+      function step(self) if self.n then return end self.n = 1 f() end']])
+    assert.matches("%(command line%):1: deep\nstack traceback:\n\t%(command line%):1: in upvalue 'f'", err)
+    assert.is_nil(err:find("\t?:", 1, true), err)     -- the module's own stripped frames
+    assert.is_nil(err:find("[C]:", 1, true), err)
+    assert.matches("stopped %(1 step, 1 error, 0 overruns%)", err)
+    -- an error a remote registry already reported is counted, not logged again at each step
+    out, err = host([[--duration 0.5 -e 'tick_rate = 20
+      function step(self)
+        error(setmetatable({ sssn_reported = true }, { __tostring = function() return "reported" end }))
+      end']])
+    assert.is_nil(err:find("reported", 1, true), err)
+    assert.matches("stopped %(%d+ steps, %d+ errors", err)
+    assert.are.equal("", out)
+  end)
+
   it("reports a script that fails to load with file and line, and exits 1 when nothing starts", function()
     local dir = tmpdir()
     write(dir .. "/broken.lua", "local sssn = require 'sssn'\n\nlocal x = = 1\n")
