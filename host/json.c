@@ -1,6 +1,6 @@
 /* json.c - JSON for Lua values (see json.h): an encoder that never raises and names the path of
- * what it refuses, and decoding through a private lua-cjson instance whose integral numbers are
- * turned back into Lua integers. Strings are written byte for byte: UTF-8 is not validated. */
+ * what it refuses (invalid UTF-8 included), and decoding through a private lua-cjson instance
+ * whose integral numbers are turned back into Lua integers. */
 #include "json.h"
 
 #include <lauxlib.h>
@@ -32,14 +32,70 @@ typedef struct encoder {
     frame frames[JSON_MAX_DEPTH];
 } encoder;
 
-/* For each byte: 0 when it is written as is, else the letter after the backslash ('u' for
- * \u00XX). Bytes >= 0x80 pass through unchanged: the host does not validate UTF-8. */
+/* For each byte: 0 when it is written as is, the letter after the backslash when it is
+ * escaped ('u' for \u00XX), and 1 for bytes >= 0x80, which start a UTF-8 sequence to check. */
+#define HIGH8 1, 1, 1, 1, 1, 1, 1, 1
+#define HIGH128 HIGH8, HIGH8, HIGH8, HIGH8, HIGH8, HIGH8, HIGH8, HIGH8, \
+                HIGH8, HIGH8, HIGH8, HIGH8, HIGH8, HIGH8, HIGH8, HIGH8
 static const char escape_of[256] = {
     'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
     'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
     ['"'] = '"',
     ['\\'] = '\\',
+    [0x80] = HIGH128,
 };
+
+/* ---- UTF-8 ------------------------------------------------------------------------------- */
+
+/* Length of the well-formed UTF-8 sequence at s (s < end, *s >= 0x80), or 0 when there is
+ * none (Unicode 15, table 3-7): no overlong forms, no surrogates U+D800..U+DFFF, nothing
+ * above U+10FFFF, no sequence cut short by `end`, no stray continuation byte. */
+static size_t utf8_sequence(const unsigned char *s, const unsigned char *end)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - s) < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    }
+    return n;
+}
+
+size_t json_check_utf8(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s, *end = u + len;
+    size_t i = 0;
+    while (i < len) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n = utf8_sequence(u + i, end);
+        if (!n)
+            return i;
+        i += n;
+    }
+    return len;
+}
 
 /* ---- error messages ---------------------------------------------------------------------- */
 
@@ -98,9 +154,9 @@ static void err_quoted_key(errbuf *w, const char *s, size_t n)
     err_puts(w, "\"]");
 }
 
-/* Writes "<what> at <path>" where the path is the root followed by the first `ncomp` children
- * recorded in the frames. Returns -1 so callers can `return fail(...)`. */
-static int fail(encoder *e, int ncomp, const char *what)
+/* Writes "<what> at <path><tail>" where the path is the root followed by the first `ncomp`
+ * children recorded in the frames. Returns -1 so callers can `return fail(...)`. */
+static int fail_with(encoder *e, int ncomp, const char *what, const char *tail)
 {
     if (!e->err || e->errlen == 0)
         return -1;
@@ -122,8 +178,11 @@ static int fail(encoder *e, int ncomp, const char *what)
             err_quoted_key(&w, f->key, f->keylen);
         }
     }
+    err_puts(&w, tail);
     return -1;
 }
+
+static int fail(encoder *e, int ncomp, const char *what) { return fail_with(e, ncomp, what, ""); }
 
 /* ---- scalars ----------------------------------------------------------------------------- */
 
@@ -149,24 +208,22 @@ static int write_integer(encoder *e, lua_Integer v)
     return put(e, p, (size_t)(buf + sizeof buf - p));
 }
 
-/* Shortest of %.15g, %.16g, %.17g that reads back as the same double (%.17g always does). The
- * result is valid JSON for every finite value ("1e+20", "-0", "3"); a locale's decimal
- * comma is turned back into a point. */
 /* Fast path for the common floats (readings, timestamps): x = m / 10^k with k <= 8 and
  * |m| < 2^53. Both m and 10^k are exact doubles, so m / 10^k is the correctly rounded value
  * of that decimal, as strtod would read it back: the test is exact, not approximate. The
- * smallest such k gives the shortest fixed-point text that round-trips. Returns 0 if none. */
+ * smallest such k gives the shortest fixed-point text that round-trips. Integral values up to
+ * 2^53 are written as integers ("3"), so they read back as Lua integers. Returns 0 if none. */
 static int format_decimal(double x, char *buf, size_t size)
 {
     static const double p10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8};
     double ax = x < 0 ? -x : x;
+    if (ax == floor(ax) && ax <= JSON_MAX_EXACT && ax != 0) /* integral: "3" */
+        return snprintf(buf, size, "%s%lld", x < 0 ? "-" : "", (long long)ax);
     if (!(ax >= 1e-4 && ax < 1e15))
         return 0;
-    if (ax == (double)(long long)ax) /* integral: "3" */
-        return snprintf(buf, size, "%s%lld", x < 0 ? "-" : "", (long long)ax);
     for (int k = 1; k <= 8; k++) {
         double t = ax * p10[k];
-        if (t >= 9007199254740992.0)
+        if (t >= JSON_MAX_EXACT)
             return 0;
         double m = (double)(long long)(t + 0.5);
         if (m / p10[k] != ax)
@@ -200,51 +257,73 @@ static int format_decimal(double x, char *buf, size_t size)
     return 0;
 }
 
+/* Writes a finite x into buf (40 bytes) as the shortest of %.15g, %.16g, %.17g that reads back
+ * as the same double (%.17g always does); returns the length. The text is valid JSON for every
+ * finite value ("1e+20", "-0", "3"): a locale's decimal comma is turned back into a point.
+ * A float that is not written as an integer by format_decimal keeps a fraction or an exponent
+ * ("9007199254740994.0"), so that json_decode reads it back as a float. */
+static int format_double(double x, char *buf)
+{
+    int n = format_decimal(x, buf, 40);
+    if (n > 0)
+        return n;
+    n = snprintf(buf, 40, "%.15g", x);
+    if (strtod(buf, NULL) != x) {
+        n = snprintf(buf, 40, "%.16g", x);
+        if (strtod(buf, NULL) != x)
+            n = snprintf(buf, 40, "%.17g", x);
+    }
+    int integral = 1;
+    for (int i = 0; i < n; i++) {
+        char c = buf[i];
+        if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e' || c == 'E'))
+            buf[i] = '.'; /* a locale's decimal point */
+        if (!(c >= '0' && c <= '9') && c != '-')
+            integral = 0;
+    }
+    if (integral && x != 0) { /* beyond 2^53: "18014398509481984" */
+        buf[n++] = '.';
+        buf[n++] = '0';
+        buf[n] = '\0';
+    }
+    return n;
+}
+
 int json_write_double(strbuf *out, double x)
 {
+    if (!isfinite(x))
+        return strbuf_append(out, "null", 4);
     char buf[40];
-    int n = format_decimal(x, buf, sizeof buf);
-    if (n <= 0) {
-        if (x != x || x == 1.0 / 0.0 || x == -1.0 / 0.0)
-            return strbuf_puts(out, "null");
-        n = snprintf(buf, sizeof buf, "%.17g", x);
-        for (int i = 0; i < n; i++)
-            if (buf[i] == ',')
-                buf[i] = '.'; /* a locale's decimal comma */
-    }
-    return strbuf_append(out, buf, (size_t)n);
+    return strbuf_append(out, buf, (size_t)format_double(x, buf));
 }
 
 static int write_float(encoder *e, double x)
 {
     char buf[40];
-    int fast = format_decimal(x, buf, sizeof buf);
-    if (fast > 0)
-        return put(e, buf, (size_t)fast);
-    int n = snprintf(buf, sizeof buf, "%.15g", x);
-    if (strtod(buf, NULL) != x) {
-        n = snprintf(buf, sizeof buf, "%.16g", x);
-        if (strtod(buf, NULL) != x)
-            n = snprintf(buf, sizeof buf, "%.17g", x);
-    }
-    if (n < 0 || (size_t)n >= sizeof buf)
-        return fail(e, e->depth, "cannot format number");
-    for (int i = 0; i < n; i++) {
-        char c = buf[i];
-        if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e' || c == 'E'))
-            buf[i] = '.';
-    }
+    int n = format_double(x, buf);
     return put(e, buf, (size_t)n);
 }
 
-/* The common string needs no escape: reserve once and copy it whole; otherwise copy the
- * runs of bytes that need no escape with one append each. */
-int json_write_string(strbuf *out, const char *s, size_t len)
+/* Appends s as a JSON string literal. Bytes that are not part of well-formed UTF-8 are
+ * written as U+FFFD when bad is NULL; otherwise the first one stops the writing: *bad is its
+ * offset in s and the result is -2 (out may hold part of the literal). -1 out of memory.
+ * The common string needs nothing: ASCII (or well-formed UTF-8) without a byte to escape is
+ * checked in one scan, then copied whole after one reservation; otherwise the runs of bytes
+ * that need nothing are copied with one append each. */
+static int write_json_string(strbuf *out, const char *s, size_t len, size_t *bad)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s, *end = u + len;
     size_t clean = 0;
-    while (clean < len && !escape_of[(unsigned char)s[clean]])
-        clean++;
+    for (;;) {
+        while (clean < len && !escape_of[u[clean]])
+            clean++;
+        size_t n;
+        if (clean < len && u[clean] >= 0x80 && (n = utf8_sequence(u + clean, end)) > 0)
+            clean += n;
+        else
+            break;
+    }
     if (strbuf_reserve(out, len + 2) < 0)
         return -1;
     char *p = out->data + out->len;
@@ -256,16 +335,31 @@ int json_write_string(strbuf *out, const char *s, size_t len)
         out->data[out->len] = '\0';
         return 0;
     }
+    out->data[out->len] = '\0';
     size_t run = clean;
     for (size_t i = clean; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+        unsigned char c = u[i];
         char esc = escape_of[c];
         if (!esc)
             continue;
-        char seq[6] = {'\\', esc, '0', '0', hex[c >> 4], hex[c & 15]};
-        if (strbuf_append(out, s + run, i - run) < 0
-            || strbuf_append(out, seq, esc == 'u' ? 6 : 2) < 0)
-            return -1;
+        if (esc == 1) {
+            size_t n = utf8_sequence(u + i, end);
+            if (n) {
+                i += n - 1;
+                continue;
+            }
+            if (bad) {
+                *bad = i;
+                return strbuf_append(out, s + run, i - run) < 0 ? -1 : -2;
+            }
+            if (strbuf_append(out, s + run, i - run) < 0 || strbuf_append(out, "\xEF\xBF\xBD", 3) < 0)
+                return -1;
+        } else {
+            char seq[6] = {'\\', esc, '0', '0', hex[c >> 4], hex[c & 15]};
+            if (strbuf_append(out, s + run, i - run) < 0
+                || strbuf_append(out, seq, esc == 'u' ? 6 : 2) < 0)
+                return -1;
+        }
         run = i + 1;
     }
     if (strbuf_append(out, s + run, len - run) < 0 || strbuf_putc(out, '"') < 0)
@@ -273,10 +367,26 @@ int json_write_string(strbuf *out, const char *s, size_t len)
     return 0;
 }
 
-static int write_string(encoder *e, const char *s, size_t len)
+int json_write_string(strbuf *out, const char *s, size_t len)
 {
-    if (json_write_string(e->out, s, len) < 0)
-        return fail(e, e->depth, "out of memory");
+    return write_json_string(out, s, len, NULL);
+}
+
+/* A string value (key == 0) or object key (key == 1): invalid UTF-8 is refused, naming the
+ * path (for a key, the path of its table) and the byte. */
+static int write_string(encoder *e, const char *s, size_t len, int key)
+{
+    size_t bad;
+    int rc = write_json_string(e->out, s, len, &bad);
+    if (rc == -1)
+        return fail(e, key ? e->depth - 1 : e->depth, "out of memory");
+    if (rc == -2) {
+        char tail[64];
+        snprintf(tail, sizeof tail, " (byte %zu of the %s)", bad + 1, key ? "key" : "string");
+        return fail_with(e, key ? e->depth - 1 : e->depth,
+                         key ? "cannot encode invalid UTF-8 in a key" : "cannot encode invalid UTF-8",
+                         tail);
+    }
     return 0;
 }
 
@@ -349,7 +459,7 @@ static int encode_object(encoder *e, int idx, frame *f)
             return fail_key(e, 0, 1);
         size_t klen;
         const char *k = lua_tolstring(L, -2, &klen);
-        if ((!first && put(e, ",", 1) < 0) || write_string(e, k, klen) < 0 || put(e, ":", 1) < 0) {
+        if ((!first && put(e, ",", 1) < 0) || write_string(e, k, klen, 1) < 0 || put(e, ":", 1) < 0) {
             lua_pop(L, 2);
             return -1;
         }
@@ -455,7 +565,7 @@ static int encode_value(encoder *e, int idx)
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, idx, &len);
-        return write_string(e, s, len);
+        return write_string(e, s, len, 0);
     }
     case LUA_TTABLE:
         return encode_table(e, idx);

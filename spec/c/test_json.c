@@ -1,6 +1,6 @@
-/* test_json.c - unit tests for host/json.c: json_encode's output and refusals (with paths),
- * round trips through lua-cjson's decoder and json_decode (empty arrays included), Lua stack
- * balance, and allocation failures. Built with host/json.c and host/strbuf.c against Lua 5.4;
+/* test_json.c - unit tests for host/json.c: json_encode's output and refusals (with paths,
+ * invalid UTF-8 included), round trips through lua-cjson's decoder and json_decode (empty
+ * arrays included), Lua stack balance, and allocation failures. Built with host/json.c and host/strbuf.c against Lua 5.4;
  * lua-cjson must be installed. */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -183,8 +183,40 @@ static void test_floats_round_trip_bit_exactly(void)
                 "  if math.type(d) ~= 'float' or bits(d) ~= bits(v) then return false end\n"
                 "end\n"
                 "return true");
-    /* integral floats are written as integers and read back as integers */
+    /* integral floats up to 2^53 are written as integers and read back as integers */
     LUA_TRUE(L, "local d = decode(encode({3.0}))[1] return math.type(d) == 'integer' and d == 3");
+    ENCODES(L, "1e15", "1000000000000000");
+    ENCODES(L, "-2^53", "-9007199254740992");
+    LUA_TRUE(L, "local d = decode(encode({1e15, 2^53}))\n"
+                "return math.type(d[1]) == 'integer' and d[1] == 1000000000000000\n"
+                "  and math.type(d[2]) == 'integer' and d[2] == 1 << 53");
+    /* beyond 2^53 a float keeps a fraction or an exponent: it reads back as a float even with
+     * a decoder that reads integer tokens as integers */
+    ENCODES(L, "2^53 + 2", "9007199254740994.0");
+    ENCODES(L, "-2^54", "-18014398509481984.0");
+    ENCODES(L, "2^63", "9.223372036854776e+18");
+    LUA_TRUE(L, "for _, v in ipairs{2^53 + 2, 2^54, -2^54, 2^60, 2^63, 1e17, 1e16 + 2} do\n"
+                "  local d = decode(encode(v))\n"
+                "  if math.type(d) ~= 'float' or d ~= v then error(encode(v)) end\n"
+                "end\n"
+                "return true");
+    /* json_write_double writes the same text */
+    const double xs[] = {22.4, 1764100812.512345, 3.0, -0.0, 0.0, 1e300, 9007199254740994.0, 5e-324};
+    for (size_t i = 0; i < sizeof xs / sizeof xs[0]; i++) {
+        strbuf a = STRBUF_INIT, b = STRBUF_INIT;
+        char err[64];
+        CHECK(json_write_double(&a, xs[i]) == 0);
+        lua_pushnumber(L, xs[i]);
+        CHECK(json_encode(L, -1, "data", &b, err, sizeof err) == 0);
+        lua_pop(L, 1);
+        CHECK(a.data && b.data && strcmp(a.data, b.data) == 0);
+        strbuf_free(&a);
+        strbuf_free(&b);
+    }
+    strbuf nb = STRBUF_INIT;
+    CHECK(json_write_double(&nb, 0.0 / 0.0) == 0 && json_write_double(&nb, 1.0 / 0.0) == 0);
+    CHECK(strcmp(nb.data, "nullnull") == 0);
+    strbuf_free(&nb);
     lua_close(L);
 }
 
@@ -200,7 +232,9 @@ static void test_strings_are_escaped(void)
     ENCODES(L, "{['k\"\\n'] = 'v'}", "{\"k\\\"\\n\":\"v\"}");
     LUA_TRUE(L, "local s = {'say \"hi\"', 'a\\\\b\\\\', '\\0\\1\\31\\127', 'tab\\there\\r\\n',\n"
                 "           'h\\u{e9}llo \\u{2713} \\u{1F600}', string.rep('x', 10000) .. '\"'}\n"
-                "for i = 0, 255 do s[#s + 1] = string.char(i) .. 'x' .. string.char(i) end\n"
+                "for i = 0, 127 do s[#s + 1] = string.char(i) .. 'x' .. string.char(i) end\n"
+                "for _, c in ipairs{0x80, 0x7ff, 0x800, 0xd7ff, 0xe000, 0xfffd, 0xffff, 0x10000,\n"
+                "                   0x10ffff} do s[#s + 1] = utf8.char(c) .. 'x' .. utf8.char(c) end\n"
                 "for _, v in ipairs(s) do\n"
                 "  local t = encode({[v] = v})\n"
                 "  if cjson.decode(t)[v] ~= v or decode(t)[v] ~= v then return false end\n"
@@ -445,6 +479,57 @@ static void test_decode(void)
     lua_close(L);
 }
 
+static void test_check_utf8(void)
+{
+    CHECK(json_check_utf8("", 0) == 0);
+    CHECK(json_check_utf8("plain", 5) == 5);
+    CHECK(json_check_utf8("h\xc3\xa9llo \xf0\x9f\x98\x80", 11) == 11);
+    CHECK(json_check_utf8("ab\xff", 3) == 2);
+    CHECK(json_check_utf8("ab\xe2\x82", 4) == 2);
+    CHECK(json_check_utf8("\xed\xa0\x80", 3) == 0);
+    CHECK(json_check_utf8("x\xf4\x90\x80\x80", 5) == 1);
+    CHECK(json_check_utf8("\xc0\x80", 2) == 0);
+    CHECK(json_check_utf8("a\0b", 3) == 3);
+}
+
+/* json_encode refuses invalid UTF-8, naming the path and the byte; json_write_string writes
+ * U+FFFD for it instead. Both wrote the bytes as they were before. */
+static void test_encode_refuses_invalid_utf8(void)
+{
+    lua_State *L = new_state(1);
+    REFUSES(L, "{name = 'ab\\xff'}", "cannot encode invalid UTF-8 at data.name (byte 3 of the string)");
+    REFUSES(L, "'caf\\xe9'", "cannot encode invalid UTF-8 at data (byte 4 of the string)");
+    REFUSES(L, "{list = {'ok', '\\xed\\xa0\\x80'}}",
+            "cannot encode invalid UTF-8 at data.list[2] (byte 1 of the string)");
+    REFUSES(L, "{a = {['k\\xc0\\xaf'] = 1}}",
+            "cannot encode invalid UTF-8 in a key at data.a (byte 2 of the key)");
+    REFUSES(L, "{['x\"y'] = {['\\xf4\\x90\\x80\\x80'] = 1}}",
+            "cannot encode invalid UTF-8 in a key at data[\"x\\\"y\"] (byte 1 of the key)");
+    REFUSES(L, "{s = 'tab\\t\\n\\xe2\\x82'}", "cannot encode invalid UTF-8 at data.s (byte 6 of the string)");
+    REFUSES(L, "{s = string.rep('x', 5000) .. '\\x80'}",
+            "cannot encode invalid UTF-8 at data.s (byte 5001 of the string)");
+    ENCODES(L, "'\\u{7ff}\\u{800}\\u{ffff}\\u{10000}\\u{10ffff}'",
+            "\"\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\"");
+    ENCODES(L, "{['\\u{e9}'] = '\\n\\u{e9}'}", "{\"\xc3\xa9\":\"\\n\xc3\xa9\"}");
+
+    /* json_write_string: each bad byte becomes U+FFFD, good sequences stay */
+    struct { const char *in; size_t len; const char *out; } cases[] = {
+        {"ab", 2, "\"ab\""},
+        {"a\xff" "b", 3, "\"a\xef\xbf\xbd" "b\""},
+        {"\xe2\x82", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\""},
+        {"\xc3\xa9\n\x80", 4, "\"\xc3\xa9\\n\xef\xbf\xbd\""},
+        {"\xed\xa0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        strbuf out = STRBUF_INIT;
+        CHECK(json_write_string(&out, cases[i].in, cases[i].len) == 0);
+        CHECK(out.data && strcmp(out.data, cases[i].out) == 0);
+        CHECK(out.data && json_check_utf8(out.data, out.len) == out.len);
+        strbuf_free(&out);
+    }
+    lua_close(L);
+}
+
 /* Lua helpers for the empty-array tests: marked(t) is whether t carries the array metatable,
  * empty_array(t) whether it is an empty table so marked, and leaks(v) whether the decoder's
  * sentinel key is left anywhere in v. */
@@ -617,7 +702,10 @@ static void test_random_values_round_trip(void)
                 "  if r == 1 then return math.random(math.mininteger, math.maxinteger)\n"
                 "  elseif r == 2 then return (math.random() - 0.5) * 10 ^ math.random(-300, 300)\n"
                 "  elseif r == 3 then local b = {} for i = 1, math.random(0, 12) do\n"
-                "    b[i] = string.char(math.random(0, 255)) end return table.concat(b)\n"
+                "    b[i] = math.random(4) == 1 and string.char(math.random(0, 127))\n"
+                "      or utf8.char(math.random(2) == 1 and math.random(0x80, 0xd7ff)\n"
+                "        or math.random(0xe000, 0x10ffff)) end\n"
+                "    return table.concat(b)\n"
                 "  elseif r == 4 then return math.random(2) == 1\n"
                 "  elseif r == 5 then return cjson.null\n"
                 "  elseif r == 6 then return math.random(-1000, 1000)\n"
@@ -646,6 +734,16 @@ static void test_random_values_round_trip(void)
                 "  if not text then error(err) end\n"
                 "  if not same(v, decode(text)) then error('mismatch: ' .. text) end\n"
                 "  cjson.decode(text)\n"
+                "end\n"
+                "-- random bytes: written and read back exactly when they are UTF-8, else refused\n"
+                "for _ = 1, 5000 do\n"
+                "  local b = {} for i = 1, math.random(1, 6) do b[i] = string.char(math.random(0, 255)) end\n"
+                "  local s = table.concat(b)\n"
+                "  local text, err = encode(s)\n"
+                "  if utf8.len(s) then\n"
+                "    if not text or decode(text) ~= s then error('refused ' .. s:byte(1, -1)) end\n"
+                "  elseif text or not err:find('^cannot encode invalid UTF%-8 at data %(byte %d+ of the string%)$') then\n"
+                "    error('accepted ' .. s:byte(1, -1)) end\n"
                 "end\n"
                 "return true");
     lua_close(L);
@@ -706,6 +804,8 @@ int main(void)
     RUN(test_error_buffer_is_bounded);
     RUN(test_appends_to_existing_text);
     RUN(test_decode);
+    RUN(test_check_utf8);
+    RUN(test_encode_refuses_invalid_utf8);
     RUN(test_decode_keeps_empty_arrays);
     RUN(test_decode_raises_when_lua_is_out_of_memory);
     RUN(test_random_values_round_trip);
