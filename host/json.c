@@ -574,7 +574,7 @@ static int encode_value(encoder *e, int idx)
     case LUA_TTABLE:
         return encode_table(e, idx);
     case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, idx) == NULL) /* cjson.null */
+        if (lua_touserdata(L, idx) == NULL) /* null (sssn.null) */
             return put(e, "null", 4);
         return fail(e, e->depth, "cannot encode light userdata");
     default:
