@@ -41,7 +41,7 @@ help:
 	@echo "make bench      run the benchmarks (a few minutes); table + bench-results.json"
 	@echo "make install    install to \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "make uninstall  remove what install put there"
-	@echo "make fuzz       fuzz the JSON encoder with libFuzzer (needs clang; FUZZ_SECONDS=60)"
+	@echo "make fuzz       fuzz the JSON encoder and decoder with libFuzzer (needs clang; FUZZ_SECONDS=60)"
 	@echo "make clean      remove build output"
 
 deps:
@@ -91,7 +91,7 @@ fuzz:
 	@mkdir -p build/fuzz-corpus
 	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -Ihost $(LUA_CFLAGS) -o build/fuzz_json spec/fuzz/fuzz_json.c host/json.c host/strbuf.c $(LUA_LIBS) -lm
-	build/fuzz_json -max_total_time=$(FUZZ_SECONDS) build/fuzz-corpus
+	build/fuzz_json -max_total_time=$(FUZZ_SECONDS) -dict=spec/fuzz/json.dict build/fuzz-corpus
 
 clean:
 	rm -rf build sssn-host

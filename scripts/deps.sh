@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential pkg-config
-  liblua5.4-dev lua5.4 libev-dev lua-cjson lua-busted libreadline-dev
+  liblua5.4-dev lua5.4 libev-dev lua-busted libreadline-dev
   libhttp-parser-dev libcurl4-openssl-dev curl tmux procps iproute2
 )
 

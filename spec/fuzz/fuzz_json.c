@@ -1,17 +1,20 @@
-/* fuzz_json.c - libFuzzer harness for host/json.c: turns fuzz bytes into a Lua value, encodes
- * it with json_encode and checks that it either refuses cleanly or writes text that lua-cjson
- * and json_decode read back as the same value. `make fuzz FUZZ_SECONDS=60` builds and runs it
- * (needs clang: apt-get install clang); by hand, from the top of the tree:
+/* fuzz_json.c - libFuzzer harness for host/json.c, both directions. The fuzz bytes are first
+ * decoded with json_decode: any bytes must decode or be refused with "invalid JSON: ... at
+ * byte N", never crash; what decodes must be UTF-8 text, encode again, and read back as the
+ * same value. Bytes that are not JSON drive a small grammar that builds a Lua value, which
+ * json_encode must either refuse cleanly or write as UTF-8 text without raw control bytes that
+ * json_decode reads back as the same value (integers exact, floats bit for bit).
+ * `make fuzz FUZZ_SECONDS=60` builds and runs it (needs clang: apt-get install clang); by hand,
+ * from the top of the tree:
  *
  *   clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
  *       -fno-sanitize-recover=all -Ihost -I/usr/include/lua5.4 -o /tmp/fuzz_json \
  *       spec/fuzz/fuzz_json.c host/json.c host/strbuf.c -llua5.4 -lm
- *   mkdir -p /tmp/fuzz_json_corpus && /tmp/fuzz_json -max_total_time=60 /tmp/fuzz_json_corpus
+ *   mkdir -p /tmp/fuzz_json_corpus && /tmp/fuzz_json -max_total_time=60 -dict=spec/fuzz/json.dict \
+ *       /tmp/fuzz_json_corpus
  *
- * Input: if the bytes are JSON that the default cjson decodes (NaN, Infinity, hex numbers and
- * nesting up to 1000 are accepted there), that value is used; otherwise the bytes drive the
- * small grammar in build() below, which also makes odd floats, NaN/inf, deep nesting, cycles,
- * non-UTF-8 strings, bad keys, functions and userdata. */
+ * The grammar in build() below also makes odd floats, NaN/inf, deep nesting, cycles, non-UTF-8
+ * strings and keys, bad keys, functions and userdata. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
@@ -138,7 +141,7 @@ static int build(lua_State *L)
             lua_pushboolean(L, (int)(byte(in) & 1));
             break;
         case 6:
-            lua_pushlightuserdata(L, NULL); /* cjson.null */
+            lua_pushlightuserdata(L, NULL); /* null (sssn.null) */
             break;
         case 7: /* open a table: it becomes the current one */
             if (cur - first + 1 < MAX_OPEN) {
@@ -212,9 +215,10 @@ static int is_null(lua_State *L, int i)
 
 static int same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
 
-/* Whether the decoded value at b matches the encoded value at a. `ints`: b was read by
- * json_decode, so integral numbers within +-2^53 (except -0.0) must be integers there. */
-static int same(lua_State *L, int a, int b, int ints, int depth)
+/* Whether the decoded value at b matches the encoded value at a: integers exactly, integral
+ * floats within +-2^53 (except -0.0) as integers (the encoder writes them so), any other float
+ * bit for bit. */
+static int same(lua_State *L, int a, int b, int depth)
 {
     if (depth > 250)
         die("comparison nested too deep", NULL);
@@ -232,13 +236,12 @@ static int same(lua_State *L, int a, int b, int ints, int depth)
         return la == lb && memcmp(sa, sb, la) == 0;
     }
     case LUA_TNUMBER: {
-        double x = lua_isinteger(L, a) ? (double)lua_tointeger(L, a) : (double)lua_tonumber(L, a);
-        int exact = x == floor(x) && fabs(x) <= 9007199254740992.0 && !(x == 0 && signbit(x));
-        if (ints && exact)
+        if (lua_isinteger(L, a))
+            return lua_isinteger(L, b) && lua_tointeger(L, a) == lua_tointeger(L, b);
+        double x = (double)lua_tonumber(L, a);
+        if (x == floor(x) && fabs(x) <= 9007199254740992.0 && !(x == 0 && signbit(x)))
             return lua_isinteger(L, b) && (double)lua_tointeger(L, b) == x;
-        if (lua_isinteger(L, b))
-            return 0;
-        return same_bits(x, (double)lua_tonumber(L, b));
+        return !lua_isinteger(L, b) && same_bits(x, (double)lua_tonumber(L, b));
     }
     case LUA_TTABLE: {
         if (!lua_checkstack(L, 4))
@@ -249,7 +252,7 @@ static int same(lua_State *L, int a, int b, int ints, int depth)
             na++;
             lua_pushvalue(L, -2);
             lua_rawget(L, b);
-            int ok = same(L, lua_gettop(L) - 1, lua_gettop(L), ints, depth + 1);
+            int ok = same(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
             lua_pop(L, 2);
             if (!ok) {
                 lua_pop(L, 1);
@@ -268,17 +271,6 @@ static int same(lua_State *L, int a, int b, int ints, int depth)
     }
 }
 
-/* decoder(text) under pcall; aborts when the text is not readable. */
-static void decode_with(lua_State *L, int fn, const strbuf *text)
-{
-    lua_pushvalue(L, fn);
-    lua_pushlstring(L, text->data, text->len);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        fprintf(stderr, "text: %.*s\n", (int)(text->len > 2000 ? 2000 : text->len), text->data);
-        die("encoder output does not decode", lua_tostring(L, -1));
-    }
-}
-
 static int our_decode(lua_State *L)
 {
     size_t len;
@@ -287,8 +279,40 @@ static int our_decode(lua_State *L)
     return 1;
 }
 
-/* Encodes the value at v and checks the outcome; returns 0 when the encoder refused it. */
-static int encode_and_check(lua_State *L, int v, int cjson_decode, strbuf *out)
+/* json_decode(text) under pcall: 1 with the value pushed, or 0 after checking the refusal. */
+static int try_decode(lua_State *L, const char *text, size_t len)
+{
+    lua_pushcfunction(L, our_decode);
+    lua_pushlstring(L, text, len);
+    int st = lua_pcall(L, 1, 1, 0);
+    if (st == LUA_OK)
+        return 1;
+    if (st != LUA_ERRRUN || lua_type(L, -1) != LUA_TSTRING)
+        die("decode failed without a message", NULL);
+    const char *msg = lua_tostring(L, -1);
+    const char *at = strstr(msg, " at byte ");
+    if (strncmp(msg, "invalid JSON: ", 14) != 0 || !at)
+        die("bad refusal from json_decode", msg);
+    char *end;
+    unsigned long long pos = strtoull(at + 9, &end, 10);
+    if (*end != '\0' || pos < 1 || pos > (unsigned long long)len + 1)
+        die("refusal names a byte outside the text", msg);
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* json_decode(text), which must succeed: the encoder wrote it. */
+static void decode_written(lua_State *L, const strbuf *text)
+{
+    if (!try_decode(L, text->data, text->len)) {
+        fprintf(stderr, "text: %.*s\n", (int)(text->len > 2000 ? 2000 : text->len), text->data);
+        die("encoder output does not decode", NULL);
+    }
+}
+
+/* Encodes the value at v and checks the outcome; returns 0 when the encoder refused it, else
+ * leaves the text in out. */
+static int encode_and_check(lua_State *L, int v, strbuf *out)
 {
     char err[512];
     strbuf_reset(out);
@@ -301,21 +325,37 @@ static int encode_and_check(lua_State *L, int v, int cjson_decode, strbuf *out)
             die("bad refusal", err);
         return 0;
     }
-    /* lua-cjson accepts raw control bytes inside strings; RFC 8259 does not, and the encoder
-     * writes no whitespace, so no byte below 0x20 may appear at all */
+    /* RFC 8259 wants control bytes escaped, and the encoder writes no whitespace, so no byte
+     * below 0x20 may appear at all; and the text must be UTF-8 */
     if (!out->data)
         die("no output", NULL);
     for (size_t i = 0; i < out->len; i++) {
         if ((unsigned char)out->data[i] < 0x20)
             die("output holds a raw control byte", NULL);
     }
-    decode_with(L, cjson_decode, out);
-    if (!same(L, v, lua_gettop(L), 0, 0)) {
-        fprintf(stderr, "text: %.*s\n", (int)(out->len > 2000 ? 2000 : out->len), out->data);
-        die("cjson reads back a different value", NULL);
-    }
-    lua_pop(L, 1);
+    if (json_check_utf8(out->data, out->len) != out->len)
+        die("output is not UTF-8", NULL);
     return 1;
+}
+
+/* Encodes the value at v; when the encoder takes it, the text must read back as the same
+ * value, and that value must encode again to a text that reads back the same. */
+static void round_trip(lua_State *L, int v, strbuf *out)
+{
+    if (!encode_and_check(L, v, out))
+        return;
+    decode_written(L, out);
+    int d = lua_gettop(L);
+    if (!same(L, v, d, 0)) {
+        fprintf(stderr, "text: %.*s\n", (int)(out->len > 2000 ? 2000 : out->len), out->data);
+        die("json_decode reads back a different value", NULL);
+    }
+    if (!encode_and_check(L, d, out))
+        die("decoded value is refused", NULL);
+    decode_written(L, out);
+    if (!same(L, d, lua_gettop(L), 0))
+        die("second round trip differs", NULL);
+    lua_pop(L, 2);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -326,40 +366,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     luaL_openlibs(L);
     luaL_newmetatable(L, JSON_ARRAY_MT);
     lua_pop(L, 1);
-    if (luaL_dostring(L, "return require('cjson').decode") != LUA_OK)
-        die("cannot load cjson", lua_tostring(L, -1));
-    int cjson_decode = lua_gettop(L);
-    lua_pushcfunction(L, our_decode);
-    int json_dec = lua_gettop(L);
+    int base = lua_gettop(L);
+    strbuf out = STRBUF_INIT;
 
-    /* the value: the input as JSON, else built by the grammar */
-    lua_pushvalue(L, cjson_decode);
-    lua_pushlstring(L, (const char *)data, size);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        lua_pop(L, 1);
+    if (try_decode(L, (const char *)data, size)) {
+        /* JSON: only UTF-8 text is, and what it says must survive a round trip */
+        if (json_check_utf8((const char *)data, size) != size)
+            die("json_decode took text that is not UTF-8", NULL);
+        int v = lua_gettop(L);
+        if (!encode_and_check(L, v, &out))
+            die("a decoded value is refused by the encoder", NULL);
+        round_trip(L, v, &out);
+    } else {
         input in = {data, size};
         lua_pushcfunction(L, build);
         lua_pushlightuserdata(L, &in);
         if (lua_pcall(L, 1, 1, 0) != LUA_OK)
             die("build failed", lua_tostring(L, -1));
+        round_trip(L, lua_gettop(L), &out);
     }
-    int v = lua_gettop(L);
-
-    strbuf out = STRBUF_INIT;
-    if (encode_and_check(L, v, cjson_decode, &out)) {
-        /* json_decode reads it back with integers where the value was integral */
-        decode_with(L, json_dec, &out);
-        int d = lua_gettop(L);
-        if (!same(L, v, d, 1, 0)) {
-            fprintf(stderr, "text: %.*s\n", (int)(out.len > 2000 ? 2000 : out.len), out.data);
-            die("json_decode reads back a different value", NULL);
-        }
-        /* what was read back encodes again, to a text that reads back the same */
-        if (!encode_and_check(L, d, cjson_decode, &out))
-            die("decoded value is refused", NULL);
-        lua_pop(L, 1);
-    }
-    if (lua_gettop(L) != v)
+    lua_pop(L, 1);
+    if (lua_gettop(L) != base)
         die("stack not balanced", NULL);
     strbuf_free(&out);
     lua_close(L);
