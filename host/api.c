@@ -121,7 +121,7 @@ static int answer_fast(api *a, http_request *r)
             return 0;
         host_entry_json(b, e);
     }
-    if (!b->data)
+    if (!b->data || strbuf_failed(b))
         return 0;
     http_respond(r, 200, "application/json", b->data, b->len);
     return 1;

@@ -310,7 +310,7 @@ static int push_strbuf_protected(lua_State *L)
 
 void sssn_push_strbuf(lua_State *L, strbuf *b)
 {
-    if (!b->data) {
+    if (!b->data || strbuf_failed(b)) { /* a text cut short by a failed append is never used */
         strbuf_free(b);
         luaL_error(L, "sssn: out of memory");
     }

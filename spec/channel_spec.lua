@@ -250,7 +250,7 @@ describe("channels", function()
         utf8 = "héllo wörld ✓ 温度 🙂",
         nested = { a = { b = { c = { true, false, "deep" } } } },
         empty_string = "",
-        bytes = "nul\0inside, del\127, high \200\255",
+        bytes = "nul\0inside, del\127, high \u{80}\u{ff}",
       }
       assert.are.same(value, round_trip(value))
       assert.are.equal("a plain string", round_trip("a plain string"))

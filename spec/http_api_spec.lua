@@ -1057,6 +1057,30 @@ describe("HTTP API /health, /metrics and errors", function()
     local last = j.messages[#j.messages]
     assert.are.same({ escaped = true }, last.content.data)
   end)
+
+  it("refuses invalid UTF-8 in a path, a query or a body with 400, and keeps serving", function()
+    local s, j, r = srv:get("/channels/%FF")
+    assert_error(s, 400, j, r, "bad_request")
+    s, j, r = srv:get("/channels/feed?limit=1&x=%C3")
+    assert_error(s, 400, j, r, "bad_request")
+    s, j, r = srv:put("/channels/feed", '{"name": "caf\xe9"}')
+    assert_error(s, 400, j, r, "bad_request")
+    assert.truthy(j.detail:find("invalid UTF-8", 1, true), j.detail)
+    s = srv:put("/channels/feed", '{"name": "caf\\u00e9", "big": 9007199254740993}')
+    assert.are.equal(200, s)
+    local _, got = srv:get("/channels/feed", { token = "utf8-reader" })
+    local last = got.messages[#got.messages].content.data
+    assert.are.equal("café", last.name)
+  end)
+
+  it("keeps integers beyond 2^53 exact and refuses those beyond 64 bits with 400", function()
+    assert.are.equal(200, (srv:put("/channels/raw", '{"n": 9007199254740993}')))
+    local _, _, raw = srv:get("/channels/raw?limit=1000", { token = "big-ints" })
+    assert.truthy(raw:find('"n":9007199254740993', 1, true), raw)
+    local s, j, r = srv:put("/channels/raw", '{"n": 99999999999999999999}')
+    assert_error(s, 400, j, r, "bad_request")
+    assert.truthy(j.detail:find("out of range", 1, true), j.detail)
+  end)
 end)
 
 -- HTTP mechanics --------------------------------------------------------------------------

@@ -237,7 +237,13 @@ function M.handle(method, path, query, auth, body)
   for s in path:gmatch("[^/]+") do
     local seg = percent_decode(s)
     if seg:find("\0", 1, true) then return err(400, "bad_request", "a NUL byte (%00) in the path") end
+    if not utf8.len(seg) then return err(400, "bad_request", "the path is not valid UTF-8 once decoded") end
     segs[#segs + 1] = seg
+  end
+  for k, v in pairs(q) do
+    if not (utf8.len(k) and utf8.len(v)) then
+      return err(400, "bad_request", "the query string is not valid UTF-8 once decoded")
+    end
   end
   local n, s1 = #segs, segs[1]
 

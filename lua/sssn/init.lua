@@ -6,7 +6,7 @@ local Registry = require "sssn.registry"
 
 local sssn = {
   version = core.version,
-  null = core.null,       -- JSON null (cjson.null)
+  null = core.null,       -- JSON null (a NULL lightuserdata)
   json = { encode = core.json_encode, decode = core.json_decode },
 }
 

@@ -19,13 +19,28 @@ local function out(s)
   io.stdout:flush()
 end
 
+-- s with each byte that is not part of valid UTF-8 replaced by U+FFFD (JSON must be UTF-8).
+local function valid_utf8(s)
+  local parts, i = {}, 1
+  while i <= #s do
+    local ok, bad = utf8.len(s, i)
+    if ok then
+      parts[#parts + 1] = s:sub(i)
+      break
+    end
+    parts[#parts + 1] = s:sub(i, bad - 1) .. "\u{FFFD}"
+    i = bad + 1
+  end
+  return table.concat(parts)
+end
+
 local function show(...)
   local n = select("#", ...)
   for i = 1, n do
     local v = select(i, ...)
     if json_mode then
       local ok, text = pcall(core.json_encode, v)
-      out(ok and text or core.json_encode(tostring(v)))
+      out(ok and text or core.json_encode(valid_utf8(tostring(v))))
     else
       out(pretty.format(v))
     end
