@@ -61,9 +61,10 @@ int host_entry_json(strbuf *b, const reg_entry *e)
 
 /* Registry events become messages on the "registry" channel:
  * {"event": "...", "kind": "channel"|"system", "id": "...", "entry": {... , "expires_at": t}} */
-static void on_registry_event(void *ud, reg_event ev, const reg_entry *e)
+static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
 {
     host *h = ud;
+    (void)prev;
     if (!h->registry_events)
         return;
     strbuf *b = &h->event_buf;

@@ -74,20 +74,19 @@ static void on_refresh(host *h, host_timer *t)
 {
     registration *r = t->data;
     double now = host_now(h);
-    const reg_entry *e = registry_get(h->reg, r->kind, r->id, now);
-    if (e && (!e->owner || strcmp(e->owner, r->s->id) != 0)) {
+    reg_fields f = {.id = r->id, .name = r->name, .is_public = r->is_public,
+                    .caps = (const char *const *)r->caps, .ncaps = r->ncaps,
+                    .json = r->json, .json_len = r->json_len, .registrant = r->s->id};
+    switch (registry_refresh(h->reg, r->kind, &f, r->ttl, now, NULL)) {
+    case REG_REFRESH_NOT_OWNER:
         drop(r->s, r); /* replaced by someone else: theirs to keep now */
         return;
-    }
-    if (e) {
-        registry_touch(h->reg, r->kind, r->id, now);
-    } else {
-        reg_fields f = {.id = r->id, .name = r->name, .is_public = r->is_public,
-                        .caps = (const char *const *)r->caps, .ncaps = r->ncaps,
-                        .json = r->json, .json_len = r->json_len, .owner = r->s->id};
+    case REG_REFRESH_REGISTERED:
         host_log(h, LOG_WARN, r->s->id, "%s '%s' lapsed before its refresh (was the loop held up?): "
-                 "registering it again", reg_kind_name(r->kind), r->id);
-        registry_put(h->reg, r->kind, &f, r->ttl, now);
+                 "registered it again", reg_kind_name(r->kind), r->id);
+        break;
+    default:
+        break;
     }
     timer_start(h, &r->timer, refresh_at(h, r->ttl));
 }
@@ -134,7 +133,7 @@ void system_drop_registrations(sssn_system *s)
     host *h = s->h;
     while (s->regs) {
         registration *r = s->regs;
-        if (registry_remove(h->reg, r->kind, r->id, s->id, host_now(h)))
+        if (registry_remove(h->reg, r->kind, r->id, s->id, host_now(h)) == 1)
             host_log(h, LOG_DEBUG, s->id, "deregistered %s '%s'", reg_kind_name(r->kind), r->id);
         drop(s, r);
     }

@@ -739,7 +739,7 @@ static int l_reg_put(lua_State *L)
     if (s && s->state == SYS_STOPPED)
         return sssn_error(L, "sssn: system '%s' is stopped (register_%s)", s->id, reg_kind_name(kind));
     reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
-                    .json = b.data, .json_len = b.len, .owner = s ? s->id : NULL};
+                    .json = b.data, .json_len = b.len, .registrant = s ? s->id : NULL};
     const reg_entry *e = registry_put(h->reg, kind, &f, ttl, host_now(h));
     if (e && s)
         system_track_registration(s, kind, &f, ttl, keepalive);
