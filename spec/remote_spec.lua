@@ -397,6 +397,21 @@ end
 return s
 ]]
 
+-- On hosts Blue (and Green): registers its channel (endpoint: its own --listen URL) and itself
+-- through R, printing how far ahead the channel's entry expires.
+local BLUEGREEN = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "bg-svc", name = "Blue Green Service", services = { { name = "bg-cap" } } }
+function s:setup()
+  local feed = self:add_channel(sssn.broadcast { id = "bg-feed", name = "BG Feed", visibility = "public" })
+  local c = sssn.registry:register_channel(feed.info)
+  print(("bg registered %.3f"):format(c.expires_at - sssn.now()))
+  sssn.registry:register_system(self:descriptor())
+end
+function s:step() end
+return s
+]]
+
 -- Specs ---------------------------------------------------------------------------------
 
 teardown(function() os.execute("rm -rf " .. scratch) end)
@@ -516,6 +531,41 @@ describe("a remote registry (host B with --registry)", function()
     assert.is_true(dereg["system/reg-b"], "no 'deregistered' event for reg-b")
     assert.is_true(dereg["system/ka-sys"], "no 'deregistered' event for ka-sys")
     assert.is_true(dereg["channel/b-feed"], "no 'deregistered' event for b-feed")
+  end)
+end)
+
+describe("registrations through --registry", function()
+  local g
+  before_each(function() g = group() end)
+  after_each(function() g.stop_all() end)
+
+  -- R (the registry) and, when asked, Blue then Green running BLUEGREEN with --registry R.
+  local function deploy(opts)
+    opts = opts or {}
+    local w = { pr = testing.free_port() }
+    w.base = ("http://127.0.0.1:%d"):format(w.pr)
+    w.r = g.start("R", ("--listen 127.0.0.1:%d %s"):format(w.pr, g.script("idle", IDLE)))
+    w.r:wait_healthy(w.pr)
+    local script = g.script("bluegreen", BLUEGREEN)
+    for _, name in ipairs(opts.hosts or { "blue", "green" }) do
+      local port = testing.free_port()
+      local p = g.start(name, ("--listen 127.0.0.1:%d --registry %s %s %s"):format(port, w.base,
+        opts[name .. "_args"] or "", script))
+      p.url = ("http://127.0.0.1:%d"):format(port)
+      p:wait_output("bg registered", 5)
+      w[name] = p
+    end
+    return w
+  end
+
+  it("sends the host's --ttl with the first registration", function()
+    local w = deploy { hosts = { "blue" }, blue_args = "--ttl 7" }
+    local left = tonumber(w.blue:out():match("bg registered ([%d.]+)"))
+    assert.truthy(left, w.blue:out())
+    assert.is_true(left > 6 and left <= 7, ("expires %.3f s ahead"):format(left))
+    local _, c = http("GET", w.base .. "/registry/channels/bg-feed")
+    local ahead = c.expires_at - now()
+    assert.is_true(ahead > 5.5 and ahead <= 7.5, ("expires_at %.3f s ahead on R"):format(ahead))
   end)
 end)
 

@@ -105,12 +105,12 @@ function RemoteRegistry:_untrack(kind, id)
   if regs then regs[kind .. "/" .. id] = nil end
 end
 
-local function query_ttl(ttl) return ttl and ("?ttl=%s"):format(ttl) or "" end
-
--- PUTs a normalized entry, then keeps it alive for the calling system (unless told not to).
+-- PUTs a normalized entry for ttl or this host's --ttl (not the registry host's default), then
+-- keeps it alive for the calling system (unless told not to).
 function RemoteRegistry:_register(fn, kind, plural, id, body, ttl, opts)
   local path = ("/registry/%s/%s"):format(plural, escape(id))
-  local entry = self:_call(fn, "PUT", path .. query_ttl(ttl), body)
+  ttl = ttl or core.host_stats().ttl
+  local entry = self:_call(fn, "PUT", ("%s?ttl=%s"):format(path, ttl), body)
   self:_track(kind, id, path, body, ttl, not (opts and opts.keepalive == false))
   return entry
 end
