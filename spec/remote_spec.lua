@@ -441,6 +441,17 @@ function s:step() end
 return s
 ]]
 
+-- On host B: asks the remote registry in every step, without pcall.
+local STEPPER = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "stepper", tick_rate = 5 }
+function s:step()
+  local found = sssn.registry:find_channels { name = "nothing-like-this" }
+  print("stepper ok " .. #found)
+end
+return s
+]]
+
 -- Specs ---------------------------------------------------------------------------------
 
 teardown(function() os.execute("rm -rf " .. scratch) end)
@@ -714,6 +725,48 @@ describe("registrations across hosts belong to the instance that made them", fun
     local _, c = http("GET", base .. "/registry/channels/probe-ch")
     assert.are.equal("http://taker:9", c.endpoint)
     assert.are.equal(404, (http("GET", base .. "/registry/channels/probe-own")))
+  end)
+end)
+
+describe("a registry that goes away (host B's steps call it)", function()
+  local g
+  before_each(function() g = group() end)
+  after_each(function() g.stop_all() end)
+
+  -- The "not logged again" half depends on the host's task error logger honouring
+  -- sssn_reported (host/system.c).
+  it("logs one line when it becomes unreachable and one when it is back, not a traceback per step", function()
+    local pa, pb = testing.free_port(), testing.free_port()
+    local base = ("http://127.0.0.1:%d"):format(pa)
+    local script = g.script("idle", IDLE)
+    local a = g.start("A", ("--listen 127.0.0.1:%d %s"):format(pa, script))
+    a:wait_healthy(pa)
+    local b = g.start("B", ("--listen 127.0.0.1:%d --registry %s %s"):format(pb, base, g.script("stepper", STEPPER)))
+    b:wait_output("stepper ok 0", 5)
+    a:signal("TERM")
+    a:wait_exit(5)
+    local from = #b:err() + 1
+    local _, _, m0 = http("GET", ("http://127.0.0.1:%d/metrics"):format(pb))
+    sleep(2) -- ten steps
+    local _, _, m1 = http("GET", ("http://127.0.0.1:%d/metrics"):format(pb))
+    local err = b:err():sub(from)
+    local all = b:err()
+    assert.are.equal(1, count(all, "the registry at [^\n]* is unreachable %("), all)
+    -- needs the host side: the task error logger skips errors marked sssn_reported (host/system.c)
+    assert.is_true(count(err, "stack traceback") <= 1, "a traceback each step (is sssn_reported honoured?):\n"
+      .. err:sub(1, 600))
+    local e0 = tonumber(m0:match("\nsssn_step_errors_total (%d+)"))
+    local e1 = tonumber(m1:match("\nsssn_step_errors_total (%d+)"))
+    assert.is_true(e1 - e0 >= 5, ("step errors counted: %s -> %s"):format(e0, e1))
+    assert.is_true(b:alive())
+    -- the registry comes back: one line, and the steps work again
+    local a2 = g.start("A2", ("--listen 127.0.0.1:%d %s"):format(pa, script))
+    a2:wait_healthy(pa)
+    local mark = #b:out() + 1
+    b:wait_output("stepper ok 0", 5, mark)
+    assert.truthy(wait_until(1, function() return b:err():find("is reachable again", 1, true) end), b:err())
+    assert.are.equal(1, count(b:err(), "is reachable again"))
+    assert.are.equal(1, count(b:err(), "the registry at [^\n]* is unreachable %("))
   end)
 end)
 

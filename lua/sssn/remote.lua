@@ -57,9 +57,32 @@ local function check_self(self, fn)
   end
 end
 
+-- An error the host counts as a step error but does not log again: its message has been
+-- logged once already, when the registry became unreachable (the host's task error logger
+-- skips tables with sssn_reported = true).
+local Reported = { __tostring = function(e) return e.message end }
+local function reported(message) return setmetatable({ sssn_reported = true, message = message }, Reported) end
+M.reported = reported
+
+-- One line when the registry's state changes (unreachable / reachable again), not one per call.
+function RemoteRegistry:_reachable(ok, why)
+  if ok then
+    if self.reachable == false then core.log("info", ("the registry at %s is reachable again"):format(self.url)) end
+    self.reachable = true
+  else
+    if self.reachable ~= false then
+      core.log("warn", ("the registry at %s is unreachable (%s): registry calls fail until it is back")
+        :format(self.url, tostring(why)))
+    end
+    self.reachable = false
+  end
+end
+
 -- One HTTP request to the registry: status and body, or nil and the transport error.
 function RemoteRegistry:_request(method, path, body, timeout)
-  return core.http(method, self.url .. path, body and core.json_encode(body) or nil, nil, timeout or 10)
+  local status, resp = core.http(method, self.url .. path, body and core.json_encode(body) or nil, nil, timeout or 10)
+  self:_reachable(status ~= nil, resp)
+  return status, resp
 end
 
 local function raise_http(fn, url, status, resp)
@@ -71,7 +94,7 @@ end
 function RemoteRegistry:_call(fn, method, path, body, allow_404)
   local status, resp = self:_request(method, path, body)
   if not status then
-    error(("sssn.registry:%s: the registry at %s is unreachable: %s"):format(fn, self.url, resp), 3)
+    error(reported(("sssn.registry:%s: the registry at %s is unreachable: %s"):format(fn, self.url, resp)))
   end
   if status == 200 then return core.json_decode(resp) end
   if status == 404 and allow_404 then return nil end
@@ -135,9 +158,7 @@ function RemoteRegistry:_refresh(t, reg)
   elseif status then
     core.log("warn", ("cannot refresh %s '%s' at %s: %s (HTTP %d)"):format(reg.kind, reg.id, self.url,
       detail_of(resp), status))
-  else
-    core.log("warn", ("cannot refresh %s '%s' at %s: %s"):format(reg.kind, reg.id, self.url, tostring(resp)))
-  end
+  end -- unreachable: _request logged the state change
 end
 
 function RemoteRegistry:_keep(t, key, reg)
@@ -185,7 +206,7 @@ function RemoteRegistry:_watch(t)
           end
         end
       else
-        core.sleep(backoff) -- unreachable or an unexpected answer
+        core.sleep(backoff) -- unreachable (logged once) or an unexpected answer
         backoff = math.min(backoff * 2, RETRY_MAX)
       end
     end
@@ -250,7 +271,7 @@ function RemoteRegistry:_deregister(kind, plural, id)
   local path = with_registrant(("/registry/%s/%s"):format(plural, escape(id)), registrant_of(core.current_system()))
   local status, resp = self:_request("DELETE", path)
   if not status then
-    error(("sssn.registry:%s: the registry at %s is unreachable: %s"):format(fn, self.url, resp), 3)
+    error(reported(("sssn.registry:%s: the registry at %s is unreachable: %s"):format(fn, self.url, resp)))
   end
   if status == 200 then return true end
   if status == 404 then return false, Registry.not_removed(kind, id, "absent") end
