@@ -634,6 +634,52 @@ return s
     end)
   end)
 
+  describe("as the REPL's watch() shows events", function()
+    local pretty = require "sssn.pretty"
+
+    it("gives time left only for live events, and old -> new for a takeover", function()
+      local events = follow_events()
+      local blue_id, ch_id = testing.uid("shown"), testing.uid("shown-ch")
+      local lines = {}
+      local function shown() -- as watch() prints them: when they happen
+        for _, ev in ipairs(events(ch_id)) do lines[#lines + 1] = pretty.registry_event(ev) end
+      end
+      local blue = spawn { id = blue_id, source = claimant_source(blue_id, ch_id, "http://old:7400", 30) }
+      shown()
+      registry:register_channel({ id = ch_id, endpoint = "http://new:7400" }, 20)
+      shown()
+      testing.advance(5)
+      registry:deregister_channel(ch_id)
+      shown()
+      testing.advance(1) -- blue takes it back
+      shown()
+      registry:register_system({ system_id = ch_id }, 3)
+      shown()
+      testing.advance(3)
+      registry:maintain()
+      shown()
+      blue:stop()
+      shown()
+      local ch = ch_id
+      assert.are.same({
+        "registered channel " .. ch .. " (30 s left)",
+        "replaced channel " .. ch .. ": http://old:7400 -> http://new:7400 (20 s left)",
+        "deregistered channel " .. ch,
+        "registered channel " .. ch .. " (30 s left)",
+        "registered system " .. ch .. " (3 s left)",
+        "expired system " .. ch,
+        "deregistered channel " .. ch,
+      }, lines)
+    end)
+
+    it("names the registrants when the entries have no endpoint", function()
+      local line = pretty.registry_event { event = "replaced", kind = "system", id = "svc",
+        registrant = "green/svc", previous_registrant = sssn.null,
+        entry = { system_id = "svc", expires_at = sssn.now() + 300 }, previous = { system_id = "svc" } }
+      assert.are.equal("replaced system svc: an operator -> green/svc (300 s left)", line)
+    end)
+  end)
+
   describe("bad arguments", function()
     it("refuses a channel without an id", function()
       assert_mentions(error_of(registry.register_channel, registry, { name = "no id" }),
