@@ -93,10 +93,10 @@ static reg_fields fields_of(const registration *r)
 /* One info line when a registration becomes displaced: who holds the entry now, and where. */
 static void report_displaced(const registration *r, const reg_entry *holder)
 {
-    const char *who = holder && holder->registrant ? holder->registrant : "an operator (no registrant)";
-    const char *where = holder && holder->endpoint ? holder->endpoint : NULL;
-    host_log(r->s->h, LOG_INFO, r->s->id, "%s '%s' was taken over by %s%s%s: taking it back once it is free",
-             reg_kind_name(r->kind), r->id, who, where ? " at " : "", where ? where : "");
+    const char *who = holder ? holder->registrant : NULL, *where = holder ? holder->endpoint : NULL;
+    host_log(r->s->h, LOG_INFO, r->s->id, "%s '%s' was taken over by %s%s%s%s%s: taking it back once it is free",
+             reg_kind_name(r->kind), r->id, who ? "registrant '" : "an operator (no registrant)", who ? who : "",
+             who ? "'" : "", where ? " at " : "", where ? where : "");
 }
 
 static void displace(registration *r, const reg_entry *holder)

@@ -707,6 +707,30 @@ describe("registrations across hosts belong to the instance that made them", fun
     assert.is_true(now() - t0 < 2)
   end)
 
+  it("lets a system of the registry's own host take back what another host took over, and logs both", function()
+    local pr = testing.free_port()
+    local base = ("http://127.0.0.1:%d"):format(pr)
+    local r = g.start("R", ("--listen 127.0.0.1:%d %s"):format(pr, g.script("bluegreen", BLUEGREEN)))
+    r:wait_healthy(pr)
+    r:wait_output("bg registered", 5)
+    local s, _, raw = http("PUT", base .. "/registry/channels/bg-feed?ttl=1&registrant=" .. escape("zz/other"),
+      { body = '{"id": "bg-feed", "endpoint": "http://other:1"}' })
+    assert.are.equal(200, s, raw)
+    assert.truthy(wait_until(1, function()
+      return r:err():find("[bg-svc] channel 'bg-feed' was taken over by registrant 'zz/other' at http://other:1: " ..
+        "taking it back once it is free", 1, true)
+    end), r:err())
+    -- the other host's entry expires after 1 s: the local system registers it again within 2 s
+    local t0 = now()
+    assert.truthy(wait_until(3, function()
+      local _, c = http("GET", base .. "/registry/channels/bg-feed")
+      return c and c.endpoint == base
+    end), r:err())
+    assert.is_true(now() - t0 < 2.5)
+    assert.truthy(r:err():find("[bg-svc] took channel 'bg-feed' back", 1, true), r:err())
+    assert.are.equal(1, count(r:err(), "was taken over by"))
+  end)
+
   it("answers a system's deregistration of an entry another instance took over with false and why", function()
     local pr = testing.free_port()
     local base = ("http://127.0.0.1:%d"):format(pr)
