@@ -1011,11 +1011,18 @@ describe("HTTP API registry routes", function()
       assert.is_true(e.index > prev)
       prev = e.index
       assert.is_string(e.event)
-      assert.truthy(({ registered = 1, refreshed = 1, expired = 1, deregistered = 1 })[e.event], e.event)
+      assert.truthy(({ registered = 1, refreshed = 1, replaced = 1, expired = 1, deregistered = 1 })[e.event], e.event)
       assert.truthy(e.kind == "channel" or e.kind == "system", e.kind)
       assert.is_string(e.id)
       assert.is_table(e.entry)
       assert.is_number(e.entry.expires_at)
+      assert.truthy(e.registrant == null or type(e.registrant) == "string", tostring(e.registrant))
+      if e.event == "replaced" then
+        assert.is_number(e.previous.expires_at)
+        assert.truthy(e.previous_registrant == null or type(e.previous_registrant) == "string")
+      else
+        assert.is_nil(e.previous)
+      end
     end
     assert.are.equal(prev, j.index)
     -- the first events are the fixture's registrations, in order
