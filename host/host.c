@@ -14,6 +14,7 @@
 #include "http_client.h"
 #include "repl.h"
 #include "json.h"
+#include "keepalive.h"
 #include "log.h"
 #include "system.h"
 
@@ -59,25 +60,35 @@ int host_entry_json(strbuf *b, const reg_entry *e)
     return strbuf_putc(b, '}');
 }
 
+static int put_registrant(strbuf *b, const reg_entry *e)
+{
+    return e->registrant ? json_write_string(b, e->registrant, strlen(e->registrant)) : strbuf_puts(b, "null");
+}
+
 /* Registry events become messages on the "registry" channel:
- * {"event": "...", "kind": "channel"|"system", "id": "...", "entry": {... , "expires_at": t}} */
-static void on_registry_event(void *ud, reg_event ev, const reg_entry *e)
+ * {"event": "...", "kind": "channel"|"system", "id": "...", "registrant": "..."|null,
+ *  "entry": {... , "expires_at": t}}
+ * and for "replaced" also "previous": {the entry taken over}, "previous_registrant". An event
+ * that cannot be built whole (out of memory) is not written. A replaced entry kept alive by a
+ * system of this host makes that system retry (keepalive.c). */
+static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
 {
     host *h = ud;
+    if (ev == REG_REPLACED)
+        keepalive_on_replaced(h, e, prev);
     if (!h->registry_events)
         return;
     strbuf *b = &h->event_buf;
     strbuf_reset(b);
-    strbuf_puts(b, "{\"event\":\"");
-    strbuf_puts(b, reg_event_name(ev));
-    strbuf_puts(b, "\",\"kind\":\"");
-    strbuf_puts(b, reg_kind_name(e->kind));
-    strbuf_puts(b, "\",\"id\":");
-    json_write_string(b, e->id, strlen(e->id));
-    strbuf_puts(b, ",\"entry\":");
-    host_entry_json(b, e);
-    strbuf_putc(b, '}');
-    if (!b->data)
+    int bad = strbuf_puts(b, "{\"event\":\"") < 0 || strbuf_puts(b, reg_event_name(ev)) < 0 ||
+              strbuf_puts(b, "\",\"kind\":\"") < 0 || strbuf_puts(b, reg_kind_name(e->kind)) < 0 ||
+              strbuf_puts(b, "\",\"id\":") < 0 || json_write_string(b, e->id, strlen(e->id)) < 0 ||
+              strbuf_puts(b, ",\"registrant\":") < 0 || put_registrant(b, e) < 0 ||
+              strbuf_puts(b, ",\"entry\":") < 0 || host_entry_json(b, e) < 0;
+    if (!bad && prev)
+        bad = strbuf_puts(b, ",\"previous\":") < 0 || host_entry_json(b, prev) < 0 ||
+              strbuf_puts(b, ",\"previous_registrant\":") < 0 || put_registrant(b, prev) < 0;
+    if (bad || strbuf_putc(b, '}') < 0)
         return;
     message_in in = {.sender_id = HOST_OWNER, .data_json = b->data, .data_len = b->len};
     channel_write(h->registry_events, &in, host_now(h), NULL);

@@ -859,19 +859,79 @@ static double check_ttl(lua_State *L, int arg)
     return ttl;
 }
 
-/* core.reg_put(kind, info, id, name, is_public, caps, ttl, keepalive) -> expires_at
- * `info` is the normalized table (lua/sssn/registry.lua), encoded as the entry's JSON. */
+/* The system a registration call acts for: the calling system when it runs from a loaded
+ * script; NULL for calls from outside any (the REPL's prompt, a spec, the HTTP API), which act
+ * as an operator. */
+static sssn_system *registering_system(lua_State *L)
+{
+    sssn_system *s = system_current(L);
+    return s && s->self_ref != LUA_NOREF ? s : NULL;
+}
+
+/* Pushes and returns the registrant of a registry call: the string at `arg` when given (the
+ * HTTP API passes its caller's), else "<host instance>/<system id>" of the registering
+ * system, else NULL (an operator; pushes nil). GC-owned, so nothing leaks when a later check
+ * raises. */
+static const char *push_registrant(lua_State *L, int arg, sssn_system *s, const char *fn)
+{
+    if (!lua_isnoneornil(L, arg)) {
+        size_t len;
+        const char *r = luaL_checklstring(L, arg, &len);
+        if (len == 0 || len > REG_REGISTRANT_MAX)
+            sssn_error(L, "sssn: the registrant must be 1 to %d bytes, not %d (%s)", REG_REGISTRANT_MAX,
+                       (int)len, fn);
+        lua_pushvalue(L, arg);
+        return r;
+    }
+    if (!s) {
+        lua_pushnil(L);
+        return NULL;
+    }
+    const char *r = lua_pushfstring(L, "%s/%s", host_of(L)->instance_id, s->id);
+    if (strlen(r) > REG_REGISTRANT_MAX)
+        sssn_error(L, "sssn: the system id is too long to register with (%d bytes with the host instance, "
+                   "more than %d) (%s)", (int)strlen(r), REG_REGISTRANT_MAX, fn);
+    return r;
+}
+
+/* Pushes who holds an entry the caller may not change: its registrant (nil: an operator)
+ * and its endpoint (or nil). */
+static void push_holder(lua_State *L, const reg_entry *e)
+{
+    if (e && e->registrant)
+        lua_pushstring(L, e->registrant);
+    else
+        lua_pushnil(L);
+    if (e && e->endpoint)
+        lua_pushstring(L, e->endpoint);
+    else
+        lua_pushnil(L);
+}
+
+/* core.reg_put(kind, info, id, name, is_public, caps, ttl, keepalive, registrant, refresh)
+ *   -> expires_at, or with refresh when another registrant holds a live entry:
+ *      false, its registrant (nil: an operator), its endpoint (or nil)
+ * `info` is the normalized table (lua/sssn/registry.lua), encoded as the entry's JSON; its
+ * endpoint, when a string, is kept with the entry. refresh: only renew the caller's own entry
+ * (or register when absent), never take another's over. Every check that can raise comes
+ * before the JSON is encoded into C memory. */
 static int l_reg_put(lua_State *L)
 {
+    lua_settop(L, 10); /* what follows pushes above the arguments */
     host *h = host_of(L);
     reg_kind kind = check_reg_kind(L, 1);
+    const char *fn = kind == REG_CHANNEL ? "register_channel" : "register_system";
     luaL_checktype(L, 2, LUA_TTABLE);
-    const char *id = luaL_checkstring(L, 3);
+    size_t id_len;
+    const char *id = luaL_checklstring(L, 3, &id_len);
     const char *name = luaL_optstring(L, 4, "");
     int is_public = lua_toboolean(L, 5);
     double ttl = check_ttl(L, 7);
     int keepalive = lua_isnoneornil(L, 8) ? 1 : lua_toboolean(L, 8);
+    int refresh = lua_toboolean(L, 10);
     luaL_argcheck(L, *id, 3, "id must not be empty");
+    if (id_len > REG_ID_MAX)
+        return sssn_error(L, "sssn: the id is %d bytes, longer than %d (%s)", (int)id_len, REG_ID_MAX, fn);
     size_t ncaps = 0;
     const char **caps = NULL;
     if (!lua_isnoneornil(L, 6)) {
@@ -886,37 +946,72 @@ static int l_reg_put(lua_State *L)
             lua_pop(L, 1);
         }
     }
+    lua_getfield(L, 2, "endpoint");
+    const char *endpoint = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    sssn_system *s = registering_system(L);
+    if (s && s->state == SYS_STOPPED)
+        return sssn_error(L, "sssn: system '%s' is stopped (%s)", s->id, fn);
+    const char *registrant = push_registrant(L, 9, s, fn);
     strbuf b = STRBUF_INIT;
     char err[256];
     if (json_encode(L, 2, kind == REG_CHANNEL ? "info" : "descriptor", &b, err, sizeof err) < 0 || !b.data) {
+        int oom = !b.data;
         strbuf_free(&b);
-        return sssn_error(L, "sssn: %s (register_%s '%s')", b.data ? err : "out of memory", reg_kind_name(kind), id);
+        return sssn_error(L, "sssn: %s (%s '%s')", oom ? "out of memory" : err, fn, id);
     }
-    sssn_system *s = system_current(L);
-    if (s && s->state == SYS_STOPPED)
-        return sssn_error(L, "sssn: system '%s' is stopped (register_%s)", s->id, reg_kind_name(kind));
     reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
-                    .json = b.data, .json_len = b.len, .owner = s ? s->id : NULL};
-    const reg_entry *e = registry_put(h->reg, kind, &f, ttl, host_now(h));
+                    .json = b.data, .json_len = b.len, .registrant = registrant, .endpoint = endpoint};
+    const reg_entry *e;
+    if (refresh) {
+        reg_refresh_result res = registry_refresh(h->reg, kind, &f, ttl, host_now(h), &e);
+        if (res == REG_REFRESH_NOT_OWNER) {
+            strbuf_free(&b);
+            lua_pushboolean(L, 0);
+            push_holder(L, e);
+            return 3;
+        }
+        if (res == REG_REFRESH_FAILED)
+            e = NULL;
+    } else {
+        e = registry_put(h->reg, kind, &f, ttl, host_now(h));
+    }
     if (e && s)
         system_track_registration(s, kind, &f, ttl, keepalive);
     strbuf_free(&b);
     if (!e)
-        return sssn_error(L, "sssn: out of memory (register_%s '%s')", reg_kind_name(kind), id);
+        return sssn_error(L, "sssn: out of memory (%s '%s')", fn, id);
     lua_pushnumber(L, e->expires_at);
     return 1;
 }
 
+/* core.reg_remove(kind, id, registrant) -> true, or false, "absent", or false, "not_owner",
+ * the holder's registrant (nil: an operator), its endpoint (or nil).
+ * A system removes only its own entries (and stops keeping that id alive either way); an
+ * operator (no system, no registrant) removes whatever is there. */
 static int l_reg_remove(lua_State *L)
 {
+    lua_settop(L, 3);
     host *h = host_of(L);
     reg_kind kind = check_reg_kind(L, 1);
     const char *id = luaL_checkstring(L, 2);
-    sssn_system *s = system_current(L);
+    const char *fn = kind == REG_CHANNEL ? "deregister_channel" : "deregister_system";
+    sssn_system *s = registering_system(L);
+    const char *registrant = push_registrant(L, 3, s, fn);
     if (s)
         system_untrack_registration(s, kind, id);
-    lua_pushboolean(L, registry_remove(h->reg, kind, id, NULL, host_now(h)));
-    return 1;
+    int removed = registry_remove(h->reg, kind, id, registrant, host_now(h));
+    if (removed == 1) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    if (removed == 0) {
+        lua_pushliteral(L, "absent");
+        return 2;
+    }
+    lua_pushliteral(L, "not_owner");
+    push_holder(L, registry_get(h->reg, kind, id, host_now(h)));
+    return 4;
 }
 
 static int reg_get(lua_State *L, reg_kind kind, int arg)

@@ -38,6 +38,8 @@ const char *reg_event_name(reg_event ev)
         return "registered";
     case REG_REFRESHED:
         return "refreshed";
+    case REG_REPLACED:
+        return "replaced";
     case REG_EXPIRED:
         return "expired";
     case REG_DEREGISTERED:
@@ -71,13 +73,21 @@ static reg_entry *entry_of(heap_node *n)
 
 static int is_live(const reg_entry *e, double now) { return e->expires_at > now; }
 
-static void emit(registry *r, reg_event ev, const reg_entry *e)
+static void emit(registry *r, reg_event ev, const reg_entry *e, const reg_entry *prev)
 {
     if (!r->on_event)
         return;
     r->in_event++;
-    r->on_event(r->ud, ev, e);
+    r->on_event(r->ud, ev, e, prev);
     r->in_event--;
+}
+
+/* Whether the entry belongs to this registrant (NULL, an operator's, matches only NULL). */
+static int same_registrant(const reg_entry *e, const char *registrant)
+{
+    if (!e->registrant || !registrant)
+        return e->registrant == registrant;
+    return strcmp(e->registrant, registrant) == 0;
 }
 
 /* ---- entries ---- */
@@ -103,7 +113,8 @@ static void entry_free(reg_entry *e)
         free(e->caps[i]);
     free(e->caps);
     free(e->cap_pos);
-    free(e->owner);
+    free(e->registrant);
+    free(e->endpoint);
     free(e);
 }
 
@@ -152,7 +163,9 @@ static reg_entry *entry_new(reg_kind kind, const reg_fields *f, double ttl, doub
         goto fail;
     for (char *p = e->name_lower; *p; p++)
         *p = (char)tolower((unsigned char)*p);
-    if (f->owner && !(e->owner = copy_text(f->owner, strlen(f->owner))))
+    if (f->registrant && !(e->registrant = copy_text(f->registrant, strlen(f->registrant))))
+        goto fail;
+    if (f->endpoint && !(e->endpoint = copy_text(f->endpoint, strlen(f->endpoint))))
         goto fail;
     if (kind == REG_SYSTEM && entry_set_caps(e, f) != 0)
         goto fail;
@@ -263,7 +276,7 @@ static void purge_expired(registry *r, reg_entry *e)
 {
     entry_unlink(r, e);
     r->expired_total++;
-    emit(r, REG_EXPIRED, e);
+    emit(r, REG_EXPIRED, e, NULL);
     entry_free(e);
 }
 
@@ -317,7 +330,9 @@ void registry_free(registry *r)
 
 static int fields_valid(reg_kind kind, const reg_fields *f, double ttl, double now)
 {
-    if (!f || !f->id || !f->id[0] || !f->json)
+    if (!f || !f->id || !f->id[0] || strlen(f->id) > REG_ID_MAX || !f->json)
+        return 0;
+    if (f->registrant && strlen(f->registrant) > REG_REGISTRANT_MAX)
         return 0;
     if (!(ttl > 0) || !isfinite(ttl) || !isfinite(now + ttl))
         return 0;
@@ -332,12 +347,18 @@ static int fields_valid(reg_kind kind, const reg_fields *f, double ttl, double n
     return 1;
 }
 
-/* Whether f would store exactly what e holds (JSON, name, visibility, capabilities, owner). */
+static int same_text(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* Whether f would store exactly what e holds (JSON, name, visibility, capabilities,
+ * registrant, endpoint). */
 static int same_fields(const reg_entry *e, const reg_fields *f, size_t json_len)
 {
     if (e->json_len != json_len || memcmp(e->json, f->json, json_len) != 0 || e->is_public != f->is_public)
         return 0;
-    if ((e->owner == NULL) != (f->owner == NULL) || (e->owner && strcmp(e->owner, f->owner) != 0))
+    if (!same_registrant(e, f->registrant) || !same_text(e->endpoint, f->endpoint))
         return 0;
     const char *name = f->name ? f->name : "";
     size_t i = 0;
@@ -361,7 +382,7 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
     if (!map || r->in_event || !fields_valid(kind, f, ttl, now))
         return NULL;
     /* A heartbeat re-registers the same thing: same JSON (which holds every field the
-     * indexes use) and owner. Then only the expiry moves, with nothing to allocate. */
+     * indexes use) and registrant. Then only the expiry moves, with nothing to allocate. */
     reg_entry *same = hashmap_get(map, f->id);
     size_t json_len = f->json_len ? f->json_len : strlen(f->json);
     if (same && is_live(same, now) && same_fields(same, f, json_len)) {
@@ -369,7 +390,7 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
         same->expires_at = round_us(now + ttl);
         same->version = ++r->versions;
         heap_update(&r->expiry, &same->expiry, same->expires_at);
-        emit(r, REG_REFRESHED, same);
+        emit(r, REG_REFRESHED, same, NULL);
         return same;
     }
     reg_entry *n = entry_new(kind, f, ttl, now);
@@ -389,23 +410,30 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
         }
         index_add(r, n);
         n->version = ++r->versions;
-        emit(r, REG_REGISTERED, n);
+        emit(r, REG_REGISTERED, n, NULL);
         return n;
     }
 
     /* Replace in place: old keeps its map slot and heap node and takes n's content; n is left
      * holding the previous content, unlinked, to be reported (if expired) and freed. */
-    int was_live = is_live(old, now);
+    int was_live = is_live(old, now), taken_over = was_live && !same_registrant(old, f->registrant);
     index_unlink(r, old);
     entry_swap_content(old, n);
     index_add(r, old);
     index_drop_empty(r, n->caps, n->ncaps);
     old->version = ++r->versions;
+    if (taken_over) {
+        /* a new registration (registered_at now); n, unlinked, shows what it took over */
+        heap_update(&r->expiry, &old->expiry, old->expires_at);
+        emit(r, REG_REPLACED, old, n);
+        entry_free(n);
+        return old;
+    }
     if (was_live) {
         old->registered_at = n->registered_at; /* first registration of this live entry */
         heap_update(&r->expiry, &old->expiry, old->expires_at);
         entry_free(n);
-        emit(r, REG_REFRESHED, old);
+        emit(r, REG_REFRESHED, old, NULL);
         return old;
     }
     /* The previous entry had expired: report it first, while the new content is held but not
@@ -413,11 +441,11 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
     double expires_at = old->expires_at;
     old->expires_at = n->expires_at;
     r->expired_total++;
-    emit(r, REG_EXPIRED, n);
+    emit(r, REG_EXPIRED, n, NULL);
     entry_free(n);
     old->expires_at = expires_at;
     heap_update(&r->expiry, &old->expiry, old->expires_at);
-    emit(r, REG_REGISTERED, old);
+    emit(r, REG_REGISTERED, old, NULL);
     return old;
 fail:
     index_drop_empty(r, n->caps, n->ncaps);
@@ -425,7 +453,29 @@ fail:
     return NULL;
 }
 
-int registry_remove(registry *r, reg_kind kind, const char *id, const char *owner, double now)
+reg_refresh_result registry_refresh(registry *r, reg_kind kind, const reg_fields *f, double ttl,
+                                    double now, const reg_entry **out)
+{
+    const reg_entry *dummy;
+    if (!out)
+        out = &dummy;
+    *out = NULL;
+    hashmap *map = map_of(r, kind);
+    if (!map || r->in_event || !fields_valid(kind, f, ttl, now))
+        return REG_REFRESH_FAILED;
+    const reg_entry *e = hashmap_get(map, f->id);
+    int live = e && is_live(e, now);
+    if (live && !same_registrant(e, f->registrant)) {
+        *out = e;
+        return REG_REFRESH_NOT_OWNER;
+    }
+    *out = registry_put(r, kind, f, ttl, now);
+    if (!*out)
+        return REG_REFRESH_FAILED;
+    return live ? REG_REFRESH_RENEWED : REG_REFRESH_REGISTERED;
+}
+
+int registry_remove(registry *r, reg_kind kind, const char *id, const char *registrant, double now)
 {
     hashmap *map = map_of(r, kind);
     if (!map || !id || r->in_event)
@@ -437,26 +487,11 @@ int registry_remove(registry *r, reg_kind kind, const char *id, const char *owne
         purge_expired(r, e);
         return 0;
     }
-    if (owner && !(e->owner && strcmp(e->owner, owner) == 0))
-        return 0;
+    if (registrant && !same_registrant(e, registrant))
+        return -1;
     entry_unlink(r, e);
-    emit(r, REG_DEREGISTERED, e);
+    emit(r, REG_DEREGISTERED, e, NULL);
     entry_free(e);
-    return 1;
-}
-
-int registry_touch(registry *r, reg_kind kind, const char *id, double now)
-{
-    hashmap *map = map_of(r, kind);
-    if (!map || !id || r->in_event)
-        return 0;
-    reg_entry *e = hashmap_get(map, id);
-    if (!e || !is_live(e, now))
-        return 0;
-    e->expires_at = round_us(now + e->ttl);
-    e->version = ++r->versions;
-    heap_update(&r->expiry, &e->expiry, e->expires_at);
-    emit(r, REG_REFRESHED, e);
     return 1;
 }
 

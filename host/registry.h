@@ -4,7 +4,12 @@
  * need. Liveness is strict: an entry is live while expires_at > now; no query returns an
  * entry that is not live, purged or not. Point lookups are O(1) (hash), capability lookups
  * O(matches) (index of service name -> systems), expiry is a heap so purging costs
- * O(expired * log n). */
+ * O(expired * log n).
+ * Ownership: each entry belongs to its registrant (a string, "<host instance>/<system id>" in
+ * the host), or to no one (NULL: an operator's). A register takes a live entry over from
+ * another registrant (REG_REPLACED); a refresh or a removal by a registrant changes only its
+ * own entry and says when a live entry belongs to another. NULL acts as an operator for
+ * removal (removes whatever is there). */
 #ifndef SSSN_REGISTRY_H
 #define SSSN_REGISTRY_H
 
@@ -15,14 +20,20 @@
 
 typedef enum { REG_CHANNEL = 0, REG_SYSTEM = 1 } reg_kind;
 
+/* Longest entry id and registrant accepted, in bytes (longer ones are refused). */
+#define REG_ID_MAX 256
+#define REG_REGISTRANT_MAX 512
+
 typedef enum {
     REG_REGISTERED,   /* new entry (or replacing one that had expired) */
-    REG_REFRESHED,    /* replaced a live entry: content and expiry renewed */
+    REG_REFRESHED,    /* a live entry registered again by its own registrant: content and expiry renewed */
+    REG_REPLACED,     /* a live entry taken over by another registrant (the event carries both) */
     REG_EXPIRED,      /* removed because its TTL passed */
     REG_DEREGISTERED, /* removed on request */
 } reg_event;
 
-const char *reg_event_name(reg_event ev); /* "registered", "refreshed", "expired", "deregistered" */
+/* "registered", "refreshed", "replaced", "expired", "deregistered" */
+const char *reg_event_name(reg_event ev);
 const char *reg_kind_name(reg_kind k);    /* "channel", "system" */
 
 typedef struct reg_entry {
@@ -35,7 +46,8 @@ typedef struct reg_entry {
     char **caps;         /* systems: service names (capabilities), distinct */
     size_t ncaps;
     size_t *cap_pos;     /* internal: position of this entry in each capability's list */
-    char *owner;         /* system id that registered it, or NULL */
+    char *registrant;    /* who registered it ("<host instance>/<system id>"), NULL: an operator */
+    char *endpoint;      /* where the registrant serves it (the info's endpoint), or NULL */
     double ttl;          /* seconds */
     double registered_at;
     uint64_t version;    /* changes whenever content or expiry changes (for callers' caches) */
@@ -52,30 +64,50 @@ typedef struct reg_fields {
     size_t ncaps;
     const char *json;        /* required: JSON object text */
     size_t json_len;
-    const char *owner;       /* NULL when registered from outside any system */
+    const char *registrant;  /* NULL when registered from outside any system (an operator) */
+    const char *endpoint;    /* NULL when none */
 } reg_fields;
 
-typedef void (*reg_event_fn)(void *ud, reg_event ev, const reg_entry *e);
+/* prev is the entry taken over for REG_REPLACED (e is the new one), NULL for other events. */
+typedef void (*reg_event_fn)(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev);
 
 typedef struct registry registry;
 
 /* on_event (may be NULL) is called synchronously for every event, after the change;
- * for REG_EXPIRED / REG_DEREGISTERED the entry is freed after the call returns. */
+ * for REG_EXPIRED / REG_DEREGISTERED the entry, and for REG_REPLACED prev, is freed after the
+ * call returns. Changes from inside the callback are refused; queries are fine. */
 registry *registry_new(reg_event_fn on_event, void *ud);
 void registry_free(registry *r);
 
 /* Registers or replaces (never duplicates) an entry with expires_at = now + ttl (ttl > 0).
- * Emits REG_REFRESHED when a live entry was replaced; when an expired but unpurged entry was
- * there, emits REG_EXPIRED for it and then REG_REGISTERED. Returns the entry, or NULL when out
- * of memory or fields are invalid (empty id, ttl <= 0, missing json). */
+ * A live entry of the same registrant is renewed (REG_REFRESHED); a live entry of another
+ * registrant is taken over (REG_REPLACED, with the previous content); when an expired but
+ * unpurged entry was there, emits REG_EXPIRED for it and then REG_REGISTERED. Registering
+ * again exactly what a live entry holds (a heartbeat) allocates nothing. Returns the entry, or
+ * NULL (nothing changed) when out of memory or fields are invalid (empty id or one longer than
+ * REG_ID_MAX, registrant longer than REG_REGISTRANT_MAX, ttl <= 0, missing json). */
 const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, double ttl, double now);
 
-/* Removes a live entry; emits REG_DEREGISTERED. With owner != NULL only an entry whose owner
- * matches is removed. Returns 1 when removed, 0 otherwise. */
-int registry_remove(registry *r, reg_kind kind, const char *id, const char *owner, double now);
+/* What registry_refresh did. */
+typedef enum {
+    REG_REFRESH_FAILED,     /* invalid fields or out of memory: nothing changed */
+    REG_REFRESH_NOT_OWNER,  /* a live entry of another registrant holds the id: nothing changed */
+    REG_REFRESH_RENEWED,    /* the registrant's own live entry: renewed (REG_REFRESHED) */
+    REG_REFRESH_REGISTERED, /* absent or expired (purged or not): registered anew */
+} reg_refresh_result;
 
-/* Pushes expires_at of a live entry to now + its ttl (emits REG_REFRESHED). 1 done, 0 if absent. */
-int registry_touch(registry *r, reg_kind kind, const char *id, double now);
+/* A keep-alive: registry_put, except that a live entry of another registrant (f->registrant
+ * compared as a string, NULL matching NULL) is left as it is. *out (out may be NULL) is the
+ * entry now held: the refreshed one, or for REG_REFRESH_NOT_OWNER the other registrant's;
+ * NULL on failure. The heartbeat path (same fields) allocates nothing. */
+reg_refresh_result registry_refresh(registry *r, reg_kind kind, const reg_fields *f, double ttl,
+                                    double now, const reg_entry **out);
+
+/* Removes a live entry; emits REG_DEREGISTERED. With registrant != NULL only the
+ * registrant's own entry is removed; with NULL (an operator) whatever is there. Returns 1 when
+ * removed, 0 when absent or expired (an expired one is purged, REG_EXPIRED), -1 when a live
+ * entry belongs to another registrant (nothing changed). */
+int registry_remove(registry *r, reg_kind kind, const char *id, const char *registrant, double now);
 
 const reg_entry *registry_get(const registry *r, reg_kind kind, const char *id, double now);
 

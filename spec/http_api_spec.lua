@@ -862,6 +862,118 @@ describe("HTTP API registry routes", function()
     end
   end)
 
+  it("gives an entry to its registrant: a PUT from another takes it over, a refresh or DELETE of theirs is 409", function()
+    local blue, green = "blue-instance/svc", "green-instance/svc"
+    local _, ev0 = srv:get("/registry/events?index=" .. math.maxinteger)
+    local s, e, r = srv:put("/registry/channels/owned-1?ttl=60&registrant=" .. blue,
+      '{"id": "owned-1", "endpoint": "http://blue:1"}')
+    assert.are.equal(200, s, r)
+    -- a refresh by the owner renews; by another, or by an operator, it is refused and changes nothing
+    s, e, r = srv:put("/registry/channels/owned-1?ttl=60&refresh=true&registrant=" .. blue,
+      '{"id": "owned-1", "endpoint": "http://blue:1"}')
+    assert.are.equal(200, s, r)
+    local blue_expires = e.expires_at
+    s, e, r = srv:put("/registry/channels/owned-1?ttl=90&refresh=true&registrant=" .. green,
+      '{"id": "owned-1", "endpoint": "http://green:2"}')
+    assert_error(s, 409, e, r, "not_owner")
+    assert.are.equal(blue, e.error.registrant)
+    assert.are.equal("http://blue:1", e.error.endpoint)
+    assert.matches(blue, e.detail, 1, true)
+    assert.matches("http://blue:1", e.detail, 1, true)
+    s, e, r = srv:put("/registry/channels/owned-1?refresh=true", '{"id": "owned-1"}')
+    assert_error(s, 409, e, r, "not_owner")
+    local _, got = srv:get("/registry/channels/owned-1")
+    assert.are.equal("http://blue:1", got.endpoint)
+    assert.are.equal(blue_expires, got.expires_at)
+
+    -- a plain PUT from another registrant takes it over: "replaced", with both entries
+    s, e, r = srv:put("/registry/channels/owned-1?ttl=90&registrant=" .. green,
+      '{"id": "owned-1", "endpoint": "http://green:2"}')
+    assert.are.equal(200, s, r)
+    assert.are.equal("http://green:2", e.endpoint)
+    local _, ev = srv:get("/registry/events?index=" .. ev0.index)
+    local names, replaced = {}, nil
+    for _, x in ipairs(ev.events) do
+      if x.id == "owned-1" then
+        names[#names + 1] = x.event
+        if x.event == "replaced" then replaced = x end
+      end
+    end
+    assert.are.same({ "registered", "refreshed", "replaced" }, names)
+    assert.are.equal(green, replaced.registrant)
+    assert.are.equal(blue, replaced.previous_registrant)
+    assert.are.equal("http://green:2", replaced.entry.endpoint)
+    assert.are.equal("http://blue:1", replaced.previous.endpoint)
+    assert.are.equal(blue_expires, replaced.previous.expires_at)
+
+    -- the old owner can neither refresh nor delete it now
+    s, e, r = srv:put("/registry/channels/owned-1?refresh=true&registrant=" .. blue,
+      '{"id": "owned-1", "endpoint": "http://blue:1"}')
+    assert_error(s, 409, e, r, "not_owner")
+    assert.are.equal(green, e.error.registrant)
+    s, e, r = srv:request("DELETE", "/registry/channels/owned-1?registrant=" .. blue)
+    assert_error(s, 409, e, r, "not_owner")
+    assert.are.equal("http://green:2", e.error.endpoint)
+    assert.are.equal(200, (srv:get("/registry/channels/owned-1")))
+    -- the owner can; then it is absent (404) for everyone
+    s, e, r = srv:request("DELETE", "/registry/channels/owned-1?registrant=" .. green)
+    assert.are.equal(200, s, r)
+    assert.are.same({ status = "ok", deregistered = "owned-1" }, e)
+    s, e, r = srv:request("DELETE", "/registry/channels/owned-1?registrant=" .. green)
+    assert_error(s, 404, e, r, "not_found")
+    -- a refresh of an absent entry registers it again
+    s, e, r = srv:put("/registry/channels/owned-1?refresh=true&registrant=" .. blue, '{"id": "owned-1"}')
+    assert.are.equal(200, s, r)
+    -- DELETE without a registrant is an operator's: it removes whoever's entry it is
+    s, e, r = srv:request("DELETE", "/registry/channels/owned-1")
+    assert.are.equal(200, s, r)
+  end)
+
+  it("filters registry events by registrant, moving the index past the others", function()
+    local _, ev0 = srv:get("/registry/events?index=" .. math.maxinteger)
+    assert.are.equal(200, (srv:put("/registry/systems/watched?registrant=w1", '{"system_id": "watched"}')))
+    assert.are.equal(200, (srv:put("/registry/systems/unwatched?registrant=w2", '{"system_id": "unwatched"}')))
+    assert.are.equal(200, (srv:put("/registry/systems/watched?registrant=w2", '{"system_id": "watched"}')))
+    local s, ev, r = srv:get(("/registry/events?index=%d&registrant=w1"):format(ev0.index))
+    assert.are.equal(200, s, r)
+    local seen = {}
+    for i, x in ipairs(ev.events) do seen[i] = x.event .. " " .. x.id end
+    assert.are.same({ "registered watched", "replaced watched" }, seen)
+    -- nothing more for w1: a wait ends at its deadline with the index past the others' events
+    local s2, ev2, r2, secs = srv:get(("/registry/events?index=%d&registrant=w1&wait=1"):format(ev.index))
+    assert.are.equal(200, s2, r2)
+    assert.are.same({}, ev2.events)
+    assert.is_true(secs >= 0.9, tostring(secs))
+    assert.are.equal(200, (srv:request("DELETE", "/registry/systems/watched")))
+    assert.are.equal(200, (srv:request("DELETE", "/registry/systems/unwatched")))
+  end)
+
+  it("refuses bad registrants, refresh values and ids over 256 bytes with 400", function()
+    local long_id = ("i"):rep(257)
+    local cases = {
+      { "PUT", "/registry/channels/r-1?registrant=", '{"id": "r-1"}' },
+      { "PUT", "/registry/channels/r-1?registrant=" .. ("r"):rep(513), '{"id": "r-1"}' },
+      { "PUT", "/registry/channels/r-1?refresh=maybe", '{"id": "r-1"}' },
+      { "PUT", "/registry/channels/" .. long_id, "{}" },
+      { "PUT", "/registry/systems/" .. long_id, "{}" },
+      { "DELETE", "/registry/channels/r-1?registrant=" },
+      { "DELETE", "/registry/channels/" .. long_id },
+      { "GET", "/registry/events?registrant=" },
+    }
+    for _, c in ipairs(cases) do
+      local s, j, r = srv:request(c[1], c[2], { body = c[3] })
+      assert_error(s, 400, j, r, "bad_request")
+    end
+    local s, j = srv:request("PUT", "/registry/channels/" .. long_id, { body = "{}" })
+    assert.are.equal(400, s)
+    assert.matches("256", j.detail)
+    assert.are.equal(404, (srv:get("/registry/channels/r-1")))
+    -- 256 bytes and a 512-byte registrant are fine
+    s = srv:put(("/registry/channels/%s?registrant=%s"):format(("i"):rep(256), ("r"):rep(512)), "{}")
+    assert.are.equal(200, s)
+    assert.are.equal(200, (srv:request("DELETE", "/registry/channels/" .. ("i"):rep(256))))
+  end)
+
   it("words registration errors without the router's source location", function()
     local s, j, r = srv:put("/registry/channels/bad-2", '{"id": "bad-2", "visibility": "secret"}')
     assert_error(s, 400, j, r, "bad_request")
@@ -914,11 +1026,18 @@ describe("HTTP API registry routes", function()
       assert.is_true(e.index > prev)
       prev = e.index
       assert.is_string(e.event)
-      assert.truthy(({ registered = 1, refreshed = 1, expired = 1, deregistered = 1 })[e.event], e.event)
+      assert.truthy(({ registered = 1, refreshed = 1, replaced = 1, expired = 1, deregistered = 1 })[e.event], e.event)
       assert.truthy(e.kind == "channel" or e.kind == "system", e.kind)
       assert.is_string(e.id)
       assert.is_table(e.entry)
       assert.is_number(e.entry.expires_at)
+      assert.truthy(e.registrant == null or type(e.registrant) == "string", tostring(e.registrant))
+      if e.event == "replaced" then
+        assert.is_number(e.previous.expires_at)
+        assert.truthy(e.previous_registrant == null or type(e.previous_registrant) == "string")
+      else
+        assert.is_nil(e.previous)
+      end
     end
     assert.are.equal(prev, j.index)
     -- the first events are the fixture's registrations, in order

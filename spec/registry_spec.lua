@@ -2,6 +2,7 @@
 -- expiry, maintenance, keep-alive, drop-on-stop, events and argument errors. Runs inside the
 -- host (`sssn-host test`); time moves only through the test clock.
 local sssn = require "sssn"
+local core = require "sssn.core"
 local testing = require "sssn.testing"
 
 local registry = sssn.registry
@@ -81,6 +82,33 @@ end
 return s
 ]]):format(sys_id, service, kept_ch, kept_ch, ttl, unkept_ch, ttl, ttl)
 end
+
+-- Source of a system that registers channel `ch` (info with `endpoint`) in setup, and after
+-- `later` seconds (if given) deregisters it, publishing what deregister_channel returned on
+-- its channel `<sys_id>-out` as {ok, why}.
+local function claimant_source(sys_id, ch, endpoint, ttl, opts)
+  opts = opts or {}
+  return ([[
+local sssn = require "sssn"
+local s = sssn.system { id = %q }
+function s:setup()
+  self:add_channel(sssn.broadcast { id = %q })
+  sssn.registry:register_channel({ id = %q, name = "Shared", endpoint = %q }, %s, { keepalive = %s })
+  local later = %s
+  if later then
+    sssn.spawn(function()
+      sssn.sleep(later)
+      local ok, why = sssn.registry:deregister_channel(%q)
+      self:write_channel(%q, { ok = ok, why = why or "" })
+    end)
+  end
+end
+return s
+]]):format(sys_id, sys_id .. "-out", ch, endpoint, ttl, tostring(opts.keepalive ~= false),
+    tostring(opts.deregister_after), ch, sys_id .. "-out")
+end
+
+local function registrant_of(sys_id) return core.instance_id() .. "/" .. sys_id end
 
 describe("the registry", function()
   before_each(function()
@@ -430,6 +458,150 @@ return s
     end)
   end)
 
+  describe("ownership: a registration belongs to the instance that made it", function()
+    -- blue registers `ch`, then green takes it over; returns the handles and the channel id
+    local function blue_green(opts)
+      opts = opts or {}
+      local ch = testing.uid("shared")
+      local blue_id, green_id = testing.uid("blue"), testing.uid("green")
+      local blue = spawn { id = blue_id, source = claimant_source(blue_id, ch, "http://blue:1", 30, opts.blue) }
+      testing.advance(opts.gap or 1)
+      local green = spawn { id = green_id, source = claimant_source(green_id, ch, "http://green:2",
+        opts.green_ttl or 30, opts.green) }
+      return blue, green, ch
+    end
+
+    it("reports a takeover by another instance as replaced, with the old and the new entry", function()
+      local events = follow_events()
+      local blue, green, ch = blue_green()
+      local seen = events(ch)
+      assert.are.same({ "registered", "replaced" }, names(seen))
+      local ev = seen[2]
+      assert.are.equal("channel", ev.kind)
+      assert.are.equal(registrant_of(green.id), ev.registrant)
+      assert.are.equal(registrant_of(blue.id), ev.previous_registrant)
+      assert.are.equal("http://green:2", ev.entry.endpoint)
+      assert.are.equal("http://blue:1", ev.previous.endpoint)
+      assert.are.equal(sssn.now() + 30, ev.entry.expires_at)
+      assert.are.equal(registrant_of(blue.id), seen[1].registrant)
+      assert.are.equal("http://green:2", registry:get_channel(ch).endpoint)
+    end)
+
+    it("keeps the new instance listed while the old one stops (blue/green deploy)", function()
+      local events = follow_events()
+      local blue, _, ch = blue_green()
+      testing.advance(1)
+      blue:stop()
+      assert.are.equal("http://green:2", registry:get_channel(ch).endpoint)
+      for _ = 1, 5 do
+        testing.advance(1)
+        assert.are.equal("http://green:2", registry:get_channel(ch).endpoint)
+      end
+      assert.are.same({ "registered", "replaced" }, names(events(ch)))
+    end)
+
+    it("lists the older instance again within 2 s when the newer one stops first", function()
+      local events = follow_events()
+      local blue, green, ch = blue_green()
+      testing.advance(3)
+      green:stop()
+      assert.is_nil(registry:get_channel(ch))
+      testing.advance(1)
+      local got = registry:get_channel(ch)
+      assert.is_table(got, "blue did not take its entry back within 1 s")
+      assert.are.equal("http://blue:1", got.endpoint)
+      local seen = events(ch)
+      assert.are.same({ "registered", "replaced", "deregistered", "registered" }, names(seen))
+      assert.are.equal(registrant_of(blue.id), seen[4].registrant)
+      -- and it is kept alive again on its normal schedule, past its TTL
+      testing.advance(40)
+      assert.are.equal("http://blue:1", registry:get_channel(ch).endpoint)
+    end)
+
+    it("takes an entry back once the one that replaced it expires, before maintenance purges it", function()
+      local _, _, ch = blue_green { green_ttl = 3, green = { keepalive = false } }
+      testing.advance(2.5)
+      assert.are.equal("http://green:2", registry:get_channel(ch).endpoint)
+      testing.advance(0.5) -- green's entry expired; maintenance (every 30 s) has not run
+      testing.advance(1)
+      local got = registry:get_channel(ch)
+      assert.is_table(got, "blue did not take its entry back after green's expired")
+      assert.are.equal("http://blue:1", got.endpoint)
+    end)
+
+    it("changes nothing while the displaced instance retries", function()
+      local events = follow_events()
+      local _, green, ch = blue_green()
+      local expires = registry:get_channel(ch).expires_at
+      events(ch)
+      for _ = 1, 10 do testing.advance(1) end -- ten retries of blue
+      assert.are.same({}, events(ch))
+      local got = registry:get_channel(ch)
+      assert.are.equal("http://green:2", got.endpoint)
+      assert.are.equal(expires, got.expires_at)
+      -- green's own keep-alive refreshes it as usual
+      testing.advance(15)
+      local seen = events(ch)
+      assert.are.same({ "refreshed" }, names(seen))
+      assert.are.equal(registrant_of(green.id), seen[1].registrant)
+    end)
+
+    it("takes an entry over from a system when the spec (an operator) registers it", function()
+      local events = follow_events()
+      local sys_id, ch = testing.uid("owned"), testing.uid("taken")
+      spawn { id = sys_id, source = claimant_source(sys_id, ch, "http://sys:3", 30) }
+      registry:register_channel({ id = ch, endpoint = "http://operator:4" }, 10)
+      local seen = events(ch)
+      assert.are.same({ "registered", "replaced" }, names(seen))
+      assert.are.equal(sssn.null, seen[2].registrant)
+      assert.are.equal(registrant_of(sys_id), seen[2].previous_registrant)
+      -- the operator's entry expires: the system takes it back
+      testing.advance(10)
+      testing.advance(1)
+      assert.are.equal("http://sys:3", registry:get_channel(ch).endpoint)
+    end)
+
+    it("refuses a system's deregistration of an entry another instance owns, and says who", function()
+      local sys_id, ch = testing.uid("leaver"), testing.uid("kept")
+      local reader = system("reader")
+      spawn { id = sys_id, source = claimant_source(sys_id, ch, "http://old:5", 30, { deregister_after = 5 }) }
+      reader:connect(sys_id .. "-out")
+      registry:register_channel({ id = ch, endpoint = "http://new:6" }, 30)
+      testing.advance(5)
+      local out = reader:read_channel(sys_id .. "-out")
+      assert.are.equal(1, #out)
+      assert.is_false(out[1].content.data.ok)
+      assert_mentions(out[1].content.data.why, ch, "another registrant", "operator")
+      assert.are.equal("http://new:6", registry:get_channel(ch).endpoint)
+      -- it no longer tries to take it back either
+      registry:deregister_channel(ch)
+      testing.advance(3)
+      assert.is_nil(registry:get_channel(ch))
+    end)
+
+    it("lets a system deregister its own entry", function()
+      local sys_id, ch = testing.uid("own"), testing.uid("own-ch")
+      local reader = system("reader")
+      spawn { id = sys_id, source = claimant_source(sys_id, ch, "http://own:7", 30, { deregister_after = 1 }) }
+      reader:connect(sys_id .. "-out")
+      testing.advance(1)
+      local out = reader:read_channel(sys_id .. "-out")
+      assert.is_true(out[1].content.data.ok)
+      assert.is_nil(registry:get_channel(ch))
+      testing.advance(25)
+      assert.is_nil(registry:get_channel(ch))
+    end)
+
+    it("tells why nothing was deregistered", function()
+      local ok, why = registry:deregister_channel(testing.uid("never"))
+      assert.is_false(ok)
+      assert_mentions(why, "is not registered")
+      local sys_ok, sys_why = registry:deregister_system(testing.uid("never-sys"))
+      assert.is_false(sys_ok)
+      assert_mentions(sys_why, "system", "is not registered")
+    end)
+  end)
+
   describe("events", function()
     it("reports registered, refreshed and deregistered in order on the registry channel", function()
       local events = follow_events()
@@ -459,6 +631,52 @@ return s
       assert.are.same({ "registered", "deregistered" }, names(seen))
       assert.are.equal("system", seen[1].kind)
       assert.are.equal(id, seen[1].entry.system_id)
+    end)
+  end)
+
+  describe("as the REPL's watch() shows events", function()
+    local pretty = require "sssn.pretty"
+
+    it("gives time left only for live events, and old -> new for a takeover", function()
+      local events = follow_events()
+      local blue_id, ch_id = testing.uid("shown"), testing.uid("shown-ch")
+      local lines = {}
+      local function shown() -- as watch() prints them: when they happen
+        for _, ev in ipairs(events(ch_id)) do lines[#lines + 1] = pretty.registry_event(ev) end
+      end
+      local blue = spawn { id = blue_id, source = claimant_source(blue_id, ch_id, "http://old:7400", 30) }
+      shown()
+      registry:register_channel({ id = ch_id, endpoint = "http://new:7400" }, 20)
+      shown()
+      testing.advance(5)
+      registry:deregister_channel(ch_id)
+      shown()
+      testing.advance(1) -- blue takes it back
+      shown()
+      registry:register_system({ system_id = ch_id }, 3)
+      shown()
+      testing.advance(3)
+      registry:maintain()
+      shown()
+      blue:stop()
+      shown()
+      local ch = ch_id
+      assert.are.same({
+        "registered channel " .. ch .. " (30 s left)",
+        "replaced channel " .. ch .. ": http://old:7400 -> http://new:7400 (20 s left)",
+        "deregistered channel " .. ch,
+        "registered channel " .. ch .. " (30 s left)",
+        "registered system " .. ch .. " (3 s left)",
+        "expired system " .. ch,
+        "deregistered channel " .. ch,
+      }, lines)
+    end)
+
+    it("names the registrants when the entries have no endpoint", function()
+      local line = pretty.registry_event { event = "replaced", kind = "system", id = "svc",
+        registrant = "green/svc", previous_registrant = sssn.null,
+        entry = { system_id = "svc", expires_at = sssn.now() + 300 }, previous = { system_id = "svc" } }
+      assert.are.equal("replaced system svc: an operator -> green/svc (300 s left)", line)
     end)
   end)
 
@@ -502,6 +720,18 @@ return s
       -- the error names the user's call, not an internal binding
       assert_mentions(msg, "register_channel")
       assert.is_nil(msg:find("reg_put", 1, true), msg)
+    end)
+
+    it("refuses ids longer than 256 bytes, naming the limit", function()
+      local long = ("x"):rep(257)
+      assert_mentions(error_of(registry.register_channel, registry, { id = long }), "register_channel",
+        "info.id", "256")
+      assert_mentions(error_of(registry.register_system, registry, { system_id = long }), "register_system",
+        "descriptor.system_id", "256")
+      local longest = ("y"):rep(256)
+      registry:register_channel({ id = longest }, 10)
+      assert.is_table(registry:get_channel(longest))
+      assert.is_true(registry:deregister_channel(longest))
     end)
 
     it("refuses non-string ids in lookups", function()

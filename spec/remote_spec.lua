@@ -20,6 +20,8 @@ local write = testing.write_file
 
 local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
+local escape = require("sssn.remote").escape
+
 local function sleep(s) os.execute("sleep " .. s) end
 
 local function now()
@@ -397,6 +399,59 @@ end
 return s
 ]]
 
+-- Ownership scenarios, on hosts Blue and Green (the same script on both, as in a blue/green
+-- deploy): registers its channel (endpoint: its own --listen URL) and itself through R.
+local BLUEGREEN = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "bg-svc", name = "Blue Green Service", services = { { name = "bg-cap" } } }
+function s:setup()
+  local feed = self:add_channel(sssn.broadcast { id = "bg-feed", name = "BG Feed", visibility = "public" })
+  local c = sssn.registry:register_channel(feed.info)
+  print(("bg registered %.3f"):format(c.expires_at - sssn.now()))
+  sssn.registry:register_system(self:descriptor())
+end
+function s:step() end
+return s
+]]
+
+-- On host B: registers "probe-ch"; once someone else has taken it over (endpoint TAKER), tries
+-- to deregister it and prints what deregister_channel returned; then deregisters its own.
+local PROBE = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "probe" }
+function s:setup()
+  sssn.registry:register_channel({ id = "probe-ch", name = "Probe" })
+  sssn.registry:register_channel({ id = "probe-own", name = "Probe Own" })
+  print("probe registered")
+  sssn.spawn(function()
+    for _ = 1, 100 do
+      local c = sssn.registry:get_channel("probe-ch")
+      if c and c.endpoint == "@TAKER@" then break end
+      sssn.sleep(0.1)
+    end
+    local ok, why = sssn.registry:deregister_channel("probe-ch")
+    print(("probe taken: %s %s"):format(tostring(ok), tostring(why)))
+    ok, why = sssn.registry:deregister_channel("probe-own")
+    print(("probe own: %s %s"):format(tostring(ok), tostring(why)))
+    ok, why = sssn.registry:deregister_channel("probe-own")
+    print(("probe again: %s %s"):format(tostring(ok), tostring(why)))
+  end)
+end
+function s:step() end
+return s
+]]
+
+-- On host B: asks the remote registry in every step, without pcall.
+local STEPPER = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "stepper", tick_rate = 5 }
+function s:step()
+  local found = sssn.registry:find_channels { name = "nothing-like-this" }
+  print("stepper ok " .. #found)
+end
+return s
+]]
+
 -- Specs ---------------------------------------------------------------------------------
 
 teardown(function() os.execute("rm -rf " .. scratch) end)
@@ -516,6 +571,226 @@ describe("a remote registry (host B with --registry)", function()
     assert.is_true(dereg["system/reg-b"], "no 'deregistered' event for reg-b")
     assert.is_true(dereg["system/ka-sys"], "no 'deregistered' event for ka-sys")
     assert.is_true(dereg["channel/b-feed"], "no 'deregistered' event for b-feed")
+  end)
+end)
+
+describe("registrations across hosts belong to the instance that made them", function()
+  local g
+  before_each(function() g = group() end)
+  after_each(function() g.stop_all() end)
+
+  -- R (the registry) and, when asked, Blue then Green running BLUEGREEN with --registry R.
+  local function deploy(opts)
+    opts = opts or {}
+    local w = { pr = testing.free_port() }
+    w.base = ("http://127.0.0.1:%d"):format(w.pr)
+    w.r = g.start("R", ("--listen 127.0.0.1:%d %s"):format(w.pr, g.script("idle", IDLE)))
+    w.r:wait_healthy(w.pr)
+    local script = g.script("bluegreen", BLUEGREEN)
+    for _, name in ipairs(opts.hosts or { "blue", "green" }) do
+      local port = testing.free_port()
+      local p = g.start(name, ("--listen 127.0.0.1:%d --registry %s %s %s"):format(port, w.base,
+        opts[name .. "_args"] or "", script))
+      p.url = ("http://127.0.0.1:%d"):format(port)
+      p:wait_output("bg registered", 5)
+      w[name] = p
+    end
+    return w
+  end
+
+  local function listed(w)
+    local s, c = http("GET", w.base .. "/registry/channels/bg-feed")
+    local ss = http("GET", w.base .. "/registry/systems/bg-svc")
+    return s == 200 and ss == 200 and c.endpoint or nil
+  end
+
+  local function events_of(w, id, from)
+    local _, ev = http("GET", ("%s/registry/events?index=%d"):format(w.base, from or 0))
+    local out = {}
+    for _, e in ipairs(ev.events) do
+      if e.id == id then out[#out + 1] = e end
+    end
+    return out
+  end
+
+  it("keeps the new instance listed throughout while the old one stops (blue/green)", function()
+    local w = deploy()
+    assert.are.equal(w.green.url, listed(w))
+    -- blue hears of the takeover at once (not at its next refresh, 200 s away)
+    assert.truthy(wait_until(3, function() return count(w.blue:err(), "was taken over by") >= 2 end), w.blue:err())
+    assert.truthy(w.blue:err():find("channel 'bg-feed' at " .. w.base .. " was taken over by registrant '", 1, true),
+      w.blue:err())
+    assert.truthy(w.blue:err():find("at " .. w.green.url .. ": taking it back once it is free", 1, true), w.blue:err())
+    local ev = events_of(w, "bg-feed")
+    assert.are.equal("replaced", ev[#ev].event)
+    assert.are.equal(w.blue.url, ev[#ev].previous.endpoint)
+    assert.are.equal(w.green.url, ev[#ev].entry.endpoint)
+    assert.are_not.equal(ev[#ev].registrant, ev[#ev].previous_registrant)
+    local _, idx = http("GET", w.base .. "/registry/events?limit=1&index=" .. math.maxinteger)
+    -- blue stops: green's entries never leave, not even for a moment
+    w.blue:signal("TERM")
+    local gaps, deadline = {}, nil
+    while true do
+      local at = listed(w)
+      if at ~= w.green.url then gaps[#gaps + 1] = tostring(at) end
+      if not deadline and not w.blue:alive() then deadline = now() + 2 end
+      if deadline and now() > deadline then break end
+      sleep(0.05)
+    end
+    assert.are.equal(0, w.blue:rc(), w.blue:err())
+    assert.are.same({}, gaps)
+    for _, id in ipairs { "bg-feed", "bg-svc" } do
+      for _, e in ipairs(events_of(w, id, idx.index)) do
+        assert.are_not.equal("deregistered", e.event, id .. " was deregistered when blue stopped")
+      end
+    end
+  end)
+
+  it("lists the older instance again within 2 s when the newer one stops first", function()
+    local w = deploy()
+    assert.are.equal(w.green.url, listed(w))
+    assert.truthy(wait_until(3, function() return count(w.blue:err(), "was taken over by") >= 2 end), w.blue:err())
+    w.green:signal("TERM")
+    local t0 = now()
+    local back = wait_until(3, function() return listed(w) == w.blue.url end)
+    local took = now() - t0
+    assert.truthy(back, "blue is not listed again: " .. w.blue:err())
+    assert.is_true(took < 2, ("blue listed again only after %.2f s"):format(took))
+    assert.truthy(wait_until(1, function()
+      return w.blue:err():find("took channel 'bg-feed' back at " .. w.base, 1, true)
+        and w.blue:err():find("took system 'bg-svc' back", 1, true)
+    end), w.blue:err())
+    -- and it stays: blue keeps it alive from now on
+    sleep(1.5)
+    assert.are.equal(w.blue.url, listed(w))
+  end)
+
+  it("sends the host's --ttl with the first registration", function()
+    local w = deploy { hosts = { "blue" }, blue_args = "--ttl 7" }
+    local left = tonumber(w.blue:out():match("bg registered ([%d.]+)"))
+    assert.truthy(left, w.blue:out())
+    assert.is_true(left > 6 and left <= 7, ("expires %.3f s ahead"):format(left))
+    local _, c = http("GET", w.base .. "/registry/channels/bg-feed")
+    local ahead = c.expires_at - now()
+    assert.is_true(ahead > 5.5 and ahead <= 7.5, ("expires_at %.3f s ahead on R"):format(ahead))
+  end)
+
+  it("refreshes a taken-over entry not at all: the keep-alive gets 409 and retries until it is free", function()
+    local w = deploy { hosts = { "blue" }, blue_args = "--ttl 3" } -- refreshes every 2 s
+    local _, idx = http("GET", w.base .. "/registry/events?limit=1&index=" .. math.maxinteger)
+    local s, taken, raw = http("PUT", w.base .. "/registry/channels/bg-feed?ttl=60&registrant=" .. escape("elsewhere/bg-svc"),
+      { body = '{"id": "bg-feed", "name": "Taken", "endpoint": "http://elsewhere:1"}' })
+    assert.are.equal(200, s, raw)
+    sleep(4.5) -- two refresh periods of blue, and four retries
+    local _, c = http("GET", w.base .. "/registry/channels/bg-feed")
+    assert.are.equal("http://elsewhere:1", c.endpoint)
+    assert.are.equal(taken.expires_at, c.expires_at)
+    local seen = {}
+    for _, e in ipairs(events_of(w, "bg-feed", idx.index)) do seen[#seen + 1] = e.event end
+    assert.are.same({ "replaced" }, seen)
+    -- blue's other registration is kept alive as usual
+    local refreshed = 0
+    for _, e in ipairs(events_of(w, "bg-svc", idx.index)) do
+      if e.event == "refreshed" then refreshed = refreshed + 1 end
+    end
+    assert.is_true(refreshed >= 2, "bg-svc refreshed " .. refreshed .. " times")
+    assert.are.equal(1, count(w.blue:err(), "channel 'bg%-feed' at [^\n]* was taken over by registrant 'elsewhere/bg%-svc' at http://elsewhere:1"),
+      w.blue:err())
+    -- the old holder's DELETE is refused; the holder's frees it, and blue takes it back within 2 s
+    local sd, jd, rd = http("DELETE", w.base .. "/registry/channels/bg-feed?registrant=" .. escape("someone/else"))
+    assert.are.equal(409, sd, rd)
+    assert.are.equal("not_owner", jd.error.type)
+    assert.are.equal("elsewhere/bg-svc", jd.error.registrant)
+    assert.are.equal(200, (http("DELETE", w.base .. "/registry/channels/bg-feed?registrant=" .. escape("elsewhere/bg-svc"))))
+    local t0 = now()
+    assert.truthy(wait_until(3, function() return listed(w) == w.blue.url end), w.blue:err())
+    assert.is_true(now() - t0 < 2)
+  end)
+
+  it("lets a system of the registry's own host take back what another host took over, and logs both", function()
+    local pr = testing.free_port()
+    local base = ("http://127.0.0.1:%d"):format(pr)
+    local r = g.start("R", ("--listen 127.0.0.1:%d %s"):format(pr, g.script("bluegreen", BLUEGREEN)))
+    r:wait_healthy(pr)
+    r:wait_output("bg registered", 5)
+    local s, _, raw = http("PUT", base .. "/registry/channels/bg-feed?ttl=1&registrant=" .. escape("zz/other"),
+      { body = '{"id": "bg-feed", "endpoint": "http://other:1"}' })
+    assert.are.equal(200, s, raw)
+    assert.truthy(wait_until(1, function()
+      return r:err():find("[bg-svc] channel 'bg-feed' was taken over by registrant 'zz/other' at http://other:1: " ..
+        "taking it back once it is free", 1, true)
+    end), r:err())
+    -- the other host's entry expires after 1 s: the local system registers it again within 2 s
+    local t0 = now()
+    assert.truthy(wait_until(3, function()
+      local _, c = http("GET", base .. "/registry/channels/bg-feed")
+      return c and c.endpoint == base
+    end), r:err())
+    assert.is_true(now() - t0 < 2.5)
+    assert.truthy(r:err():find("[bg-svc] took channel 'bg-feed' back", 1, true), r:err())
+    assert.are.equal(1, count(r:err(), "was taken over by"))
+  end)
+
+  it("answers a system's deregistration of an entry another instance took over with false and why", function()
+    local pr = testing.free_port()
+    local base = ("http://127.0.0.1:%d"):format(pr)
+    local r = g.start("R", ("--listen 127.0.0.1:%d %s"):format(pr, g.script("idle", IDLE)))
+    r:wait_healthy(pr)
+    local b = g.start("B", ("--registry %s %s"):format(base, g.script("probe", PROBE, { TAKER = "http://taker:9" })))
+    b:wait_output("probe registered", 5)
+    assert.are.equal(200, (http("PUT", base .. "/registry/channels/probe-ch?registrant=taker/x",
+      { body = '{"id": "probe-ch", "endpoint": "http://taker:9"}' })))
+    b:wait_output("probe again:", 5)
+    local out = b:out()
+    assert.truthy(out:find("probe taken: false channel 'probe-ch' is registered by another registrant: " ..
+      "registrant 'taker/x' at http://taker:9\n", 1, true), out)
+    assert.truthy(out:find("probe own: true nil\n", 1, true), out)
+    assert.truthy(out:find("probe again: false channel 'probe-own' is not registered\n", 1, true), out)
+    local _, c = http("GET", base .. "/registry/channels/probe-ch")
+    assert.are.equal("http://taker:9", c.endpoint)
+    assert.are.equal(404, (http("GET", base .. "/registry/channels/probe-own")))
+  end)
+end)
+
+describe("a registry that goes away (host B's steps call it)", function()
+  local g
+  before_each(function() g = group() end)
+  after_each(function() g.stop_all() end)
+
+  -- The "not logged again" half depends on the host's task error logger honouring
+  -- sssn_reported (host/system.c).
+  it("logs one line when it becomes unreachable and one when it is back, not a traceback per step", function()
+    local pa, pb = testing.free_port(), testing.free_port()
+    local base = ("http://127.0.0.1:%d"):format(pa)
+    local script = g.script("idle", IDLE)
+    local a = g.start("A", ("--listen 127.0.0.1:%d %s"):format(pa, script))
+    a:wait_healthy(pa)
+    local b = g.start("B", ("--listen 127.0.0.1:%d --registry %s %s"):format(pb, base, g.script("stepper", STEPPER)))
+    b:wait_output("stepper ok 0", 5)
+    a:signal("TERM")
+    a:wait_exit(5)
+    local from = #b:err() + 1
+    local _, _, m0 = http("GET", ("http://127.0.0.1:%d/metrics"):format(pb))
+    sleep(2) -- ten steps
+    local _, _, m1 = http("GET", ("http://127.0.0.1:%d/metrics"):format(pb))
+    local err = b:err():sub(from)
+    local all = b:err()
+    assert.are.equal(1, count(all, "the registry at [^\n]* is unreachable %("), all)
+    -- needs the host side: the task error logger skips errors marked sssn_reported (host/system.c)
+    assert.is_true(count(err, "stack traceback") <= 1, "a traceback each step (is sssn_reported honoured?):\n"
+      .. err:sub(1, 600))
+    local e0 = tonumber(m0:match("\nsssn_step_errors_total (%d+)"))
+    local e1 = tonumber(m1:match("\nsssn_step_errors_total (%d+)"))
+    assert.is_true(e1 - e0 >= 5, ("step errors counted: %s -> %s"):format(e0, e1))
+    assert.is_true(b:alive())
+    -- the registry comes back: one line, and the steps work again
+    local a2 = g.start("A2", ("--listen 127.0.0.1:%d %s"):format(pa, script))
+    a2:wait_healthy(pa)
+    local mark = #b:out() + 1
+    b:wait_output("stepper ok 0", 5, mark)
+    assert.truthy(wait_until(1, function() return b:err():find("is reachable again", 1, true) end), b:err())
+    assert.are.equal(1, count(b:err(), "is reachable again"))
+    assert.are.equal(1, count(b:err(), "the registry at [^\n]* is unreachable %("))
   end)
 end)
 

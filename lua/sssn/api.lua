@@ -165,8 +165,39 @@ local function registry_list(kind, q)
   return json(200, body)
 end
 
+local REGISTRANT_MAX = 512
+
+-- The registrant a registry request acts for (?registrant=R): nil for none (an operator), or
+-- nil and an error for an empty or too long one.
+local function registrant_of(q)
+  local r = q.registrant
+  if r == nil then return nil end
+  if r == "" then return nil, "registrant must not be empty (leave it out to act as an operator)" end
+  if #r > REGISTRANT_MAX then
+    return nil, ("registrant is %d bytes, longer than %d"):format(#r, REGISTRANT_MAX)
+  end
+  return r
+end
+
+local function check_entry_id(id)
+  if #id > Registry.ID_MAX then
+    return ("the id is %d bytes, longer than the %d a registry id may have"):format(#id, Registry.ID_MAX)
+  end
+end
+
+-- 409: another registrant holds the live entry; the error names it and its endpoint.
+local function not_owner(kind, id, what, holder, endpoint)
+  local message = ("%s; %s changed nothing"):format(
+    Registry.not_removed(kind, id, "not_owner", holder, endpoint), what)
+  return json(409, { detail = message, error = { type = "not_owner", message = message,
+    registrant = holder or core.null, endpoint = endpoint or core.null } })
+end
+
 local function registry_put(kind, id, q, body)
   local ttl, e = number(q, "ttl", 0.001, 1e9)
+  local refresh, e2 = boolean(q, "refresh")
+  local registrant, e3 = registrant_of(q)
+  e = e or e2 or e3 or check_entry_id(id)
   if e then return err(400, "bad_request", e) end
   local value, derr = decode_body(body)
   if derr then return err(400, "bad_request", derr) end
@@ -180,23 +211,45 @@ local function registry_put(kind, id, q, body)
     return err(400, "bad_request", ("the id in the body (%s) differs from the URL (%s)"):format(
       tostring(value.id or value.system_id), id))
   end
-  local ok, entry = pcall(function()
+  local ok, done, holder, endpoint = pcall(function()
     if kind == "channel" then
       local c = Registry.normalize_channel(value, "register_channel")
-      return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl, false)
+      return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl, false, registrant, refresh)
     end
     local d, caps = Registry.normalize_system(value, "register_system")
-    return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, false)
+    return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, false, registrant, refresh)
   end)
-  if not ok then return err(400, "bad_request", (tostring(entry):gsub("^[^:]*:%d+: ", ""))) end
+  if not ok then return err(400, "bad_request", (tostring(done):gsub("^[^:]*:%d+: ", ""))) end
+  if done == false then return not_owner(kind, id, "the refresh", holder, endpoint) end
   return json(200, core.api_reg_get(kind, id))
+end
+
+local function registry_delete(kind, id, q)
+  local registrant, e = registrant_of(q)
+  e = e or check_entry_id(id)
+  if e then return err(400, "bad_request", e) end
+  local ok, why, holder, endpoint = core.reg_remove(kind, id, registrant)
+  if ok then return json(200, { status = "ok", deregistered = id }) end
+  if why == "not_owner" then return not_owner(kind, id, "the deregistration", holder, endpoint) end
+  return err(404, "not_found", ("%s '%s' is not registered"):format(kind, id))
+end
+
+-- The events of a registrant: those about its own entries and those taking one over.
+local function events_of(body, registrant)
+  local res = core.json_decode(body)
+  local kept = core.array {}
+  for _, ev in ipairs(res.events) do
+    if ev.registrant == registrant or ev.previous_registrant == registrant then kept[#kept + 1] = ev end
+  end
+  return res.index, kept
 end
 
 local function registry_events(q)
   local index, e1 = integer(q, "index", 0, math.maxinteger)
   local wait, e2 = number(q, "wait", 0, MAX_WAIT)
   local limit, e3 = integer(q, "limit", 1, 10000)
-  local e = e1 or e2 or e3
+  local registrant, e4 = registrant_of(q)
+  local e = e1 or e2 or e3 or e4
   if e then return err(400, "bad_request", e) end
   index = index or 0
   local deadline = wait and core.now() + wait
@@ -205,6 +258,12 @@ local function registry_events(q)
   while true do
     local body, count = core.api_events(index, limit or 1000)
     if not body then return err(count, "bad_request", "bad index") end
+    if registrant then
+      -- only this registrant's events; the index still moves past the others
+      local kept
+      index, kept = events_of(body, registrant)
+      body, count = { index = index, events = kept }, #kept
+    end
     if count > 0 or not deadline then return json(200, body) end
     local left = deadline - core.now()
     if left <= 0 then return json(200, body) end
@@ -280,10 +339,7 @@ function M.handle(method, path, query, auth, body)
       elseif method == "PUT" then
         return registry_put(kind, id, q, body)
       elseif method == "DELETE" then
-        if not core.reg_remove(kind, id) then
-          return err(404, "not_found", ("%s '%s' is not registered"):format(kind, id))
-        end
-        return json(200, { status = "ok", deregistered = id })
+        return registry_delete(kind, id, q)
       end
       return not_allowed(method, path, { "GET", "PUT", "DELETE" })
     end

@@ -1,6 +1,6 @@
 -- sssn.pretty: readable text for Lua values, for the REPL. Keys sorted (integers first, then
 -- strings), nested tables indented, cycles marked, long arrays cut with a count, and an
--- entry's expires_at followed by the seconds it has left.
+-- entry's expires_at followed by the seconds it has left; registry events as one line.
 local core = require "sssn.core"
 
 local M = { max_items = 20, max_depth = 6, width = 72 }
@@ -99,6 +99,30 @@ format = function(v, indent, path)
   path[v] = nil
   path.depth = path.depth - 1
   return table.concat(lines, "\n")
+end
+
+-- Events about a live entry: the only ones whose entry has time left.
+local live_events = { registered = true, refreshed = true, replaced = true }
+
+local function text_or_nil(v) if type(v) == "string" then return v end end
+
+-- Where an entry is served: its endpoint, else who registered it.
+local function where(entry, registrant)
+  return type(entry) == "table" and text_or_nil(entry.endpoint) or text_or_nil(registrant) or "an operator"
+end
+
+--- One line for a registry event (as watch() prints them): "refreshed system weather (287 s left)",
+--- "replaced channel feed: http://old:7400 -> http://new:7400 (300 s left)", "expired channel feed".
+function M.registry_event(ev)
+  local line = ("%s %s %s"):format(tostring(ev.event), tostring(ev.kind), tostring(ev.id))
+  if ev.event == "replaced" then
+    line = ("%s: %s -> %s"):format(line, where(ev.previous, ev.previous_registrant), where(ev.entry, ev.registrant))
+  end
+  local e = ev.entry
+  if live_events[ev.event] and type(e) == "table" and type(e.expires_at) == "number" then
+    line = line .. (" (%.0f s left)"):format(e.expires_at - core.now())
+  end
+  return line
 end
 
 --- The text of v; top-level strings as they are (like print), everything else as Lua-ish.

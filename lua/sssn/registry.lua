@@ -25,6 +25,30 @@ end
 
 local function array(t) return core.array(t or {}) end
 
+--- Longest registry entry id, in bytes.
+Registry.ID_MAX = 256
+
+local function check_id(id, fn, what)
+  check_arg(type(id) == "string" and id ~= "", fn, "%s must be a non-empty string", what)
+  check_arg(#id <= Registry.ID_MAX, fn, "%s is %s bytes, longer than the %s a registry id may have",
+    what, #id, Registry.ID_MAX)
+end
+
+--- Who holds an entry, for messages: "<registrant> at <endpoint>", or an operator's.
+function Registry.holder_text(registrant, endpoint)
+  local who = registrant and ("registrant '%s'"):format(registrant) or "an operator (no registrant)"
+  return endpoint and ("%s at %s"):format(who, endpoint) or who
+end
+
+--- The reason a deregistration changed nothing, as deregister_* return it.
+function Registry.not_removed(kind, id, why, registrant, endpoint)
+  if why == "not_owner" then
+    return ("%s '%s' is registered by another registrant: %s"):format(kind, id,
+      Registry.holder_text(registrant, endpoint))
+  end
+  return ("%s '%s' is not registered"):format(kind, id)
+end
+
 local function copy_strings(list, fn, what)
   local out = array()
   if list == nil then return out end
@@ -40,7 +64,7 @@ end
 function Registry.normalize_channel(info, fn)
   fn = fn or "register_channel"
   check_arg(type(info) == "table", fn, "info must be a ChannelInfo table (got %s)", type(info))
-  check_arg(type(info.id) == "string" and info.id ~= "", fn, "info.id must be a non-empty string")
+  check_id(info.id, fn, "info.id")
   local vis = info.visibility or "public"
   check_arg(vis == "public" or vis == "private", fn,
     "info.visibility must be \"public\" or \"private\" (got %s)", vis)
@@ -61,8 +85,7 @@ end
 function Registry.normalize_system(desc, fn)
   fn = fn or "register_system"
   check_arg(type(desc) == "table", fn, "the descriptor must be a table (got %s)", type(desc))
-  check_arg(type(desc.system_id) == "string" and desc.system_id ~= "", fn,
-    "descriptor.system_id must be a non-empty string")
+  check_id(desc.system_id, fn, "descriptor.system_id")
   local services, caps = array(), {}
   check_arg(desc.services == nil or type(desc.services) == "table", fn, "descriptor.services must be a list")
   for i, s in ipairs(desc.services or {}) do
@@ -113,16 +136,25 @@ function Registry:register_system(descriptor, ttl, opts)
   return d
 end
 
+-- true when removed; false and the reason otherwise. A system removes only what it
+-- registered itself (a registration another registrant took over stays theirs); calls from
+-- outside any system act as an operator and remove whatever is there.
+local function deregister(kind, id)
+  local fn = "deregister_" .. kind
+  check_arg(type(id) == "string", fn, "id must be a string")
+  local ok, why, registrant, endpoint = core.reg_remove(kind, id)
+  if ok then return true end
+  return false, Registry.not_removed(kind, id, why, registrant, endpoint)
+end
+
 function Registry:deregister_channel(id)
   check_self(self, "deregister_channel")
-  check_arg(type(id) == "string", "deregister_channel", "id must be a string")
-  return core.reg_remove("channel", id)
+  return deregister("channel", id)
 end
 
 function Registry:deregister_system(id)
   check_self(self, "deregister_system")
-  check_arg(type(id) == "string", "deregister_system", "id must be a string")
-  return core.reg_remove("system", id)
+  return deregister("system", id)
 end
 
 --- find_channels{visibility = "public"|"private", name = "substring"} -> list of ChannelInfo

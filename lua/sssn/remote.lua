@@ -41,6 +41,12 @@ local RemoteRegistry = {}
 RemoteRegistry.__index = RemoteRegistry
 M.RemoteRegistry = RemoteRegistry
 
+-- Seconds between attempts of a registration another instance took over (and of a refresh
+-- the registry did not answer, doubling up to RETRY_MAX).
+local RETRY, RETRY_MAX = 1, 5
+-- Seconds a watch for takeovers holds its long-poll.
+local WATCH_WAIT = 30
+
 function RemoteRegistry.new(url)
   return setmetatable({ kind = "remote", url = (url:gsub("/+$", "")) }, RemoteRegistry)
 end
@@ -51,16 +57,48 @@ local function check_self(self, fn)
   end
 end
 
+-- An error the host counts as a step error but does not log again: its message has been
+-- logged once already, when the registry became unreachable (the host's task error logger
+-- skips tables with sssn_reported = true).
+local Reported = { __tostring = function(e) return e.message end }
+local function reported(message) return setmetatable({ sssn_reported = true, message = message }, Reported) end
+M.reported = reported
+
+-- One line when the registry's state changes (unreachable / reachable again), not one per call.
+function RemoteRegistry:_reachable(ok, why)
+  if ok then
+    if self.reachable == false then core.log("info", ("the registry at %s is reachable again"):format(self.url)) end
+    self.reachable = true
+  else
+    if self.reachable ~= false then
+      core.log("warn", ("the registry at %s is unreachable (%s): registry calls fail until it is back")
+        :format(self.url, tostring(why)))
+    end
+    self.reachable = false
+  end
+end
+
+-- One HTTP request to the registry: status and body, or nil and the transport error.
+function RemoteRegistry:_request(method, path, body, timeout)
+  local status, resp = core.http(method, self.url .. path, body and core.json_encode(body) or nil, nil, timeout or 10)
+  self:_reachable(status ~= nil, resp)
+  return status, resp
+end
+
+local function raise_http(fn, url, status, resp)
+  error(("sssn.registry:%s: %s: %s (HTTP %d from %s)"):format(fn, status_words[status] or "error",
+    detail_of(resp), status, url), 0)
+end
+
 -- Returns the decoded body of a 200, nil for a 404 when allowed, or raises a clear error.
 function RemoteRegistry:_call(fn, method, path, body, allow_404)
-  local status, resp = core.http(method, self.url .. path, body and core.json_encode(body) or nil, nil, 10)
+  local status, resp = self:_request(method, path, body)
   if not status then
-    error(("sssn.registry:%s: the registry at %s is unreachable: %s"):format(fn, self.url, resp), 3)
+    error(reported(("sssn.registry:%s: the registry at %s is unreachable: %s"):format(fn, self.url, resp)))
   end
   if status == 200 then return core.json_decode(resp) end
   if status == 404 and allow_404 then return nil end
-  error(("sssn.registry:%s: %s: %s (HTTP %d from %s)"):format(fn, status_words[status] or "error",
-    detail_of(resp), status, self.url), 3)
+  raise_http(fn, self.url, status, resp)
 end
 
 local function check_ttl(ttl, fn)
@@ -69,48 +107,143 @@ local function check_ttl(ttl, fn)
   end
 end
 
--- What the calling system registered here: refreshed before expiry while it runs (unless
--- keepalive = false) and deleted when it stops.
-function RemoteRegistry:_track(kind, id, path, body, ttl, keepalive)
-  local sys = core.current_system()
-  if not sys then return end
-  local regs = rawget(sys, "_remote_registrations")
-  if not regs then
-    regs = {}
-    rawset(sys, "_remote_registrations", regs)
-    sys:on_stop(function()
-      for _, r in pairs(regs) do
-        pcall(core.http, "DELETE", self.url .. r.path, nil, nil, 2)
+local function nonnull(v) if v ~= core.null then return v end end
+
+-- Who registrations of the calling system are made as: "<host instance>/<system id>"; nil
+-- outside any system (the REPL's prompt): an operator.
+local function registrant_of(sys) return sys and (core.instance_id() .. "/" .. sys.id) or nil end
+
+local function with_registrant(path, registrant, sep)
+  return registrant and ("%s%sregistrant=%s"):format(path, sep or "?", escape(registrant)) or path
+end
+
+-- What a system registered here, kept on the system: refreshed before expiry while it runs
+-- (unless keepalive = false) and deleted when it stops, if it still owns it. A registration
+-- another instance took over is displaced: it retries every RETRY s until the entry is free.
+local function tracking(self, sys)
+  local t = rawget(sys, "_remote_registrations")
+  if t then return t end
+  t = { regs = {}, registrant = registrant_of(sys) }
+  rawset(sys, "_remote_registrations", t)
+  sys:on_stop(function()
+    for _, r in pairs(t.regs) do
+      pcall(core.http, "DELETE", self.url .. with_registrant(r.path, t.registrant), nil, nil, 2)
+    end
+  end)
+  return t
+end
+
+function RemoteRegistry:_displaced(reg, holder, endpoint)
+  if reg.displaced then return end
+  reg.displaced = true
+  core.log("info", ("%s '%s' at %s was taken over by %s: taking it back once it is free"):format(reg.kind,
+    reg.id, self.url, Registry.holder_text(holder, endpoint)))
+end
+
+-- One keep-alive attempt: renews the entry if it is still this instance's, registers it again
+-- if it is gone, changes nothing (409) if another instance holds it.
+function RemoteRegistry:_refresh(t, reg)
+  local status, resp = self:_request("PUT", with_registrant(("%s?ttl=%s&refresh=true"):format(reg.path, reg.ttl),
+    t.registrant, "&"), reg.body)
+  reg.failing = not status
+  if status == 200 then
+    if reg.displaced then
+      core.log("info", ("took %s '%s' back at %s: the entry that replaced it is gone"):format(reg.kind, reg.id, self.url))
+    end
+    reg.displaced = false
+  elseif status == 409 then
+    local ok, body = pcall(core.json_decode, resp)
+    local e = ok and type(body) == "table" and type(body.error) == "table" and body.error or {}
+    self:_displaced(reg, nonnull(e.registrant), nonnull(e.endpoint))
+  elseif status then
+    core.log("warn", ("cannot refresh %s '%s' at %s: %s (HTTP %d)"):format(reg.kind, reg.id, self.url,
+      detail_of(resp), status))
+  end -- unreachable: _request logged the state change
+end
+
+function RemoteRegistry:_keep(t, key, reg)
+  reg.task = core.spawn(function()
+    local backoff = RETRY
+    while t.regs[key] == reg do
+      local wait = reg.ttl * 2 / 3
+      if reg.displaced then wait = RETRY end
+      if reg.failing then
+        wait, backoff = math.min(wait, backoff), math.min(backoff * 2, RETRY_MAX)
+      else
+        backoff = RETRY
       end
-    end)
-  end
-  local key = kind .. "/" .. id
-  local gen = (regs[key] and regs[key].gen or 0) + 1
-  regs[key] = { path = path, gen = gen }
-  if keepalive == false then return end
-  ttl = ttl or core.host_stats().ttl
-  core.spawn(function()
-    while true do
-      core.sleep(ttl * 2 / 3)
-      if not (regs[key] and regs[key].gen == gen) then return end
-      local ok, e = pcall(self._call, self, "keep-alive", "PUT", ("%s?ttl=%s"):format(path, ttl), body)
-      if not ok then core.log("warn", ("cannot refresh %s '%s' at %s: %s"):format(kind, id, self.url, e)) end
+      core.sleep(wait)
+      if t.regs[key] ~= reg then return end
+      self:_refresh(t, reg)
     end
   end)
 end
 
-function RemoteRegistry:_untrack(kind, id)
-  local sys = core.current_system()
-  local regs = sys and rawget(sys, "_remote_registrations")
-  if regs then regs[kind .. "/" .. id] = nil end
+-- Watches the registry for takeovers of this system's entries (events filtered by its
+-- registrant), so a displaced registration starts retrying at once, not at its next
+-- refresh. From index 0: a takeover right after the first registration is not missed.
+function RemoteRegistry:_watch(t)
+  if t.watcher then return end
+  t.watcher = core.spawn(function()
+    local index, backoff = 0, RETRY
+    while next(t.regs) do
+      local status, resp = self:_request("GET", with_registrant(
+        ("/registry/events?index=%d&wait=%d"):format(index, WATCH_WAIT), t.registrant, "&"), nil, WATCH_WAIT + 10)
+      local ok, res = status == 200, nil
+      if ok then ok, res = pcall(core.json_decode, resp) end
+      if ok and type(res) == "table" and type(res.events) == "table" then
+        backoff = RETRY
+        index = math.tointeger(res.index) or index
+        -- the last event about each entry says whose it is now
+        local last = {}
+        for _, ev in ipairs(res.events) do last[ev.kind .. "/" .. ev.id] = ev end
+        for key, ev in pairs(last) do
+          local reg = t.regs[key]
+          if reg and reg.keepalive and ev.event == "replaced" and ev.previous_registrant == t.registrant then
+            self:_displaced(reg, nonnull(ev.registrant), type(ev.entry) == "table" and nonnull(ev.entry.endpoint) or nil)
+            if reg.task then core.cancel(reg.task) end
+            self:_keep(t, key, reg)
+          end
+        end
+      else
+        core.sleep(backoff) -- unreachable (logged once) or an unexpected answer
+        backoff = math.min(backoff * 2, RETRY_MAX)
+      end
+    end
+    t.watcher = nil
+  end)
 end
 
-local function query_ttl(ttl) return ttl and ("?ttl=%s"):format(ttl) or "" end
+function RemoteRegistry:_track(kind, id, path, body, ttl, keepalive)
+  local sys = core.current_system()
+  if not sys then return end
+  local t = tracking(self, sys)
+  local key = kind .. "/" .. id
+  local old = t.regs[key]
+  if old and old.task then core.cancel(old.task) end
+  local reg = { kind = kind, id = id, path = path, body = body, ttl = ttl, keepalive = keepalive }
+  t.regs[key] = reg
+  if not keepalive then return end
+  self:_keep(t, key, reg)
+  self:_watch(t)
+end
 
--- PUTs a normalized entry, then keeps it alive for the calling system (unless told not to).
+function RemoteRegistry:_untrack(kind, id)
+  local sys = core.current_system()
+  local t = sys and rawget(sys, "_remote_registrations")
+  local reg = t and t.regs[kind .. "/" .. id]
+  if not reg then return end
+  t.regs[kind .. "/" .. id] = nil
+  if reg.task then core.cancel(reg.task) end
+end
+
+-- PUTs a normalized entry as the calling system's (taking it over from any other instance),
+-- for ttl or this host's --ttl, then keeps it alive for that system (unless told not to).
 function RemoteRegistry:_register(fn, kind, plural, id, body, ttl, opts)
   local path = ("/registry/%s/%s"):format(plural, escape(id))
-  local entry = self:_call(fn, "PUT", path .. query_ttl(ttl), body)
+  ttl = ttl or core.host_stats().ttl
+  local registrant = registrant_of(core.current_system())
+  local entry = self:_call(fn, "PUT", with_registrant(("%s?ttl=%s"):format(path, ttl), registrant, "&"), body)
   self:_track(kind, id, path, body, ttl, not (opts and opts.keepalive == false))
   return entry
 end
@@ -129,16 +262,35 @@ function RemoteRegistry:register_system(descriptor, ttl, opts)
   return self:_register("register_system", "system", "systems", d.system_id, d, ttl, opts)
 end
 
+-- true when removed; false and why otherwise (not registered, or another instance's entry:
+-- a system removes only its own; outside any system, an operator, whatever is there).
+function RemoteRegistry:_deregister(kind, plural, id)
+  local fn = "deregister_" .. kind
+  if type(id) ~= "string" then error(("sssn.registry:%s: id must be a string"):format(fn), 3) end
+  self:_untrack(kind, id)
+  local path = with_registrant(("/registry/%s/%s"):format(plural, escape(id)), registrant_of(core.current_system()))
+  local status, resp = self:_request("DELETE", path)
+  if not status then
+    error(reported(("sssn.registry:%s: the registry at %s is unreachable: %s"):format(fn, self.url, resp)))
+  end
+  if status == 200 then return true end
+  if status == 404 then return false, Registry.not_removed(kind, id, "absent") end
+  if status == 409 then
+    local ok, body = pcall(core.json_decode, resp)
+    local e = ok and type(body) == "table" and type(body.error) == "table" and body.error or {}
+    return false, Registry.not_removed(kind, id, "not_owner", nonnull(e.registrant), nonnull(e.endpoint))
+  end
+  raise_http(fn, self.url, status, resp)
+end
+
 function RemoteRegistry:deregister_channel(id)
   check_self(self, "deregister_channel")
-  self:_untrack("channel", id)
-  return self:_call("deregister_channel", "DELETE", "/registry/channels/" .. escape(id), nil, true) ~= nil
+  return self:_deregister("channel", "channels", id)
 end
 
 function RemoteRegistry:deregister_system(id)
   check_self(self, "deregister_system")
-  self:_untrack("system", id)
-  return self:_call("deregister_system", "DELETE", "/registry/systems/" .. escape(id), nil, true) ~= nil
+  return self:_deregister("system", "systems", id)
 end
 
 local function query(params)

@@ -126,12 +126,7 @@ function helpers.watch()
   while true do
     local events
     events, index = sssn.registry:events(index, 30)
-    for _, ev in ipairs(events) do
-      local e = ev.entry or {}
-      local left = type(e) == "table" and type(e.expires_at) == "number" and
-        (" (%.0f s left)"):format(e.expires_at - sssn.now()) or ""
-      out(("%s %s %s%s"):format(ev.event, ev.kind, ev.id, ev.event == "expired" and "" or left))
-    end
+    for _, ev in ipairs(events) do out(pretty.registry_event(ev)) end
   end
 end
 

@@ -15,19 +15,23 @@
 typedef struct rec {
     registry *r;
     double now;                 /* the time queries in the callback use */
-    size_t n[4];                /* events by type */
+    size_t n[5];                /* events by type */
     size_t len;                 /* events logged below (the first REC_MAX) */
     reg_event ev[REC_MAX];
     reg_kind kind[REC_MAX];
     char id[REC_MAX][32];
     char json[REC_MAX][32];
+    char registrant[REC_MAX][32]; /* "" for none */
+    char prev_json[REC_MAX][32];  /* REG_REPLACED: what was taken over ("" otherwise) */
+    char prev_registrant[REC_MAX][32];
+    int has_prev[REC_MAX];
     int visible[REC_MAX];       /* registry_get found the id during the callback */
     size_t count[REC_MAX];      /* registry_count of the kind during the callback */
     int refused[REC_MAX];       /* a mutation tried from the callback was refused */
     int try_mutate;
 } rec;
 
-static void on_event(void *ud, reg_event ev, const reg_entry *e)
+static void on_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
 {
     rec *c = ud;
     c->n[ev]++;
@@ -38,13 +42,21 @@ static void on_event(void *ud, reg_event ev, const reg_entry *e)
     c->kind[i] = e->kind;
     snprintf(c->id[i], sizeof c->id[i], "%s", e->id);
     snprintf(c->json[i], sizeof c->json[i], "%.*s", (int)e->json_len, e->json);
+    snprintf(c->registrant[i], sizeof c->registrant[i], "%s", e->registrant ? e->registrant : "");
+    c->has_prev[i] = prev != NULL;
+    c->prev_json[i][0] = c->prev_registrant[i][0] = '\0';
+    if (prev) {
+        snprintf(c->prev_json[i], sizeof c->prev_json[i], "%.*s", (int)prev->json_len, prev->json);
+        snprintf(c->prev_registrant[i], sizeof c->prev_registrant[i], "%s",
+                 prev->registrant ? prev->registrant : "");
+    }
     c->visible[i] = registry_get(c->r, e->kind, e->id, c->now) != NULL;
     c->count[i] = registry_count(c->r, e->kind);
     if (c->try_mutate) {
         reg_fields f = {.id = "intruder", .json = "{}"};
         c->refused[i] = registry_put(c->r, REG_CHANNEL, &f, 5, c->now) == NULL &&
                         registry_remove(c->r, e->kind, e->id, NULL, c->now) == 0 &&
-                        registry_touch(c->r, e->kind, e->id, c->now) == 0 &&
+                        registry_refresh(c->r, REG_CHANNEL, &f, 5, c->now, NULL) == REG_REFRESH_FAILED &&
                         registry_maintain(c->r, c->now + 1e9) == 0;
     }
 }
@@ -65,10 +77,10 @@ static const reg_entry *put_channel(registry *r, const char *id, const char *nam
 }
 
 static const reg_entry *put_system(registry *r, const char *id, const char *const *caps,
-                                   size_t ncaps, const char *owner, double ttl, double now)
+                                   size_t ncaps, const char *registrant, double ttl, double now)
 {
     reg_fields f = {.id = id, .name = id, .caps = caps, .ncaps = ncaps, .json = "{\"s\":1}",
-                    .json_len = 7, .owner = owner};
+                    .json_len = 7, .registrant = registrant};
     return registry_put(r, REG_SYSTEM, &f, ttl, now);
 }
 
@@ -107,6 +119,7 @@ static void test_names(void)
 {
     CHECK(strcmp(reg_event_name(REG_REGISTERED), "registered") == 0);
     CHECK(strcmp(reg_event_name(REG_REFRESHED), "refreshed") == 0);
+    CHECK(strcmp(reg_event_name(REG_REPLACED), "replaced") == 0);
     CHECK(strcmp(reg_event_name(REG_EXPIRED), "expired") == 0);
     CHECK(strcmp(reg_event_name(REG_DEREGISTERED), "deregistered") == 0);
     CHECK(strcmp(reg_kind_name(REG_CHANNEL), "channel") == 0);
@@ -118,14 +131,14 @@ static void test_register_and_get(void)
     rec c;
     registry *r = new_reg(&c);
     char id[] = "temperature-feed", name[] = "Temperature Feed", json[] = "{\"id\":1}XYZ";
-    char owner[] = "sensor-1";
+    char registrant[] = "host-1/sensor-1", endpoint[] = "http://127.0.0.1:7400";
     reg_fields f = {.id = id, .name = name, .is_public = 1, .json = json, .json_len = 8,
-                    .owner = owner};
+                    .registrant = registrant, .endpoint = endpoint};
     c.now = 100;
     const reg_entry *e = registry_put(r, REG_CHANNEL, &f, 30, 100);
     CHECK(e != NULL);
     /* the strings are copies */
-    id[0] = name[0] = json[0] = owner[0] = 'X';
+    id[0] = name[0] = json[0] = registrant[0] = endpoint[0] = 'X';
     e = registry_get(r, REG_CHANNEL, "temperature-feed", 100);
     CHECK(e != NULL);
     if (e) {
@@ -134,7 +147,8 @@ static void test_register_and_get(void)
         CHECK(e->json_len == 8 && strcmp(e->json, "{\"id\":1}") == 0);
         CHECK(strcmp(e->name_lower, "temperature feed") == 0);
         CHECK(e->is_public == 1);
-        CHECK(e->owner && strcmp(e->owner, "sensor-1") == 0);
+        CHECK(e->registrant && strcmp(e->registrant, "host-1/sensor-1") == 0);
+        CHECK(e->endpoint && strcmp(e->endpoint, "http://127.0.0.1:7400") == 0);
         CHECK(e->ttl == 30 && e->registered_at == 100 && e->expires_at == 130);
         CHECK(e->ncaps == 0);
     }
@@ -145,10 +159,11 @@ static void test_register_and_get(void)
     CHECK(c.len == 1 && c.ev[0] == REG_REGISTERED && c.kind[0] == REG_CHANNEL);
     CHECK(strcmp(c.id[0], "temperature-feed") == 0 && c.visible[0] == 1);
 
-    /* name NULL -> "", json_len 0 -> strlen, no owner */
+    /* name NULL -> "", json_len 0 -> strlen, no registrant, no endpoint */
     reg_fields g = {.id = "bare", .json = "{}"};
     e = registry_put(r, REG_SYSTEM, &g, 5, 100);
-    CHECK(e && strcmp(e->name_lower, "") == 0 && e->json_len == 2 && e->owner == NULL);
+    CHECK(e && strcmp(e->name_lower, "") == 0 && e->json_len == 2 && e->registrant == NULL &&
+          e->endpoint == NULL);
     CHECK(registry_get(r, REG_SYSTEM, "bare", 100) == e);
     registry_free(r);
 }
@@ -178,8 +193,27 @@ static void test_invalid_fields(void)
     f.caps = caps;
     f.ncaps = 2;
     CHECK(registry_put(r, REG_SYSTEM, &f, 10, 0) == NULL);
+    /* ids up to REG_ID_MAX bytes, registrants up to REG_REGISTRANT_MAX */
+    char long_id[REG_ID_MAX + 2], long_registrant[REG_REGISTRANT_MAX + 2];
+    memset(long_id, 'i', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    memset(long_registrant, 'r', sizeof long_registrant - 1);
+    long_registrant[sizeof long_registrant - 1] = '\0';
+    f = ok;
+    f.id = long_id;
+    CHECK(registry_put(r, REG_CHANNEL, &f, 10, 0) == NULL);
+    CHECK(registry_refresh(r, REG_CHANNEL, &f, 10, 0, NULL) == REG_REFRESH_FAILED);
+    f = ok;
+    f.registrant = long_registrant;
+    CHECK(registry_put(r, REG_CHANNEL, &f, 10, 0) == NULL);
     CHECK(registry_count(r, REG_CHANNEL) == 0 && registry_count(r, REG_SYSTEM) == 0);
     CHECK(c.len == 0);
+    long_id[REG_ID_MAX] = '\0';
+    long_registrant[REG_REGISTRANT_MAX] = '\0';
+    f.id = long_id;
+    CHECK(registry_put(r, REG_CHANNEL, &f, 10, 0) != NULL);
+    CHECK(registry_remove(r, REG_CHANNEL, long_id, NULL, 0) == 1);
+    c.len = 0;
     /* nothing was indexed by the refused system */
     char buf[64];
     CHECK(strcmp(find_sys(r, "x", 0, buf, sizeof buf), "") == 0);
@@ -239,7 +273,6 @@ static void test_liveness_boundary(void)
     CHECK(strcmp(find_sys(r, "temp", 9.5, buf, sizeof buf), "sys") == 0);
     /* held until purged */
     CHECK(registry_count(r, REG_CHANNEL) == 1 && registry_count(r, REG_SYSTEM) == 1);
-    CHECK(registry_touch(r, REG_CHANNEL, "ch", 10) == 0);
     CHECK(registry_maintain(r, 9.999) == 0);
     CHECK(registry_maintain(r, 10) == 2);
     CHECK(registry_count(r, REG_CHANNEL) == 0 && registry_count(r, REG_SYSTEM) == 0);
@@ -298,7 +331,7 @@ static void test_put_over_expired(void)
     CHECK(registry_count(r, REG_SYSTEM) == 1);
     CHECK(registry_expired_total(r) == 1);
     if (e) {
-        CHECK(e->registered_at == 15 && e->expires_at == 25 && e->owner == NULL);
+        CHECK(e->registered_at == 15 && e->expires_at == 25 && e->registrant == NULL);
     }
     char buf[64];
     CHECK(strcmp(find_sys(r, "old", 15, buf, sizeof buf), "") == 0);
@@ -433,60 +466,141 @@ static void test_swap_remove_keeps_index(void)
     registry_free(r);
 }
 
-static void test_remove_with_owner(void)
+static void test_remove_by_registrant(void)
 {
     rec c;
     registry *r = new_reg(&c);
     put_channel(r, "anon", "", 1, 10, 0);
-    reg_fields f = {.id = "owned", .json = "{}", .owner = "sys-a"};
+    reg_fields f = {.id = "owned", .json = "{}", .registrant = "h1/sys-a"};
     CHECK(registry_put(r, REG_CHANNEL, &f, 10, 0) != NULL);
     c.len = 0;
     c.now = 1;
-    CHECK(registry_remove(r, REG_CHANNEL, "owned", "sys-b", 1) == 0);
-    CHECK(registry_remove(r, REG_CHANNEL, "anon", "sys-a", 1) == 0); /* no owner: refused */
-    CHECK(registry_remove(r, REG_SYSTEM, "owned", "sys-a", 1) == 0); /* wrong kind */
+    /* another registrant's live entry: refused, distinct from absent, nothing changes */
+    CHECK(registry_remove(r, REG_CHANNEL, "owned", "h1/sys-b", 1) == -1);
+    CHECK(registry_remove(r, REG_CHANNEL, "owned", "h2/sys-a", 1) == -1); /* same system, other host */
+    CHECK(registry_remove(r, REG_CHANNEL, "anon", "h1/sys-a", 1) == -1);  /* an operator's entry */
+    CHECK(registry_remove(r, REG_SYSTEM, "owned", "h1/sys-a", 1) == 0);   /* wrong kind: absent */
     CHECK(registry_remove(r, REG_CHANNEL, "missing", NULL, 1) == 0);
+    CHECK(registry_remove(r, REG_CHANNEL, "missing", "h1/sys-a", 1) == 0);
     CHECK(c.len == 0 && registry_count(r, REG_CHANNEL) == 2);
     CHECK(registry_get(r, REG_CHANNEL, "owned", 1) != NULL);
-    CHECK(registry_remove(r, REG_CHANNEL, "owned", "sys-a", 1) == 1);
+    CHECK(registry_remove(r, REG_CHANNEL, "owned", "h1/sys-a", 1) == 1);
     CHECK(registry_get(r, REG_CHANNEL, "owned", 1) == NULL);
     CHECK(registry_remove(r, REG_CHANNEL, "anon", NULL, 1) == 1);
     CHECK(registry_count(r, REG_CHANNEL) == 0);
     CHECK(c.len == 2);
     CHECK(c.ev[0] == REG_DEREGISTERED && strcmp(c.id[0], "owned") == 0 && c.visible[0] == 0);
-    CHECK(c.count[0] == 1);
+    CHECK(c.count[0] == 1 && strcmp(c.registrant[0], "h1/sys-a") == 0);
     CHECK(c.ev[1] == REG_DEREGISTERED && strcmp(c.id[1], "anon") == 0 && c.count[1] == 0);
     CHECK(registry_remove(r, REG_CHANNEL, "owned", NULL, 1) == 0);
 
-    /* an expired entry is not "removed", but purged as expired */
+    /* an operator (NULL) removes whoever's entry it is */
+    CHECK(registry_put(r, REG_CHANNEL, &f, 10, 1) != NULL);
+    CHECK(registry_remove(r, REG_CHANNEL, "owned", NULL, 2) == 1);
+
+    /* an expired entry is not "removed", nor refused: it is absent, purged as expired */
     CHECK(registry_put(r, REG_CHANNEL, &f, 10, 0) != NULL);
     c.len = 0;
     c.now = 10;
-    CHECK(registry_remove(r, REG_CHANNEL, "owned", "sys-a", 10) == 0);
+    CHECK(registry_remove(r, REG_CHANNEL, "owned", "h1/sys-b", 10) == 0);
     CHECK(c.len == 1 && c.ev[0] == REG_EXPIRED && strcmp(c.id[0], "owned") == 0);
     CHECK(registry_count(r, REG_CHANNEL) == 0 && registry_expired_total(r) == 1);
     registry_free(r);
 }
 
-static void test_touch_extends(void)
+static void test_takeover_replaces(void)
 {
     rec c;
     registry *r = new_reg(&c);
-    put_channel(r, "ch", "", 1, 10, 0);
+    const char *old_caps[] = {"old", "both"}, *new_caps[] = {"new", "both"};
+    reg_fields a = {.id = "svc", .name = "Blue", .caps = old_caps, .ncaps = 2, .json = "{\"v\":\"blue\"}",
+                    .registrant = "blue/svc", .endpoint = "http://blue"};
+    reg_fields b = {.id = "svc", .name = "Green", .caps = new_caps, .ncaps = 2, .json = "{\"v\":\"green\"}",
+                    .registrant = "green/svc", .endpoint = "http://green"};
+    CHECK(registry_put(r, REG_SYSTEM, &a, 30, 0) != NULL);
     c.len = 0;
+    c.now = 5;
+    const reg_entry *e = registry_put(r, REG_SYSTEM, &b, 20, 5);
+    CHECK(e != NULL);
+    /* one event, replaced, carrying both contents; the new one is what queries see */
+    CHECK(c.len == 1 && c.ev[0] == REG_REPLACED && c.has_prev[0] == 1);
+    CHECK(strcmp(c.json[0], "{\"v\":\"green\"}") == 0 && strcmp(c.registrant[0], "green/svc") == 0);
+    CHECK(strcmp(c.prev_json[0], "{\"v\":\"blue\"}") == 0 && strcmp(c.prev_registrant[0], "blue/svc") == 0);
+    CHECK(c.visible[0] == 1 && c.count[0] == 1);
+    if (e) {
+        CHECK(strcmp(e->registrant, "green/svc") == 0 && strcmp(e->endpoint, "http://green") == 0);
+        CHECK(e->registered_at == 5 && e->expires_at == 25); /* a new registration */
+    }
+    char buf[64];
+    CHECK(strcmp(find_sys(r, "old", 5, buf, sizeof buf), "") == 0);
+    CHECK(strcmp(find_sys(r, "new", 5, buf, sizeof buf), "svc") == 0);
+    CHECK(strcmp(find_sys(r, "both", 5, buf, sizeof buf), "svc") == 0);
+    CHECK(registry_count(r, REG_SYSTEM) == 1);
+    /* the old registrant's remove and refresh change nothing now */
+    CHECK(registry_remove(r, REG_SYSTEM, "svc", "blue/svc", 6) == -1);
+    CHECK(registry_get(r, REG_SYSTEM, "svc", 6) == e);
+    /* an operator's register takes it over too (NULL is a registrant of its own) */
+    reg_fields op = {.id = "svc", .json = "{}"};
+    c.len = 0;
+    CHECK(registry_put(r, REG_SYSTEM, &op, 10, 7) != NULL);
+    CHECK(c.len == 1 && c.ev[0] == REG_REPLACED && strcmp(c.prev_registrant[0], "green/svc") == 0 &&
+          strcmp(c.registrant[0], "") == 0);
+    /* only replaced events carry a previous entry */
+    for (size_t i = 0; i < c.len; i++)
+        CHECK(c.has_prev[i] == (c.ev[i] == REG_REPLACED));
+    /* the new expiry governs */
+    CHECK(registry_maintain(r, 16.9) == 0);
+    CHECK(registry_maintain(r, 17) == 1);
+    registry_free(r);
+}
+
+static void test_refresh_by_owner_only(void)
+{
+    rec c;
+    registry *r = new_reg(&c);
+    reg_fields mine = {.id = "ch", .json = "{\"v\":1}", .registrant = "h1/a"};
+    reg_fields theirs = {.id = "ch", .json = "{\"v\":2}", .registrant = "h2/a", .endpoint = "http://h2"};
+    const reg_entry *out = NULL;
+    /* absent: registered */
+    CHECK(registry_refresh(r, REG_CHANNEL, &mine, 10, 0, &out) == REG_REFRESH_REGISTERED);
+    CHECK(out && out->expires_at == 10 && c.len == 1 && c.ev[0] == REG_REGISTERED);
+    /* its own live entry: renewed (the heartbeat path) */
     c.now = 8;
-    CHECK(registry_touch(r, REG_CHANNEL, "ch", 8) == 1);
-    const reg_entry *e = registry_get(r, REG_CHANNEL, "ch", 8);
-    CHECK(e && e->expires_at == 18 && e->registered_at == 0);
-    CHECK(c.len == 1 && c.ev[0] == REG_REFRESHED && c.visible[0] == 1);
-    CHECK(registry_maintain(r, 12) == 0);
-    CHECK(registry_get(r, REG_CHANNEL, "ch", 17.5) != NULL);
-    CHECK(registry_touch(r, REG_CHANNEL, "missing", 8) == 0);
-    CHECK(registry_touch(r, REG_SYSTEM, "ch", 8) == 0);
-    CHECK(registry_touch(r, REG_CHANNEL, "ch", 18) == 0); /* expired: not revived */
-    CHECK(registry_get(r, REG_CHANNEL, "ch", 18) == NULL);
-    CHECK(registry_maintain(r, 18) == 1);
-    CHECK(c.n[REG_REFRESHED] == 1 && c.n[REG_EXPIRED] == 1);
+    CHECK(registry_refresh(r, REG_CHANNEL, &mine, 10, 8, &out) == REG_REFRESH_RENEWED);
+    CHECK(out && out->expires_at == 18 && out->registered_at == 0);
+    CHECK(c.len == 2 && c.ev[1] == REG_REFRESHED && c.visible[1] == 1);
+    /* taken over by a register from another registrant */
+    CHECK(registry_put(r, REG_CHANNEL, &theirs, 10, 9) != NULL);
+    CHECK(c.len == 3 && c.ev[2] == REG_REPLACED);
+    /* the former owner's refresh: refused, nothing changes, told who holds it */
+    c.now = 10;
+    CHECK(registry_refresh(r, REG_CHANNEL, &mine, 10, 10, &out) == REG_REFRESH_NOT_OWNER);
+    CHECK(out && strcmp(out->registrant, "h2/a") == 0 && strcmp(out->endpoint, "http://h2") == 0);
+    CHECK(out->expires_at == 19 && strcmp(out->json, "{\"v\":2}") == 0);
+    CHECK(c.len == 3);
+    /* the holder's own refresh works */
+    CHECK(registry_refresh(r, REG_CHANNEL, &theirs, 10, 11, &out) == REG_REFRESH_RENEWED);
+    CHECK(out && out->expires_at == 21 && c.len == 4 && c.ev[3] == REG_REFRESHED);
+    /* once the holder's entry expired it counts as absent, purged or not: registered back */
+    c.now = 21;
+    CHECK(registry_refresh(r, REG_CHANNEL, &mine, 10, 21, &out) == REG_REFRESH_REGISTERED);
+    CHECK(out && strcmp(out->registrant, "h1/a") == 0 && out->expires_at == 31 && out->registered_at == 21);
+    CHECK(c.len == 6 && c.ev[4] == REG_EXPIRED && strcmp(c.registrant[4], "h2/a") == 0);
+    CHECK(c.ev[5] == REG_REGISTERED && c.visible[5] == 1);
+    /* once deregistered, too */
+    CHECK(registry_put(r, REG_CHANNEL, &theirs, 10, 22) != NULL);
+    CHECK(registry_remove(r, REG_CHANNEL, "ch", "h2/a", 23) == 1);
+    CHECK(registry_refresh(r, REG_CHANNEL, &mine, 10, 23, &out) == REG_REFRESH_REGISTERED);
+    /* an operator's entry is another registrant's too; NULL refreshes only NULL's */
+    reg_fields op = {.id = "ch", .json = "{}"};
+    CHECK(registry_refresh(r, REG_CHANNEL, &op, 10, 24, &out) == REG_REFRESH_NOT_OWNER);
+    CHECK(registry_put(r, REG_CHANNEL, &op, 10, 24) != NULL);
+    CHECK(registry_refresh(r, REG_CHANNEL, &op, 10, 25, &out) == REG_REFRESH_RENEWED);
+    CHECK(registry_refresh(r, REG_CHANNEL, &mine, 10, 25, NULL) == REG_REFRESH_NOT_OWNER);
+    /* wrong kind: a separate namespace; invalid fields fail */
+    CHECK(registry_refresh(r, REG_SYSTEM, &mine, 10, 25, &out) == REG_REFRESH_REGISTERED);
+    CHECK(registry_refresh(r, REG_SYSTEM, &mine, 0, 25, &out) == REG_REFRESH_FAILED && out == NULL);
+    CHECK(registry_count(r, REG_CHANNEL) == 1 && registry_count(r, REG_SYSTEM) == 1);
     registry_free(r);
 }
 
@@ -515,11 +629,15 @@ static void test_mutation_from_callback_refused(void)
     c.try_mutate = 1;
     put_channel(r, "ch", "", 1, 10, 0);
     put_channel(r, "ch", "", 1, 10, 1);
-    CHECK(registry_touch(r, REG_CHANNEL, "ch", 2) == 1);
-    CHECK(registry_maintain(r, 12) == 1);
+    reg_fields f = {.id = "ch", .is_public = 1, .name = "", .json = "{\"c\":1}", .json_len = 7};
+    CHECK(registry_refresh(r, REG_CHANNEL, &f, 10, 2, NULL) == REG_REFRESH_RENEWED);
+    reg_fields g = f;
+    g.registrant = "other";
+    CHECK(registry_put(r, REG_CHANNEL, &g, 10, 3) != NULL); /* replaced */
+    CHECK(registry_maintain(r, 13) == 1);
     put_channel(r, "ch2", "", 1, 10, 0);
     CHECK(registry_remove(r, REG_CHANNEL, "ch2", NULL, 0) == 1);
-    CHECK(c.len == 6);
+    CHECK(c.len == 7 && c.ev[3] == REG_REPLACED);
     for (size_t i = 0; i < c.len; i++)
         CHECK(c.refused[i] == 1);
     CHECK(registry_get(r, REG_CHANNEL, "intruder", 0) == NULL);
@@ -538,22 +656,24 @@ static void test_events_for_every_change(void)
     put_channel(r, "c", "", 1, 10, 0);                  /* registered */
     put_system(r, "s", caps, 1, "c", 10, 0);            /* registered */
     put_channel(r, "c", "", 0, 10, 1);                  /* refreshed */
-    registry_touch(r, REG_SYSTEM, "s", 2);              /* refreshed */
-    registry_remove(r, REG_SYSTEM, "s", "c", 3);        /* deregistered */
+    put_system(r, "s", caps, 1, "c", 10, 2);            /* refreshed */
+    put_system(r, "s", caps, 1, "d", 10, 2.5);          /* replaced */
+    registry_remove(r, REG_SYSTEM, "s", "c", 3);        /* refused: d's now */
+    registry_remove(r, REG_SYSTEM, "s", "d", 3);        /* deregistered */
     registry_maintain(r, 11);                           /* expired */
     put_channel(r, "c", "", 1, 10, 12);                 /* registered */
     put_channel(r, "c", "", 1, 10, 30);                 /* expired + registered */
     registry_remove(r, REG_CHANNEL, "c", NULL, 100);    /* expired */
     static const reg_event want[] = {
-        REG_REGISTERED, REG_REGISTERED, REG_REFRESHED, REG_REFRESHED, REG_DEREGISTERED,
+        REG_REGISTERED, REG_REGISTERED, REG_REFRESHED, REG_REFRESHED, REG_REPLACED, REG_DEREGISTERED,
         REG_EXPIRED,    REG_REGISTERED, REG_EXPIRED,   REG_REGISTERED, REG_EXPIRED,
     };
     static const reg_kind kinds[] = {
-        REG_CHANNEL, REG_SYSTEM,  REG_CHANNEL, REG_SYSTEM,  REG_SYSTEM,
+        REG_CHANNEL, REG_SYSTEM,  REG_CHANNEL, REG_SYSTEM,  REG_SYSTEM, REG_SYSTEM,
         REG_CHANNEL, REG_CHANNEL, REG_CHANNEL, REG_CHANNEL, REG_CHANNEL,
     };
-    CHECK(c.len == 10);
-    for (size_t i = 0; i < 10 && i < c.len; i++)
+    CHECK(c.len == 11);
+    for (size_t i = 0; i < 11 && i < c.len; i++)
         CHECK(c.ev[i] == want[i] && c.kind[i] == kinds[i]);
     CHECK(registry_expired_total(r) == 3);
     registry_free(r);
@@ -688,8 +808,9 @@ int main(void)
     RUN(test_capability_reindex);
     RUN(test_duplicate_caps_once);
     RUN(test_swap_remove_keeps_index);
-    RUN(test_remove_with_owner);
-    RUN(test_touch_extends);
+    RUN(test_remove_by_registrant);
+    RUN(test_takeover_replaces);
+    RUN(test_refresh_by_owner_only);
     RUN(test_sorted_results);
     RUN(test_mutation_from_callback_refused);
     RUN(test_events_for_every_change);
