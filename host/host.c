@@ -31,12 +31,17 @@ void host_log(const host *h, int level, const char *system, const char *fmt, ...
 {
     if (level > h->cfg.log_level)
         return;
-    char msg[3500];
+    char line[LOG_LINE_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t len = log_vformat(line, sizeof line, level, system, fmt, ap);
     va_end(ap);
-    log_write(h->cfg.log_level, level, system, "%s", msg);
+    if (!h->log_capture) {
+        fflush(stdout); /* keep the order of print() output and log lines on a shared terminal */
+        fwrite(line, 1, len, stderr);
+    } else if (h->log_capture->len + len <= HOST_LOG_CAPTURE_MAX) {
+        strbuf_append(h->log_capture, line, len);
+    }
 }
 
 int host_entry_json(strbuf *b, const reg_entry *e)
@@ -198,6 +203,10 @@ host *host_new(const host_config *cfg)
     if (!h)
         return NULL;
     h->cfg = *cfg;
+    if (cfg->capture_log && !(h->log_capture = calloc(1, sizeof *h->log_capture))) {
+        free(h);
+        return NULL;
+    }
     h->loop = ev_loop_new(EVFLAG_AUTO);
     if (!h->loop) {
         free(h);
@@ -364,5 +373,9 @@ void host_free(host *h)
     free(h->registry_url);
     strbuf_free(&h->scratch);
     strbuf_free(&h->event_buf);
+    if (h->log_capture) {
+        strbuf_free(h->log_capture);
+        free(h->log_capture);
+    }
     free(h);
 }

@@ -27,6 +27,7 @@ typedef struct host_config {
     const char *lua_dir;   /* directory holding the sssn Lua module (sssn/init.lua) */
     int test_mode;         /* `sssn-host test`: test clock and sssn.testing available */
     double started_at;     /* wall time main() began (start-up measurements) */
+    int capture_log;       /* `sssn-host test`: log lines go to a buffer the specs read, not stderr */
 } host_config;
 
 void host_config_defaults(host_config *c);
@@ -80,6 +81,7 @@ typedef struct host {
     ev_timer duration_watcher;
     int stopping;
 
+    strbuf *log_capture;       /* with cfg.capture_log: the log since the runner last took it */
     strbuf scratch;            /* reusable buffer for encoding message content */
     strbuf event_buf;          /* reusable buffer for registry event messages */
 
@@ -98,8 +100,11 @@ void host_run(host *h);
 /* Whether SIGINT/SIGTERM arrived and the loop has not handled it yet (a step is running). */
 int host_signal_arrived(int interruptible);
 void host_stop_all(host *h, const char *why);
+/* A log line (see log.h), to stderr or, with cfg.capture_log, to h->log_capture (which keeps
+ * at most HOST_LOG_CAPTURE_MAX bytes between two takes). */
 void host_log(const host *h, int level, const char *system, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+#define HOST_LOG_CAPTURE_MAX (1u << 20)
 
 /* Channel table. */
 channel *host_channel(const host *h, const char *id);

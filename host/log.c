@@ -27,22 +27,18 @@ static size_t clamp(int n, size_t room)
     return (size_t)n < room ? (size_t)n : room - 1;
 }
 
-void log_write(int threshold, int level, const char *system, const char *fmt, ...)
+size_t log_vformat(char *line, size_t size, int level, const char *system, const char *fmt, va_list ap)
 {
-    if (level > threshold)
-        return;
     static const char cut[] = " [...]";
-    char line[LOG_LINE_MAX];
-    size_t room = sizeof line - sizeof cut - 1; /* leaves space for the mark and '\n' */
+    if (size < sizeof cut + 64)
+        return 0;
+    size_t room = size - sizeof cut - 1; /* leaves space for the mark and '\n' */
     const char *lvl = log_level_name(level);
     size_t len = clamp(system ? snprintf(line, room, "sssn-host: %s: [%.200s%s] ", lvl, system,
                                          strlen(system) > 200 ? "..." : "")
                               : snprintf(line, room, "sssn-host: %s: ", lvl),
                        room);
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + len, room - len, fmt, ap);
-    va_end(ap);
     int truncated = m > 0 && (size_t)m >= room - len;
     len += clamp(m, room - len);
     if (truncated) {
@@ -50,6 +46,19 @@ void log_write(int threshold, int level, const char *system, const char *fmt, ..
         len += sizeof cut - 1;
     }
     line[len++] = '\n';
+    line[len] = '\0';
+    return len;
+}
+
+void log_write(int threshold, int level, const char *system, const char *fmt, ...)
+{
+    if (level > threshold)
+        return;
+    char line[LOG_LINE_MAX + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = log_vformat(line, sizeof line, level, system, fmt, ap);
+    va_end(ap);
     fflush(stdout); /* keep the order of print() output and log lines on a shared terminal */
     fwrite(line, 1, len, stderr);
 }

@@ -1372,7 +1372,18 @@ static const luaL_Reg core_funcs[] = {
     {NULL, NULL},
 };
 
+/* core.testing.log(clear) -> the log lines captured since the last clear ("" without capture) */
+static int l_captured_log(lua_State *L)
+{
+    strbuf *b = host_of(L)->log_capture;
+    lua_pushlstring(L, b && b->data ? b->data : "", b ? b->len : 0);
+    if (b && lua_toboolean(L, 1))
+        strbuf_reset(b);
+    return 1;
+}
+
 static const luaL_Reg testing_funcs[] = {
+    {"log", l_captured_log},
     {"clock_set", l_clock_set},
     {"clock_advance", l_clock_advance},
     {"clock_real", l_clock_real},

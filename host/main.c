@@ -369,6 +369,9 @@ int main(int argc, char **argv)
         registry_url = registry_url_arg;
 
     cfg.test_mode = test_mode;
+    cfg.capture_log = test_mode && !run_mode; /* specs read the log; a failed spec shows it */
+    if (cfg.capture_log)
+        cfg.log_level = LOG_INFO; /* captured, so it costs no noise: the more a failure shows, the better */
     host *h = host_new(&cfg);
     if (!h) {
         fprintf(stderr, "sssn-host: out of memory starting the host\n");

@@ -40,6 +40,25 @@ function testing.run_pending() return t.run_pending() end
 --- Runs the real event loop for `seconds` (for specs that need real time).
 function testing.run_for(seconds) return t.run_for(seconds) end
 
+--- The host's log lines since the current test began (`sssn-host test` keeps them from
+--- stderr: a passing run stays quiet, a failing test shows them). take = true also clears.
+function testing.log(take) return t.log(take) end
+
+--- Fails the spec unless the log since the test began has a line containing every one of
+--- the given plain substrings; returns that line.
+function testing.assert_logged(...)
+  local needles = { ... }
+  for line in t.log():gmatch("[^\n]+") do
+    local all = true
+    for _, n in ipairs(needles) do
+      if not line:find(n, 1, true) then all = false break end
+    end
+    if all then return line end
+  end
+  error(("expected a log line mentioning %s; the log:\n%s"):format(
+    table.concat(needles, " and "), t.log()), 2)
+end
+
 --- Path of the sssn-host binary running the specs (for end-to-end specs that start processes).
 testing.exe = t.exe
 
