@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,9 @@ static const char usage_text[] =
     "\n"
     "Runs each SCRIPT as a system: a Lua 5.4 file that returns sssn.system{...} or defines\n"
     "global setup/step functions. Systems share this host's channels and service registry.\n"
+    "\n"
+    "Options may come before or after the SCRIPTs (--name=value works too); after -- every\n"
+    "argument is a SCRIPT. `test` and `run` hand all their arguments on untouched.\n"
     "\n"
     "options:\n"
     "  --listen [ADDR:]PORT serve the HTTP API (channels, registry, /health, /metrics); a bare PORT\n"
@@ -54,17 +58,28 @@ static const char usage_text[] =
     "`sssn-host test` runs busted specs (default directory: spec) with the sssn module, the\n"
     "host's loop and a controllable test clock; it ends with one line \"N passed, N failed\".\n"
     "\n"
-    "`sssn-host run FILE` runs a driver script with the testing API (sssn.testing: spawn\n"
-    "systems, run the loop, control the clock); the benchmarks (make bench) use it.\n"
+    "`sssn-host run FILE [ARG...]` runs a driver script with the testing API (sssn.testing:\n"
+    "spawn systems, run the loop, control the clock), the ARGs in its ... and arg as with lua;\n"
+    "the benchmarks (make bench) use it.\n"
     "\n"
-    "Exit status: 0 when the systems ran and stopped, 1 when no system could start or a test\n"
-    "failed, 2 on a usage error.\n";
+    "Exit status:\n"
+    "  0  every SCRIPT and -e chunk loaded, and the host stopped (--duration, SIGINT/SIGTERM,\n"
+    "     every system stopped, end of the prompt's input); test and run: all passed / no error\n"
+    "  1  a SCRIPT or -e chunk failed to load (the others still ran), no system could start,\n"
+    "     the host could not start (e.g. --listen could not bind), a spec failed, the driver\n"
+    "     raised, or a chunk failed at a prompt without a terminal\n"
+    "  2  a usage error: an unknown option or a bad value (nothing was started)\n";
 
-static int usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "sssn-host: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\nTry 'sssn-host --help'.\n");
+    va_end(ap);
     return 2;
 }
 
@@ -218,7 +233,8 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-/* `sssn-host run FILE ARG...`: FILE runs in a state with sssn.testing, `arg` set as for lua. */
+/* `sssn-host run FILE ARG...`: FILE runs in a state with sssn.testing; as with `lua`, the ARGs
+ * are its `...` and arg[1..n], arg[0] is FILE. */
 static int run_driver(host *h, int argc, char **argv)
 {
     if (argc < 1) {
@@ -231,6 +247,12 @@ static int run_driver(host *h, int argc, char **argv)
         return 1;
     }
     lua_State *L = v->L;
+    if (!lua_checkstack(L, argc + 2)) {
+        fprintf(stderr, "sssn-host run: too many arguments\n");
+        vm_free(v);
+        host_free(h);
+        return 1;
+    }
     lua_createtable(L, argc, 1);
     for (int i = 0; i < argc; i++) {
         lua_pushstring(L, argv[i]);
@@ -239,7 +261,11 @@ static int run_driver(host *h, int argc, char **argv)
     lua_setglobal(L, "arg");
     int status = 1;
     lua_pushcfunction(L, traceback);
-    if (luaL_loadfilex(L, argv[0], "t") != LUA_OK || lua_pcall(L, 0, 0, -2) != LUA_OK)
+    int base = lua_gettop(L);
+    int loaded = luaL_loadfilex(L, argv[0], "t") == LUA_OK;
+    for (int i = 1; loaded && i < argc; i++)
+        lua_pushstring(L, argv[i]);
+    if (!loaded || lua_pcall(L, argc - 1, 0, base) != LUA_OK)
         fprintf(stderr, "sssn-host run: %s\n", lua_tostring(L, -1));
     else
         status = 0;
@@ -249,6 +275,9 @@ static int run_driver(host *h, int argc, char **argv)
     return status;
 }
 
+/* Options may come anywhere among the SCRIPTs, as GNU tools take them; `--` ends them. The
+ * SCRIPTs (and repl's URL) are gathered at the front of what follows argv[first]: each lands
+ * at or behind the argument being read, so the array is compacted in place. */
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* print() from systems shows up line by line in pipes */
@@ -276,51 +305,55 @@ int main(int argc, char **argv)
     int interactive = repl_mode, json = 0;
     if (test_mode || repl_mode)
         cfg.log_level = LOG_WARN; /* spec and prompt output stay readable; errors still show */
-    int i = test_mode || repl_mode ? 2 : 1;
-    for (; !test_mode && i < argc; i++) {
+    const int first = test_mode || repl_mode ? 2 : 1;
+    int npos = 0; /* SCRIPTs (and repl's URL) gathered at argv[first ...] */
+    int options_done = 0;
+    for (int i = first; !test_mode && i < argc; i++) {
         const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--") == 0) {
-            i++;
-            break;
-        }
-        if (repl_mode && a[0] != '-' && !registry_url_arg) {
-            if (strncmp(a, "http://", 7) != 0)
-                return usage_error("repl wants the http:// URL of a host started with --listen, not '%s'", a);
-            registry_url_arg = a;
+        if (options_done || a[0] != '-' || a[1] == '\0') {
+            argv[first + npos++] = argv[i];
             continue;
         }
-        if (a[0] != '-' || a[1] == '\0')
-            break;
+        if (strcmp(a, "--") == 0) {
+            options_done = 1;
+            continue;
+        }
+        /* --name=value is --name value */
+        char name[32];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
+        int inline_val = eq != NULL;
+        if (eq) {
+            size_t n = (size_t)(eq - a);
+            if (n >= sizeof name)
+                return usage_error("unknown option '%s'", a);
+            memcpy(name, a, n);
+            name[n] = '\0';
+            a = name;
+            val = eq + 1;
+        }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage_text, stdout);
             return 0;
-        }
-        if (strcmp(a, "-i") == 0) {
-            interactive = 1;
-            continue;
-        }
-        if (strcmp(a, "-e") == 0) {
-            if (!val)
-                return usage_error("option '%s' needs a value", a);
-            if (nchunks < (int)(sizeof chunks / sizeof chunks[0]))
-                chunks[nchunks++] = val;
-            else
-                return usage_error("%s", "too many -e chunks (16 at most)");
-            i++;
-            continue;
-        }
-        if (strcmp(a, "--json") == 0) {
-            json = 1;
-            continue;
         }
         if (strcmp(a, "--version") == 0) {
             printf("sssn-host %s (%s, libev %d.%d)\n", SSSN_VERSION, LUA_RELEASE, ev_version_major(),
                    ev_version_minor());
             return 0;
         }
-        int takes_value = strcmp(a, "--listen") == 0 || strcmp(a, "--advertise") == 0 ||
-                          strcmp(a, "--registry") == 0 ||
+        int is_flag = strcmp(a, "-i") == 0 || strcmp(a, "--json") == 0;
+        if (is_flag && inline_val)
+            return usage_error("option '%s' takes no value", a);
+        if (strcmp(a, "-i") == 0) {
+            interactive = 1;
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
+        }
+        int takes_value = strcmp(a, "-e") == 0 || strcmp(a, "--listen") == 0 ||
+                          strcmp(a, "--advertise") == 0 || strcmp(a, "--registry") == 0 ||
                           strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0;
@@ -328,7 +361,13 @@ int main(int argc, char **argv)
             return usage_error("unknown option '%s'", a);
         if (!val)
             return usage_error("option '%s' needs a value", a);
-        i++;
+        if (!inline_val)
+            i++;
+        if (strcmp(a, "-e") == 0) {
+            if (nchunks == (int)(sizeof chunks / sizeof chunks[0]))
+                return usage_error("%s", "too many -e chunks (16 at most)");
+            chunks[nchunks++] = val;
+        }
         if (strcmp(a, "--listen") == 0 && parse_listen(val, listen_addr, sizeof listen_addr, &listen_port) < 0)
             return usage_error("--listen wants [ADDR:]PORT like 7400 or 127.0.0.1:7400, not '%s'", val);
         if (strcmp(a, "--advertise") == 0) {
@@ -354,14 +393,25 @@ int main(int argc, char **argv)
         if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
             return usage_error("--log-level wants error, warn, info or debug, not '%s'", val);
     }
+    char **scripts = argv + first;
+    int nscripts = test_mode ? 0 : npos;
+    if (repl_mode && nscripts > 0) {
+        registry_url_arg = scripts[0];
+        if (strncmp(registry_url_arg, "http://", 7) != 0)
+            return usage_error("repl wants the http:// URL of a host started with --listen, not '%s'",
+                               registry_url_arg);
+        scripts++;
+        nscripts--;
+        if (nscripts > 0)
+            return usage_error("repl takes no SCRIPT ('%s'): use -i to open a prompt in a host running systems",
+                               scripts[0]);
+    }
     if (!cfg.lua_dir) {
         fprintf(stderr, "sssn-host: cannot find the sssn Lua files (looked beside the binary and in %s)\n",
                 SSSN_LUA_DIR);
         return 1;
     }
-    if (repl_mode && i < argc)
-        return usage_error("repl takes no SCRIPT ('%s'): use -i to open a prompt in a host running systems", argv[i]);
-    if (!test_mode && !interactive && i >= argc && listen_port < 0 && nchunks == 0)
+    if (!test_mode && !interactive && nscripts == 0 && listen_port < 0 && nchunks == 0)
         return usage_error("%s", "no SCRIPT given (and no --listen, -e or -i)");
     if (json && !interactive)
         return usage_error("%s", "--json goes with -i or repl");
@@ -387,7 +437,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    int started = 0, ran_plain = 0, failed_chunks = 0;
+    /* a SCRIPT or -e chunk that fails to load makes the exit status 1, even when others run */
+    int started = 0, ran_plain = 0, failed = 0;
     for (int k = 0; k < nchunks; k++) {
         char id[16];
         snprintf(id, sizeof id, "e%d", k + 1);
@@ -400,15 +451,16 @@ int main(int argc, char **argv)
         } else if (plain) {
             ran_plain++;
         } else {
-            failed_chunks++;
+            failed++;
         }
     }
-    int nscripts = argc - i;
-    for (; i < argc; i++) {
-        sssn_system *s = system_load_file(h, argv[i]);
+    for (int k = 0; k < nscripts; k++) {
+        sssn_system *s = system_load_file(h, scripts[k]);
         if (s) {
             system_start(s);
             started++;
+        } else {
+            failed++;
         }
     }
     if (interactive && !(h->repl = repl_start(h, json))) {
@@ -417,15 +469,17 @@ int main(int argc, char **argv)
     }
     if (!started && !h->api && !h->repl) {
         /* `sssn-host -e 'print(...)'`: plain chunks that ran are a success, not a failed start */
-        int only_chunks_ran = ran_plain > 0 && failed_chunks == 0 && nscripts == 0;
-        if (!only_chunks_ran)
+        if (failed || !ran_plain)
             host_log(h, LOG_ERROR, NULL, "no system could start");
         host_free(h);
-        return only_chunks_ran ? 0 : 1;
+        return failed || !ran_plain ? 1 : 0;
     }
+    if (failed)
+        host_log(h, LOG_WARN, NULL, "%d script%s failed to load: running the others; the exit status will be 1",
+                 failed, failed == 1 ? "" : "s");
     host_run(h);
     host_stop_all(h, "done");
-    int status = h->repl && repl_failed(h->repl) ? 1 : 0;
+    int status = failed || (h->repl && repl_failed(h->repl)) ? 1 : 0;
     host_free(h);
     return status;
 }

@@ -19,7 +19,7 @@ local function sh(cmdline)
   return out, err, ok and 0 or code
 end
 
-local function host(args) return sh(("timeout 20 %s %s"):format(exe, args)) end
+local function host(args, seconds) return sh(("timeout %d %s %s"):format(seconds or 20, exe, args)) end
 
 describe("sssn-host", function()
   it("prints help that lists its options, and its version", function()
@@ -71,14 +71,38 @@ describe("sssn-host", function()
     os.execute("rm -rf " .. dir)
   end)
 
-  it("runs the systems that load when another fails, and stops after --duration", function()
+  it("runs the systems that load when another fails, stops after --duration, and exits 1", function()
     local dir = tmpdir()
     write(dir .. "/broken.lua", "error('nope')\n")
     write(dir .. "/ok.lua", "function step(self) print('tick ' .. self.id) end\n")
     local out, err, code = host(("--duration 0.3 %s/broken.lua %s/ok.lua"):format(dir, dir))
-    assert.are.equal(0, code)
+    assert.are.equal(1, code)
     assert.matches("tick ok", out)
     assert.matches("broken.lua:1: nope", err)
+    assert.matches("1 script failed to load: running the others; the exit status will be 1", err)
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("takes options after the SCRIPTs, as --name=value too, and treats what follows -- as SCRIPTs", function()
+    local dir = tmpdir()
+    write(dir .. "/ok.lua", "function step(self) print('tick ' .. self.id) end\n")
+    local out, err, code = host(("%s/ok.lua --duration 0.3 --log-level=warn"):format(dir), 5)
+    assert.are.equal(0, code, err)
+    assert.matches("tick ok", out)
+    assert.are.equal("", err)
+    out, err, code = host(("--duration 0.3 %s/ok.lua -- --log-level"):format(dir), 5)
+    assert.are.equal(1, code)
+    assert.matches("tick ok", out)
+    assert.matches("cannot open %-%-log%-level", err)
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("passes `run FILE ARG...` arguments to the script as ... and arg, as lua does", function()
+    local dir = tmpdir()
+    write(dir .. "/driver.lua", "print(select('#', ...), ...) print(arg[0]:match('driver%.lua$'), arg[1], arg[2], #arg)\n")
+    local out, err, code = host(("run %s/driver.lua one --two"):format(dir))
+    assert.are.equal(0, code, err)
+    assert.are.equal("2\tone\t--two\ndriver.lua\tone\t--two\t2\n", out)
     os.execute("rm -rf " .. dir)
   end)
 
@@ -145,7 +169,7 @@ describe("sssn-host", function()
   end)
 
   it("runs the TTL example: the heartbeat keeps one service while the other expires", function()
-    local out, _, code = host("--duration 5.5 --maintenance 1 examples/ttl/*.lua")
+    local out, _, code = host("--duration 5.5 examples/ttl/*.lua --maintenance 1")
     assert.are.equal(0, code)
     assert.matches("event: expired flaky", out)
     assert.matches("event: refreshed steady", out)
