@@ -1,6 +1,7 @@
 /* main.c - command-line parsing and start-up: `sssn-host [options] SCRIPT...` runs systems,
  * `sssn-host test [busted args]` runs the specs inside the host. Everything else lives in
  * the host modules. */
+#include <ctype.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
@@ -50,6 +51,7 @@ static const char usage_text[] =
     "  --log-level L       error, warn, info or debug (default info)\n"
     "  --version           print the version and exit\n"
     "  -h, --help          print this help and exit\n"
+    "Each S is a number of seconds, 0.001 <= S < 1e9 (or 0 for --step-timeout).\n"
     "\n"
     "`sssn-host repl [URL]` opens a Lua prompt against the registry of the host at URL (one\n"
     "started with --listen), or against a fresh in-process registry without URL. Without a\n"
@@ -83,23 +85,51 @@ static int usage_error(const char *fmt, ...)
     return 2;
 }
 
-static int parse_seconds(const char *s, double *out, int allow_zero)
+/* Every option that takes seconds accepts 0.001 or more and less than 1e9: the registry API's
+ * upper bound for a TTL (check_ttl in lua_sssn.c, lua/sssn/registry.lua; the HTTP API's ?ttl=
+ * takes 0.001 to 1e9 too), and a floor that keeps a timer (a TTL's refresh, maintenance, the
+ * watchdog) from firing back to back. --step-timeout also takes 0, meaning off. */
+#define SECONDS_MIN 0.001
+#define SECONDS_MAX 1e9
+
+static int parse_seconds(const char *s, double *out, int zero_is_off)
 {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= 0) || v > 1e9 || (!allow_zero && v == 0))
+    if (errno || end == s || *end || isspace((unsigned char)*s))
+        return -1;
+    if (!(zero_is_off && v == 0) && !(v >= SECONDS_MIN && v < SECONDS_MAX)) /* NaN fails too */
         return -1;
     *out = v;
     return 0;
+}
+
+static int seconds_error(const char *option, const char *val, int zero_is_off)
+{
+    return usage_error("%s wants %sa number of seconds between 0.001 and 1e9 (0.001 <= S < 1e9), not '%s'",
+                       option, zero_is_off ? "0 (off) or " : "", val);
+}
+
+/* An http:// URL with a host part, nothing that would cut a request line short. */
+static int valid_http_url(const char *s)
+{
+    if (strncmp(s, "http://", 7) != 0 || s[7] == '\0' || s[7] == '/' || s[7] == ':')
+        return 0;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return 0;
+    return 1;
 }
 
 static int parse_bytes(const char *s, size_t *out)
 {
     char *end;
     errno = 0;
+    if (!isdigit((unsigned char)*s)) /* strtoull would take " 5", "+5" and "-5" */
+        return -1;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *s == '-')
+    if (errno || end == s)
         return -1;
     unsigned long long mult = 1;
     if (*end == 'K' || *end == 'k')
@@ -371,23 +401,23 @@ int main(int argc, char **argv)
         if (strcmp(a, "--listen") == 0 && parse_listen(val, listen_addr, sizeof listen_addr, &listen_port) < 0)
             return usage_error("--listen wants [ADDR:]PORT like 7400 or 127.0.0.1:7400, not '%s'", val);
         if (strcmp(a, "--advertise") == 0) {
-            if (strncmp(val, "http://", 7) != 0)
-                return usage_error("--advertise wants an http:// URL, not '%s'", val);
+            if (!valid_http_url(val))
+                return usage_error("--advertise wants an http:// URL like http://myhost:7400, not '%s'", val);
             advertise = val;
         }
         if (strcmp(a, "--registry") == 0) {
-            if (strncmp(val, "http://", 7) != 0 || strlen(val) < 8)
+            if (!valid_http_url(val))
                 return usage_error("--registry wants an http:// URL like http://127.0.0.1:7400, not '%s'", val);
             registry_url = val;
         }
         if (strcmp(a, "--duration") == 0 && parse_seconds(val, &cfg.duration, 0) < 0)
-            return usage_error("--duration wants a positive number of seconds, not '%s'", val);
+            return seconds_error(a, val, 0);
         if (strcmp(a, "--ttl") == 0 && parse_seconds(val, &cfg.ttl, 0) < 0)
-            return usage_error("--ttl wants a positive number of seconds, not '%s'", val);
+            return seconds_error(a, val, 0);
         if (strcmp(a, "--maintenance") == 0 && parse_seconds(val, &cfg.maintenance, 0) < 0)
-            return usage_error("--maintenance wants a positive number of seconds, not '%s'", val);
+            return seconds_error(a, val, 0);
         if (strcmp(a, "--step-timeout") == 0 && parse_seconds(val, &cfg.step_timeout, 1) < 0)
-            return usage_error("--step-timeout wants a number of seconds (0 = off), not '%s'", val);
+            return seconds_error(a, val, 1);
         if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
             return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s'", val);
         if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
@@ -397,7 +427,7 @@ int main(int argc, char **argv)
     int nscripts = test_mode ? 0 : npos;
     if (repl_mode && nscripts > 0) {
         registry_url_arg = scripts[0];
-        if (strncmp(registry_url_arg, "http://", 7) != 0)
+        if (!valid_http_url(registry_url_arg))
             return usage_error("repl wants the http:// URL of a host started with --listen, not '%s'",
                                registry_url_arg);
         scripts++;

@@ -39,10 +39,47 @@ describe("sssn-host", function()
     assert.matches("unknown option '%-%-bogus'", err)
     _, err, code = host("--duration soon x.lua")
     assert.are.equal(2, code)
-    assert.matches("%-%-duration wants a positive number of seconds, not 'soon'", err)
+    assert.matches("%-%-duration wants a number of seconds between 0%.001 and 1e9 %(0%.001 <= S < 1e9%), not 'soon'", err)
     _, err, code = host("")
     assert.are.equal(2, code)
     assert.matches("no SCRIPT given", err)
+  end)
+
+  it("refuses every out-of-range option value at start-up with status 2, naming the option", function()
+    local seconds = "wants a number of seconds between 0.001 and 1e9 (0.001 <= S < 1e9), not '%s'"
+    local cases = {
+      { "--ttl 1e9", "--ttl " .. seconds:format("1e9") },
+      { "--ttl 0", "--ttl " .. seconds:format("0") },
+      { "--ttl nan", "--ttl " .. seconds:format("nan") },
+      { "--ttl=-5", "--ttl " .. seconds:format("-5") },
+      { "--duration inf", "--duration " .. seconds:format("inf") },
+      { "--maintenance 1e-300", "--maintenance " .. seconds:format("1e-300") },
+      { "--step-timeout -1", "--step-timeout wants 0 (off) or a number of seconds between 0.001 and 1e9" },
+      { "--memory-limit ' 8M'", "--memory-limit wants a byte count like 65536, 512K or 8M, not ' 8M'" },
+      { "--memory-limit 8X", "--memory-limit wants a byte count like 65536, 512K or 8M, not '8X'" },
+      { "--log-level loud", "--log-level wants error, warn, info or debug, not 'loud'" },
+      { "--registry http://", "--registry wants an http:// URL like http://127.0.0.1:7400, not 'http://'" },
+      { "--advertise 'http://a b'", "--advertise wants an http:// URL like http://myhost:7400, not 'http://a b'" },
+      { "--listen 70000", "--listen wants [ADDR:]PORT" },
+      { "--listen 127.0.0.1:", "--listen wants [ADDR:]PORT" },
+      { "--json", "--json goes with -i or repl" },
+      { "-i --json=yes", "option '--json' takes no value" },
+      { "--ttl", "option '--ttl' needs a value" },
+    }
+    for _, c in ipairs(cases) do
+      local out, err, code = host("x.lua " .. c[1], 5)
+      assert.are.equal(2, code, c[1] .. ": " .. err)
+      assert.truthy(err:find("sssn-host: " .. c[2], 1, true), c[1] .. ": " .. err)
+      assert.are.equal("", out)
+    end
+  end)
+
+  it("takes a --ttl just below the API's bound: registrations work", function()
+    local out, err, code = host([[--ttl 999999999 --duration 0.2 -e '
+      local sssn = require "sssn"
+      function setup(self) print(sssn.registry:register_system(self:descriptor()) ~= nil) end']])
+    assert.are.equal(0, code, err)
+    assert.are.equal("true\n", out)
   end)
 
   it("runs -e chunks: plain code once, or an inline system", function()
