@@ -46,7 +46,8 @@ static const char usage_text[] =
     "  --duration S        stop every system after S seconds (default: run until SIGINT/SIGTERM)\n"
     "  --ttl S             default registration TTL in seconds (default 300)\n"
     "  --maintenance S     purge expired registry entries every S seconds (default 30)\n"
-    "  --memory-limit N    cap each system's Lua heap at N bytes (suffix K, M or G; default none)\n"
+    "  --memory-limit N    cap each system's Lua heap at N bytes (suffix K, M or G; default none);\n"
+    "                      at least what an idle system needs (measured at start-up, about 65K)\n"
     "  --step-timeout S    interrupt a step that runs S seconds without yielding (default 10, 0 = off)\n"
     "  --log-level L       error, warn, info or debug (default info)\n"
     "  --version           print the version and exit\n"
@@ -142,6 +143,46 @@ static int parse_bytes(const char *s, size_t *out)
         return -1;
     *out = (size_t)(v * mult);
     return 0;
+}
+
+/* The least --memory-limit a system can start under, measured in this build rather than
+ * guessed: the smallest cap, to the KiB, under which a fresh state opens its libraries, loads
+ * the sssn module, builds a system from global functions as a script's is built, and runs a
+ * step in a coroutine as the host runs steps. Lua collects garbage in full before it refuses
+ * an allocation, so this is the peak of live memory a cap has to hold. */
+static const char probe_chunk[] = "local sssn = require 'sssn'\n"
+                                  "function step(self, dt) end\n"
+                                  "local s = sssn.system_from_globals('probe')\n"
+                                  "coroutine.wrap(function() s:step(0) end)()\n";
+
+static int probe_fits(host *h, size_t limit)
+{
+    int level = h->cfg.log_level;
+    h->cfg.log_level = -1; /* a probe that does not fit is no error to report */
+    vm *v = vm_new(h, limit);
+    h->cfg.log_level = level;
+    if (!v)
+        return 0;
+    int ok = luaL_loadbufferx(v->L, probe_chunk, sizeof probe_chunk - 1, "=probe", "t") == LUA_OK &&
+             lua_pcall(v->L, 0, 0, 0) == LUA_OK;
+    vm_free(v);
+    return ok;
+}
+
+/* 0 when even 16 MiB is not enough (something else is wrong: let the systems report it). */
+static size_t measure_memory_floor(host *h)
+{
+    size_t lo = 0, hi = 16u << 10; /* in KiB: lo does not fit, hi does */
+    if (!probe_fits(h, hi << 10))
+        return 0;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (probe_fits(h, mid << 10))
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi << 10;
 }
 
 /* "[ADDR:]PORT": a bare port binds loopback only. */
@@ -324,6 +365,7 @@ int main(int argc, char **argv)
     const char *advertise = NULL;
     const char *registry_url = NULL;
     const char *registry_url_arg = NULL; /* repl's URL argument */
+    const char *memory_limit_arg = NULL;
     const char *chunks[16];
     int nchunks = 0;
     char lua_dir[PATH_MAX];
@@ -418,6 +460,8 @@ int main(int argc, char **argv)
             return seconds_error(a, val, 0);
         if (strcmp(a, "--step-timeout") == 0 && parse_seconds(val, &cfg.step_timeout, 1) < 0)
             return seconds_error(a, val, 1);
+        if (strcmp(a, "--memory-limit") == 0)
+            memory_limit_arg = val;
         if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
             return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s'", val);
         if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
@@ -462,6 +506,14 @@ int main(int argc, char **argv)
         return run_driver(h, argc - 2, argv + 2);
     if (test_mode)
         return run_tests(h, argc - 2, argv + 2);
+    if (cfg.memory_limit && !probe_fits(h, cfg.memory_limit)) {
+        size_t floor = measure_memory_floor(h);
+        if (floor && cfg.memory_limit < floor) {
+            host_free(h);
+            return usage_error("--memory-limit wants at least %zuK, what a system with nothing in it needs "
+                               "(measured at start-up), not '%s'", floor >> 10, memory_limit_arg);
+        }
+    }
     if (listen_port >= 0 && start_api(h, listen_addr, listen_port, advertise) < 0) {
         host_free(h);
         return 1;

@@ -74,6 +74,21 @@ describe("sssn-host", function()
     end
   end)
 
+  it("refuses a --memory-limit below what an idle system needs, saying what that is", function()
+    local _, err, code = host("x.lua --memory-limit 16K", 5)
+    assert.are.equal(2, code, err)
+    local floor = tonumber(err:match("%-%-memory%-limit wants at least (%d+)K, what a system with nothing in it " ..
+      "needs %(measured at start%-up%), not '16K'"))
+    assert.truthy(floor, err)
+    -- the number is the real floor: an idle system runs there, and a KiB less is refused
+    local out
+    out, err, code = host(("--memory-limit %dK --duration 0.3 -e 'function step() print(\"ok\") end'"):format(floor))
+    assert.are.equal(0, code, err)
+    assert.matches("^ok\n", out)
+    _, err, code = host(("--memory-limit %dK -e 'function step() end'"):format(floor - 1))
+    assert.are.equal(2, code, err)
+  end)
+
   it("takes a --ttl just below the API's bound: registrations work", function()
     local out, err, code = host([[--ttl 999999999 --duration 0.2 -e '
       local sssn = require "sssn"
