@@ -38,7 +38,8 @@ static const char usage_text[] =
     "                      binds 127.0.0.1; PORT 0 picks a free port. The API has no authentication yet.\n"
     "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT)\n"
     "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
-    "                      this host's own: systems register there and find each other there\n"
+    "                      this host's own: systems register there and find each other there;\n"
+    "                      add --listen too, or other hosts cannot reach this host's channels\n"
     "  -e CHUNK            run the Lua CHUNK first, as an inline script: a system if it defines\n"
     "                      one (setup/step or return sssn.system{...}), else just run once\n"
     "  -i                  open a Lua prompt in this host while its systems run\n"
@@ -519,6 +520,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    if (registry_url && !repl_mode && !h->api)
+        host_log(h, LOG_WARN, NULL, "--registry without --listen: other hosts will find the channels this host "
+                 "registers but cannot reach them (they have no endpoint); add --listen [ADDR:]PORT");
     /* a SCRIPT or -e chunk that fails to load makes the exit status 1, even when others run */
     int started = 0, ran_plain = 0, failed = 0;
     for (int k = 0; k < nchunks; k++) {

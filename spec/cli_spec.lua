@@ -97,6 +97,20 @@ describe("sssn-host", function()
     assert.are.equal("true\n", out)
   end)
 
+  it("warns once at start-up that --registry without --listen leaves channels unreachable", function()
+    local idle = "-e 'function step() end' --duration 0.3 --registry http://127.0.0.1:9"
+    local _, err, code = host(idle)
+    assert.are.equal(0, code, err)
+    local warning = "warn: --registry without --listen: other hosts will find the channels this host registers " ..
+      "but cannot reach them (they have no endpoint); add --listen [ADDR:]PORT"
+    local first = err:find(warning, 1, true)
+    assert.truthy(first, err)
+    assert.is_nil(err:find(warning, first + 1, true))
+    _, err, code = host(idle .. " --listen 0")
+    assert.are.equal(0, code, err)
+    assert.is_nil(err:find("without --listen", 1, true))
+  end)
+
   it("runs -e chunks: plain code once, or an inline system", function()
     local out, _, code = host([[-e 'print("hello " .. require("sssn").version)']])
     assert.are.equal(0, code)
