@@ -16,6 +16,7 @@
 
 #include "api.h"
 #include "host.h"
+#include "http_server.h"
 #include "log.h"
 #include "repl.h"
 #include "system.h"
@@ -34,8 +35,10 @@ static const char usage_text[] =
     "argument is a SCRIPT. `test` and `run` hand all their arguments on untouched.\n"
     "\n"
     "options:\n"
-    "  --listen [ADDR:]PORT serve the HTTP API (channels, registry, /health, /metrics); a bare PORT\n"
-    "                      binds 127.0.0.1; PORT 0 picks a free port. The API has no authentication yet.\n"
+    "  --listen [ADDR:]PORT serve the HTTP API (channels, registry, /health, /metrics); ADDR is a\n"
+    "                      host name, an IPv4 address or [IPv6] ([::1]:7400); a bare PORT binds\n"
+    "                      127.0.0.1; PORT 0 picks a free port. The API has no authentication yet:\n"
+    "                      an address other than loopback is warned about.\n"
     "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT)\n"
     "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
     "                      this host's own: systems register there and find each other there;\n"
@@ -186,44 +189,69 @@ static size_t measure_memory_floor(host *h)
     return hi << 10;
 }
 
-/* "[ADDR:]PORT": a bare port binds loopback only. */
-static int parse_listen(const char *s, char *addr, size_t addrlen, int *port)
+/* "[ADDR:]PORT": ADDR a host name, an IPv4 address or an IPv6 address in brackets
+ * ("[::1]:7400"); a bare PORT binds 127.0.0.1, and so does localhost (which may resolve to ::1
+ * first). addr gets ADDR without brackets. -1 when malformed, with *hint set when there is
+ * more to say. */
+static int parse_listen(const char *s, char *addr, size_t addrlen, int *port, const char **hint)
 {
-    const char *colon = strrchr(s, ':');
-    const char *p = colon ? colon + 1 : s;
-    char *end;
-    long v = strtol(p, &end, 10);
-    if (end == p || *end || v < 0 || v > 65535)
-        return -1;
-    size_t n = colon ? (size_t)(colon - s) : 0;
-    if (colon && (n == 0 || n >= addrlen))
-        return -1;
-    if (colon) {
-        memcpy(addr, s, n);
-        addr[n] = '\0';
-        if (strcmp(addr, "localhost") == 0)
-            snprintf(addr, addrlen, "127.0.0.1");
-    } else {
-        snprintf(addr, addrlen, "127.0.0.1");
+    const char *name = NULL, *p = s;
+    size_t n = 0;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') {
+            *hint = "an IPv6 address in brackets needs a port after it: [::1]:7400";
+            return -1;
+        }
+        name = s + 1;
+        n = (size_t)(close - name);
+        p = close + 2;
+    } else if (strchr(s, ':')) {
+        const char *colon = strrchr(s, ':');
+        if (strchr(s, ':') != colon) {
+            *hint = "IPv6 addresses go in brackets: [::1]:7400";
+            return -1;
+        }
+        name = s;
+        n = (size_t)(colon - s);
+        p = colon + 1;
     }
-    *port = (int)v;
+    if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5 || atoi(p) > 65535)
+        return -1;
+    if (name && (n == 0 || n >= addrlen))
+        return -1;
+    if (name) {
+        memcpy(addr, name, n);
+        addr[n] = '\0';
+    }
+    if (!name || strcmp(addr, "localname") == 0)
+        snprintf(addr, addrlen, "127.0.0.1");
+    *port = atoi(p);
     return 0;
 }
 
-static int start_api(host *h, const char *addr, int port, const char *advertise)
+/* http://ADDR:PORT, with an IPv6 ADDR in brackets. */
+static void format_url(char *buf, size_t size, const char *addr, int port)
+{
+    int v6 = strchr(addr, ':') != NULL;
+    snprintf(buf, size, "http://%s%s%s:%d", v6 ? "[" : "", addr, v6 ? "]" : "", port);
+}
+
+/* addr: --listen's ADDR as given (it names the host in the URL); la: what it resolved to. */
+static int start_api(host *h, const char *addr, const http_addr *la, int port, const char *advertise)
 {
     char err[256];
-    h->api = api_start(h, addr, port, err, sizeof err);
+    h->api = api_start(h, la->numeric, port, err, sizeof err);
     if (!h->api) {
         host_log(h, LOG_ERROR, NULL, "%s", err);
         return -1;
     }
-    char url[128], name[64] = "";
-    snprintf(url, sizeof url, "http://%s:%d", addr, api_port(h->api));
+    char url[320], name[64] = "";
+    format_url(url, sizeof url, addr, api_port(h->api));
     char guess[160];
-    if (!advertise && strcmp(addr, "0.0.0.0") == 0 && gethostname(name, sizeof name - 1) == 0 && *name) {
-        /* 0.0.0.0 is no address to give others: offer the host name, say how to change it */
-        snprintf(guess, sizeof guess, "http://%s:%d", name, api_port(h->api));
+    if (!advertise && la->any && gethostname(name, sizeof name - 1) == 0 && *name) {
+        /* 0.0.0.0 and :: are no address to give others: offer the host name, say how to change it */
+        format_url(guess, sizeof guess, name, api_port(h->api));
         advertise = guess;
         host_log(h, LOG_INFO, NULL, "advertising %s; set --advertise URL if other hosts reach this one "
                                     "under another name", guess);
@@ -231,7 +259,7 @@ static int start_api(host *h, const char *addr, int port, const char *advertise)
     h->endpoint = strdup(advertise ? advertise : url);
     host_log(h, LOG_INFO, NULL, "HTTP API on %s%s%s", url, advertise ? ", advertised as " : "",
              advertise ? advertise : "");
-    if (strncmp(addr, "127.", 4) != 0)
+    if (!la->loopback)
         host_log(h, LOG_WARN, NULL, "the HTTP API on %s has no authentication yet: anyone who can reach "
                                     "this address can read, write and register", url);
     return 0;
@@ -361,8 +389,9 @@ int main(int argc, char **argv)
     host_config cfg;
     host_config_defaults(&cfg);
     cfg.started_at = ev_time();
-    char listen_addr[64] = "";
+    char listen_addr[256] = "";
     int listen_port = -1;
+    http_addr listen_resolved;
     const char *advertise = NULL;
     const char *registry_url = NULL;
     const char *registry_url_arg = NULL; /* repl's URL argument */
@@ -441,8 +470,10 @@ int main(int argc, char **argv)
                 return usage_error("%s", "too many -e chunks (16 at most)");
             chunks[nchunks++] = val;
         }
-        if (strcmp(a, "--listen") == 0 && parse_listen(val, listen_addr, sizeof listen_addr, &listen_port) < 0)
-            return usage_error("--listen wants [ADDR:]PORT like 7400 or 127.0.0.1:7400, not '%s'", val);
+        const char *hint = NULL;
+        if (strcmp(a, "--listen") == 0 && parse_listen(val, listen_addr, sizeof listen_addr, &listen_port, &hint) < 0)
+            return usage_error("--listen wants [ADDR:]PORT like 7400, 127.0.0.1:7400 or [::1]:7400, not '%s'%s%s",
+                               val, hint ? ": " : "", hint ? hint : "");
         if (strcmp(a, "--advertise") == 0) {
             if (!valid_http_url(val))
                 return usage_error("--advertise wants an http:// URL like http://myhost:7400, not '%s'", val);
@@ -490,6 +521,10 @@ int main(int argc, char **argv)
         return usage_error("%s", "no SCRIPT given (and no --listen, -e or -i)");
     if (json && !interactive)
         return usage_error("%s", "--json goes with -i or repl");
+    char resolve_err[256];
+    if (listen_port >= 0 &&
+        http_resolve(listen_addr, listen_port, &listen_resolved, resolve_err, sizeof resolve_err) < 0)
+        return usage_error("--listen %s", resolve_err);
     if (registry_url_arg)
         registry_url = registry_url_arg;
 
@@ -515,7 +550,7 @@ int main(int argc, char **argv)
                                "(measured at start-up), not '%s'", floor >> 10, memory_limit_arg);
         }
     }
-    if (listen_port >= 0 && start_api(h, listen_addr, listen_port, advertise) < 0) {
+    if (listen_port >= 0 && start_api(h, listen_addr, &listen_resolved, listen_port, advertise) < 0) {
         host_free(h);
         return 1;
     }

@@ -111,6 +111,42 @@ describe("sssn-host", function()
     assert.is_nil(err:find("without --listen", 1, true))
   end)
 
+  it("listens on IPv6 ([::1]:PORT), advertises it in brackets, and is reached across hosts", function()
+    local dir = tmpdir()
+    local out = sh(([[
+      timeout 10 %s --listen '[::1]:0' examples/discovery/temperature_service.lua > %s/a.out 2> %s/a.err & pid=$!
+      for i in $(seq 100); do grep -q 'HTTP API on' %s/a.err && break; sleep 0.05; done
+      url=$(grep -o 'http://\[::1\]:[0-9]*' %s/a.err | head -1); echo "url=$url"
+      timeout 10 %s --registry "$url" --listen 0 --duration 2.5 examples/discovery/data_consumer.lua 2>&1
+      kill $pid; wait $pid; cat %s/a.err
+    ]]):format(exe, dir, dir, dir, dir, exe, dir))
+    assert.matches("url=http://%[::1%]:%d+\n", out)
+    assert.matches("%[Consumer%] connected to 'Temperature Feed'", out)
+    assert.matches("%[Consumer%] temp=22%.4°C", out)
+    assert.is_nil(out:find("no authentication", 1, true)) -- ::1 and a bare port are loopback
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("decides the no-authentication warning by the address bound, not by how it is spelt", function()
+    local function warns(listen)
+      local _, err, code = host(("--listen '%s' --duration 0.1"):format(listen), 5)
+      assert.are.equal(0, code, listen .. ": " .. err)
+      return err:find("has no authentication yet", 1, true) ~= nil
+    end
+    assert.is_false(warns("localhost:0"))
+    assert.is_false(warns("127.0.0.2:0"))
+    assert.is_false(warns("0x7f000001:0")) -- 127.0.0.1 spelt another way
+    assert.is_false(warns("[::1]:0"))
+    assert.is_true(warns("0.0.0.0:0"))
+    assert.is_true(warns("[::]:0"))
+    local _, err, code = host("--listen ::1:7400 x.lua", 5)
+    assert.are.equal(2, code)
+    assert.matches("IPv6 addresses go in brackets: %[::1%]:7400", err)
+    _, err, code = host("--listen no-such-host.invalid:7400 x.lua", 5)
+    assert.are.equal(2, code)
+    assert.matches("%-%-listen cannot resolve 'no%-such%-host%.invalid'", err)
+  end)
+
   it("runs -e chunks: plain code once, or an inline system", function()
     local out, _, code = host([[-e 'print("hello " .. require("sssn").version)']])
     assert.are.equal(0, code)
