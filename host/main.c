@@ -558,6 +558,7 @@ int main(int argc, char **argv)
     if (registry_url && !repl_mode && !h->api)
         host_log(h, LOG_WARN, NULL, "--registry without --listen: other hosts will find the channels this host "
                  "registers but cannot reach them (they have no endpoint); add --listen [ADDR:]PORT");
+    host_catch_signals(h); /* setups run as the scripts load: a signal from now on stops cleanly */
     /* a SCRIPT or -e chunk that fails to load makes the exit status 1, even when others run */
     int started = 0, ran_plain = 0, failed = 0;
     for (int k = 0; k < nchunks; k++) {

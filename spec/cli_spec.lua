@@ -236,6 +236,25 @@ describe("sssn-host", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("stops cleanly on a signal that arrives while the systems are still starting", function()
+    local dir = tmpdir()
+    -- setup says it is ready, then keeps the host in start-up for a while
+    write(dir .. "/slow.lua", [[
+      function setup() print("ready"); io.stdout:flush(); local t = os.clock(); while os.clock() - t < 0.5 do end end
+      function step() end
+    ]])
+    for _, sig in ipairs { "TERM", "INT" } do
+      local out = sh(([[
+        timeout 10 %s --step-timeout 0 %s/slow.lua > %s/out.txt 2> %s/err.txt & pid=$!
+        for i in $(seq 100); do grep -q ready %s/out.txt && break; sleep 0.01; done
+        kill -%s $pid; wait $pid; echo "status=$?"; cat %s/err.txt
+      ]]):format(exe, dir, dir, dir, dir, sig, dir))
+      assert.matches("status=0", out, nil, sig)
+      assert.matches("%[slow%] stopped", out, nil, sig)
+    end
+    os.execute("rm -rf " .. dir)
+  end)
+
   it("interrupts a step that never yields when SIGINT arrives, and exits 0", function()
     local dir = tmpdir()
     write(dir .. "/spin.lua", "function step() print('spinning'); io.stdout:flush(); while true do end end\n")
