@@ -19,6 +19,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "repl.h"
+#include "stdout.h"
 #include "system.h"
 
 static const char usage_text[] =
@@ -75,7 +76,9 @@ static const char usage_text[] =
     "  1  a SCRIPT or -e chunk failed to load (the others still ran), no system could start,\n"
     "     the host could not start (e.g. --listen could not bind), a spec failed, the driver\n"
     "     raised, or a chunk failed at a prompt without a terminal\n"
-    "  2  a usage error: an unknown option or a bad value (nothing was started)\n";
+    "  2  a usage error: an unknown option or a bad value (nothing was started)\n"
+    "  3  otherwise as 0, but the host stopped because its standard output was closed (EPIPE,\n"
+    "     as in sssn-host ... | head): the systems stopped and deregistered as on SIGTERM\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -375,6 +378,24 @@ static int run_driver(host *h, int argc, char **argv)
     return status;
 }
 
+/* Once per loop turn, before the loop waits: a write to standard output that found no reader
+ * (EPIPE: `sssn-host ... | head -3`) stops the host as SIGTERM does, so the systems deregister;
+ * the stop happens here, between callbacks, never inside the write (a step may be running). */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    host *h = w->data;
+    static int error_reported;
+    if (out_error() && !error_reported) {
+        error_reported = 1;
+        host_log(h, LOG_WARN, NULL, "writing to standard output fails (%s): that output is lost",
+                 strerror(out_error()));
+    }
+    if (out_closed() && !h->stopping)
+        host_stop_all(h, "standard output was closed (nobody reads it any more)");
+}
+
 /* Options may come anywhere among the SCRIPTs, as GNU tools take them; `--` ends them. The
  * SCRIPTs (and repl's URL) are gathered at the front of what follows argv[first]: each lands
  * at or behind the argument being read, so the array is compacted in place. */
@@ -528,6 +549,8 @@ int main(int argc, char **argv)
     if (registry_url_arg)
         registry_url = registry_url_arg;
 
+    if (!test_mode && out_install() < 0)
+        fprintf(stderr, "sssn-host: warning: cannot wrap standard output: a closed pipe will not stop the host\n");
     cfg.test_mode = test_mode;
     host *h = host_new(&cfg);
     if (!h) {
@@ -594,14 +617,21 @@ int main(int argc, char **argv)
         if (failed || !ran_plain)
             host_log(h, LOG_ERROR, NULL, "no system could start");
         host_free(h);
-        return failed || !ran_plain ? 1 : 0;
+        return failed || !ran_plain ? 1 : out_closed() ? 3 : 0;
     }
     if (failed)
         host_log(h, LOG_WARN, NULL, "%d script%s failed to load: running the others; the exit status will be 1",
                  failed, failed == 1 ? "" : "s");
+    ev_prepare out_watch;
+    ev_prepare_init(&out_watch, on_prepare);
+    out_watch.data = h;
+    ev_prepare_start(h->loop, &out_watch);
+    ev_unref(h->loop); /* watching output keeps no loop turn waiting */
     host_run(h);
     host_stop_all(h, "done");
-    int status = failed || (h->repl && repl_failed(h->repl)) ? 1 : 0;
+    ev_ref(h->loop);
+    ev_prepare_stop(h->loop, &out_watch);
+    int status = failed || (h->repl && repl_failed(h->repl)) ? 1 : out_closed() ? 3 : 0;
     host_free(h);
     return status;
 }

@@ -255,6 +255,23 @@ describe("sssn-host", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  it("stops cleanly when its standard output is closed (| head), exiting 3", function()
+    local t0 = testing.walltime()
+    local out, err = sh(([[
+      ( timeout 10 %s --log-level debug --duration 30 -e '
+          tick_rate = 20
+          function setup(self) require("sssn").registry:register_system(self:descriptor()) end
+          function step(self) print("line " .. self:stats().steps) end'
+        echo "status=$?" >&2 ) | head -3
+    ]]):format(exe))
+    assert.is_true(testing.walltime() - t0 < 5, "took too long: " .. err)
+    assert.are.equal("line 1\nline 2\nline 3\n", out)
+    assert.matches("status=3", err)
+    assert.matches("info: stopping: standard output was closed %(nobody reads it any more%)", err)
+    assert.matches("deregistered system 'e1'", err)
+    assert.matches("%[e1%] stopped", err)
+  end)
+
   it("interrupts a step that never yields when SIGINT arrives, and exits 0", function()
     local dir = tmpdir()
     write(dir .. "/spin.lua", "function step() print('spinning'); io.stdout:flush(); while true do end end\n")
