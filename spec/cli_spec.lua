@@ -25,7 +25,10 @@ describe("sssn-host", function()
   it("prints help that lists its options, and its version", function()
     local out, _, code = host("--help")
     assert.are.equal(0, code)
-    for _, opt in ipairs { "--duration", "--ttl", "--maintenance", "--memory-limit", "--log-level", "test" } do
+    for _, opt in ipairs { "--listen", "--advertise", "--registry", "-e CHUNK", "-i ", "--json", "--duration",
+      "--ttl", "--maintenance", "--memory-limit", "--step-timeout", "--log-level", "--version", "--help",
+      "repl [URL]", "test [busted", "run FILE [ARG...]", "(default 300)", "(default 30)", "(default 10, 0 = off)",
+      "\n  3  " } do
       assert.truthy(out:find(opt, 1, true), opt)
     end
     out, _, code = host("--version")
