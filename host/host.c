@@ -263,16 +263,23 @@ static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
     *(int *)w->data = 1;
 }
 
-void host_run(host *h)
+void host_catch_signals(host *h)
 {
-    ev_signal_start(h->loop, &h->sigint_watcher);
-    ev_signal_start(h->loop, &h->sigterm_watcher);
+    if (!ev_is_active(&h->sigint_watcher))
+        ev_signal_start(h->loop, &h->sigint_watcher);
+    if (!ev_is_active(&h->sigterm_watcher))
+        ev_signal_start(h->loop, &h->sigterm_watcher);
     /* our handler in front of libev's: it also raises the flag the watchdog checks */
     sigint_for_repl = h->repl != NULL;
     struct sigaction sa = {.sa_handler = on_raw_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+}
+
+void host_run(host *h)
+{
+    host_catch_signals(h);
     if (h->cfg.duration > 0) {
         ev_timer_set(&h->duration_watcher, h->cfg.duration, 0);
         ev_timer_start(h->loop, &h->duration_watcher);
@@ -368,6 +375,8 @@ void host_free(host *h)
     registry_free(h->reg);
     timer_stop(h, &h->maintenance_timer);
     timer_host_free(h);
+    ev_signal_stop(h->loop, &h->sigint_watcher); /* caught, but the loop never ran (a failed start) */
+    ev_signal_stop(h->loop, &h->sigterm_watcher);
     ev_loop_destroy(h->loop);
     free(h->endpoint);
     free(h->registry_url);

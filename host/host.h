@@ -97,6 +97,10 @@ void host_free(host *h);                 /* stops every system, frees everything
 
 /* Runs the loop until every system stopped, a signal, or the duration passed. */
 void host_run(host *h);
+/* Catches SIGINT/SIGTERM from now on (host_run does it too): one that arrives while systems
+ * start (setup already ran) stops them cleanly once the loop runs, instead of killing the
+ * process or, when the shell ignored SIGINT for a background job, being lost. */
+void host_catch_signals(host *h);
 /* Whether SIGINT/SIGTERM arrived and the loop has not handled it yet (a step is running). */
 int host_signal_arrived(int interruptible);
 void host_stop_all(host *h, const char *why);

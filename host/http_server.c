@@ -1,4 +1,4 @@
-/* http_server.c - HTTP/1.1 on the host's libev loop. Non-blocking accept/read/write; each
+/* http_server.c - HTTP/1.1 on the host's libev loop, over IPv4 or IPv6. Non-blocking accept/read/write; each
  * connection parses with libhttp-parser and handles one request at a time: the parser pauses
  * at the end of a request and resumes on the buffered bytes once the response is queued, so
  * pipelined requests are answered in order. Output that the socket cannot take waits for it. */
@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <http_parser.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -524,28 +525,75 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+int http_resolve(const char *addr, int port, http_addr *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(addr, service, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", addr,
+                 rc == EAI_SYSTEM ? strerror(errno) : rc ? gai_strerror(rc) : "no address");
+        if (res)
+            freeaddrinfo(res);
+        return -1;
+    }
+    if (res->ai_addrlen > sizeof out->sa) {
+        freeaddrinfo(res);
+        snprintf(err, errlen, "cannot resolve '%s': address too long", addr);
+        return -1;
+    }
+    memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    if (getnameinfo((struct sockaddr *)&out->sa, out->len, out->numeric, sizeof out->numeric, NULL, 0,
+                    NI_NUMERICHOST) != 0) {
+        snprintf(err, errlen, "cannot resolve '%s': no numeric form", addr);
+        return -1;
+    }
+    if (out->sa.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&out->sa;
+        uint32_t a = ntohl(in->sin_addr.s_addr);
+        out->loopback = (a >> 24) == 127;
+        out->any = a == INADDR_ANY;
+    } else if (out->sa.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)&out->sa)->sin6_addr;
+        out->loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+        out->any = IN6_IS_ADDR_UNSPECIFIED(a);
+    }
+    return 0;
+}
+
 http_server *http_server_start(host *h, const char *addr, int port, const http_limits *lim,
                                http_handler handler, void *ud, char *err, size_t errlen)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "'%s' is not an IPv4 address", addr);
+    http_addr a;
+    if (http_resolve(addr, port, &a, err, errlen) < 0)
         return NULL;
-    }
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int v6 = a.sa.ss_family == AF_INET6;
+    int fd = socket(a.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
+        snprintf(err, errlen, "cannot listen on %s%s%s:%d: %s", v6 ? "[" : "", a.numeric, v6 ? "]" : "", port,
+                 strerror(errno));
         return NULL;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", addr, port, strerror(errno));
+    if (bind(fd, (struct sockaddr *)&a.sa, a.len) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "cannot listen on %s%s%s:%d: %s", v6 ? "[" : "", a.numeric, v6 ? "]" : "", port,
+                 strerror(errno));
         close(fd);
         return NULL;
     }
-    socklen_t sl = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    struct sockaddr_storage bound;
+    socklen_t sl = sizeof bound;
+    int bound_port = port;
+    if (getsockname(fd, (struct sockaddr *)&bound, &sl) == 0)
+        bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                       : ((struct sockaddr_in *)&bound)->sin_port);
     http_server *s = calloc(1, sizeof *s);
     if (!s) {
         close(fd);
@@ -554,7 +602,7 @@ http_server *http_server_start(host *h, const char *addr, int port, const http_l
     }
     s->h = h;
     s->fd = fd;
-    s->port = ntohs(sa.sin_port);
+    s->port = bound_port;
     s->lim = *lim;
     s->handler = handler;
     s->ud = ud;

@@ -5,6 +5,7 @@
 #define SSSN_HTTP_SERVER_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "strbuf.h"
 
@@ -31,8 +32,21 @@ typedef struct http_limits {
     double idle_timeout;  /* seconds a keep-alive connection may sit idle */
 } http_limits;
 
-/* Binds addr:port (port 0 picks a free one) and serves on h's loop. NULL on failure, with the
- * reason in err. */
+/* An address to listen on, as resolved from --listen's ADDR. */
+typedef struct http_addr {
+    struct sockaddr_storage sa;
+    socklen_t len;
+    char numeric[64]; /* "127.0.0.1", "::1" (no brackets) */
+    int loopback;     /* 127.0.0.0/8, ::1 or ::ffff:127.x.y.z: only this machine can connect */
+    int any;          /* 0.0.0.0 or :: (every interface) */
+} http_addr;
+
+/* Resolves addr (an IPv4 address, an IPv6 address without brackets, or a host name) with
+ * port for binding: the first address getaddrinfo gives. 0, or -1 with the reason in err. */
+int http_resolve(const char *addr, int port, http_addr *out, char *err, size_t errlen);
+
+/* Binds addr:port (addr as for http_resolve; port 0 picks a free one) and serves on h's loop.
+ * NULL on failure, with the reason in err. */
 http_server *http_server_start(struct host *h, const char *addr, int port, const http_limits *lim,
                                http_handler handler, void *ud, char *err, size_t errlen);
 int http_server_port(const http_server *s);

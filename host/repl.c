@@ -15,6 +15,7 @@
 
 #include "host.h"
 #include "log.h"
+#include "stdout.h"
 #include "strbuf.h"
 #include "system.h"
 
@@ -36,6 +37,8 @@ struct repl {
     int continuation;   /* the last line left a chunk incomplete */
     int failed;
     int eof;
+    int prompt_up;      /* the readline prompt (and the line being typed) is on the screen */
+    int in_readline;    /* inside rl_callback_read_char: readline owns the screen */
     char *history_path;
 };
 
@@ -69,6 +72,7 @@ static void finish_input(repl *r)
     ev_io_stop(r->h->loop, &r->input);
     if (r->tty) {
         rl_callback_handler_remove();
+        r->prompt_up = 0;
         if (r->history_path)
             history_truncate_file(r->history_path, HISTORY_MAX);
         printf("\n");
@@ -165,6 +169,7 @@ static void on_readline_line(char *line)
             append_history(1, r->history_path);
     }
     rl_callback_handler_remove(); /* no prompt while the chunk runs */
+    r->prompt_up = 0;
     handle_line(r, line);
     free(line);
     if (!r->running && !r->eof)
@@ -175,6 +180,27 @@ static void install_handler(repl *r)
 {
     fflush(stdout);
     rl_callback_handler_install(r->continuation ? PROMPT2 : PROMPT, on_readline_line);
+    r->prompt_up = 1;
+}
+
+/* Output while the prompt is up (a system's print or log line) would land in the middle of
+ * the line being typed: stdout.c calls these around each write, so the prompt line is
+ * cleared, the output printed, and the prompt with what was typed so far drawn again below. */
+static int prompt_hide(void *ud)
+{
+    repl *r = ud;
+    if (!r->prompt_up || r->in_readline)
+        return 0;
+    rl_clear_visible_line();
+    fflush(rl_outstream);
+    return 1;
+}
+
+static void prompt_show(void *ud)
+{
+    (void)ud;
+    rl_on_new_line();
+    rl_redisplay();
 }
 
 /* Not a terminal: split what arrives into lines; stop at a chunk that waits. */
@@ -205,7 +231,9 @@ static void on_input(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     repl *r = w->data;
     if (r->tty) {
+        r->in_readline = 1;
         rl_callback_read_char();
+        r->in_readline = 0;
         return;
     }
     char buf[4096];
@@ -278,6 +306,7 @@ void repl_on_sigint(repl *r)
     if (r->tty) {
         rl_free_line_state();
         rl_replace_line("", 0);
+        r->prompt_up = 0; /* the ^C ends the line; install_handler draws a fresh prompt */
         printf("^C\n");
         install_handler(r);
     }
@@ -342,6 +371,9 @@ repl *repl_start(host *h, int json)
             read_history(r->history_path);
         }
         rl_readline_name = "sssn";
+        rl_instream = stdin;
+        rl_outstream = out_terminal(); /* readline draws the prompt itself, past the hooks */
+        out_set_prompt(prompt_hide, prompt_show, r);
         rl_catch_signals = 0; /* the host handles SIGINT */
         rl_attempted_completion_function = on_complete;
         rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(,+-*/%^~#[]";
@@ -356,8 +388,10 @@ void repl_free(repl *r)
     if (!r)
         return;
     ev_io_stop(r->h->loop, &r->input);
-    if (r->tty)
+    if (r->tty) {
         rl_callback_handler_remove();
+        out_set_prompt(NULL, NULL, NULL);
+    }
     for (size_t i = 0; i < ncompletions; i++)
         free(completions[i]);
     free(completions);

@@ -33,6 +33,9 @@ function s:setup()
   local feed = self:add_channel(sssn.broadcast { id = "readings", name = "Weather Readings" })
   self:add_channel(sssn.broadcast { id = "ticks" })
   for n = 1, 3 do self:write_channel("readings", { n = n }) end
+  -- what is written to "say" is printed and logged half a second later, from a step
+  self:add_channel(sssn.broadcast { id = "say" })
+  self:subscribe_channel("say", function(msg) self.say, self.say_at = msg.content.data, sssn.now() + 0.5 end)
   sssn.registry:register_channel(feed.info)
   sssn.registry:register_system(self:descriptor())
 end
@@ -40,6 +43,11 @@ function s:step()
   local n = self:stats().steps
   self:write_channel("ticks", { n = n, at = sssn.now() })
   if n % 5 == 0 then sssn.registry:register_system(self:descriptor()) end -- a heartbeat
+  if self.say_at and sssn.now() >= self.say_at then
+    self.say_at = nil
+    print(self.say)
+    sssn.log("warn", "%s (logged)", self.say)
+  end
 end
 return s
 ]]
@@ -215,6 +223,15 @@ describe("the REPL in a terminal", function()
     os.execute("sleep 0.3") -- the id cache fills in the background
     keys("channel('rea", "Tab")
     wait_for("channel%('readings'$")
+    keys("C-u")
+  end)
+
+  it("redraws the prompt and the line being typed below what a system prints meanwhile", function()
+    keys("write('say', 'psst')", "Enter")
+    wait_for("%x+%-%x+%-%x+%-%x+%-%x+\n>$")
+    keys("local typed = 'so far'")
+    local s = wait_for("\npsst\nsssn%-host: warn: %[weather%] psst %(logged%)\n> local typed = 'so far'$")
+    assert.is_nil(s:find("'so far'psst", 1, true))
     keys("C-u")
   end)
 
