@@ -19,7 +19,7 @@ local function sh(cmdline)
   return out, err, ok and 0 or code
 end
 
-local function host(args, seconds) return sh(("timeout %d %s %s"):format(seconds or 20, exe, args)) end
+local function host(args, seconds) return sh(("timeout -k 5 %d %s %s"):format(seconds or 20, exe, args)) end
 
 describe("sssn-host", function()
   it("prints help that lists its options, and its version", function()
@@ -117,10 +117,10 @@ describe("sssn-host", function()
   it("listens on IPv6 ([::1]:PORT), advertises it in brackets, and is reached across hosts", function()
     local dir = tmpdir()
     local out = sh(([[
-      timeout 10 %s --listen '[::1]:0' examples/discovery/temperature_service.lua > %s/a.out 2> %s/a.err & pid=$!
+      timeout -k 5 10 %s --listen '[::1]:0' examples/discovery/temperature_service.lua > %s/a.out 2> %s/a.err & pid=$!
       for i in $(seq 100); do grep -q 'HTTP API on' %s/a.err && break; sleep 0.05; done
       url=$(grep -o 'http://\[::1\]:[0-9]*' %s/a.err | head -1); echo "url=$url"
-      timeout 10 %s --registry "$url" --listen 0 --duration 2.5 examples/discovery/data_consumer.lua 2>&1
+      timeout -k 5 10 %s --registry "$url" --listen 0 --duration 2.5 examples/discovery/data_consumer.lua 2>&1
       kill $pid; wait $pid; cat %s/a.err
     ]]):format(exe, dir, dir, dir, dir, exe, dir))
     assert.matches("url=http://%[::1%]:%d+\n", out)
@@ -279,7 +279,7 @@ describe("sssn-host", function()
     ]])
     for _, sig in ipairs { "TERM", "INT" } do
       local out = sh(([[
-        timeout 10 %s --step-timeout 0 %s/slow.lua > %s/out.txt 2> %s/err.txt & pid=$!
+        timeout -k 5 10 %s --step-timeout 0 %s/slow.lua > %s/out.txt 2> %s/err.txt & pid=$!
         for i in $(seq 100); do grep -q ready %s/out.txt && break; sleep 0.01; done
         kill -%s $pid; wait $pid; echo "status=$?"; cat %s/err.txt
       ]]):format(exe, dir, dir, dir, dir, sig, dir))
@@ -292,7 +292,7 @@ describe("sssn-host", function()
   it("stops cleanly when its standard output is closed (| head), exiting 3", function()
     local t0 = testing.walltime()
     local out, err = sh(([[
-      ( timeout 10 %s --log-level debug --duration 30 -e '
+      ( timeout -k 5 10 %s --log-level debug --duration 30 -e '
           tick_rate = 20
           function setup(self) require("sssn").registry:register_system(self:descriptor()) end
           function step(self) print("line " .. self:stats().steps) end'

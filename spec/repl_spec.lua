@@ -22,7 +22,7 @@ local write_file = testing.write_file
 local function repl(args, input, dir)
   local file = dir .. "/input.lua"
   write_file(file, input)
-  return sh(("timeout 20 %s %s < %s"):format(exe, args, file))
+  return sh(("timeout -k 5 20 %s %s < %s"):format(exe, args, file))
 end
 
 local fixture = [[
@@ -102,7 +102,7 @@ describe("the REPL without a terminal", function()
 
   it("has registry helpers against a remote registry, with TTLs shown", function()
     local port = testing.free_port()
-    os.execute(("timeout 30 %s --listen 127.0.0.1:%d %s/weather.lua > %s/host.log 2>&1 & echo $! > %s/pid")
+    os.execute(("timeout -k 5 30 %s --listen 127.0.0.1:%d %s/weather.lua > %s/host.log 2>&1 & echo $! > %s/pid")
       :format(exe, port, dir, dir, dir))
     local ok = false
     for _ = 1, 100 do
