@@ -205,12 +205,15 @@ static int l_call_wait(lua_State *L)
     return 5;
 }
 
+/* call:cancel(): a request in flight is dropped; wait() then answers nil, "cancelled" */
 static int l_call_cancel(lua_State *L)
 {
     tcall *c = check_call(L);
     if (c->call) {
         http_client_cancel(c->call);
         c->call = NULL;
+        c->done = 1;
+        c->error = strdup("cancelled");
     }
     return 0;
 }
@@ -366,6 +369,7 @@ static int l_start(lua_State *L)
     tproc *p = lua_newuserdatauv(L, sizeof *p, 0);
     memset(p, 0, sizeof *p);
     p->ps = ps;
+    p->exited = 1; /* until the fork succeeded: never waitpid(0) or kill(0) */
     luaL_setmetatable(L, PROC_MT);
     int in = open_input(L, 2);
     int out = -1, err = -1;
@@ -389,6 +393,7 @@ static int l_start(lua_State *L)
     if (pid < 0)
         return luaL_error(L, "sssn.testing.start: fork failed: %s", strerror(e));
     p->pid = pid;
+    p->exited = 0;
     p->next = ps->live;
     if (ps->live)
         ps->live->prev = p;
