@@ -371,10 +371,10 @@ static int l_start(lua_State *L)
     p->ps = ps;
     p->exited = 1; /* until the fork succeeded: never waitpid(0) or kill(0) */
     luaL_setmetatable(L, PROC_MT);
+    const char *out_path = luaL_optstring(L, 3, "/dev/null"), *err_path = luaL_optstring(L, 4, "/dev/null");
     int in = open_input(L, 2);
-    int out = -1, err = -1;
-    out = open(luaL_optstring(L, 3, "/dev/null"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    err = out < 0 ? -1 : open(luaL_optstring(L, 4, "/dev/null"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int err = out < 0 ? -1 : open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0 || err < 0) {
         int e = errno;
         close(in);
@@ -497,7 +497,8 @@ typedef struct tconn {
     int fd;
     ev_io io;
     strbuf in;     /* received, not yet returned */
-    int eof, failed, ready;
+    int eof, failed;
+    int ready;     /* writable again (send waits for it) */
     int err;       /* errno of a failure */
 } tconn;
 
@@ -520,25 +521,18 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
     char buf[16384];
     for (;;) {
         ssize_t r = read(c->fd, buf, sizeof buf);
+        if (r > 0 && strbuf_append(&c->in, buf, (size_t)r) == 0)
+            continue;
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r > 0) {
-            if (strbuf_append(&c->in, buf, (size_t)r) < 0) {
-                c->failed = 1;
-                c->err = ENOMEM;
-                return;
-            }
-            c->ready = 1;
-            continue;
-        }
-        if (r == 0) {
+            c->failed = 1, c->err = ENOMEM;
+        } else if (r == 0) {
             c->eof = 1;
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-            c->failed = 1;
-            c->err = errno;
-        } else if (errno == EINTR) {
-            continue;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            c->failed = 1, c->err = errno;
         }
-        c->ready = 1;
-        return;
+        return; /* drained for now */
     }
 }
 
