@@ -161,8 +161,9 @@ local function words(args)
 end
 
 --- Starts `sssn-host ARGS` (a list, or a string split at spaces): stdout and stderr in
---- opts.dir (default: a fresh tmpdir) as NAME.out and NAME.err (opts.name, default "host");
---- other opts as for start. With `--listen 127.0.0.1:0`, p:listening() gives the port.
+--- opts.dir as NAME.out and NAME.err (opts.name, default "host"; without a dir, a fresh
+--- tmpdir that p:stop() removes, keeping the output for p:out() and p:err()); other opts as
+--- for start. With `--listen 127.0.0.1:0`, p:listening() gives the port.
 function testing.start_host(args, opts)
   opts = opts or {}
   local dir = opts.dir or testing.tmpdir()
@@ -171,7 +172,7 @@ function testing.start_host(args, opts)
   for _, a in ipairs(words(args)) do argv[#argv + 1] = a end
   local p = testing.start(argv, { stdin = opts.stdin, limit = opts.limit,
     stdout = ("%s/%s.out"):format(dir, name), stderr = ("%s/%s.err"):format(dir, name) })
-  p.name, p.dir = name, dir
+  p.name, p.dir, p.own_dir = name, dir, not opts.dir
   return p
 end
 
@@ -193,8 +194,8 @@ function testing.run(argv, opts)
   return out, err, code
 end
 
-function Process:out() return self.out_path and testing.read_file(self.out_path) or "" end
-function Process:err() return self.err_path and testing.read_file(self.err_path) or "" end
+function Process:out() return self.kept_out or self.out_path and testing.read_file(self.out_path) or "" end
+function Process:err() return self.kept_err or self.err_path and testing.read_file(self.err_path) or "" end
 --- The exit code (and the signal that ended it), or nil while it runs.
 function Process:status() return self.proc:status() end
 function Process:alive() return self.proc:status() == nil end
@@ -207,13 +208,21 @@ function Process:wait_exit(seconds) return self.proc:wait(seconds or 5) end
 --- SIGTERM, then SIGKILL when it has not exited within `grace` s (3): its exit code. Safe to
 --- call twice and on a process that already ended (for finally / teardown).
 function Process:stop(grace)
-  local rc = self.proc:status()
-  if rc then return rc end
-  self.proc:kill("TERM")
-  rc = self.proc:wait(grace or 3)
-  if rc then return rc end
-  self.proc:kill("KILL")
-  return self.proc:wait(5)
+  local rc, sig = self.proc:status()
+  if not rc then
+    self.proc:kill("TERM")
+    rc, sig = self.proc:wait(grace or 3)
+  end
+  if not rc then
+    self.proc:kill("KILL")
+    rc, sig = self.proc:wait(5)
+  end
+  if self.own_dir and rc then
+    self.kept_out, self.kept_err = self:out(), self:err()
+    testing.rmtree(self.dir)
+    self.own_dir = false
+  end
+  return rc, sig
 end
 
 local function wait_text(self, which, text, seconds, from)
