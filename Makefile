@@ -25,7 +25,7 @@ endif
 BUILD = build/$(VARIANT)
 
 CORE = strbuf hashmap heap json channel registry log
-HOST = $(CORE) timer host system keepalive http_server http_client api lua_api repl stdout lua_sssn main
+HOST = $(CORE) timer host system keepalive http_server http_client api lua_api repl stdout test_support lua_sssn main
 OBJS = $(HOST:%=$(BUILD)/%.o)
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 

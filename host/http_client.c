@@ -7,6 +7,7 @@
 #include <ev.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "host.h"
 #include "strbuf.h"
@@ -27,6 +28,7 @@ struct http_call {
     strbuf body;
     char *request_body;
     http_client_cb cb;
+    http_client_response_cb rcb; /* instead of cb, from http_client_send */
     void *ud;
     char error[CURL_ERROR_SIZE];
     http_call *prev, *next;
@@ -71,7 +73,19 @@ static void collect_done(http_client *c)
             error = call->error[0] ? call->error : curl_easy_strerror(msg->data.result);
         }
         http_client_cb cb = call->cb;
+        http_client_response_cb rcb = call->rcb;
         void *ud = call->ud;
+        http_response r = {.status = status};
+        char ctype[256] = "";
+        if (rcb) {
+            const char *ct = NULL;
+            if (curl_easy_getinfo(msg->easy_handle, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct) {
+                snprintf(ctype, sizeof ctype, "%s", ct);
+                r.content_type = ctype;
+            }
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_NUM_CONNECTS, &r.connects);
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME, &r.seconds);
+        }
         /* hand the body over, then free the call before the callback can start another */
         strbuf body = call->body;
         call->body = (strbuf)STRBUF_INIT;
@@ -79,7 +93,14 @@ static void collect_done(http_client *c)
         if (error)
             snprintf(errcopy, sizeof errcopy, "%s", error);
         call_free(call);
-        cb(ud, status, body.data ? body.data : "", body.len, error ? errcopy : NULL);
+        if (rcb) {
+            r.body = body.data ? body.data : "";
+            r.len = body.len;
+            r.error = error ? errcopy : NULL;
+            rcb(ud, &r);
+        } else {
+            cb(ud, status, body.data ? body.data : "", body.len, error ? errcopy : NULL);
+        }
         strbuf_free(&body);
     }
 }
@@ -194,14 +215,21 @@ void http_client_free(http_client *c)
     free(c);
 }
 
-http_call *http_client_request(http_client *c, const char *method, const char *url, const char *bearer,
-                               const char *body, size_t len, double timeout, http_client_cb cb, void *ud)
+static http_call *start(http_client *c, const http_request *req, http_client_cb cb, http_client_response_cb rcb,
+                        void *ud)
 {
+    const char *bearer = req->bearer, *body = req->body;
+    size_t len = req->len;
+    double timeout = req->timeout;
+    for (const char *const *hd = req->headers; hd && *hd; hd++)
+        if (strpbrk(*hd, "\r\n"))
+            return NULL; /* would forge headers */
     http_call *call = calloc(1, sizeof *call);
     if (!call)
         return NULL;
     call->c = c;
     call->cb = cb;
+    call->rcb = rcb;
     call->ud = ud;
     call->easy = curl_easy_init();
     if (!call->easy) {
@@ -209,9 +237,11 @@ http_call *http_client_request(http_client *c, const char *method, const char *u
         return NULL;
     }
     CURL *e = call->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+    if (req->fresh_connect)
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, call);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->error);
@@ -238,6 +268,11 @@ http_call *http_client_request(http_client *c, const char *method, const char *u
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
         call->headers = curl_slist_append(call->headers, auth);
     }
+    int own_type = 0;
+    for (const char *const *hd = req->headers; hd && *hd; hd++) {
+        call->headers = curl_slist_append(call->headers, *hd);
+        own_type |= strncasecmp(*hd, "Content-Type:", 13) == 0;
+    }
     if (body) {
         call->request_body = malloc(len + 1);
         if (!call->request_body) {
@@ -249,7 +284,8 @@ http_call *http_client_request(http_client *c, const char *method, const char *u
         memcpy(call->request_body, body, len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->request_body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)len);
-        call->headers = curl_slist_append(call->headers, "Content-Type: application/json");
+        if (!own_type)
+            call->headers = curl_slist_append(call->headers, "Content-Type: application/json");
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
     call->next = c->calls;
@@ -261,6 +297,19 @@ http_call *http_client_request(http_client *c, const char *method, const char *u
         return NULL;
     }
     return call;
+}
+
+http_call *http_client_request(http_client *c, const char *method, const char *url, const char *bearer,
+                               const char *body, size_t len, double timeout, http_client_cb cb, void *ud)
+{
+    http_request req = {.method = method, .url = url, .bearer = bearer, .body = body, .len = len,
+                        .timeout = timeout};
+    return start(c, &req, cb, NULL, ud);
+}
+
+http_call *http_client_send(http_client *c, const http_request *req, http_client_response_cb cb, void *ud)
+{
+    return start(c, req, NULL, cb, ud);
 }
 
 void http_client_cancel(http_call *call) { call_free(call); }

@@ -17,6 +17,7 @@
 #include "json.h"
 #include "lua_api.h"
 #include "system.h"
+#include "test_support.h"
 
 #define CHANNEL_MT "sssn.channel"
 #define SYSTEM_MT "sssn.system_handle"
@@ -1440,6 +1441,7 @@ int luaopen_sssn_core(lua_State *L)
     lua_setfield(L, -2, "host_owner");
     if (host_of(L)->cfg.test_mode) {
         luaL_newlib(L, testing_funcs);
+        test_support_register(L);
         char exe[4096];
         ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
         lua_pushlstring(L, exe, n > 0 ? (size_t)n : 0);

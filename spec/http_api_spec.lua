@@ -1,11 +1,11 @@
 -- End to end: the HTTP API of `sssn-host --listen`. Each describe block starts a real host
--- process on a free 127.0.0.1 port (bounded by `timeout`, killed in teardown) running a
--- fixture system that owns the channels under test, and talks to it with curl and, for the
--- raw HTTP mechanics, with bash's /dev/tcp.
+-- process with `--listen 127.0.0.1:0` (the port it reports is read back; bounded by
+-- sssn.testing's limit, stopped in teardown) running a fixture system that owns the channels
+-- under test, and talks to it with the runner's own HTTP client and, for the raw HTTP
+-- mechanics, with raw TCP connections. Every wait runs the loop; nothing sleeps.
 local sssn = require "sssn"
 local testing = require "sssn.testing"
 
-local exe = testing.exe
 local null = sssn.null
 local decode = sssn.json.decode
 
@@ -13,23 +13,9 @@ local decode = sssn.json.decode
 
 local tmpdir = testing.tmpdir
 
-local slurp = testing.read_file
-
 local write = testing.write_file
 
--- Runs a shell command line (with bash); returns stdout, stderr, exit status.
-local function sh(dir, script)
-  write(dir .. "/cmd.sh", script)
-  local ok, _, code = os.execute(("bash %s/cmd.sh > %s/sh.out 2> %s/sh.err"):format(dir, dir, dir))
-  return slurp(dir .. "/sh.out"), slurp(dir .. "/sh.err"), ok and 0 or code
-end
-
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
-end
+local now = testing.walltime
 
 local function try_decode(s)
   local ok, v = pcall(decode, s)
@@ -70,57 +56,32 @@ Server.__index = Server
 local function start_server(args)
   local dir = tmpdir()
   write(dir .. "/fixture.lua", FIXTURE)
-  local port = testing.free_port()
-  os.execute(("timeout 60 %s --listen 127.0.0.1:%d %s %s/fixture.lua > %s/host.out 2> %s/host.err & echo $! > %s/pid")
-    :format(exe, port, args or "", dir, dir, dir, dir))
-  local self = setmetatable({ dir = dir, port = port, pid = slurp(dir .. "/pid"):match("%d+"),
-    base = ("http://127.0.0.1:%d"):format(port) }, Server)
+  local argv = { "--listen", "127.0.0.1:0" }
+  for w in (args or ""):gmatch("%S+") do argv[#argv + 1] = w end
+  argv[#argv + 1] = dir .. "/fixture.lua"
+  local self = setmetatable({ dir = dir, proc = testing.start_host(argv, { dir = dir }) }, Server)
   -- ready when the API answers and the fixture's channels exist (bounded: ~5 s)
-  local _, _, code = sh(dir, ([[
-    for i in $(seq 100); do
-      [ "$(curl -s -m 1 -o /dev/null -w '%%{http_code}' %s/channels/feed/info)" = 200 ] && exit 0
-      sleep 0.05
-    done
-    exit 1
-  ]]):format(self.base))
-  if code ~= 0 then
-    local log = slurp(dir .. "/host.err")
+  local ok, err = pcall(self.proc.ready, self.proc, "/channels/feed/info", 5)
+  if not ok then
     self:stop()
-    error("sssn-host did not come up on port " .. port .. ": " .. log)
+    error(err, 0)
   end
+  self.port, self.base = self.proc.port, self.proc.base
   return self
 end
 
 function Server:stop()
-  if self.pid then
-    sh(self.dir, ([[
-      kill %s 2>/dev/null
-      for i in $(seq 50); do kill -0 %s 2>/dev/null || exit 0; sleep 0.05; done
-      kill -9 %s 2>/dev/null; exit 0
-    ]]):format(self.pid, self.pid, self.pid))
-    self.pid = nil
-  end
-  os.execute("rm -rf " .. self.dir)
+  self.proc:stop()
+  testing.rmtree(self.dir)
 end
 
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- request(method, path, {body=, token=, max_time=}) -> status, json (or nil), raw body, seconds
+-- request(method, path, {body=, token=, headers=, max_time=}) -> status, json (or nil), raw
+-- body, seconds, content type; a request that got no answer gives nil and the error as body.
 function Server:request(method, path, opts)
   opts = opts or {}
-  local cmd = { "curl -s -m", tostring(opts.max_time or 10), "-X", method,
-    "-o", self.dir .. "/resp", "-w", "'%{http_code} %{time_total} %{content_type}'" }
-  if opts.token then cmd[#cmd + 1] = "-H " .. shq("Authorization: Bearer " .. opts.token) end
-  if opts.body then
-    write(self.dir .. "/req", opts.body)
-    cmd[#cmd + 1] = "-H 'Content-Type: application/json' -H 'Expect:' --data-binary @" .. self.dir .. "/req"
-  end
-  cmd[#cmd + 1] = shq(self.base .. path)
-  os.remove(self.dir .. "/resp")
-  local out = sh(self.dir, table.concat(cmd, " "))
-  local status, secs, ctype = out:match("^(%d+) ([%d.]+) ?(.*)$")
-  local body = slurp(self.dir .. "/resp")
-  return tonumber(status), try_decode(body), body, tonumber(secs), ctype
+  local status, body, secs, ctype = testing.http(method, self.base .. path,
+    { body = opts.body, token = opts.token, headers = opts.headers, timeout = opts.max_time or 10 })
+  return status, status and try_decode(body), body, secs, ctype
 end
 
 function Server:get(path, opts) return self:request("GET", path, opts) end
@@ -459,24 +420,20 @@ describe("HTTP API channel routes", function()
   end)
 
   it("answers 413 to a body over 1 MiB and keeps serving", function()
-    write(srv.dir .. "/big", ('"%s"'):format(("x"):rep(1024 * 1024 + 10)))
-    local out = sh(srv.dir, ("curl -s -m 10 -H 'Expect:' -X PUT -o %s/big.resp -w '%%{http_code}' --data-binary @%s/big %s/channels/feed")
-      :format(srv.dir, srv.dir, srv.base))
-    assert.are.equal("413", out)
-    local j = try_decode(slurp(srv.dir .. "/big.resp"))
-    assert_error(413, 413, j, slurp(srv.dir .. "/big.resp"), "payload_too_large")
+    local big = ('"%s"'):format(("x"):rep(1024 * 1024 + 10))
+    local s, j, r = srv:put("/channels/feed", big)
+    assert.are.equal(413, s)
+    assert_error(s, 413, j, r, "payload_too_large")
     -- exactly at the limit is not "too large" (the JSON string of 1 MiB - 2 chars)
-    write(srv.dir .. "/edge", ('"%s"'):format(("y"):rep(1024 * 1024 - 2)))
-    out = sh(srv.dir, ("curl -s -m 10 -H 'Expect:' -X PUT -o /dev/null -w '%%{http_code}' --data-binary @%s/edge %s/channels/raw")
-      :format(srv.dir, srv.base))
-    assert.are.equal("200", out)
-    local s, h = srv:get("/health")
+    s = srv:put("/channels/raw", ('"%s"'):format(("y"):rep(1024 * 1024 - 2)))
+    assert.are.equal(200, s)
+    local h
+    s, h = srv:get("/health")
     assert.are.equal(200, s)
     assert.are.equal("ok", h.status)
     -- a chunked body that grows past the limit is refused the same way
-    out = sh(srv.dir, ("curl -s -m 10 -H 'Expect:' -H 'Transfer-Encoding: chunked' -X PUT -o %s/big.resp -w '%%{http_code}' --data-binary @%s/big %s/channels/feed")
-      :format(srv.dir, srv.dir, srv.base))
-    assert.are.equal("413", out)
+    s = srv:request("PUT", "/channels/feed", { body = big, headers = { "Transfer-Encoding: chunked" } })
+    assert.are.equal(413, s)
     s = srv:get("/health")
     assert.are.equal(200, s)
   end)
@@ -493,9 +450,15 @@ describe("HTTP API channel routes", function()
   end)
 
   it("answers HEAD with the headers of GET and no body, and the connection goes on", function()
-    local _, out = sh(srv.dir, ("curl -s -i -X HEAD -m 5 --http1.1 %s/health %s/health 2>&1 | head -c 2000 > %s/h; cat %s/h")
-      :format(srv.base, srv.base, srv.dir, srv.dir))
-    out = slurp(srv.dir .. "/h")
+    -- two requests one after the other on one connection: the first answer's head ends the
+    -- answer, and the second answer follows it directly
+    local c = assert(testing.tcp(srv.port))
+    finally(function() c:close() end)
+    assert(c:send("HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+    local out, why = c:receive(5, "\r\n\r\n")
+    assert.are.equal("matched", why, out)
+    assert(c:send("HEAD /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+    out = out .. c:receive(5)
     local first = out:match("^(.-)\r\n\r\n")
     assert.matches("^HTTP/1.1 200", first)
     assert.matches("Content%-Length: %d+", first)
@@ -558,33 +521,31 @@ describe("HTTP API long-poll", function()
     assert.is_true(secs < 1, "took " .. secs)
   end)
 
-  local function wake_script(read_path, write_path, token)
-    return ([[
-      d=%s; b=%s
-      curl -s -m 15 -o $d/lp.body -w '%%{http_code} %%{time_total}' -H 'Authorization: Bearer %s' "$b%s" > $d/lp.meta &
-      bg=$!
-      sleep 0.5
-      curl -s -m 2 -o $d/h.body -w '%%{http_code} %%{time_total}' "$b/health" > $d/h.meta
-      curl -s -m 2 -o $d/put.body -w '%%{http_code}' -X PUT -H 'Expect:' --data-binary '{"wake": "up"}' "$b%s" > $d/put.meta
-      wait $bg
-    ]]):format(srv.dir, srv.base, token, read_path, write_path)
+  -- Starts a long-poll read, lets it wait 0.5 s, asks /health meanwhile, then PUTs {"wake": "up"}
+  -- to write_path; returns the three answers {status=, body=, secs=}, the long-poll's last.
+  local function wake(read_path, write_path, token)
+    local lp = testing.http_start("GET", srv.base .. read_path, { token = token, timeout = 15 })
+    testing.run_for(0.5)
+    local h, p, l = {}, {}, {}
+    h.status, h.body, h.secs = testing.http("GET", srv.base .. "/health", { timeout = 2 })
+    p.status, p.body = testing.http("PUT", srv.base .. write_path, { body = '{"wake": "up"}', timeout = 2 })
+    l.status, l.body, l.secs = lp:wait()
+    return h, p, l
   end
 
   it("a waiting read is woken by a PUT well before its wait ends; the host keeps serving meanwhile", function()
     -- drain what "waiter" could see so the read has to wait
     srv:get("/channels/lp?limit=10000", { token = "waiter" })
-    sh(srv.dir, wake_script("/channels/lp?wait=10", "/channels/lp", "waiter"))
+    local h, put, lp = wake("/channels/lp?wait=10", "/channels/lp", "waiter")
     -- /health answered at once while the long-poll waited
-    local hs, hsecs = slurp(srv.dir .. "/h.meta"):match("^(%d+) ([%d.]+)$")
-    assert.are.equal("200", hs)
-    assert.is_true(tonumber(hsecs) < 0.5, "health took " .. tostring(hsecs))
-    assert.are.equal("ok", try_decode(slurp(srv.dir .. "/h.body")).status)
-    assert.are.equal("200", slurp(srv.dir .. "/put.meta"))
-    local ls, lsecs = slurp(srv.dir .. "/lp.meta"):match("^(%d+) ([%d.]+)$")
-    assert.are.equal("200", ls)
-    assert.is_true(tonumber(lsecs) >= 0.4, "answered before the PUT: " .. tostring(lsecs))
-    assert.is_true(tonumber(lsecs) < 3, "the long-poll was not woken: " .. tostring(lsecs))
-    local body = try_decode(slurp(srv.dir .. "/lp.body"))
+    assert.are.equal(200, h.status, h.body)
+    assert.is_true(h.secs < 0.5, "health took " .. tostring(h.secs))
+    assert.are.equal("ok", try_decode(h.body).status)
+    assert.are.equal(200, put.status, put.body)
+    assert.are.equal(200, lp.status, lp.body)
+    assert.is_true(lp.secs >= 0.4, "answered before the PUT: " .. tostring(lp.secs))
+    assert.is_true(lp.secs < 3, "the long-poll was not woken: " .. tostring(lp.secs))
+    local body = try_decode(lp.body)
     assert.are.same({ { wake = "up" } }, datas_of(body.messages))
   end)
 
@@ -592,17 +553,14 @@ describe("HTTP API long-poll", function()
     srv:put("/channels/jobs-wait", '{"job": "nacked"}')
     local _, held = srv:get("/channels/jobs-wait?exclusive=true&limit=1", { token = "holder" })
     local id = held.messages[1].id
-    sh(srv.dir, ([[
-      (curl -s -m 10 -H 'Authorization: Bearer waiter' -w ' %%{time_total}' '%s/channels/jobs-wait?exclusive=true&wait=8' > %s/nackwait) &
-      sleep 0.5
-      curl -s -m 5 -H 'Authorization: Bearer holder' -H 'Expect:' --data-binary '{"message_ids": ["%s"]}' %s/channels/jobs-wait/nack > /dev/null
-      wait
-    ]]):format(srv.base, srv.dir, id, srv.base))
-    local out = slurp(srv.dir .. "/nackwait")
-    local secs = tonumber(out:match(" ([%d.]+)$"))
+    local waiting = testing.http_start("GET", srv.base .. "/channels/jobs-wait?exclusive=true&wait=8",
+      { token = "waiter", timeout = 10 })
+    testing.run_for(0.5)
+    srv:post("/channels/jobs-wait/nack", ('{"message_ids": ["%s"]}'):format(id), { token = "holder", max_time = 5 })
+    local _, out, secs = waiting:wait()
     assert.is_true(secs < 3, out)
     assert.matches('"nacked"', out)
-    local got = decode(out:match("^(.*) [%d.]+$"))
+    local got = decode(out)
     srv:post("/channels/jobs-wait/acknowledge", ('{"message_ids": ["%s"]}'):format(got.messages[1].id), { token = "waiter" })
   end)
 
@@ -618,11 +576,10 @@ describe("HTTP API long-poll", function()
   end)
 
   it("a waiting exclusive claim on a work_queue is woken by a PUT", function()
-    sh(srv.dir, wake_script("/channels/jobs-wait?exclusive=true&wait=10", "/channels/jobs-wait", "claimer"))
-    local ls, lsecs = slurp(srv.dir .. "/lp.meta"):match("^(%d+) ([%d.]+)$")
-    assert.are.equal("200", ls)
-    assert.is_true(tonumber(lsecs) < 3, "the long-poll was not woken: " .. tostring(lsecs))
-    local body = try_decode(slurp(srv.dir .. "/lp.body"))
+    local _, _, lp = wake("/channels/jobs-wait?exclusive=true&wait=10", "/channels/jobs-wait", "claimer")
+    assert.are.equal(200, lp.status, lp.body)
+    assert.is_true(lp.secs < 3, "the long-poll was not woken: " .. tostring(lp.secs))
+    local body = try_decode(lp.body)
     assert.are.same({ { wake = "up" } }, datas_of(body.messages))
     -- the claim is held by "claimer": another token cannot acknowledge it, the claimer can
     local id = body.messages[1].id
@@ -985,13 +942,18 @@ describe("HTTP API registry routes", function()
   end)
 
   it("drops entries registered with ttl=1 after about a second", function()
+    local _, ev0 = srv:get("/registry/events?index=" .. math.maxinteger)
+    local t_put = now()
     assert.are.equal(200, (srv:put("/registry/channels/short-lived?ttl=1", '{"id": "short-lived", "name": "Short"}')))
     assert.are.equal(200, (srv:put("/registry/systems/short-sys?ttl=1",
       '{"system_id": "short-sys", "services": [{"name": "blink"}]}')))
     assert.are.equal(200, (srv:get("/registry/channels/short-lived")))
     local _, found = srv:get("/registry/systems?capability=blink")
     assert.are.same({ "short-sys" }, ids(found, "system_id"))
-    os.execute("sleep 1.2")
+    -- hidden once the ttl has passed: by 1.25 s after the PUT
+    testing.eventually(math.max(0, t_put + 1.25 - now()), function()
+      return srv:get("/registry/channels/short-lived") == 404
+    end, 0.05)
     local s, j, r = srv:get("/registry/channels/short-lived")
     assert_error(s, 404, j, r, "not_found")
     s, j, r = srv:get("/registry/systems/short-sys")
@@ -1000,8 +962,17 @@ describe("HTTP API registry routes", function()
     assert.are.equal(0, count(list, "short-lived"))
     local _, caps = srv:get("/registry/systems?capability=blink")
     assert.are.same({}, caps)
-    -- maintenance (every 0.5 s here) purged them: counted and published as "expired"
-    os.execute("sleep 0.4")
+    -- maintenance (every 0.5 s here) purged them: counted and published as "expired" (the
+    -- watch waits for those events, for at most 1 s)
+    local purged, index = {}, ev0.index
+    testing.eventually(1, function()
+      local _, ev = srv:get(("/registry/events?index=%d&wait=0.5"):format(index))
+      for _, e in ipairs(ev.events) do
+        if e.event == "expired" then purged[e.id] = true end
+      end
+      index = ev.index
+      return purged["short-lived"] and purged["short-sys"]
+    end, 0)
     local _, _, metrics = srv:get("/metrics")
     local expired = tonumber(metrics:match("\nsssn_registry_expired_total (%d+)"))
     assert.is_true(expired >= 2, metrics)
@@ -1069,18 +1040,14 @@ describe("HTTP API registry routes", function()
     assert.are.equal(index, j.index)
     assert.is_true(secs >= 0.8 and secs < 3, "took " .. secs)
 
-    sh(srv.dir, ([[
-      d=%s; b=%s
-      curl -s -m 15 -o $d/w.body -w '%%{http_code} %%{time_total}' "$b/registry/events?index=%d&wait=3" > $d/w.meta &
-      bg=$!
-      sleep 0.4
-      curl -s -m 2 -o /dev/null -X PUT -H 'Expect:' --data-binary '{"id": "watched", "name": "Watched"}' "$b/registry/channels/watched?ttl=30"
-      wait $bg
-    ]]):format(srv.dir, srv.base, index))
-    local ws, wsecs = slurp(srv.dir .. "/w.meta"):match("^(%d+) ([%d.]+)$")
-    assert.are.equal("200", ws)
-    assert.is_true(tonumber(wsecs) >= 0.3 and tonumber(wsecs) < 2, "the watch took " .. tostring(wsecs))
-    local w = try_decode(slurp(srv.dir .. "/w.body"))
+    local watch = testing.http_start("GET", ("%s/registry/events?index=%d&wait=3"):format(srv.base, index),
+      { timeout = 15 })
+    testing.run_for(0.4)
+    srv:put("/registry/channels/watched?ttl=30", '{"id": "watched", "name": "Watched"}', { max_time = 2 })
+    local ws, wbody, wsecs = watch:wait()
+    assert.are.equal(200, ws, wbody)
+    assert.is_true(wsecs >= 0.3 and wsecs < 2, "the watch took " .. tostring(wsecs))
+    local w = try_decode(wbody)
     assert.are.equal(1, #w.events)
     local e = w.events[1]
     assert.are.equal(index + 1, e.index)
@@ -1128,8 +1095,12 @@ describe("HTTP API /health, /metrics and errors", function()
   it("GET /metrics answers Prometheus text with the host's counters", function()
     srv:put("/channels/feed", '{"m": 1}')
     srv:get("/no/such/route")
-    os.execute("sleep 0.3") -- let the fixture step a few times (1 Hz: at least one step ran)
-    local s, _, text, _, ctype = srv:get("/metrics")
+    -- the fixture steps at 1 Hz: wait (at most 2 s) for its first step
+    local s, _, text, _, ctype
+    testing.eventually(2, function()
+      s, _, text, _, ctype = srv:get("/metrics")
+      return s == 200 and tonumber(text:match("\nsssn_steps_total (%d+)\n") or 0) >= 1
+    end, 0.05)
     assert.are.equal(200, s)
     assert.matches("^text/plain", ctype)
     local function value(pattern)
@@ -1210,18 +1181,20 @@ describe("HTTP mechanics", function()
   lazy_teardown(function() if srv then srv:stop() end end)
 
   -- Writes the bytes of `payload` to a fresh connection (all at once, or one byte at a time
-  -- with `bytewise`) and returns everything the host sent until it closed (bounded by 5 s).
+  -- with `bytewise`, each its own segment a few ms apart) and returns everything the host
+  -- sent until it closed (bounded by 5 s).
   local function raw(payload, bytewise)
-    write(srv.dir .. "/payload", payload)
-    local send = bytewise
-      and ([[for i in $(seq 0 $(( $(stat -c %%s %s/payload) - 1 ))); do
-               dd if=%s/payload bs=1 skip=$i count=1 status=none >&3; sleep 0.004; done]]):format(srv.dir, srv.dir)
-      or ("cat %s/payload >&3"):format(srv.dir)
-    local out = sh(srv.dir, ([[
-      exec 3<>/dev/tcp/127.0.0.1/%d
-      %s
-      timeout 5 cat <&3
-    ]]):format(srv.port, send))
+    local c = assert(testing.tcp(srv.port))
+    if bytewise then
+      for i = 1, #payload do
+        assert(c:send(payload:sub(i, i)))
+        testing.run_for(0.003)
+      end
+    else
+      assert(c:send(payload))
+    end
+    local out = c:receive(5)
+    c:close()
     return out
   end
 
@@ -1243,11 +1216,14 @@ describe("HTTP mechanics", function()
 
   local function get_req(path, extra) return ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n"):format(path, extra or "") end
 
-  it("keeps a connection alive across requests (curl connects once)", function()
-    local out = sh(srv.dir, ("curl -s --http1.1 -w '%%{http_code} %%{num_connects}\\n' -o /dev/null -o /dev/null -o /dev/null -o /dev/null %s/health %s/channels/feed/info %s/nope %s/metrics")
-      :format(srv.base, srv.base, srv.base, srv.base))
+  it("keeps a connection alive across requests (the client connects once)", function()
+    -- the first request opens a new connection; the others find it (or another) kept alive
     local lines = {}
-    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    for i, path in ipairs { "/health", "/channels/feed/info", "/nope", "/metrics" } do
+      local status, body, _, _, connects = testing.http("GET", srv.base .. path, { fresh = i == 1 })
+      assert.is_number(status, body)
+      lines[i] = ("%d %d"):format(status, connects)
+    end
     assert.are.same({ "200 1", "200 0", "404 0", "200 0" }, lines)
   end)
 
