@@ -11,7 +11,7 @@ CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
-CPPFLAGS += -D_GNU_SOURCE -DSSSN_VERSION='"$(VERSION)"' -DSSSN_LUA_DIR='"$(LUADIR)"' $(LUA_CFLAGS)
+CPPFLAGS += -Ihost -D_GNU_SOURCE -DSSSN_VERSION='"$(VERSION)"' -DSSSN_LUA_DIR='"$(LUADIR)"' $(LUA_CFLAGS)
 LDLIBS  += $(LUA_LIBS) -lev -lhttp_parser -lcurl -lreadline -lm
 
 # `make test SANITIZE=1` builds and tests with AddressSanitizer and UBSan.
@@ -24,9 +24,14 @@ VARIANT  = normal
 endif
 BUILD = build/$(VARIANT)
 
-CORE = strbuf hashmap heap json channel registry log
-HOST = $(CORE) timer host system keepalive http_server http_client api lua_api repl stdout test_support lua_sssn main
-OBJS = $(HOST:%=$(BUILD)/%.o)
+# The runtime in layers, one folder each, lowest first (see ARCHITECTURE.md): a file calls only
+# into its own folder and the folders before it.
+LAYERS = core model rt vm sys bind net svc app
+SRCS = $(foreach l,$(LAYERS),$(wildcard host/$(l)/*.c))
+HDRS = $(foreach l,$(LAYERS),$(wildcard host/$(l)/*.h))
+OBJS = $(SRCS:host/%.c=$(BUILD)/%.o)
+# What the C unit tests link: the layers that need no loop and no Lua state of the host.
+TESTLIB = $(filter $(BUILD)/core/% $(BUILD)/model/%,$(OBJS))
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 
 .PHONY: all deps demo test bench install uninstall clean help fuzz FORCE
@@ -55,13 +60,13 @@ build/variant: FORCE
 sssn-host: $(OBJS) build/variant
 	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
 
-$(BUILD)/%.o: host/%.c $(wildcard host/*.h)
-	@mkdir -p $(BUILD)
+$(BUILD)/%.o: host/%.c $(HDRS)
+	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/tests/%: spec/c/%.c $(CORE:%=$(BUILD)/%.o) spec/c/check.h
+$(BUILD)/tests/%: spec/c/%.c $(TESTLIB) spec/c/check.h
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Ihost $(LDFLAGS) -o $@ $< $(CORE:%=$(BUILD)/%.o) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(TESTLIB) $(LDLIBS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -90,7 +95,7 @@ fuzz:
 	@command -v clang >/dev/null || { echo "make fuzz needs clang: apt-get install clang" >&2; exit 1; }
 	@mkdir -p build/fuzz-corpus
 	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	    -Ihost $(LUA_CFLAGS) -o build/fuzz_json spec/fuzz/fuzz_json.c host/json.c host/strbuf.c $(LUA_LIBS) -lm
+	    -Ihost $(LUA_CFLAGS) -o build/fuzz_json spec/fuzz/fuzz_json.c host/core/json.c host/core/strbuf.c $(LUA_LIBS) -lm
 	build/fuzz_json -max_total_time=$(FUZZ_SECONDS) -dict=spec/fuzz/json.dict build/fuzz-corpus
 
 clean:

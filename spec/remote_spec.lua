@@ -664,7 +664,7 @@ describe("a registry that goes away (host B's steps call it)", function()
   after_each(function() g.stop_all() end)
 
   -- The "not logged again" half depends on the host's task error logger honouring
-  -- sssn_reported (host/system.c).
+  -- sssn_reported (host/sys/system.c).
   it("logs one line when it becomes unreachable and one when it is back, not a traceback per step", function()
     local script = g.script("idle", IDLE)
     local a = g.start("A", ("--listen 127.0.0.1:0 %s"):format(script))
@@ -684,7 +684,7 @@ describe("a registry that goes away (host B's steps call it)", function()
     local err = b:err():sub(from)
     local all = b:err()
     assert.are.equal(1, count(all, "the registry at [^\n]* is unreachable %("), all)
-    -- needs the host side: the task error logger skips errors marked sssn_reported (host/system.c)
+    -- needs the host side: the task error logger skips errors marked sssn_reported (host/sys/system.c)
     assert.is_true(count(err, "stack traceback") <= 1, "a traceback each step (is sssn_reported honoured?):\n"
       .. err:sub(1, 600))
     local e1 = tonumber(m1:match("\nsssn_step_errors_total (%d+)"))

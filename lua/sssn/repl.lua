@@ -1,4 +1,4 @@
--- sssn.repl: what the interactive prompt does with a line (host/repl.c only moves text).
+-- sssn.repl: what the interactive prompt does with a line (host/svc/repl.c only moves text).
 -- Like the reference `lua` REPL: an expression prints its values, statements run, an
 -- incomplete chunk continues on the next line, `=expr` works, errors print and the prompt
 -- returns. Chunks run as coroutines of the host, so registry and channel calls may wait.

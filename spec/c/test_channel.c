@@ -1,4 +1,4 @@
-/* test_channel.c - unit tests for host/channel.c: the message log, cursors and exclusive reads.
+/* test_channel.c - unit tests for host/model/channel.c: the message log, cursors and exclusive reads.
  * Each test builds the smallest channel that shows one behaviour and drives it with an explicit
  * clock (the `now` argument), never with sleeps. */
 #include <stdint.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "channel.h"
+#include "model/channel.h"
 #include "check.h"
 
 static channel *make(channel_kind kind, size_t capacity, double retention)

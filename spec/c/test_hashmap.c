@@ -1,4 +1,4 @@
-/* test_hashmap.c - unit tests for host/hashmap.c against the contract in hashmap.h: put, get,
+/* test_hashmap.c - unit tests for host/core/hashmap.c against the contract in hashmap.h: put, get,
  * replace and remove; keys copied and owned by the map, values never freed by it; count; growth
  * over many resizes; awkward keys (empty, long keys differing late, prefixes); iteration that
  * visits each entry once, also while removing the entry just returned; a NULL value vs absent.
@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "hashmap.h"
+#include "core/hashmap.h"
 
 /* ---- basic operations ---- */
 

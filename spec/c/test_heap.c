@@ -1,4 +1,4 @@
-/* test_heap.c - unit tests for host/heap.c against the contract in heap.h: pop order by key,
+/* test_heap.c - unit tests for host/core/heap.c against the contract in heap.h: pop order by key,
  * equal keys in insertion order, remove from the middle (and of a node not in the heap), update
  * up and down, heap_contains, peek, heap_free leaving nodes alone, and a long seeded run of
  * random operations checked against a plain reference model. Out-of-memory is not tested: it
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "heap.h"
+#include "core/heap.h"
 
 /* An owner struct with the node embedded, recovered container_of-style as the header says. */
 typedef struct item {

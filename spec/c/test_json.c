@@ -1,14 +1,14 @@
-/* test_json.c - unit tests for host/json.c: json_encode's output and refusals (with paths),
+/* test_json.c - unit tests for host/core/json.c: json_encode's output and refusals (with paths),
  * json_decode's grammar, numbers, strings, UTF-8 and error messages, round trips (empty arrays
- * included), Lua stack balance, and allocation failures. Built with host/json.c and
- * host/strbuf.c against Lua 5.4; no Lua module is needed. */
+ * included), Lua stack balance, and allocation failures. Built with host/core/json.c and
+ * host/core/strbuf.c against Lua 5.4; no Lua module is needed. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "json.h"
+#include "core/json.h"
 
 /* encode(v) -> text | nil, err  (root "data"); the value's stack slot is the argument's */
 static int l_encode(lua_State *L)

@@ -1,11 +1,11 @@
-/* test_log.c - unit tests for host/log.c: any input makes one bounded, well-formed line. */
+/* test_log.c - unit tests for host/core/log.c: any input makes one bounded, well-formed line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check.h"
-#include "log.h"
+#include "core/log.h"
 
 /* Runs log_write with stderr sent to a temporary file; returns what was written (free it). */
 static char *logged(int level, const char *system, const char *msg)

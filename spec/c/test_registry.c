@@ -1,4 +1,4 @@
-/* test_registry.c - unit tests for the TTL service registry (host/registry.c).
+/* test_registry.c - unit tests for the TTL service registry (host/model/registry.c).
  * Time is passed in explicitly, so expiry is tested with plain numbers, no sleeps.
  * Every change is checked through the event callback as well as through the queries. */
 #include <math.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "registry.h"
+#include "model/registry.h"
 
 #define REC_MAX 64
 

@@ -1,4 +1,4 @@
-/* test_strbuf.c - unit tests for host/strbuf.c: growth, NUL termination, and the sticky
+/* test_strbuf.c - unit tests for host/core/strbuf.c: growth, NUL termination, and the sticky
  * failure flag (a failed reservation refuses every later append until reset, so a text
  * built from unchecked appends is never a truncated mix). */
 #include <stdint.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "strbuf.h"
+#include "core/strbuf.h"
 
 static void test_appends_grow_and_stay_terminated(void)
 {

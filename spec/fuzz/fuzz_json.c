@@ -1,4 +1,4 @@
-/* fuzz_json.c - libFuzzer harness for host/json.c, both directions. The fuzz bytes are first
+/* fuzz_json.c - libFuzzer harness for host/core/json.c, both directions. The fuzz bytes are first
  * decoded with json_decode: any bytes must decode or be refused with "invalid JSON: ... at
  * byte N", never crash; what decodes must be UTF-8 text, encode again, and read back as the
  * same value. Bytes that are not JSON drive a small grammar that builds a Lua value, which
@@ -9,7 +9,7 @@
  *
  *   clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
  *       -fno-sanitize-recover=all -Ihost -I/usr/include/lua5.4 -o /tmp/fuzz_json \
- *       spec/fuzz/fuzz_json.c host/json.c host/strbuf.c -llua5.4 -lm
+ *       spec/fuzz/fuzz_json.c host/core/json.c host/core/strbuf.c -llua5.4 -lm
  *   mkdir -p /tmp/fuzz_json_corpus && /tmp/fuzz_json -max_total_time=60 -dict=spec/fuzz/json.dict \
  *       /tmp/fuzz_json_corpus
  *
@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "core/json.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,0 +1,643 @@
+/* main.c - command-line parsing and start-up: `sssn-host [options] SCRIPT...` runs systems,
+ * `sssn-host test [busted args]` runs the specs inside the host. Everything else lives in
+ * the host modules. */
+#include <ctype.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "svc/api.h"
+#include "sys/host.h"
+#include "net/http_server.h"
+#include "core/log.h"
+#include "svc/repl.h"
+#include "svc/stdout.h"
+#include "sys/system.h"
+
+static const char usage_text[] =
+    "usage: sssn-host [options] SCRIPT...\n"
+    "       sssn-host [options] (--listen [ADDR:]PORT | -e CHUNK | -i) [SCRIPT...]\n"
+    "       sssn-host repl [URL] [--json]\n"
+    "       sssn-host test [busted options] [SPEC_DIR_OR_FILE...]\n"
+    "       sssn-host run FILE [ARG...]\n"
+    "\n"
+    "Runs each SCRIPT as a system: a Lua 5.4 file that returns sssn.system{...} or defines\n"
+    "global setup/step functions. Systems share this host's channels and service registry.\n"
+    "\n"
+    "Options may come before or after the SCRIPTs (--name=value works too); after -- every\n"
+    "argument is a SCRIPT. `test` and `run` hand all their arguments on untouched.\n"
+    "\n"
+    "options:\n"
+    "  --listen [ADDR:]PORT serve the HTTP API (channels, registry, /health, /metrics); ADDR is a\n"
+    "                      host name, an IPv4 address or [IPv6] ([::1]:7400); a bare PORT binds\n"
+    "                      127.0.0.1; PORT 0 picks a free port. The API has no authentication yet:\n"
+    "                      an address other than loopback is warned about.\n"
+    "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT; for\n"
+    "                      0.0.0.0 or [::], this machine's host name)\n"
+    "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
+    "                      this host's own: systems register there and find each other there;\n"
+    "                      add --listen too, or other hosts cannot reach this host's channels\n"
+    "  -e CHUNK            run the Lua CHUNK first, as an inline script: a system if it defines\n"
+    "                      one (setup/step or return sssn.system{...}), else just run once;\n"
+    "                      up to 16, run in order, as systems e1, e2, ...\n"
+    "  -i                  open a Lua prompt in this host while its systems run\n"
+    "  --json              with -i or repl: print each result as one line of JSON\n"
+    "  --duration S        stop every system after S seconds (default: run until SIGINT/SIGTERM)\n"
+    "  --ttl S             default registration TTL in seconds (default 300)\n"
+    "  --maintenance S     purge expired registry entries every S seconds (default 30)\n"
+    "  --memory-limit N    cap each system's Lua heap at N bytes (suffix K, M or G; default none);\n"
+    "                      at least what an idle system needs (measured at start-up, about 65K)\n"
+    "  --step-timeout S    interrupt a step that runs S seconds without yielding (default 10, 0 = off)\n"
+    "  --log-level L       error, warn, info or debug (default info; warn for repl and test)\n"
+    "  --version           print the version and exit\n"
+    "  -h, --help          print this help and exit\n"
+    "\n"
+    "Each S is a number of seconds, 0.001 <= S < 1e9 (or 0 for --step-timeout).\n"
+    "\n"
+    "`sssn-host repl [URL]` opens a Lua prompt against the registry of the host at URL (one\n"
+    "started with --listen), or against a fresh in-process registry without URL. Without a\n"
+    "terminal it reads all of standard input and exits 1 if any chunk failed.\n"
+    "\n"
+    "`sssn-host test` runs busted specs (default directory: spec) with the sssn module, the\n"
+    "host's loop and a controllable test clock; it ends with one line \"N passed, N failed\".\n"
+    "\n"
+    "`sssn-host run FILE [ARG...]` runs a driver script with the testing API (sssn.testing:\n"
+    "spawn systems, run the loop, control the clock), the ARGs in its ... and arg as with lua;\n"
+    "the benchmarks (make bench) use it.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  every SCRIPT and -e chunk loaded, and the host stopped (--duration, SIGINT/SIGTERM,\n"
+    "     every system stopped, end of the prompt's input); test and run: all passed / no error\n"
+    "  1  a SCRIPT or -e chunk failed to load (the others still ran), no system could start,\n"
+    "     the host could not start (e.g. --listen could not bind), a spec failed, the driver\n"
+    "     raised, or a chunk failed at a prompt without a terminal\n"
+    "  2  a usage error: an unknown option or a bad value (nothing was started)\n"
+    "  3  otherwise as 0, but the host stopped because its standard output was closed (EPIPE,\n"
+    "     as in sssn-host ... | head): the systems stopped and deregistered as on SIGTERM\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sssn-host: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'sssn-host --help'.\n");
+    va_end(ap);
+    return 2;
+}
+
+/* Every option that takes seconds accepts 0.001 or more and less than 1e9: the registry API's
+ * upper bound for a TTL (check_ttl in lua_sssn.c, lua/sssn/registry.lua; the HTTP API's ?ttl=
+ * takes 0.001 to 1e9 too), and a floor that keeps a timer (a TTL's refresh, maintenance, the
+ * watchdog) from firing back to back. --step-timeout also takes 0, meaning off. */
+#define SECONDS_MIN 0.001
+#define SECONDS_MAX 1e9
+
+static int parse_seconds(const char *s, double *out, int zero_is_off)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || isspace((unsigned char)*s))
+        return -1;
+    if (!(zero_is_off && v == 0) && !(v >= SECONDS_MIN && v < SECONDS_MAX)) /* NaN fails too */
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int seconds_error(const char *option, const char *val, int zero_is_off)
+{
+    return usage_error("%s wants %sa number of seconds between 0.001 and 1e9 (0.001 <= S < 1e9), not '%s'",
+                       option, zero_is_off ? "0 (off) or " : "", val);
+}
+
+/* An http:// URL with a host part, nothing that would cut a request line short. */
+static int valid_http_url(const char *s)
+{
+    if (strncmp(s, "http://", 7) != 0 || s[7] == '\0' || s[7] == '/' || s[7] == ':')
+        return 0;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int parse_bytes(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s)) /* strtoull would take " 5", "+5" and "-5" */
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    unsigned long long mult = 1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024ULL, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024ULL * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024ULL * 1024 * 1024, end++;
+    if (*end || v == 0 || v > (unsigned long long)SIZE_MAX / mult)
+        return -1;
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
+/* The least --memory-limit a system can start under, measured in this build rather than
+ * guessed: the smallest cap, to the KiB, under which a fresh state opens its libraries, loads
+ * the sssn module, builds a system from global functions as a script's is built, and runs a
+ * step in a coroutine as the host runs steps. Lua collects garbage in full before it refuses
+ * an allocation, so this is the peak of live memory a cap has to hold. */
+static const char probe_chunk[] = "local sssn = require 'sssn'\n"
+                                  "function step(self, dt) end\n"
+                                  "local s = sssn.system_from_globals('probe')\n"
+                                  "coroutine.wrap(function() s:step(0) end)()\n";
+
+static int probe_fits(host *h, size_t limit)
+{
+    int level = h->cfg.log_level;
+    h->cfg.log_level = -1; /* a probe that does not fit is no error to report */
+    vm *v = vm_new(h, limit);
+    h->cfg.log_level = level;
+    if (!v)
+        return 0;
+    int ok = luaL_loadbufferx(v->L, probe_chunk, sizeof probe_chunk - 1, "=probe", "t") == LUA_OK &&
+             lua_pcall(v->L, 0, 0, 0) == LUA_OK;
+    vm_free(v);
+    return ok;
+}
+
+/* 0 when even 16 MiB is not enough (something else is wrong: let the systems report it). */
+static size_t measure_memory_floor(host *h)
+{
+    size_t lo = 0, hi = 16u << 10; /* in KiB: lo does not fit, hi does */
+    if (!probe_fits(h, hi << 10))
+        return 0;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (probe_fits(h, mid << 10))
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi << 10;
+}
+
+/* "[ADDR:]PORT": ADDR a host name, an IPv4 address or an IPv6 address in brackets
+ * ("[::1]:7400"); a bare PORT binds 127.0.0.1, and so does localhost (which may resolve to ::1
+ * first). addr gets ADDR without brackets. -1 when malformed, with *hint set when there is
+ * more to say. */
+static int parse_listen(const char *s, char *addr, size_t addrlen, int *port, const char **hint)
+{
+    const char *name = NULL, *p = s;
+    size_t n = 0;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') {
+            *hint = "an IPv6 address in brackets needs a port after it: [::1]:7400";
+            return -1;
+        }
+        name = s + 1;
+        n = (size_t)(close - name);
+        p = close + 2;
+    } else if (strchr(s, ':')) {
+        const char *colon = strrchr(s, ':');
+        if (strchr(s, ':') != colon) {
+            *hint = "IPv6 addresses go in brackets: [::1]:7400";
+            return -1;
+        }
+        name = s;
+        n = (size_t)(colon - s);
+        p = colon + 1;
+    }
+    if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 5 || atoi(p) > 65535)
+        return -1;
+    if (name && (n == 0 || n >= addrlen))
+        return -1;
+    if (name) {
+        memcpy(addr, name, n);
+        addr[n] = '\0';
+    }
+    if (!name || strcmp(addr, "localname") == 0)
+        snprintf(addr, addrlen, "127.0.0.1");
+    *port = atoi(p);
+    return 0;
+}
+
+/* http://ADDR:PORT, with an IPv6 ADDR in brackets. */
+static void format_url(char *buf, size_t size, const char *addr, int port)
+{
+    int v6 = strchr(addr, ':') != NULL;
+    snprintf(buf, size, "http://%s%s%s:%d", v6 ? "[" : "", addr, v6 ? "]" : "", port);
+}
+
+/* addr: --listen's ADDR as given (it names the host in the URL); la: what it resolved to. */
+static int start_api(host *h, const char *addr, const http_addr *la, int port, const char *advertise)
+{
+    char err[256];
+    h->api = api_start(h, la->numeric, port, err, sizeof err);
+    if (!h->api) {
+        host_log(h, LOG_ERROR, NULL, "%s", err);
+        return -1;
+    }
+    char url[320], name[64] = "";
+    format_url(url, sizeof url, addr, api_port(h->api));
+    char guess[160];
+    if (!advertise && la->any && gethostname(name, sizeof name - 1) == 0 && *name) {
+        /* 0.0.0.0 and :: are no address to give others: offer the host name, say how to change it */
+        format_url(guess, sizeof guess, name, api_port(h->api));
+        advertise = guess;
+        host_log(h, LOG_INFO, NULL, "advertising %s; set --advertise URL if other hosts reach this one "
+                                    "under another name", guess);
+    }
+    h->endpoint = strdup(advertise ? advertise : url);
+    host_log(h, LOG_INFO, NULL, "HTTP API on %s%s%s", url, advertise ? ", advertised as " : "",
+             advertise ? advertise : "");
+    if (!la->loopback)
+        host_log(h, LOG_WARN, NULL, "the HTTP API on %s has no authentication yet: anyone who can reach "
+                                    "this address can read, write and register", url);
+    return 0;
+}
+
+static int is_lua_dir(const char *dir)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/sssn/init.lua", dir);
+    return stat(path, &st) == 0;
+}
+
+/* The Lua half of the module: beside the binary in a source tree (./lua), in the install
+ * tree relative to the binary (../share/sssn-host/lua, so DESTDIR installs work), or the
+ * install path compiled in. */
+static const char *find_lua_dir(char *buf, size_t size)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            static const char *const rel[] = {"lua", "../share/sssn-host/lua"};
+            for (size_t k = 0; k < 2; k++) {
+                int w = snprintf(buf, size, "%.3000s/%s", exe, rel[k]);
+                if (w > 0 && (size_t)w < size && is_lua_dir(buf))
+                    return buf;
+            }
+        }
+    }
+    snprintf(buf, size, "%s", SSSN_LUA_DIR);
+    return is_lua_dir(buf) ? buf : NULL;
+}
+
+static int run_tests(host *h, int argc, char **argv)
+{
+    vm *v = vm_new(h, 0);
+    if (!v)
+        return 1;
+    lua_State *L = v->L;
+    int status = 1;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "sssn.test_runner");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        fprintf(stderr, "sssn-host test: %s\n", lua_tostring(L, -1));
+        goto done;
+    }
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        fprintf(stderr, "sssn-host test: %s\n", lua_tostring(L, -1));
+        goto done;
+    }
+    status = (int)lua_tointeger(L, -1);
+done:
+    host_stop_all(h, "tests finished");
+    vm_free(v); /* before the host: finalizers in the specs' state may still call the host */
+    host_free(h);
+    return status;
+}
+
+static int traceback(lua_State *L)
+{
+    luaL_traceback(L, L, luaL_tolstring(L, 1, NULL), 1);
+    return 1;
+}
+
+/* `sssn-host run FILE ARG...`: FILE runs in a state with sssn.testing; as with `lua`, the ARGs
+ * are its `...` and arg[1..n], arg[0] is FILE. */
+static int run_driver(host *h, int argc, char **argv)
+{
+    if (argc < 1) {
+        host_free(h);
+        return usage_error("%s", "run needs a FILE");
+    }
+    vm *v = vm_new(h, 0);
+    if (!v) {
+        host_free(h);
+        return 1;
+    }
+    lua_State *L = v->L;
+    if (!lua_checkstack(L, argc + 2)) {
+        fprintf(stderr, "sssn-host run: too many arguments\n");
+        vm_free(v);
+        host_free(h);
+        return 1;
+    }
+    lua_createtable(L, argc, 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setglobal(L, "arg");
+    int status = 1;
+    lua_pushcfunction(L, traceback);
+    int base = lua_gettop(L);
+    int loaded = luaL_loadfilex(L, argv[0], "t") == LUA_OK;
+    for (int i = 1; loaded && i < argc; i++)
+        lua_pushstring(L, argv[i]);
+    if (!loaded || lua_pcall(L, argc - 1, 0, base) != LUA_OK)
+        fprintf(stderr, "sssn-host run: %s\n", lua_tostring(L, -1));
+    else
+        status = 0;
+    host_stop_all(h, "driver finished");
+    vm_free(v);
+    host_free(h);
+    return status;
+}
+
+/* Once per loop turn, before the loop waits: a write to standard output that found no reader
+ * (EPIPE: `sssn-host ... | head -3`) stops the host as SIGTERM does, so the systems deregister;
+ * the stop happens here, between callbacks, never inside the write (a step may be running). */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    host *h = w->data;
+    static int error_reported;
+    if (out_error() && !error_reported) {
+        error_reported = 1;
+        host_log(h, LOG_WARN, NULL, "writing to standard output fails (%s): that output is lost",
+                 strerror(out_error()));
+    }
+    if (out_closed() && !h->stopping)
+        host_stop_all(h, "standard output was closed (nobody reads it any more)");
+}
+
+/* Options may come anywhere among the SCRIPTs, as GNU tools take them; `--` ends them. The
+ * SCRIPTs (and repl's URL) are gathered at the front of what follows argv[first]: each lands
+ * at or behind the argument being read, so the array is compacted in place. */
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0); /* print() from systems shows up line by line in pipes */
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-response is an EPIPE to handle, not a death */
+    /* Messages and Lua tables come and go by the million: keep freed memory in the process
+     * instead of returning it to the kernel (brk/munmap) after every burst. */
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 64 << 20);
+    host_config cfg;
+    host_config_defaults(&cfg);
+    cfg.started_at = ev_time();
+    char listen_addr[256] = "";
+    int listen_port = -1;
+    http_addr listen_resolved;
+    const char *advertise = NULL;
+    const char *registry_url = NULL;
+    const char *registry_url_arg = NULL; /* repl's URL argument */
+    const char *memory_limit_arg = NULL;
+    const char *chunks[16];
+    int nchunks = 0;
+    char lua_dir[PATH_MAX];
+    cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
+
+    int run_mode = argc > 1 && strcmp(argv[1], "run") == 0;
+    int test_mode = argc > 1 && (strcmp(argv[1], "test") == 0 || run_mode);
+    int repl_mode = argc > 1 && strcmp(argv[1], "repl") == 0;
+    int interactive = repl_mode, json = 0;
+    if (test_mode || repl_mode)
+        cfg.log_level = LOG_WARN; /* spec and prompt output stay readable; errors still show */
+    const int first = test_mode || repl_mode ? 2 : 1;
+    int npos = 0; /* SCRIPTs (and repl's URL) gathered at argv[first ...] */
+    int options_done = 0;
+    for (int i = first; !test_mode && i < argc; i++) {
+        const char *a = argv[i];
+        if (options_done || a[0] != '-' || a[1] == '\0') {
+            argv[first + npos++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            options_done = 1;
+            continue;
+        }
+        /* --name=value is --name value */
+        char name[32];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
+        int inline_val = eq != NULL;
+        if (eq) {
+            size_t n = (size_t)(eq - a);
+            if (n >= sizeof name)
+                return usage_error("unknown option '%s'", a);
+            memcpy(name, a, n);
+            name[n] = '\0';
+            a = name;
+            val = eq + 1;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("sssn-host %s (%s, libev %d.%d)\n", SSSN_VERSION, LUA_RELEASE, ev_version_major(),
+                   ev_version_minor());
+            return 0;
+        }
+        int is_flag = strcmp(a, "-i") == 0 || strcmp(a, "--json") == 0;
+        if (is_flag && inline_val)
+            return usage_error("option '%s' takes no value", a);
+        if (strcmp(a, "-i") == 0) {
+            interactive = 1;
+            continue;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
+        }
+        int takes_value = strcmp(a, "-e") == 0 || strcmp(a, "--listen") == 0 ||
+                          strcmp(a, "--advertise") == 0 || strcmp(a, "--registry") == 0 ||
+                          strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
+                          strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
+                          strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0;
+        if (!takes_value)
+            return usage_error("unknown option '%s'", a);
+        if (!val)
+            return usage_error("option '%s' needs a value", a);
+        if (!inline_val)
+            i++;
+        if (strcmp(a, "-e") == 0) {
+            if (nchunks == (int)(sizeof chunks / sizeof chunks[0]))
+                return usage_error("%s", "too many -e chunks (16 at most)");
+            chunks[nchunks++] = val;
+        }
+        const char *hint = NULL;
+        if (strcmp(a, "--listen") == 0 && parse_listen(val, listen_addr, sizeof listen_addr, &listen_port, &hint) < 0)
+            return usage_error("--listen wants [ADDR:]PORT like 7400, 127.0.0.1:7400 or [::1]:7400, not '%s'%s%s",
+                               val, hint ? ": " : "", hint ? hint : "");
+        if (strcmp(a, "--advertise") == 0) {
+            if (!valid_http_url(val))
+                return usage_error("--advertise wants an http:// URL like http://myhost:7400, not '%s'", val);
+            advertise = val;
+        }
+        if (strcmp(a, "--registry") == 0) {
+            if (!valid_http_url(val))
+                return usage_error("--registry wants an http:// URL like http://127.0.0.1:7400, not '%s'", val);
+            registry_url = val;
+        }
+        if (strcmp(a, "--duration") == 0 && parse_seconds(val, &cfg.duration, 0) < 0)
+            return seconds_error(a, val, 0);
+        if (strcmp(a, "--ttl") == 0 && parse_seconds(val, &cfg.ttl, 0) < 0)
+            return seconds_error(a, val, 0);
+        if (strcmp(a, "--maintenance") == 0 && parse_seconds(val, &cfg.maintenance, 0) < 0)
+            return seconds_error(a, val, 0);
+        if (strcmp(a, "--step-timeout") == 0 && parse_seconds(val, &cfg.step_timeout, 1) < 0)
+            return seconds_error(a, val, 1);
+        if (strcmp(a, "--memory-limit") == 0)
+            memory_limit_arg = val;
+        if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
+            return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s'", val);
+        if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
+            return usage_error("--log-level wants error, warn, info or debug, not '%s'", val);
+    }
+    char **scripts = argv + first;
+    int nscripts = test_mode ? 0 : npos;
+    if (repl_mode && nscripts > 0) {
+        registry_url_arg = scripts[0];
+        if (!valid_http_url(registry_url_arg))
+            return usage_error("repl wants the http:// URL of a host started with --listen, not '%s'",
+                               registry_url_arg);
+        scripts++;
+        nscripts--;
+        if (nscripts > 0)
+            return usage_error("repl takes no SCRIPT ('%s'): use -i to open a prompt in a host running systems",
+                               scripts[0]);
+    }
+    if (!cfg.lua_dir) {
+        fprintf(stderr, "sssn-host: cannot find the sssn Lua files (looked beside the binary and in %s)\n",
+                SSSN_LUA_DIR);
+        return 1;
+    }
+    if (!test_mode && !interactive && nscripts == 0 && listen_port < 0 && nchunks == 0)
+        return usage_error("%s", "no SCRIPT given (and no --listen, -e or -i)");
+    if (json && !interactive)
+        return usage_error("%s", "--json goes with -i or repl");
+    char resolve_err[256];
+    if (listen_port >= 0 &&
+        http_resolve(listen_addr, listen_port, &listen_resolved, resolve_err, sizeof resolve_err) < 0)
+        return usage_error("--listen %s", resolve_err);
+    if (registry_url_arg)
+        registry_url = registry_url_arg;
+
+    if (!test_mode && out_install() < 0)
+        fprintf(stderr, "sssn-host: warning: cannot wrap standard output: a closed pipe will not stop the host\n");
+    cfg.test_mode = test_mode;
+    cfg.capture_log = test_mode && !run_mode; /* specs read the log; a failed spec shows it */
+    if (cfg.capture_log)
+        cfg.log_level = LOG_INFO; /* captured, so it costs no noise: the more a failure shows, the better */
+    host *h = host_new(&cfg);
+    if (!h) {
+        fprintf(stderr, "sssn-host: out of memory starting the host\n");
+        return 1;
+    }
+    if (registry_url && !(h->registry_url = strdup(registry_url))) {
+        host_free(h);
+        return 1;
+    }
+    if (run_mode)
+        return run_driver(h, argc - 2, argv + 2);
+    if (test_mode)
+        return run_tests(h, argc - 2, argv + 2);
+    if (cfg.memory_limit && !probe_fits(h, cfg.memory_limit)) {
+        size_t floor = measure_memory_floor(h);
+        if (floor && cfg.memory_limit < floor) {
+            host_free(h);
+            return usage_error("--memory-limit wants at least %zuK, what a system with nothing in it needs "
+                               "(measured at start-up), not '%s'", floor >> 10, memory_limit_arg);
+        }
+    }
+    if (listen_port >= 0 && start_api(h, listen_addr, &listen_resolved, listen_port, advertise) < 0) {
+        host_free(h);
+        return 1;
+    }
+
+    if (registry_url && !repl_mode && !h->api)
+        host_log(h, LOG_WARN, NULL, "--registry without --listen: other hosts will find the channels this host "
+                 "registers but cannot reach them (they have no endpoint); add --listen [ADDR:]PORT");
+    host_catch_signals(h); /* setups run as the scripts load: a signal from now on stops cleanly */
+    /* a SCRIPT or -e chunk that fails to load makes the exit status 1, even when others run */
+    int started = 0, ran_plain = 0, failed = 0;
+    for (int k = 0; k < nchunks; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "e%d", k + 1);
+        int plain = 0;
+        sssn_system *s = system_load_string(h, chunks[k], strlen(chunks[k]), "=(command line)", id,
+                                            h->cfg.memory_limit, &plain);
+        if (s) {
+            system_start(s);
+            started++;
+        } else if (plain) {
+            ran_plain++;
+        } else {
+            failed++;
+        }
+    }
+    for (int k = 0; k < nscripts; k++) {
+        sssn_system *s = system_load_file(h, scripts[k]);
+        if (s) {
+            system_start(s);
+            started++;
+        } else {
+            failed++;
+        }
+    }
+    if (interactive && !(h->repl = repl_start(h, json))) {
+        host_free(h);
+        return 1;
+    }
+    if (!started && !h->api && !h->repl) {
+        /* `sssn-host -e 'print(...)'`: plain chunks that ran are a success, not a failed start */
+        if (failed || !ran_plain)
+            host_log(h, LOG_ERROR, NULL, "no system could start");
+        host_free(h);
+        return failed || !ran_plain ? 1 : out_closed() ? 3 : 0;
+    }
+    if (failed)
+        host_log(h, LOG_WARN, NULL, "%d script%s failed to load: running the others; the exit status will be 1",
+                 failed, failed == 1 ? "" : "s");
+    ev_prepare out_watch;
+    ev_prepare_init(&out_watch, on_prepare);
+    out_watch.data = h;
+    ev_prepare_start(h->loop, &out_watch);
+    ev_unref(h->loop); /* watching output keeps no loop turn waiting */
+    host_run(h);
+    host_stop_all(h, "done");
+    ev_ref(h->loop);
+    ev_prepare_stop(h->loop, &out_watch);
+    int status = failed || (h->repl && repl_failed(h->repl)) ? 1 : out_closed() ? 3 : 0;
+    host_free(h);
+    return status;
+}

@@ -1,0 +1,524 @@
+/* lua_api.c - the bindings the HTTP API router (lua/sssn/api.lua) uses: channel and registry
+ * operations for a named reader or sender that is not a system, answered as JSON text built
+ * in C from the stored JSON (so [] stays [] and numbers keep their digits), plus the
+ * long-poll wait and the metrics text. Errors come back as nil, status, type, message. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "svc/api.h"
+#include "sys/host.h"
+#include "net/http_client.h"
+#include "core/json.h"
+#include "bind/lua_api.h"
+#include "bind/lua_sssn.h"
+#include "sys/system.h"
+
+static host *host_of(lua_State *L) { return vm_of(L)->h; }
+
+static int fail(lua_State *L, int status, const char *type, const char *fmt, const char *arg)
+{
+    lua_pushnil(L);
+    lua_pushinteger(L, status);
+    lua_pushstring(L, type);
+    lua_pushfstring(L, fmt, arg);
+    return 4;
+}
+
+static int push_buf(lua_State *L, strbuf *b)
+{
+    sssn_push_strbuf(L, b);
+    return 1;
+}
+
+static void put_str_or_null(strbuf *b, const char *s)
+{
+    if (s)
+        json_write_string(b, s, strlen(s));
+    else
+        strbuf_puts(b, "null");
+}
+
+void api_message_json(strbuf *b, const message *m)
+{
+    strbuf_puts(b, "{\"id\":");
+    json_write_string(b, m->id, strlen(m->id));
+    strbuf_printf(b, ",\"seq\":%llu,\"timestamp\":", (unsigned long long)m->seq);
+    json_write_double(b, m->timestamp);
+    strbuf_puts(b, ",\"sender_id\":");
+    put_str_or_null(b, m->sender_id);
+    strbuf_puts(b, ",\"content\":{\"data\":");
+    strbuf_append(b, m->data_json, m->data_len);
+    strbuf_puts(b, "},\"metadata\":");
+    strbuf_puts(b, m->metadata_json);
+    strbuf_puts(b, ",\"correlation_id\":");
+    put_str_or_null(b, m->correlation_id);
+    strbuf_puts(b, ",\"reply_to\":");
+    put_str_or_null(b, m->reply_to);
+    strbuf_puts(b, ",\"recipient_id\":");
+    put_str_or_null(b, m->recipient_id);
+    strbuf_putc(b, '}');
+}
+
+void api_channel_info_json(strbuf *b, const host *h, const channel *ch)
+{
+    strbuf_puts(b, "{\"id\":");
+    put_str_or_null(b, ch->id);
+    strbuf_puts(b, ",\"name\":");
+    put_str_or_null(b, ch->name);
+    strbuf_puts(b, ",\"description\":");
+    put_str_or_null(b, ch->description);
+    strbuf_printf(b, ",\"visibility\":\"%s\",\"kind\":\"%s\",\"period\":", ch->is_public ? "public" : "private",
+                  channel_kind_name(ch->kind));
+    if (ch->period > 0)
+        json_write_double(b, ch->period);
+    else
+        strbuf_puts(b, "null");
+    strbuf_puts(b, ",\"owner\":");
+    put_str_or_null(b, ch->owner);
+    strbuf_puts(b, ",\"endpoint\":");
+    put_str_or_null(b, h->endpoint);
+    strbuf_putc(b, '}');
+}
+
+static channel *find_channel(lua_State *L, const char *id)
+{
+    channel *ch = host_channel(host_of(L), id);
+    return ch;
+}
+
+/* core.api_info(id) -> json | nil, status, type, message */
+static int l_api_info(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    channel *ch = find_channel(L, id);
+    if (!ch)
+        return fail(L, 404, "not_found", "channel '%s' not found", id);
+    strbuf b = STRBUF_INIT;
+    api_channel_info_json(&b, host_of(L), ch);
+    return push_buf(L, &b);
+}
+
+static int kind_error(lua_State *L, const channel *ch, int exclusive)
+{
+    if (ch->kind == CHANNEL_WORK_QUEUE && !exclusive)
+        return fail(L, 400, "bad_request", "channel '%s' is a work_queue: read it with exclusive=true", ch->id);
+    return fail(L, 400, "bad_request", "channel '%s' does not allow exclusive reads", ch->id);
+}
+
+/* core.api_read(id, reader, limit, after_seq|nil, after_id|nil, exclusive)
+ *   -> json {"messages": [...]}, count, last_seq | nil, status, type, message */
+static int l_api_read(lua_State *L)
+{
+    host *h = host_of(L);
+    const char *id = luaL_checkstring(L, 1);
+    const char *reader = luaL_checkstring(L, 2);
+    lua_Integer limit = luaL_optinteger(L, 3, 100);
+    int exclusive = lua_toboolean(L, 6);
+    channel *ch = find_channel(L, id);
+    if (!ch)
+        return fail(L, 404, "not_found", "channel '%s' not found", id);
+    if (limit < 1 || limit > 10000)
+        return fail(L, 400, "bad_request", "limit must be between 1 and 10000%s", "");
+    int has_after = 0;
+    uint64_t after = 0;
+    if (!lua_isnoneornil(L, 4)) {
+        lua_Integer a = luaL_checkinteger(L, 4);
+        if (a < 0)
+            return fail(L, 400, "bad_request", "after must be a seq >= 0 or a message id%s", "");
+        has_after = 1;
+        after = (uint64_t)a;
+    } else if (!lua_isnoneornil(L, 5)) {
+        const char *mid = luaL_checkstring(L, 5);
+        const message *m = channel_find(ch, mid);
+        if (!m)
+            return fail(L, 404, "not_found", "message '%s' is not held by the channel (unknown or dropped)", mid);
+        has_after = 1;
+        after = m->seq;
+    }
+    channel_batch batch;
+    int rc = exclusive ? channel_claim(ch, reader, (size_t)limit, host_now(h), &batch)
+                       : channel_read(ch, reader, (size_t)limit, has_after, after, host_now(h), &batch);
+    if (rc == CHANNEL_EKIND)
+        return kind_error(L, ch, exclusive);
+    if (rc != CHANNEL_OK)
+        return fail(L, 500, "internal", "%s", channel_strerror(rc));
+    strbuf b = STRBUF_INIT;
+    strbuf_puts(&b, "{\"messages\":[");
+    for (size_t i = 0; i < batch.count; i++) {
+        if (i)
+            strbuf_putc(&b, ',');
+        api_message_json(&b, batch.items[i]);
+    }
+    strbuf_printf(&b, "],\"missed\":%llu,\"epoch\":\"%s\"}", (unsigned long long)batch.missed, h->instance_id);
+    size_t count = batch.count;
+    channel_batch_free(&batch);
+    push_buf(L, &b);
+    lua_pushinteger(L, (lua_Integer)count);
+    lua_pushinteger(L, (lua_Integer)channel_last_seq(ch));
+    return 3;
+}
+
+/* core.api_write(id, sender, data, metadata|nil, correlation_id, reply_to, recipient_id, msg_id)
+ *   -> item_id | nil, status, type, message
+ * The arguments are all checked before anything is allocated: nothing raises while holding
+ * C memory. */
+static int l_api_write(lua_State *L)
+{
+    host *h = host_of(L);
+    const char *id = luaL_checkstring(L, 1);
+    const char *sender = luaL_optstring(L, 2, NULL);
+    const char *route[3];
+    for (int i = 0; i < 3; i++)
+        route[i] = luaL_optstring(L, 5 + i, NULL);
+    const char *mid = luaL_optstring(L, 8, NULL);
+    channel *ch = find_channel(L, id);
+    if (!ch)
+        return fail(L, 404, "not_found", "channel '%s' not found", id);
+    if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
+        return fail(L, 405, "method_not_allowed", "channel '%s' is read-only", id);
+    if (mid) {
+        size_t n = strlen(mid);
+        int ok = n > 0 && n <= 36;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = mid[i] > 0x20 && mid[i] < 0x7f && mid[i] != '"' && mid[i] != '\\';
+        if (!ok)
+            return fail(L, 400, "bad_request", "a message id must be 1 to 36 printable characters "
+                                               "without quotes or backslashes%s", "");
+        if (channel_find(ch, mid))
+            return fail(L, 400, "bad_request", "the channel already holds a message with id '%s'", mid);
+    }
+    char err[256];
+    strbuf data = STRBUF_INIT, meta = STRBUF_INIT;
+    if (json_encode(L, 3, "data", &data, err, sizeof err) < 0 ||
+        (!lua_isnoneornil(L, 4) && json_encode(L, 4, "metadata", &meta, err, sizeof err) < 0)) {
+        strbuf_free(&data);
+        strbuf_free(&meta);
+        return fail(L, 400, "bad_request", "%s", err);
+    }
+    message_in in = {
+        .sender_id = sender,
+        .data_json = data.data,
+        .data_len = data.len,
+        .metadata_json = meta.data,
+        .correlation_id = route[0],
+        .reply_to = route[1],
+        .recipient_id = route[2],
+        .id = mid,
+    };
+    const message *m;
+    int rc = channel_write(ch, &in, host_now(h), &m);
+    strbuf_free(&data);
+    strbuf_free(&meta);
+    if (rc == CHANNEL_EFULL)
+        return fail(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more", id);
+    if (rc != CHANNEL_OK)
+        return fail(L, 500, "internal", "%s", channel_strerror(rc));
+    lua_pushstring(L, m->id);
+    lua_pushinteger(L, (lua_Integer)m->seq);
+    return 2;
+}
+
+static int ack_or_nack(lua_State *L, int nack)
+{
+    host *h = host_of(L);
+    const char *id = luaL_checkstring(L, 1);
+    const char *reader = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    channel *ch = find_channel(L, id);
+    if (!ch)
+        return fail(L, 404, "not_found", "channel '%s' not found", id);
+    size_t n = lua_rawlen(L, 3);
+    if (n > 100000)
+        return fail(L, 400, "bad_request", "too many message ids%s", "");
+    const char **ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, 3, (lua_Integer)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            return fail(L, 400, "bad_request", "message_ids must be a list of strings%s", "");
+        ids[i] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    int rc = nack ? channel_nack(ch, reader, ids, n, host_now(h)) : channel_ack(ch, reader, ids, n, host_now(h));
+    if (rc == CHANNEL_EKIND)
+        return fail(L, 400, "bad_request", "channel '%s' does not take acknowledgements (not a work_queue)", id);
+    if (rc < 0)
+        return fail(L, 500, "internal", "%s", channel_strerror(rc));
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
+static int l_api_ack(lua_State *L) { return ack_or_nack(L, 0); }
+static int l_api_nack(lua_State *L) { return ack_or_nack(L, 1); }
+
+/* core.wait(id, after_seq, timeout) -> true when a message came, false on time-out.
+ * Yields the calling coroutine. */
+static int wait_done(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L;
+    (void)status;
+    (void)ctx;
+    return 1; /* the boolean pushed by the resume */
+}
+
+static int l_wait(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    lua_Integer after = luaL_checkinteger(L, 2);
+    double timeout = luaL_checknumber(L, 3);
+    if (!(timeout >= 0)) /* NaN or negative: do not wait */
+        timeout = 0;
+    if (timeout > 1e9)
+        timeout = 1e9;
+    channel *ch = host_channel(host_of(L), id);
+    if (!ch) {
+        sssn_system *s = system_current(L);
+        ch = s ? system_channel(s, id) : NULL;
+    }
+    if (!ch)
+        return luaL_error(L, "sssn: channel '%s' not found (wait)", id);
+    if (!task_wait_channel(L, ch, after < 0 ? 0 : (uint64_t)after, timeout)) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    return lua_yieldk(L, 0, 0, wait_done);
+}
+
+/* core.api_reg_list(kind, visibility|nil, name|nil, capability|nil) -> json array */
+static int l_api_reg_list(lua_State *L)
+{
+    host *h = host_of(L);
+    const char *kind = luaL_checkstring(L, 1);
+    reg_list l;
+    int rc;
+    if (strcmp(kind, "channel") == 0) {
+        int vis = -1;
+        const char *v = luaL_optstring(L, 2, NULL);
+        if (v)
+            vis = strcmp(v, "public") == 0 ? 1 : strcmp(v, "private") == 0 ? 0 : -2;
+        if (vis == -2)
+            return fail(L, 400, "bad_request", "visibility must be public or private, not '%s'", v);
+        rc = registry_find_channels(h->reg, vis, luaL_optstring(L, 3, NULL), host_now(h), &l);
+    } else {
+        rc = registry_find_systems(h->reg, luaL_optstring(L, 4, NULL), host_now(h), &l);
+    }
+    if (rc < 0)
+        return luaL_error(L, "sssn: out of memory");
+    strbuf b = STRBUF_INIT;
+    strbuf_putc(&b, '[');
+    for (size_t i = 0; i < l.count; i++) {
+        if (i)
+            strbuf_putc(&b, ',');
+        host_entry_json(&b, l.items[i]);
+    }
+    strbuf_putc(&b, ']');
+    reg_list_free(&l);
+    return push_buf(L, &b);
+}
+
+/* core.api_reg_get(kind, id) -> json | nil, 404, ... */
+static int l_api_reg_get(lua_State *L)
+{
+    host *h = host_of(L);
+    const char *kind = luaL_checkstring(L, 1);
+    const char *id = luaL_checkstring(L, 2);
+    reg_kind k = strcmp(kind, "channel") == 0 ? REG_CHANNEL : REG_SYSTEM;
+    const reg_entry *e = registry_get(h->reg, k, id, host_now(h));
+    if (!e)
+        return fail(L, 404, "not_found", k == REG_CHANNEL ? "channel '%s' is not registered" : "system '%s' is not registered", id);
+    strbuf b = STRBUF_INIT;
+    host_entry_json(&b, e);
+    return push_buf(L, &b);
+}
+
+/* core.api_events(after, limit) -> json {"index": n, "events": [...]}, count */
+static int l_api_events(lua_State *L)
+{
+    host *h = host_of(L);
+    lua_Integer after = luaL_optinteger(L, 1, 0);
+    lua_Integer limit = luaL_optinteger(L, 2, 1000);
+    if (after < 0 || limit < 1 || limit > 10000)
+        return fail(L, 400, "bad_request", "index must be >= 0 and limit between 1 and 10000%s", "");
+    channel_batch batch;
+    channel_read(h->registry_events, "\x01registry-watch", (size_t)limit, 1, (uint64_t)after, host_now(h), &batch);
+    uint64_t index = batch.count ? batch.items[batch.count - 1]->seq : channel_last_seq(h->registry_events);
+    strbuf b = STRBUF_INIT;
+    strbuf_printf(&b, "{\"index\":%llu,\"events\":[", (unsigned long long)index);
+    for (size_t i = 0; i < batch.count; i++) {
+        if (i)
+            strbuf_putc(&b, ',');
+        const message *m = batch.items[i];
+        /* each event with its own index, so a watcher can resume from any of them */
+        strbuf_printf(&b, "{\"index\":%llu,\"timestamp\":", (unsigned long long)m->seq);
+        json_write_double(&b, m->timestamp);
+        strbuf_putc(&b, ',');
+        strbuf_append(&b, m->data_json + 1, m->data_len - 1); /* the event object without its '{' */
+    }
+    strbuf_puts(&b, "]}");
+    size_t count = batch.count;
+    channel_batch_free(&batch);
+    push_buf(L, &b);
+    lua_pushinteger(L, (lua_Integer)count);
+    return 2;
+}
+
+static int l_metrics(lua_State *L)
+{
+    strbuf b = STRBUF_INIT;
+    api_metrics_text(&b, host_of(L));
+    return push_buf(L, &b);
+}
+
+/* core.http(method, url, body|nil, bearer|nil, timeout) -> status, body | nil, error
+ * Yields the calling task while the request is in flight. */
+typedef struct http_wait {
+    task *t;
+    http_call *call;
+    long status;
+    const char *body, *error;
+    size_t len;
+} http_wait;
+
+static void http_wait_cancel(task *t)
+{
+    http_wait *w = t->wait;
+    http_client_cancel(w->call);
+    free(w);
+    t->wait = NULL;
+    t->waiting = 0;
+    t->cancel_wait = NULL;
+}
+
+static int push_http_result(lua_State *L)
+{
+    http_wait *w = lua_touserdata(L, 1);
+    if (w->error) {
+        lua_pushnil(L);
+        lua_pushstring(L, w->error);
+    } else {
+        lua_pushinteger(L, w->status);
+        lua_pushlstring(L, w->body, w->len);
+    }
+    return 2;
+}
+
+static void on_http_done(void *ud, long status, const char *body, size_t len, const char *error)
+{
+    http_wait *w = ud;
+    task *t = w->t;
+    t->wait = NULL;
+    t->waiting = 0;
+    t->cancel_wait = NULL;
+    w->status = status;
+    w->body = body;
+    w->len = len;
+    w->error = error;
+    /* build the results in the state's main thread, protected, then hand them over */
+    lua_State *L = t->vm->L;
+    lua_pushcfunction(L, push_http_result);
+    lua_pushlightuserdata(L, w);
+    if (lua_pcall(L, 1, 2, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushliteral(L, "not enough memory");
+    }
+    free(w);
+    if (!lua_checkstack(t->co, 2)) {
+        lua_pop(L, 2);
+        lua_pushnil(t->co);
+        lua_pushliteral(t->co, "stack overflow");
+    } else {
+        lua_xmove(L, t->co, 2);
+    }
+    task_resume(t, 2);
+}
+
+static int http_done_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L;
+    (void)status;
+    (void)ctx;
+    return 2;
+}
+
+static int l_http(lua_State *L)
+{
+    host *h = host_of(L);
+    const char *method = luaL_checkstring(L, 1);
+    const char *url = luaL_checkstring(L, 2);
+    size_t len = 0;
+    const char *body = luaL_optlstring(L, 3, NULL, &len);
+    const char *bearer = luaL_optstring(L, 4, NULL);
+    double timeout = luaL_optnumber(L, 5, 30);
+    if (!(timeout > 0 && timeout <= HTTP_CLIENT_MAX_TIMEOUT))
+        return luaL_error(L, "sssn: an HTTP time-out must be a number of seconds between 0 and %f (got %f)",
+                          HTTP_CLIENT_MAX_TIMEOUT, timeout);
+    luaL_argcheck(L, strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0, 2,
+                  "an http:// URL is expected");
+    task *t = task_current(L);
+    if (!t)
+        return luaL_error(L, "sssn: HTTP calls wait, so they need a system's setup, step or subscriber");
+    if (!h->http && !(h->http = http_client_new(h)))
+        return luaL_error(L, "sssn: cannot start the HTTP client");
+    http_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return luaL_error(L, "sssn: out of memory (http)");
+    w->t = t;
+    w->call = http_client_request(h->http, method, url, bearer, body, len, timeout, on_http_done, w);
+    if (!w->call) {
+        free(w);
+        lua_pushnil(L);
+        lua_pushstring(L, "cannot start the request");
+        return 2;
+    }
+    t->wait = w;
+    t->waiting = 1;
+    t->cancel_wait = http_wait_cancel;
+    return lua_yieldk(L, 0, 0, http_done_k);
+}
+
+static int l_instance_id(lua_State *L)
+{
+    lua_pushstring(L, host_of(L)->instance_id);
+    return 1;
+}
+
+static int l_registry_url(lua_State *L)
+{
+    host *h = host_of(L);
+    if (h->registry_url)
+        lua_pushstring(L, h->registry_url);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int l_endpoint(lua_State *L)
+{
+    host *h = host_of(L);
+    if (h->endpoint)
+        lua_pushstring(L, h->endpoint);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static const luaL_Reg api_funcs[] = {
+    {"api_info", l_api_info},
+    {"api_read", l_api_read},
+    {"api_write", l_api_write},
+    {"api_ack", l_api_ack},
+    {"api_nack", l_api_nack},
+    {"api_reg_list", l_api_reg_list},
+    {"api_reg_get", l_api_reg_get},
+    {"api_events", l_api_events},
+    {"metrics", l_metrics},
+    {"wait", l_wait},
+    {"endpoint", l_endpoint},
+    {"http", l_http},
+    {"instance_id", l_instance_id},
+    {"registry_url", l_registry_url},
+    {NULL, NULL},
+};
+
+void lua_api_register(lua_State *L) { luaL_setfuncs(L, api_funcs, 0); }

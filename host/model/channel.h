@@ -1,0 +1,176 @@
+/* channel.h - a channel: a bounded log of messages with integer sequence numbers.
+ * Pure data structure: no event loop, no Lua. Time is passed in by the caller (host clock).
+ * The host owns channels; readers are named by string (a system id) and each keeps its own
+ * cursor inside the channel. Message pointers handed out stay valid until the next call that
+ * mutates the channel (write, read, claim, ack, nack, stop, free): copy what you keep. */
+#ifndef SSSN_CHANNEL_H
+#define SSSN_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/hashmap.h"
+
+typedef enum {
+    CHANNEL_BROADCAST,   /* every reader sees every message; exclusive reads refused */
+    CHANNEL_WORK_QUEUE,  /* exclusive claims only; ack / nack; claims expire */
+    CHANNEL_MAILBOX,     /* a reader sees messages whose recipient_id is itself or unset */
+    CHANNEL_PERIODIC,    /* like broadcast; the host writes the result of a pull function */
+    CHANNEL_PASSTHROUGH, /* shared reads (cursor) and exclusive reads (each message taken once) */
+} channel_kind;
+
+/* Results of channel operations. */
+enum {
+    CHANNEL_OK = 0,
+    CHANNEL_ENOMEM = -1,
+    CHANNEL_ESTOPPED = -2, /* write to a stopped channel */
+    CHANNEL_EFULL = -3,    /* work queue at capacity with unfinished work: write refused */
+    CHANNEL_EKIND = -4,    /* operation not allowed for this kind (exclusive read of broadcast...) */
+};
+
+const char *channel_kind_name(channel_kind k);          /* "broadcast", "work_queue", ... */
+int channel_kind_parse(const char *s, channel_kind *out); /* 0, or -1 for an unknown name */
+const char *channel_strerror(int err);                    /* text for a CHANNEL_E* code */
+
+typedef struct message {
+    uint64_t seq;           /* 1, 2, 3... in write order, never reused within a channel */
+    char id[37];            /* random UUID v4 text */
+    double timestamp;       /* host clock at write, Unix seconds with microseconds */
+    char *sender_id;        /* NULL when unknown */
+    char *data_json;        /* JSON text of content.data, never NULL */
+    size_t data_len;
+    char *metadata_json;    /* JSON object text, never NULL ("{}" by default) */
+    char *correlation_id;   /* NULL when unset */
+    char *reply_to;         /* NULL when unset */
+    char *recipient_id;     /* NULL when unset */
+    /* exclusive-read state (work_queue, passthrough) */
+    char *claimed_by;       /* reader holding the claim, NULL when unclaimed */
+    double claim_deadline;  /* the claim lapses when now >= claim_deadline */
+    int done;               /* acknowledged (work_queue) or taken (passthrough exclusive) */
+} message;
+
+/* What a writer supplies. Strings are copied; NULL means unset. */
+typedef struct message_in {
+    const char *sender_id;
+    const char *data_json;  /* required: JSON text of the data */
+    size_t data_len;
+    const char *metadata_json; /* NULL -> "{}" */
+    const char *correlation_id;
+    const char *reply_to;
+    const char *recipient_id;
+    const char *id;         /* NULL -> a new UUID; given for direct writes of whole envelopes */
+} message_in;
+
+typedef struct channel_config {
+    const char *id;          /* required, non-empty */
+    const char *name;        /* NULL -> id */
+    const char *description; /* NULL -> "" */
+    int is_public;           /* visibility: 1 public, 0 private */
+    channel_kind kind;
+    double period;           /* seconds; meaningful for periodic channels, else 0 */
+    size_t capacity;         /* 0 -> 1000 messages; at most CHANNEL_MAX_CAPACITY */
+    double retention;        /* seconds a message is kept; 0 -> no time limit */
+    double claim_timeout;    /* seconds; 0 -> 30 */
+} channel_config;
+
+/* Called after every successful write (m is the message) and after a nack that released work
+ * (m is NULL), synchronously. Must not mutate the channel. */
+typedef struct channel_watcher {
+    void (*on_write)(struct channel_watcher *w, const message *m);
+    void *data;
+    struct channel_watcher *prev, *next; /* owned by the channel's list */
+} channel_watcher;
+
+typedef struct channel_reader {
+    uint64_t next_seq; /* the next seq this reader has not seen */
+    uint64_t missed;   /* total messages dropped before this reader read them */
+    uint64_t stamp;    /* when it last read, on the channel's read clock (for eviction) */
+} channel_reader;
+
+/* Cursors a channel keeps at most: past that, a new reader evicts the one that read least
+ * recently (which, should it come back, starts again at the oldest message held). Readers are
+ * named by callers, HTTP tokens included, so their number must be bounded. */
+#define CHANNEL_MAX_READERS 10000
+
+/* Messages a channel may hold at most (its ring's slots are allocated as it fills). */
+#define CHANNEL_MAX_CAPACITY 1000000
+
+typedef struct channel {
+    char *id, *name, *description;
+    int is_public;
+    channel_kind kind;
+    double period, retention, claim_timeout;
+    size_t capacity;
+    char *owner;    /* system id of the owner, set by the host; NULL when none */
+    int stopped;
+
+    /* the log: a ring holding seqs [first_seq, next_seq); it grows up to capacity slots */
+    message **ring;
+    size_t ring_size;   /* slots allocated */
+    size_t head;        /* ring index of first_seq */
+    size_t count;       /* messages held */
+    uint64_t first_seq; /* seq of the oldest message held (== next_seq when empty) */
+    uint64_t next_seq;  /* seq the next write gets */
+    hashmap *by_id;     /* work queues: message id -> message*, for messages held; else NULL */
+    hashmap *readers;   /* reader name -> channel_reader* */
+    uint64_t read_clock; /* counts reads, to stamp readers */
+    channel_watcher *watchers;
+
+    /* counters */
+    uint64_t writes, reads, dropped, acked, nacked, claims;
+
+    /* private */
+    uint64_t rng; /* splitmix64 state for message UUIDs, seeded in channel_new */
+} channel;
+
+/* NULL when cfg->id is empty, capacity is over CHANNEL_MAX_CAPACITY, or out of memory. */
+channel *channel_new(const channel_config *cfg);
+void channel_free(channel *ch);                  /* frees messages and readers; watchers are the caller's */
+void channel_stop(channel *ch);                  /* later writes fail with CHANNEL_ESTOPPED; reads go on */
+
+/* Appends a message. On success *out (if out) points at the stored message.
+ * Full broadcast/mailbox/periodic/passthrough channels drop their oldest message (counted in
+ * `dropped`, and as `missed` for readers that had not read it). A full work queue first forgets
+ * acknowledged messages at its head, then refuses with CHANNEL_EFULL.
+ * Messages older than `retention` are dropped first. */
+int channel_write(channel *ch, const message_in *in, double now, const message **out);
+
+typedef struct channel_batch {
+    const message **items; /* malloc'd array; free with channel_batch_free */
+    size_t count;
+    uint64_t missed;       /* messages this reader lost to capacity/retention since it last read */
+} channel_batch;
+
+void channel_batch_free(channel_batch *b);
+
+/* Shared read for `reader` (all kinds but work_queue, which gives CHANNEL_EKIND).
+ * Starts at the reader's cursor (a new reader starts at the oldest message held), or at
+ * after+1 when has_after. Returns up to `limit` (0 -> 100) messages in seq order; mailbox
+ * readers only get messages whose recipient_id is NULL or equals `reader`. The cursor moves
+ * past every message examined. */
+int channel_read(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
+                 double now, channel_batch *out);
+
+/* Exclusive read (work_queue, passthrough; other kinds give CHANNEL_EKIND).
+ * Work queue: up to `limit` messages that are not done and not under a live claim (never
+ * claimed, nacked, or claim expired: now >= claim_deadline), in seq order; each becomes
+ * claimed by `reader` until now + claim_timeout. Passthrough: up to `limit` messages not yet
+ * taken exclusively; each is marked done (taken) at once. */
+int channel_claim(channel *ch, const char *reader, size_t limit, double now, channel_batch *out);
+
+/* Work queue acknowledge / negative-acknowledge of message ids. Only the reader holding the
+ * claim may do either; ids of other readers' claims, unknown ids and done messages are ignored.
+ * Returns how many messages were acknowledged (marked done, and freed once at the head) or
+ * released (claim cleared, offered again at once), or CHANNEL_EKIND for other kinds. */
+int channel_ack(channel *ch, const char *reader, const char *const *ids, size_t n, double now);
+int channel_nack(channel *ch, const char *reader, const char *const *ids, size_t n, double now);
+
+const message *channel_find(const channel *ch, const char *message_id); /* held message or NULL */
+uint64_t channel_last_seq(const channel *ch); /* seq of the newest message written, 0 if none */
+size_t channel_pending(const channel *ch);    /* work queue: messages not yet done */
+void channel_forget_reader(channel *ch, const char *reader);
+
+void channel_add_watcher(channel *ch, channel_watcher *w);
+void channel_remove_watcher(channel *ch, channel_watcher *w);
+
+#endif

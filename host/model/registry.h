@@ -1,0 +1,134 @@
+/* registry.h - the TTL service registry: channels and system descriptors with expiry.
+ * Pure data structure: no event loop, no Lua, no JSON parsing. Time is passed in.
+ * Each entry stores the JSON text of its info (without expires_at) plus the fields queries
+ * need. Liveness is strict: an entry is live while expires_at > now; no query returns an
+ * entry that is not live, purged or not. Point lookups are O(1) (hash), capability lookups
+ * O(matches) (index of service name -> systems), expiry is a heap so purging costs
+ * O(expired * log n).
+ * Ownership: each entry belongs to its registrant (a string, "<host instance>/<system id>" in
+ * the host), or to no one (NULL: an operator's). A register takes a live entry over from
+ * another registrant (REG_REPLACED); a refresh or a removal by a registrant changes only its
+ * own entry and says when a live entry belongs to another. NULL acts as an operator for
+ * removal (removes whatever is there). */
+#ifndef SSSN_REGISTRY_H
+#define SSSN_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/heap.h"
+
+typedef enum { REG_CHANNEL = 0, REG_SYSTEM = 1 } reg_kind;
+
+/* Longest entry id and registrant accepted, in bytes (longer ones are refused). */
+#define REG_ID_MAX 256
+#define REG_REGISTRANT_MAX 512
+
+typedef enum {
+    REG_REGISTERED,   /* new entry (or replacing one that had expired) */
+    REG_REFRESHED,    /* a live entry registered again by its own registrant: content and expiry renewed */
+    REG_REPLACED,     /* a live entry taken over by another registrant (the event carries both) */
+    REG_EXPIRED,      /* removed because its TTL passed */
+    REG_DEREGISTERED, /* removed on request */
+} reg_event;
+
+/* "registered", "refreshed", "replaced", "expired", "deregistered" */
+const char *reg_event_name(reg_event ev);
+const char *reg_kind_name(reg_kind k);    /* "channel", "system" */
+
+typedef struct reg_entry {
+    reg_kind kind;
+    char *id;
+    char *json;          /* JSON object text of the info, as given, without expires_at */
+    size_t json_len;
+    char *name_lower;    /* channel name (or system name) lowercased, for substring search */
+    int is_public;       /* channels: visibility */
+    char **caps;         /* systems: service names (capabilities), distinct */
+    size_t ncaps;
+    size_t *cap_pos;     /* internal: position of this entry in each capability's list */
+    char *registrant;    /* who registered it ("<host instance>/<system id>"), NULL: an operator */
+    char *endpoint;      /* where the registrant serves it (the info's endpoint), or NULL */
+    double ttl;          /* seconds */
+    double registered_at;
+    uint64_t version;    /* changes whenever content or expiry changes (for callers' caches) */
+    double expires_at;
+    heap_node expiry;    /* internal */
+} reg_entry;
+
+/* What a caller registers. Strings are copied. */
+typedef struct reg_fields {
+    const char *id;          /* required, non-empty */
+    const char *name;        /* NULL -> "" */
+    int is_public;
+    const char *const *caps; /* systems; duplicates are stored once */
+    size_t ncaps;
+    const char *json;        /* required: JSON object text */
+    size_t json_len;
+    const char *registrant;  /* NULL when registered from outside any system (an operator) */
+    const char *endpoint;    /* NULL when none */
+} reg_fields;
+
+/* prev is the entry taken over for REG_REPLACED (e is the new one), NULL for other events. */
+typedef void (*reg_event_fn)(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev);
+
+typedef struct registry registry;
+
+/* on_event (may be NULL) is called synchronously for every event, after the change;
+ * for REG_EXPIRED / REG_DEREGISTERED the entry, and for REG_REPLACED prev, is freed after the
+ * call returns. Changes from inside the callback are refused; queries are fine. */
+registry *registry_new(reg_event_fn on_event, void *ud);
+void registry_free(registry *r);
+
+/* Registers or replaces (never duplicates) an entry with expires_at = now + ttl (ttl > 0).
+ * A live entry of the same registrant is renewed (REG_REFRESHED); a live entry of another
+ * registrant is taken over (REG_REPLACED, with the previous content); when an expired but
+ * unpurged entry was there, emits REG_EXPIRED for it and then REG_REGISTERED. Registering
+ * again exactly what a live entry holds (a heartbeat) allocates nothing. Returns the entry, or
+ * NULL (nothing changed) when out of memory or fields are invalid (empty id or one longer than
+ * REG_ID_MAX, registrant longer than REG_REGISTRANT_MAX, ttl <= 0, missing json). */
+const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, double ttl, double now);
+
+/* What registry_refresh did. */
+typedef enum {
+    REG_REFRESH_FAILED,     /* invalid fields or out of memory: nothing changed */
+    REG_REFRESH_NOT_OWNER,  /* a live entry of another registrant holds the id: nothing changed */
+    REG_REFRESH_RENEWED,    /* the registrant's own live entry: renewed (REG_REFRESHED) */
+    REG_REFRESH_REGISTERED, /* absent or expired (purged or not): registered anew */
+} reg_refresh_result;
+
+/* A keep-alive: registry_put, except that a live entry of another registrant (f->registrant
+ * compared as a string, NULL matching NULL) is left as it is. *out (out may be NULL) is the
+ * entry now held: the refreshed one, or for REG_REFRESH_NOT_OWNER the other registrant's;
+ * NULL on failure. The heartbeat path (same fields) allocates nothing. */
+reg_refresh_result registry_refresh(registry *r, reg_kind kind, const reg_fields *f, double ttl,
+                                    double now, const reg_entry **out);
+
+/* Removes a live entry; emits REG_DEREGISTERED. With registrant != NULL only the
+ * registrant's own entry is removed; with NULL (an operator) whatever is there. Returns 1 when
+ * removed, 0 when absent or expired (an expired one is purged, REG_EXPIRED), -1 when a live
+ * entry belongs to another registrant (nothing changed). */
+int registry_remove(registry *r, reg_kind kind, const char *id, const char *registrant, double now);
+
+const reg_entry *registry_get(const registry *r, reg_kind kind, const char *id, double now);
+
+typedef struct reg_list {
+    const reg_entry **items; /* malloc'd; free with reg_list_free */
+    size_t count;
+} reg_list;
+void reg_list_free(reg_list *l);
+
+/* Live channels, sorted by id. visibility: -1 any, 0 private, 1 public. name_substr: NULL or
+ * a case-insensitive substring of the name. Returns 0, or -1 when out of memory. */
+int registry_find_channels(const registry *r, int visibility, const char *name_substr, double now,
+                           reg_list *out);
+/* Live systems, sorted by id; capability NULL -> all, else systems with a service of exactly
+ * that name (found through the index). Returns 0, or -1 when out of memory. */
+int registry_find_systems(const registry *r, const char *capability, double now, reg_list *out);
+
+/* Purges every entry with expires_at <= now, emitting REG_EXPIRED for each; returns how many. */
+size_t registry_maintain(registry *r, double now);
+
+size_t registry_count(const registry *r, reg_kind kind); /* entries held, live or not yet purged */
+size_t registry_expired_total(const registry *r);        /* entries purged by expiry since creation */
+
+#endif

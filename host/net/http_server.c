@@ -1,0 +1,639 @@
+/* http_server.c - HTTP/1.1 on the host's libev loop, over IPv4 or IPv6. Non-blocking accept/read/write; each
+ * connection parses with libhttp-parser and handles one request at a time: the parser pauses
+ * at the end of a request and resumes on the buffered bytes once the response is queued, so
+ * pipelined requests are answered in order. Output that the socket cannot take waits for it. */
+#include "net/http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sys/host.h"
+#include "rt/timer.h"
+
+#define READ_CHUNK 16384
+#define MAX_URL 8192
+#define MAX_HEADER_VALUE 8192
+#define OUT_HIGH_WATER (4u << 20) /* stop reading while this much output is unsent */
+
+typedef struct http_conn {
+    http_server *srv;
+    int fd;
+    ev_io rio, wio;
+    http_parser parser;
+    char *in;              /* received bytes not parsed yet */
+    size_t in_len, in_cap;
+    strbuf out;
+    size_t out_off;        /* bytes of out already sent */
+    http_request *req;     /* the request being parsed */
+    http_request *pending; /* parsed, waiting for its response */
+    int busy;              /* a request is with the handler */
+    int in_parse;          /* inside the parse loop (a synchronous response must not recurse) */
+    int keep_alive;        /* of the request being answered */
+    int head;              /* the request being answered is a HEAD: headers only */
+    int closing;           /* close once the output is flushed */
+    int eof;               /* the client closed its side */
+    int linger;            /* after an error: drain the client's input before closing */
+    int draining;          /* our side is shut: reading only to discard, until EOF or time-out */
+    int header_is_auth;    /* the header being parsed is Authorization */
+    int last_was_value;
+    strbuf header_field;
+    char *error_status;    /* set by callbacks: answer this and close (e.g. "413") */
+    host_timer idle;
+    struct http_conn *prev, *next;
+} http_conn;
+
+struct http_server {
+    host *h;
+    int fd;
+    int port;
+    ev_io accept_io;
+    ev_timer accept_retry;
+    http_limits lim;
+    http_handler handler;
+    void *ud;
+    http_conn *conns;
+    http_parser_settings settings;
+    http_stats stats;
+};
+
+static void conn_close(http_conn *c);
+static void touch_idle(http_conn *c);
+static void conn_parse(http_conn *c);
+static int conn_flush(http_conn *c);
+
+const char *http_status_text(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void request_free(http_request *r)
+{
+    if (!r)
+        return;
+    free(r->path);
+    free(r->query);
+    free(r->authorization);
+    strbuf_free(&r->body);
+    free(r);
+}
+
+/* ---- output ---- */
+
+/* Decimal text of v into buf (at least 21 bytes); returns its length. */
+static size_t format_size(size_t v, char *buf)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Headers by appending pieces: formatting them with printf showed up in profiles. */
+static void append_response(http_conn *c, int status, const char *ctype, const char *body, size_t len, int keep)
+{
+    strbuf *o = &c->out;
+    char num[24];
+    strbuf_reserve(o, len + 160);
+    strbuf_append(o, "HTTP/1.1 ", 9);
+    strbuf_append(o, num, format_size((size_t)status, num));
+    strbuf_putc(o, ' ');
+    strbuf_puts(o, http_status_text(status));
+    strbuf_append(o, "\r\nContent-Type: ", 16);
+    strbuf_puts(o, ctype);
+    strbuf_append(o, "\r\nContent-Length: ", 18);
+    strbuf_append(o, num, format_size(len, num));
+    strbuf_puts(o, keep ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+    strbuf_append(o, body, len);
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5)
+        c->srv->stats.by_class[cls]++;
+}
+
+/* Sends what the socket takes. Returns -1 when the connection was closed (and freed). */
+static int conn_flush(http_conn *c)
+{
+    while (c->out_off < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+            touch_idle(c); /* a slow reader of a big answer is not idle */
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(c->srv->h->loop, &c->wio);
+            return 0;
+        }
+        conn_close(c); /* peer gone */
+        return -1;
+    }
+    ev_io_stop(c->srv->h->loop, &c->wio);
+    strbuf_reset(&c->out);
+    c->out_off = 0;
+    if ((c->closing || (c->eof && c->in_len == 0)) && !c->busy) {
+        if (c->linger && !c->eof) {
+            /* the client may still be sending (a body we refused): closing now would reset
+             * the connection and lose our answer, so shut our side and drain theirs */
+            shutdown(c->fd, SHUT_WR);
+            c->draining = 1;
+            c->in_len = 0;
+            ev_io_start(c->srv->h->loop, &c->rio);
+            timer_start(c->srv->h, &c->idle, host_now(c->srv->h) + 2.0);
+            return 0;
+        }
+        conn_close(c);
+        return -1;
+    }
+    if (!c->eof && !ev_is_active(&c->rio))
+        ev_io_start(c->srv->h->loop, &c->rio);
+    return 0;
+}
+
+static void error_response(http_conn *c, int status, const char *type, const char *msg)
+{
+    char body[512];
+    int n = snprintf(body, sizeof body, "{\"detail\":\"%s\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
+                     msg, type, msg);
+    append_response(c, status, "application/json", body, (size_t)n, 0);
+    c->closing = 1;
+    c->linger = 1;
+}
+
+void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len)
+{
+    http_conn *c = r->conn;
+    request_free(r);
+    if (!c)
+        return; /* the client went away meanwhile */
+    c->pending = NULL;
+    c->busy = 0;
+    append_response(c, status, content_type ? content_type : "application/json", body, len, c->keep_alive);
+    if (c->head && c->out.len >= len) {
+        c->out.len -= len; /* HEAD: the same headers, Content-Length included, and no body */
+        c->out.data[c->out.len] = '\0';
+    }
+    if (!c->keep_alive)
+        c->closing = 1;
+    if (c->in_parse)
+        return; /* the parse loop that dispatched us carries on and flushes */
+    if (conn_flush(c) == 0 && !c->closing)
+        conn_parse(c);
+}
+
+/* ---- parser callbacks ---- */
+
+static int on_message_begin(http_parser *p)
+{
+    http_conn *c = p->data;
+    request_free(c->req);
+    c->req = calloc(1, sizeof *c->req);
+    c->last_was_value = 0;
+    c->header_is_auth = 0;
+    strbuf_reset(&c->header_field);
+    return c->req ? 0 : -1;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    http_conn *c = p->data;
+    size_t have = c->req->path ? strlen(c->req->path) : 0;
+    if (have + len > MAX_URL) {
+        c->error_status = "414";
+        return -1;
+    }
+    char *u = realloc(c->req->path, have + len + 1);
+    if (!u)
+        return -1;
+    memcpy(u + have, at, len);
+    u[have + len] = '\0';
+    c->req->path = u;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    http_conn *c = p->data;
+    if (c->last_was_value) {
+        strbuf_reset(&c->header_field);
+        c->last_was_value = 0;
+    }
+    return strbuf_append(&c->header_field, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    http_conn *c = p->data;
+    if (!c->last_was_value) {
+        c->last_was_value = 1;
+        c->header_is_auth = c->header_field.data && strcasecmp(c->header_field.data, "authorization") == 0;
+        if (c->header_is_auth) {
+            free(c->req->authorization);
+            c->req->authorization = NULL;
+        }
+    }
+    if (!c->header_is_auth)
+        return 0;
+    size_t have = c->req->authorization ? strlen(c->req->authorization) : 0;
+    if (have + len > MAX_HEADER_VALUE)
+        return -1;
+    char *v = realloc(c->req->authorization, have + len + 1);
+    if (!v)
+        return -1;
+    memcpy(v + have, at, len);
+    v[have + len] = '\0';
+    c->req->authorization = v;
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    http_conn *c = p->data;
+    if (p->content_length != ULLONG_MAX && p->content_length > c->srv->lim.max_body) {
+        c->error_status = "413";
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    http_conn *c = p->data;
+    if (c->req->body.len + len > c->srv->lim.max_body) {
+        c->error_status = "413";
+        return -1;
+    }
+    return strbuf_append(&c->req->body, at, len);
+}
+
+static int on_message_complete(http_parser *p)
+{
+    http_conn *c = p->data;
+    http_request *r = c->req;
+    c->req = NULL;
+    r->conn = c;
+    r->method = http_method_str((enum http_method)p->method);
+    c->keep_alive = http_should_keep_alive(p);
+    c->head = p->method == HTTP_HEAD;
+    if (!r->path)
+        r->path = strdup("/");
+    char *q = r->path ? strchr(r->path, '?') : NULL;
+    if (q)
+        *q++ = '\0';
+    r->query = strdup(q ? q : "");
+    if (!r->path || !r->query) {
+        request_free(r);
+        return -1;
+    }
+    c->pending = r;
+    c->busy = 1;
+    http_parser_pause(p, 1); /* one request at a time: resume after the response */
+    return 0;
+}
+
+/* ---- connection ---- */
+
+static void conn_close(http_conn *c)
+{
+    http_server *s = c->srv;
+    if (c->fd < 0)
+        return;
+    ev_io_stop(s->h->loop, &c->rio);
+    ev_io_stop(s->h->loop, &c->wio);
+    timer_stop(s->h, &c->idle);
+    close(c->fd);
+    c->fd = -1;
+    if (c->pending)
+        c->pending->conn = NULL; /* the handler still owns it and will drop the answer */
+    request_free(c->req);
+    strbuf_free(&c->out);
+    strbuf_free(&c->header_field);
+    free(c->in);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->stats.open_connections--;
+    if (c->in_parse)
+        return; /* freed by the parse loop when it unwinds */
+    free(c);
+}
+
+static void touch_idle(http_conn *c)
+{
+    timer_start(c->srv->h, &c->idle, host_now(c->srv->h) + c->srv->lim.idle_timeout);
+}
+
+/* Parses buffered input until a request is with the handler or the input runs out. */
+static void conn_parse(http_conn *c)
+{
+    http_server *s = c->srv;
+    c->in_parse = 1;
+    /* stop taking requests while answers pile up unsent: on_writable resumes */
+    while (c->fd >= 0 && !c->busy && c->in_len > 0 && !c->closing && c->out.len - c->out_off < OUT_HIGH_WATER) {
+        http_parser_pause(&c->parser, 0);
+        size_t n = http_parser_execute(&c->parser, &s->settings, c->in, c->in_len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (n > c->in_len)
+            n = c->in_len;
+        memmove(c->in, c->in + n, c->in_len - n);
+        c->in_len -= n;
+        if (e != HPE_OK && e != HPE_PAUSED) {
+            if (c->error_status && strcmp(c->error_status, "413") == 0)
+                error_response(c, 413, "payload_too_large", "request body too large");
+            else if (c->error_status && strcmp(c->error_status, "414") == 0)
+                error_response(c, 414, "uri_too_long", "request URL too long");
+            else
+                error_response(c, 400, "bad_request", "malformed HTTP request");
+            c->in_len = 0;
+            break;
+        }
+        if (c->busy && c->pending) {
+            s->stats.requests++;
+            s->handler(s->ud, c->pending); /* may answer at once (http_respond sees in_parse) */
+        }
+    }
+    c->in_parse = 0;
+    if (c->fd < 0) {
+        free(c);
+        return;
+    }
+    if (c->out.len > c->out_off)
+        conn_flush(c);
+    else if ((c->closing || (c->eof && c->in_len == 0)) && !c->busy)
+        conn_close(c);
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    http_conn *c = w->data;
+    if (c->draining) {
+        char sink[READ_CHUNK];
+        ssize_t n = read(c->fd, sink, sizeof sink);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            conn_close(c);
+        return;
+    }
+    if (c->in_cap - c->in_len < READ_CHUNK) {
+        size_t cap = c->in_cap ? c->in_cap * 2 : READ_CHUNK * 2;
+        while (cap - c->in_len < READ_CHUNK)
+            cap *= 2;
+        char *p = realloc(c->in, cap);
+        if (!p) {
+            conn_close(c);
+            return;
+        }
+        c->in = p;
+        c->in_cap = cap;
+    }
+    ssize_t n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n < 0) {
+        conn_close(c); /* reset by the peer */
+        return;
+    }
+    if (n == 0) {
+        c->eof = 1;
+        ev_io_stop(c->srv->h->loop, &c->rio);
+        if (c->busy) {
+            /* gone while its request waits (a long-poll): drop it, as nginx does, rather
+             * than hold the descriptor until the wait ends */
+            conn_close(c);
+            return;
+        }
+        /* a half-close: answer every request already received, then close */
+        if (c->in_len > 0)
+            conn_parse(c);
+        else if (c->out.len == c->out_off)
+            conn_close(c);
+        return;
+    }
+    c->in_len += (size_t)n;
+    touch_idle(c);
+    /* keep reading while a request waits (to see the client leave), but hold the input once
+     * it is large or answers are backed up */
+    if (c->out.len - c->out_off > OUT_HIGH_WATER || c->in_len > c->srv->lim.max_body + 65536)
+        ev_io_stop(c->srv->h->loop, &c->rio);
+    if (!c->busy)
+        conn_parse(c);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    http_conn *c = w->data;
+    if (conn_flush(c) == 0 && !c->busy && c->in_len > 0 && !c->closing)
+        conn_parse(c);
+}
+
+static void on_idle(host *h, host_timer *t)
+{
+    http_conn *c = t->data;
+    if (c->busy && !c->draining) { /* a long-poll in progress is not idleness */
+        timer_start(h, t, host_now(h) + c->srv->lim.idle_timeout);
+        return;
+    }
+    conn_close(c);
+}
+
+static void on_accept_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    http_server *s = w->data;
+    ev_io_start(loop, &s->accept_io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    http_server *s = w->data;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: stop listening for a moment instead of spinning on a
+                 * listener that stays readable */
+                ev_io_stop(s->h->loop, &s->accept_io);
+                ev_timer_set(&s->accept_retry, 0.1, 0);
+                ev_timer_start(s->h->loop, &s->accept_retry);
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        http_conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->srv = s;
+        c->fd = fd;
+        http_parser_init(&c->parser, HTTP_REQUEST);
+        c->parser.data = c;
+        ev_io_init(&c->rio, on_readable, fd, EV_READ);
+        ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+        c->rio.data = c->wio.data = c;
+        timer_init(&c->idle, on_idle, c);
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        s->stats.connections++;
+        s->stats.open_connections++;
+        ev_io_start(s->h->loop, &c->rio);
+        touch_idle(c);
+    }
+}
+
+int http_resolve(const char *addr, int port, http_addr *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(addr, service, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", addr,
+                 rc == EAI_SYSTEM ? strerror(errno) : rc ? gai_strerror(rc) : "no address");
+        if (res)
+            freeaddrinfo(res);
+        return -1;
+    }
+    if (res->ai_addrlen > sizeof out->sa) {
+        freeaddrinfo(res);
+        snprintf(err, errlen, "cannot resolve '%s': address too long", addr);
+        return -1;
+    }
+    memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    if (getnameinfo((struct sockaddr *)&out->sa, out->len, out->numeric, sizeof out->numeric, NULL, 0,
+                    NI_NUMERICHOST) != 0) {
+        snprintf(err, errlen, "cannot resolve '%s': no numeric form", addr);
+        return -1;
+    }
+    if (out->sa.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&out->sa;
+        uint32_t a = ntohl(in->sin_addr.s_addr);
+        out->loopback = (a >> 24) == 127;
+        out->any = a == INADDR_ANY;
+    } else if (out->sa.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)&out->sa)->sin6_addr;
+        out->loopback = IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+        out->any = IN6_IS_ADDR_UNSPECIFIED(a);
+    }
+    return 0;
+}
+
+http_server *http_server_start(host *h, const char *addr, int port, const http_limits *lim,
+                               http_handler handler, void *ud, char *err, size_t errlen)
+{
+    http_addr a;
+    if (http_resolve(addr, port, &a, err, errlen) < 0)
+        return NULL;
+    int v6 = a.sa.ss_family == AF_INET6;
+    int fd = socket(a.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s%s%s:%d: %s", v6 ? "[" : "", a.numeric, v6 ? "]" : "", port,
+                 strerror(errno));
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&a.sa, a.len) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "cannot listen on %s%s%s:%d: %s", v6 ? "[" : "", a.numeric, v6 ? "]" : "", port,
+                 strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    struct sockaddr_storage bound;
+    socklen_t sl = sizeof bound;
+    int bound_port = port;
+    if (getsockname(fd, (struct sockaddr *)&bound, &sl) == 0)
+        bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                       : ((struct sockaddr_in *)&bound)->sin_port);
+    http_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->h = h;
+    s->fd = fd;
+    s->port = bound_port;
+    s->lim = *lim;
+    s->handler = handler;
+    s->ud = ud;
+    http_parser_settings_init(&s->settings);
+    s->settings.on_message_begin = on_message_begin;
+    s->settings.on_url = on_url;
+    s->settings.on_header_field = on_header_field;
+    s->settings.on_header_value = on_header_value;
+    s->settings.on_headers_complete = on_headers_complete;
+    s->settings.on_body = on_body;
+    s->settings.on_message_complete = on_message_complete;
+    ev_io_init(&s->accept_io, on_accept, fd, EV_READ);
+    s->accept_io.data = s;
+    ev_timer_init(&s->accept_retry, on_accept_retry, 0, 0);
+    s->accept_retry.data = s;
+    ev_io_start(h->loop, &s->accept_io);
+    return s;
+}
+
+int http_server_port(const http_server *s) { return s->port; }
+
+const http_stats *http_server_stats(const http_server *s) { return &s->stats; }
+
+void http_server_stop(http_server *s)
+{
+    if (!s)
+        return;
+    ev_io_stop(s->h->loop, &s->accept_io);
+    ev_timer_stop(s->h->loop, &s->accept_retry);
+    close(s->fd);
+    while (s->conns)
+        conn_close(s->conns);
+    free(s);
+}

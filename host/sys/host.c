@@ -1,0 +1,390 @@
+/* host.c - the host: creates the loop, the channel table and the registry, runs maintenance,
+ * feeds registry events into their channel, handles SIGINT/SIGTERM and --duration, and
+ * tears everything down in order. */
+#include "sys/host.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "svc/api.h"
+#include "net/http_client.h"
+#include "svc/repl.h"
+#include "core/json.h"
+#include "sys/keepalive.h"
+#include "core/log.h"
+#include "sys/system.h"
+
+void host_config_defaults(host_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->ttl = 300;
+    c->maintenance = 30;
+    c->step_timeout = 10;
+    c->log_level = LOG_INFO;
+}
+
+void host_log(const host *h, int level, const char *system, const char *fmt, ...)
+{
+    if (level > h->cfg.log_level)
+        return;
+    char line[LOG_LINE_MAX + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = log_vformat(line, sizeof line, level, system, fmt, ap);
+    va_end(ap);
+    if (!h->log_capture) {
+        fflush(stdout); /* keep the order of print() output and log lines on a shared terminal */
+        fwrite(line, 1, len, stderr);
+    } else if (h->log_capture->len + len <= HOST_LOG_CAPTURE_MAX) {
+        strbuf_append(h->log_capture, line, len);
+    }
+}
+
+int host_entry_json(strbuf *b, const reg_entry *e)
+{
+    /* entry JSON is an object "{...}": splice expires_at in before the closing brace */
+    const char *j = e->json;
+    size_t n = e->json_len;
+    while (n > 0 && j[n - 1] != '}')
+        n--;
+    if (n == 0)
+        return strbuf_puts(b, "null");
+    int empty = 1;
+    for (size_t i = 1; i + 1 < n; i++)
+        if (j[i] != ' ' && j[i] != '\n' && j[i] != '\t' && j[i] != '\r') {
+            empty = 0;
+            break;
+        }
+    if (strbuf_append(b, j, n - 1) < 0 || strbuf_puts(b, empty ? "\"expires_at\":" : ",\"expires_at\":") < 0 ||
+        json_write_double(b, e->expires_at) < 0)
+        return -1;
+    return strbuf_putc(b, '}');
+}
+
+static int put_registrant(strbuf *b, const reg_entry *e)
+{
+    return e->registrant ? json_write_string(b, e->registrant, strlen(e->registrant)) : strbuf_puts(b, "null");
+}
+
+/* Registry events become messages on the "registry" channel:
+ * {"event": "...", "kind": "channel"|"system", "id": "...", "registrant": "..."|null,
+ *  "entry": {... , "expires_at": t}}
+ * and for "replaced" also "previous": {the entry taken over}, "previous_registrant". An event
+ * that cannot be built whole (out of memory) is not written. A replaced entry kept alive by a
+ * system of this host makes that system retry (keepalive.c). */
+static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
+{
+    host *h = ud;
+    if (ev == REG_REPLACED)
+        keepalive_on_replaced(h, e, prev);
+    if (!h->registry_events)
+        return;
+    strbuf *b = &h->event_buf;
+    strbuf_reset(b);
+    int bad = strbuf_puts(b, "{\"event\":\"") < 0 || strbuf_puts(b, reg_event_name(ev)) < 0 ||
+              strbuf_puts(b, "\",\"kind\":\"") < 0 || strbuf_puts(b, reg_kind_name(e->kind)) < 0 ||
+              strbuf_puts(b, "\",\"id\":") < 0 || json_write_string(b, e->id, strlen(e->id)) < 0 ||
+              strbuf_puts(b, ",\"registrant\":") < 0 || put_registrant(b, e) < 0 ||
+              strbuf_puts(b, ",\"entry\":") < 0 || host_entry_json(b, e) < 0;
+    if (!bad && prev)
+        bad = strbuf_puts(b, ",\"previous\":") < 0 || host_entry_json(b, prev) < 0 ||
+              strbuf_puts(b, ",\"previous_registrant\":") < 0 || put_registrant(b, prev) < 0;
+    if (bad || strbuf_putc(b, '}') < 0)
+        return;
+    message_in in = {.sender_id = HOST_OWNER, .data_json = b->data, .data_len = b->len};
+    channel_write(h->registry_events, &in, host_now(h), NULL);
+}
+
+static size_t lateness_bucket(double us)
+{
+    if (us < 0)
+        us = 0;
+    if (us < 1000)
+        return (size_t)us;
+    size_t b = 1000 + (size_t)((us - 1000) / 50);
+    return b < LATENESS_BUCKETS ? b : LATENESS_BUCKETS - 1;
+}
+
+static double bucket_us(size_t b) { return b < 1000 ? (double)b : 1000 + (double)(b - 1000) * 50; }
+
+void host_record_lateness(host *h, double seconds)
+{
+    h->lateness[lateness_bucket(seconds * 1e6)]++;
+    h->lateness_count++;
+}
+
+double host_lateness_percentile(const host *h, double p)
+{
+    if (!h->lateness_count)
+        return 0;
+    uint64_t rank = (uint64_t)(p / 100.0 * (double)h->lateness_count);
+    uint64_t seen = 0;
+    for (size_t b = 0; b < LATENESS_BUCKETS; b++) {
+        seen += h->lateness[b];
+        if (seen > rank)
+            return bucket_us(b) / 1e6;
+    }
+    return bucket_us(LATENESS_BUCKETS - 1) / 1e6;
+}
+
+void host_lateness_reset(host *h)
+{
+    memset(h->lateness, 0, sizeof h->lateness);
+    h->lateness_count = 0;
+}
+
+void host_registry_maintain(host *h)
+{
+    size_t n = registry_maintain(h->reg, host_now(h));
+    if (n)
+        host_log(h, LOG_DEBUG, NULL, "registry maintenance purged %zu expired entr%s", n, n == 1 ? "y" : "ies");
+}
+
+static void on_maintenance(host *h, host_timer *t)
+{
+    host_registry_maintain(h);
+    timer_start(h, t, host_now(h) + h->cfg.maintenance);
+}
+
+/* The one piece of process-wide state: a signal handler has no context to hand a flag to.
+ * Set on SIGINT/SIGTERM so the watchdog can interrupt a step that never yields (the loop,
+ * and so on_signal, only runs once the step is over). */
+static volatile sig_atomic_t signal_arrived;
+static volatile sig_atomic_t sigint_for_repl; /* with a prompt, Ctrl-C interrupts, never exits */
+
+static void on_raw_signal(int sig)
+{
+    signal_arrived = sig;
+    /* a second Ctrl-C ends the process at once; a repeated SIGTERM (supervisors and
+     * `timeout` send their own) lets the clean stop, bounded anyway, finish */
+    if (sig == SIGINT && !sigint_for_repl)
+        signal(sig, SIG_DFL);
+    ev_feed_signal(sig);
+}
+
+int host_signal_arrived(int interruptible)
+{
+    int sig = signal_arrived;
+    if (sig == SIGINT && sigint_for_repl)
+        return interruptible; /* Ctrl-C at a prompt only interrupts the prompt's own chunk */
+    return sig != 0;
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    host *h = w->data;
+    signal_arrived = 0; /* the loop has it now */
+    if (w->signum == SIGINT && h->repl) {
+        if (!h->sigint_consumed)
+            repl_on_sigint(h->repl);
+        h->sigint_consumed = 0;
+        return;
+    }
+    host_stop_all(h, w->signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+}
+
+static void on_duration(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    host *h = w->data;
+    host_stop_all(h, "--duration reached");
+}
+
+host *host_new(const host_config *cfg)
+{
+    host *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->cfg = *cfg;
+    if (cfg->capture_log && !(h->log_capture = calloc(1, sizeof *h->log_capture))) {
+        free(h);
+        return NULL;
+    }
+    h->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!h->loop) {
+        free(h);
+        return NULL;
+    }
+    timer_host_init(h);
+    timer_init(&h->maintenance_timer, on_maintenance, NULL);
+    h->channels = hashmap_new();
+    h->bytecode = hashmap_new();
+    h->reg = registry_new(on_registry_event, h);
+    channel_config rc = {.id = REGISTRY_CHANNEL_ID, .name = "Service Registry events",
+                         .description = "registered, refreshed, expired and deregistered entries",
+                         .is_public = 1, .kind = CHANNEL_BROADCAST, .capacity = 10000};
+    h->registry_events = channel_new(&rc);
+    if (!h->channels || !h->reg || !h->registry_events) {
+        host_free(h);
+        return NULL;
+    }
+    h->registry_events->owner = strdup(HOST_OWNER);
+    hashmap_put(h->channels, REGISTRY_CHANNEL_ID, h->registry_events);
+    if (h->cfg.maintenance > 0)
+        timer_start(h, &h->maintenance_timer, host_now(h) + h->cfg.maintenance);
+
+    ev_signal_init(&h->sigint_watcher, on_signal, SIGINT);
+    ev_signal_init(&h->sigterm_watcher, on_signal, SIGTERM);
+    h->sigint_watcher.data = h->sigterm_watcher.data = h;
+    ev_timer_init(&h->duration_watcher, on_duration, 0, 0);
+    h->duration_watcher.data = h;
+    unsigned char rnd[8];
+    if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
+        uint64_t x = (uint64_t)(ev_time() * 1e6) ^ (uint64_t)(uintptr_t)h;
+        memcpy(rnd, &x, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(h->instance_id + 2 * i, 3, "%02x", rnd[i]);
+    return h;
+}
+
+void host_stop_all(host *h, const char *why)
+{
+    if (h->stopping)
+        return;
+    h->stopping = 1;
+    host_log(h, LOG_INFO, NULL, "stopping: %s", why);
+    for (sssn_system *s = h->systems; s; s = s->next)
+        system_stop(s, why);
+    ev_break(h->loop, EVBREAK_ALL);
+}
+
+static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    *(int *)w->data = 1;
+}
+
+void host_catch_signals(host *h)
+{
+    if (!ev_is_active(&h->sigint_watcher))
+        ev_signal_start(h->loop, &h->sigint_watcher);
+    if (!ev_is_active(&h->sigterm_watcher))
+        ev_signal_start(h->loop, &h->sigterm_watcher);
+    /* our handler in front of libev's: it also raises the flag the watchdog checks */
+    sigint_for_repl = h->repl != NULL;
+    struct sigaction sa = {.sa_handler = on_raw_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+void host_run(host *h)
+{
+    host_catch_signals(h);
+    if (h->cfg.duration > 0) {
+        ev_timer_set(&h->duration_watcher, h->cfg.duration, 0);
+        ev_timer_start(h->loop, &h->duration_watcher);
+    }
+    while (!h->stopping && (h->nrunning > 0 || h->api || h->repl))
+        ev_run(h->loop, EVRUN_ONCE);
+    /* let stopped systems finish deregistering from a remote registry, for a bounded time */
+    if (h->detached > 0) {
+        int expired = 0;
+        ev_timer t;
+        ev_timer_init(&t, on_grace_over, 3.0, 0);
+        t.data = &expired;
+        ev_timer_start(h->loop, &t);
+        while (h->detached > 0 && !expired)
+            ev_run(h->loop, EVRUN_ONCE);
+        ev_timer_stop(h->loop, &t);
+        if (h->detached > 0)
+            host_log(h, LOG_WARN, NULL, "exiting with %u deregistration(s) unfinished", h->detached);
+    }
+    ev_signal_stop(h->loop, &h->sigint_watcher);
+    ev_signal_stop(h->loop, &h->sigterm_watcher);
+    /* libev put back the default action; a late duplicate SIGTERM (`timeout` signals the child
+     * and then its whole group) must not kill the clean exit already under way */
+    signal(SIGTERM, SIG_IGN);
+    ev_timer_stop(h->loop, &h->duration_watcher);
+}
+
+channel *host_channel(const host *h, const char *id) { return hashmap_get(h->channels, id); }
+
+int host_add_channel(host *h, channel *ch)
+{
+    if (hashmap_get(h->channels, ch->id))
+        return -1;
+    return hashmap_put(h->channels, ch->id, ch);
+}
+
+void host_retire_channel(host *h, channel *ch)
+{
+    channel_stop(ch);
+    if (hashmap_get(h->channels, ch->id) == ch)
+        hashmap_remove(h->channels, ch->id);
+    /* other systems may still hold the pointer (connections): keep it until host_free */
+    if (h->nretired == h->capretired) {
+        size_t cap = h->capretired ? h->capretired * 2 : 16;
+        channel **r = realloc(h->retired, cap * sizeof *r);
+        if (!r)
+            return; /* leaks one stopped channel rather than risking a dangling pointer */
+        h->retired = r;
+        h->capretired = cap;
+    }
+    h->retired[h->nretired++] = ch;
+}
+
+void host_free(host *h)
+{
+    if (!h)
+        return;
+    h->stopping = 1;
+    repl_free(h->repl);
+    h->repl = NULL;
+    api_stop(h->api);
+    h->api = NULL;
+    for (sssn_system *s = h->systems; s; s = s->next)
+        system_stop(s, "host shutting down");
+    sssn_system *s = h->systems;
+    while (s) {
+        sssn_system *next = s->next;
+        system_free(s);
+        s = next;
+    }
+    if (h->channels) {
+        hashmap_iter it;
+        void *v;
+        hashmap_iter_init(h->channels, &it);
+        while (hashmap_iter_next(h->channels, &it, NULL, &v))
+            channel_free(v);
+        hashmap_free(h->channels);
+    }
+    /* after every state: their tasks may still be waiting on requests and cancel them */
+    http_client_free(h->http);
+    h->http = NULL;
+    for (size_t i = 0; i < h->nretired; i++)
+        channel_free(h->retired[i]);
+    if (h->bytecode) {
+        hashmap_iter it;
+        void *v;
+        hashmap_iter_init(h->bytecode, &it);
+        while (hashmap_iter_next(h->bytecode, &it, NULL, &v))
+            free(v);
+        hashmap_free(h->bytecode);
+    }
+    free(h->retired);
+    registry_free(h->reg);
+    timer_stop(h, &h->maintenance_timer);
+    timer_host_free(h);
+    ev_signal_stop(h->loop, &h->sigint_watcher); /* caught, but the loop never ran (a failed start) */
+    ev_signal_stop(h->loop, &h->sigterm_watcher);
+    ev_loop_destroy(h->loop);
+    free(h->endpoint);
+    free(h->registry_url);
+    strbuf_free(&h->scratch);
+    strbuf_free(&h->event_buf);
+    if (h->log_capture) {
+        strbuf_free(h->log_capture);
+        free(h->log_capture);
+    }
+    free(h);
+}
