@@ -26,7 +26,7 @@ BUILD = build/$(VARIANT)
 
 # The runtime in layers, one folder each, lowest first (see ARCHITECTURE.md): a file calls only
 # into its own folder and the folders before it.
-LAYERS = core model rt vm sys bind net svc app
+LAYERS = core model rt net vm sys bind svc app
 SRCS = $(foreach l,$(LAYERS),$(wildcard host/$(l)/*.c))
 HDRS = $(foreach l,$(LAYERS),$(wildcard host/$(l)/*.h))
 OBJS = $(SRCS:host/%.c=$(BUILD)/%.o)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/app.h"
 #include "svc/api.h"
 #include "sys/host.h"
 #include "net/http_server.h"
@@ -167,10 +168,10 @@ static const char probe_chunk[] = "local sssn = require 'sssn'\n"
 
 static int probe_fits(host *h, size_t limit)
 {
-    int level = h->cfg.log_level;
-    h->cfg.log_level = -1; /* a probe that does not fit is no error to report */
+    int level = h->rt->log_level;
+    h->rt->log_level = -1; /* a probe that does not fit is no error to report */
     vm *v = vm_new(h, limit);
-    h->cfg.log_level = level;
+    h->rt->log_level = level;
     if (!v)
         return 0;
     int ok = luaL_loadbufferx(v->L, probe_chunk, sizeof probe_chunk - 1, "=probe", "t") == LUA_OK &&
@@ -236,41 +237,6 @@ static int parse_listen(const char *s, char *addr, size_t addrlen, int *port, co
     return 0;
 }
 
-/* http://ADDR:PORT, with an IPv6 ADDR in brackets. */
-static void format_url(char *buf, size_t size, const char *addr, int port)
-{
-    int v6 = strchr(addr, ':') != NULL;
-    snprintf(buf, size, "http://%s%s%s:%d", v6 ? "[" : "", addr, v6 ? "]" : "", port);
-}
-
-/* addr: --listen's ADDR as given (it names the host in the URL); la: what it resolved to. */
-static int start_api(host *h, const char *addr, const http_addr *la, int port, const char *advertise)
-{
-    char err[256];
-    h->api = api_start(h, la->numeric, port, err, sizeof err);
-    if (!h->api) {
-        host_log(h, LOG_ERROR, NULL, "%s", err);
-        return -1;
-    }
-    char url[320], name[64] = "";
-    format_url(url, sizeof url, addr, api_port(h->api));
-    char guess[160];
-    if (!advertise && la->any && gethostname(name, sizeof name - 1) == 0 && *name) {
-        /* 0.0.0.0 and :: are no address to give others: offer the host name, say how to change it */
-        format_url(guess, sizeof guess, name, api_port(h->api));
-        advertise = guess;
-        host_log(h, LOG_INFO, NULL, "advertising %s; set --advertise URL if other hosts reach this one "
-                                    "under another name", guess);
-    }
-    h->endpoint = strdup(advertise ? advertise : url);
-    host_log(h, LOG_INFO, NULL, "HTTP API on %s%s%s", url, advertise ? ", advertised as " : "",
-             advertise ? advertise : "");
-    if (!la->loopback)
-        host_log(h, LOG_WARN, NULL, "the HTTP API on %s has no authentication yet: anyone who can reach "
-                                    "this address can read, write and register", url);
-    return 0;
-}
-
 static int is_lua_dir(const char *dir)
 {
     char path[PATH_MAX];
@@ -303,8 +269,9 @@ static const char *find_lua_dir(char *buf, size_t size)
     return is_lua_dir(buf) ? buf : NULL;
 }
 
-static int run_tests(host *h, int argc, char **argv)
+static int run_tests(app *a, int argc, char **argv)
 {
+    host *h = a->h;
     vm *v = vm_new(h, 0);
     if (!v)
         return 1;
@@ -329,7 +296,7 @@ static int run_tests(host *h, int argc, char **argv)
 done:
     host_stop_all(h, "tests finished");
     vm_free(v); /* before the host: finalizers in the specs' state may still call the host */
-    host_free(h);
+    app_free(a);
     return status;
 }
 
@@ -341,22 +308,23 @@ static int traceback(lua_State *L)
 
 /* `sssn-host run FILE ARG...`: FILE runs in a state with sssn.testing; as with `lua`, the ARGs
  * are its `...` and arg[1..n], arg[0] is FILE. */
-static int run_driver(host *h, int argc, char **argv)
+static int run_driver(app *a, int argc, char **argv)
 {
+    host *h = a->h;
     if (argc < 1) {
-        host_free(h);
+        app_free(a);
         return usage_error("%s", "run needs a FILE");
     }
     vm *v = vm_new(h, 0);
     if (!v) {
-        host_free(h);
+        app_free(a);
         return 1;
     }
     lua_State *L = v->L;
     if (!lua_checkstack(L, argc + 2)) {
         fprintf(stderr, "sssn-host run: too many arguments\n");
         vm_free(v);
-        host_free(h);
+        app_free(a);
         return 1;
     }
     lua_createtable(L, argc, 1);
@@ -377,26 +345,8 @@ static int run_driver(host *h, int argc, char **argv)
         status = 0;
     host_stop_all(h, "driver finished");
     vm_free(v);
-    host_free(h);
+    app_free(a);
     return status;
-}
-
-/* Once per loop turn, before the loop waits: a write to standard output that found no reader
- * (EPIPE: `sssn-host ... | head -3`) stops the host as SIGTERM does, so the systems deregister;
- * the stop happens here, between callbacks, never inside the write (a step may be running). */
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    host *h = w->data;
-    static int error_reported;
-    if (out_error() && !error_reported) {
-        error_reported = 1;
-        host_log(h, LOG_WARN, NULL, "writing to standard output fails (%s): that output is lost",
-                 strerror(out_error()));
-    }
-    if (out_closed() && !h->stopping)
-        host_stop_all(h, "standard output was closed (nobody reads it any more)");
 }
 
 /* Options may come anywhere among the SCRIPTs, as GNU tools take them; `--` ends them. The
@@ -558,36 +508,45 @@ int main(int argc, char **argv)
     cfg.capture_log = test_mode && !run_mode; /* specs read the log; a failed spec shows it */
     if (cfg.capture_log)
         cfg.log_level = LOG_INFO; /* captured, so it costs no noise: the more a failure shows, the better */
-    host *h = host_new(&cfg);
-    if (!h) {
-        fprintf(stderr, "sssn-host: out of memory starting the host\n");
+    app *a = app_new(&cfg);
+    if (!a)
         return 1;
-    }
+    host *h = a->h;
     if (registry_url && !(h->registry_url = strdup(registry_url))) {
-        host_free(h);
+        app_free(a);
         return 1;
     }
     if (run_mode)
-        return run_driver(h, argc - 2, argv + 2);
+        return run_driver(a, argc - 2, argv + 2);
     if (test_mode)
-        return run_tests(h, argc - 2, argv + 2);
+        return run_tests(a, argc - 2, argv + 2);
     if (cfg.memory_limit && !probe_fits(h, cfg.memory_limit)) {
         size_t floor = measure_memory_floor(h);
         if (floor && cfg.memory_limit < floor) {
-            host_free(h);
+            app_free(a);
             return usage_error("--memory-limit wants at least %zuK, what a system with nothing in it needs "
                                "(measured at start-up), not '%s'", floor >> 10, memory_limit_arg);
         }
     }
-    if (listen_port >= 0 && start_api(h, listen_addr, &listen_resolved, listen_port, advertise) < 0) {
-        host_free(h);
+    if (app_add(a, out_service_new(h)) < 0) {
+        app_free(a);
         return 1;
     }
+    /* the API first: the systems' registrations carry its endpoint */
+    if (listen_port >= 0) {
+        api_options opt = {.addr = listen_addr, .numeric = listen_resolved.numeric, .port = listen_port,
+                           .loopback = listen_resolved.loopback, .any = listen_resolved.any,
+                           .advertise = advertise};
+        if (app_add(a, api_service_new(h, &opt)) < 0) {
+            app_free(a);
+            return 1;
+        }
+    }
 
-    if (registry_url && !repl_mode && !h->api)
+    if (registry_url && !repl_mode && listen_port < 0)
         host_log(h, LOG_WARN, NULL, "--registry without --listen: other hosts will find the channels this host "
                  "registers but cannot reach them (they have no endpoint); add --listen [ADDR:]PORT");
-    host_catch_signals(h); /* setups run as the scripts load: a signal from now on stops cleanly */
+    app_catch_signals(a); /* setups run as the scripts load: a signal from now on stops cleanly */
     /* a SCRIPT or -e chunk that fails to load makes the exit status 1, even when others run */
     int started = 0, ran_plain = 0, failed = 0;
     for (int k = 0; k < nchunks; k++) {
@@ -614,30 +573,23 @@ int main(int argc, char **argv)
             failed++;
         }
     }
-    if (interactive && !(h->repl = repl_start(h, json))) {
-        host_free(h);
+    if (interactive && app_add(a, repl_service_new(h, json)) < 0) {
+        app_free(a);
         return 1;
     }
-    if (!started && !h->api && !h->repl) {
+    if (!started && listen_port < 0 && !interactive) {
         /* `sssn-host -e 'print(...)'`: plain chunks that ran are a success, not a failed start */
         if (failed || !ran_plain)
             host_log(h, LOG_ERROR, NULL, "no system could start");
-        host_free(h);
-        return failed || !ran_plain ? 1 : out_closed() ? 3 : 0;
+        int status = failed || !ran_plain ? 1 : app_exit_status(a);
+        app_free(a);
+        return status;
     }
     if (failed)
         host_log(h, LOG_WARN, NULL, "%d script%s failed to load: running the others; the exit status will be 1",
                  failed, failed == 1 ? "" : "s");
-    ev_prepare out_watch;
-    ev_prepare_init(&out_watch, on_prepare);
-    out_watch.data = h;
-    ev_prepare_start(h->loop, &out_watch);
-    ev_unref(h->loop); /* watching output keeps no loop turn waiting */
-    host_run(h);
-    host_stop_all(h, "done");
-    ev_ref(h->loop);
-    ev_prepare_stop(h->loop, &out_watch);
-    int status = failed || (h->repl && repl_failed(h->repl)) ? 1 : out_closed() ? 3 : 0;
-    host_free(h);
+    app_run(a);
+    int status = failed ? 1 : app_exit_status(a);
+    app_free(a);
     return status;
 }

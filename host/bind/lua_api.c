@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "svc/api.h"
+#include "sys/metrics.h"
 #include "sys/host.h"
 #include "net/http_client.h"
 #include "core/json.h"
@@ -365,7 +365,7 @@ static int l_api_events(lua_State *L)
 static int l_metrics(lua_State *L)
 {
     strbuf b = STRBUF_INIT;
-    api_metrics_text(&b, host_of(L));
+    host_metrics_text(&b, host_of(L));
     return push_buf(L, &b);
 }
 
@@ -458,7 +458,7 @@ static int l_http(lua_State *L)
     task *t = task_current(L);
     if (!t)
         return luaL_error(L, "sssn: HTTP calls wait, so they need a system's setup, step or subscriber");
-    if (!h->http && !(h->http = http_client_new(h)))
+    if (!h->http && !(h->http = http_client_new(h->rt)))
         return luaL_error(L, "sssn: cannot start the HTTP client");
     http_wait *w = calloc(1, sizeof *w);
     if (!w)

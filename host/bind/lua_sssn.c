@@ -1153,7 +1153,7 @@ static int l_walltime(lua_State *L)
 
 static int l_clock_set(lua_State *L)
 {
-    timer_clock_set(host_of(L), luaL_checknumber(L, 1));
+    timer_clock_set(host_of(L)->rt, luaL_checknumber(L, 1));
     return 0;
 }
 
@@ -1163,19 +1163,19 @@ static int l_clock_advance(lua_State *L)
     luaL_argcheck(L, dt >= 0, 1, "the clock only moves forward");
     if (task_current(L))
         return luaL_error(L, "sssn.clock.advance cannot be called from inside a system task");
-    timer_clock_advance(host_of(L), dt);
+    timer_clock_advance(host_of(L)->rt, dt);
     return 0;
 }
 
 static int l_clock_real(lua_State *L)
 {
-    timer_clock_real(host_of(L));
+    timer_clock_real(host_of(L)->rt);
     return 0;
 }
 
 static int l_run_pending(lua_State *L)
 {
-    lua_pushinteger(L, defer_run(host_of(L), 1000000));
+    lua_pushinteger(L, defer_run(host_of(L)->rt, 1000000));
     return 1;
 }
 
@@ -1197,11 +1197,11 @@ static int l_run_for(lua_State *L)
     ev_timer t;
     ev_timer_init(&t, on_run_for_done, secs > 0 ? secs : 0, 0);
     t.data = &done;
-    ev_now_update(h->loop);
-    ev_timer_start(h->loop, &t);
+    ev_now_update(h->rt->loop);
+    ev_timer_start(h->rt->loop, &t);
     while (!done)
-        ev_run(h->loop, EVRUN_ONCE);
-    ev_timer_stop(h->loop, &t);
+        ev_run(h->rt->loop, EVRUN_ONCE);
+    ev_timer_stop(h->rt->loop, &t);
     return 0;
 }
 
@@ -1376,7 +1376,7 @@ static const luaL_Reg core_funcs[] = {
 /* core.testing.log(clear) -> the log lines captured since the last clear ("" without capture) */
 static int l_captured_log(lua_State *L)
 {
-    strbuf *b = host_of(L)->log_capture;
+    strbuf *b = host_of(L)->rt->log_capture;
     lua_pushlstring(L, b && b->data ? b->data : "", b ? b->len : 0);
     if (b && lua_toboolean(L, 1))
         strbuf_reset(b);

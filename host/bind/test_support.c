@@ -53,13 +53,13 @@ static int run_until(host *h, const int *done, double timeout)
         return 1;
     int expired = 0;
     ev_timer t;
-    ev_now_update(h->loop);
+    ev_now_update(h->rt->loop);
     ev_timer_init(&t, on_deadline, timeout > 0 ? timeout : 0, 0);
     t.data = &expired;
-    ev_timer_start(h->loop, &t);
+    ev_timer_start(h->rt->loop, &t);
     while (!*done && !expired)
-        ev_run(h->loop, EVRUN_ONCE);
-    ev_timer_stop(h->loop, &t);
+        ev_run(h->rt->loop, EVRUN_ONCE);
+    ev_timer_stop(h->rt->loop, &t);
     return *done;
 }
 
@@ -158,7 +158,7 @@ static int l_http_start(lua_State *L)
         }
     }
     luaL_argcheck(L, req.timeout > 0 && req.timeout <= 3600, 3, "timeout must be in (0, 3600] seconds");
-    if (!h->http && !(h->http = http_client_new(h)))
+    if (!h->http && !(h->http = http_client_new(h->rt)))
         return luaL_error(L, "sssn.testing.http: cannot start the HTTP client");
     tcall *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
@@ -278,7 +278,7 @@ static void on_sigchld(struct ev_loop *loop, ev_signal *w, int revents)
 static int l_procs_gc(lua_State *L)
 {
     procs *ps = lua_touserdata(L, 1);
-    ev_signal_stop(ps->h->loop, &ps->sigchld);
+    ev_signal_stop(ps->h->rt->loop, &ps->sigchld);
     return 0;
 }
 
@@ -300,7 +300,7 @@ static procs *get_procs(lua_State *L)
     /* watched before the first child starts: a SIGCHLD is never missed */
     ev_signal_init(&ps->sigchld, on_sigchld, SIGCHLD);
     ps->sigchld.data = ps;
-    ev_signal_start(ps->h->loop, &ps->sigchld);
+    ev_signal_start(ps->h->rt->loop, &ps->sigchld);
     return ps;
 }
 
@@ -538,17 +538,17 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
 
 static void conn_watch(tconn *c, int events)
 {
-    ev_io_stop(c->h->loop, &c->io);
+    ev_io_stop(c->h->rt->loop, &c->io);
     if (events) {
         ev_io_set(&c->io, c->fd, events);
-        ev_io_start(c->h->loop, &c->io);
+        ev_io_start(c->h->rt->loop, &c->io);
     }
 }
 
 static void conn_close(tconn *c)
 {
     if (c->fd >= 0) {
-        ev_io_stop(c->h->loop, &c->io);
+        ev_io_stop(c->h->rt->loop, &c->io);
         close(c->fd);
         c->fd = -1;
     }
@@ -632,19 +632,19 @@ static int l_tcp_receive(lua_State *L)
     check_not_in_task(L, "tcp");
     int expired = 0, matched = 0;
     ev_timer t;
-    ev_now_update(c->h->loop);
+    ev_now_update(c->h->rt->loop);
     ev_timer_init(&t, on_deadline, timeout > 0 ? timeout : 0, 0);
     t.data = &expired;
-    ev_timer_start(c->h->loop, &t);
+    ev_timer_start(c->h->rt->loop, &t);
     conn_watch(c, EV_READ);
     for (;;) {
         matched = until && c->in.data && memmem(c->in.data, c->in.len, until, strlen(until)) != NULL;
         if (matched || c->eof || c->failed || expired)
             break;
-        ev_run(c->h->loop, EVRUN_ONCE);
+        ev_run(c->h->rt->loop, EVRUN_ONCE);
     }
     conn_watch(c, 0);
-    ev_timer_stop(c->h->loop, &t);
+    ev_timer_stop(c->h->rt->loop, &t);
     lua_pushlstring(L, c->in.data ? c->in.data : "", c->in.len);
     strbuf_reset(&c->in);
     if (matched)

@@ -9,13 +9,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sys/host.h"
+#include "rt/rt.h"
+#include "rt/timer.h"
 #include "core/strbuf.h"
 
 #define MAX_RESPONSE (64u << 20)
 
 struct http_client {
-    host *h;
+    rt *rt;
     CURLM *multi;
     ev_timer timer;
     http_call *calls;
@@ -123,7 +124,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     sock_watch *sw = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (sw) {
-            ev_io_stop(c->h->loop, &sw->io);
+            ev_io_stop(c->rt->loop, &sw->io);
             free(sw);
             curl_multi_assign(c->multi, s, NULL);
         }
@@ -136,11 +137,11 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         sw->c = c;
         curl_multi_assign(c->multi, s, sw);
     } else {
-        ev_io_stop(c->h->loop, &sw->io);
+        ev_io_stop(c->rt->loop, &sw->io);
     }
     int events = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
     ev_io_init(&sw->io, on_socket_event, s, events);
-    ev_io_start(c->h->loop, &sw->io);
+    ev_io_start(c->rt->loop, &sw->io);
     return 0;
 }
 
@@ -158,11 +159,11 @@ static int on_timer_change(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
     http_client *c = userp;
-    ev_timer_stop(c->h->loop, &c->timer);
+    ev_timer_stop(c->rt->loop, &c->timer);
     if (timeout_ms >= 0) {
         /* 0 means "as soon as possible": from the loop, never re-entering curl from here */
         ev_timer_set(&c->timer, (double)timeout_ms / 1000.0, 0);
-        ev_timer_start(c->h->loop, &c->timer);
+        ev_timer_start(c->rt->loop, &c->timer);
     }
     return 0;
 }
@@ -176,7 +177,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-http_client *http_client_new(host *h)
+http_client *http_client_new(rt *r)
 {
     /* libcurl's process-wide set-up (TLS libraries: tens of milliseconds) happens only when a
      * host first makes a request, not at every start-up; the host has a single thread */
@@ -189,7 +190,7 @@ http_client *http_client_new(host *h)
     http_client *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->h = h;
+    c->rt = r;
     c->multi = curl_multi_init();
     if (!c->multi) {
         free(c);
@@ -210,7 +211,7 @@ void http_client_free(http_client *c)
         return;
     while (c->calls)
         call_free(c->calls);
-    ev_timer_stop(c->h->loop, &c->timer);
+    ev_timer_stop(c->rt->loop, &c->timer);
     curl_multi_cleanup(c->multi); /* removes the remaining socket watches through on_socket */
     free(c);
 }

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-struct host;
+struct rt;
 typedef struct http_client http_client;
 typedef struct http_call http_call;
 
@@ -14,7 +14,7 @@ typedef struct http_call http_call;
  * out, malformed). body is NUL-terminated. */
 typedef void (*http_client_cb)(void *ud, long status, const char *body, size_t len, const char *error);
 
-http_client *http_client_new(struct host *h);
+http_client *http_client_new(struct rt *rt);
 void http_client_free(http_client *c); /* cancels what is in flight without callbacks */
 
 /* Seconds a request may take at most; longer time-outs are cut to this. */

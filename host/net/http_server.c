@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sys/host.h"
+#include "rt/rt.h"
 #include "rt/timer.h"
 
 #define READ_CHUNK 16384
@@ -50,12 +50,12 @@ typedef struct http_conn {
     int last_was_value;
     strbuf header_field;
     char *error_status;    /* set by callbacks: answer this and close (e.g. "413") */
-    host_timer idle;
+    rt_timer idle;
     struct http_conn *prev, *next;
 } http_conn;
 
 struct http_server {
-    host *h;
+    rt *rt;
     int fd;
     int port;
     ev_io accept_io;
@@ -155,13 +155,13 @@ static int conn_flush(http_conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_start(c->srv->h->loop, &c->wio);
+            ev_io_start(c->srv->rt->loop, &c->wio);
             return 0;
         }
         conn_close(c); /* peer gone */
         return -1;
     }
-    ev_io_stop(c->srv->h->loop, &c->wio);
+    ev_io_stop(c->srv->rt->loop, &c->wio);
     strbuf_reset(&c->out);
     c->out_off = 0;
     if ((c->closing || (c->eof && c->in_len == 0)) && !c->busy) {
@@ -171,15 +171,15 @@ static int conn_flush(http_conn *c)
             shutdown(c->fd, SHUT_WR);
             c->draining = 1;
             c->in_len = 0;
-            ev_io_start(c->srv->h->loop, &c->rio);
-            timer_start(c->srv->h, &c->idle, host_now(c->srv->h) + 2.0);
+            ev_io_start(c->srv->rt->loop, &c->rio);
+            timer_start(c->srv->rt, &c->idle, rt_now(c->srv->rt) + 2.0);
             return 0;
         }
         conn_close(c);
         return -1;
     }
     if (!c->eof && !ev_is_active(&c->rio))
-        ev_io_start(c->srv->h->loop, &c->rio);
+        ev_io_start(c->srv->rt->loop, &c->rio);
     return 0;
 }
 
@@ -331,9 +331,9 @@ static void conn_close(http_conn *c)
     http_server *s = c->srv;
     if (c->fd < 0)
         return;
-    ev_io_stop(s->h->loop, &c->rio);
-    ev_io_stop(s->h->loop, &c->wio);
-    timer_stop(s->h, &c->idle);
+    ev_io_stop(s->rt->loop, &c->rio);
+    ev_io_stop(s->rt->loop, &c->wio);
+    timer_stop(s->rt, &c->idle);
     close(c->fd);
     c->fd = -1;
     if (c->pending)
@@ -356,7 +356,7 @@ static void conn_close(http_conn *c)
 
 static void touch_idle(http_conn *c)
 {
-    timer_start(c->srv->h, &c->idle, host_now(c->srv->h) + c->srv->lim.idle_timeout);
+    timer_start(c->srv->rt, &c->idle, rt_now(c->srv->rt) + c->srv->lim.idle_timeout);
 }
 
 /* Parses buffered input until a request is with the handler or the input runs out. */
@@ -432,7 +432,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (n == 0) {
         c->eof = 1;
-        ev_io_stop(c->srv->h->loop, &c->rio);
+        ev_io_stop(c->srv->rt->loop, &c->rio);
         if (c->busy) {
             /* gone while its request waits (a long-poll): drop it, as nginx does, rather
              * than hold the descriptor until the wait ends */
@@ -451,7 +451,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     /* keep reading while a request waits (to see the client leave), but hold the input once
      * it is large or answers are backed up */
     if (c->out.len - c->out_off > OUT_HIGH_WATER || c->in_len > c->srv->lim.max_body + 65536)
-        ev_io_stop(c->srv->h->loop, &c->rio);
+        ev_io_stop(c->srv->rt->loop, &c->rio);
     if (!c->busy)
         conn_parse(c);
 }
@@ -465,11 +465,11 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
         conn_parse(c);
 }
 
-static void on_idle(host *h, host_timer *t)
+static void on_idle(rt *h, rt_timer *t)
 {
     http_conn *c = t->data;
     if (c->busy && !c->draining) { /* a long-poll in progress is not idleness */
-        timer_start(h, t, host_now(h) + c->srv->lim.idle_timeout);
+        timer_start(h, t, rt_now(h) + c->srv->lim.idle_timeout);
         return;
     }
     conn_close(c);
@@ -493,9 +493,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* out of descriptors: stop listening for a moment instead of spinning on a
                  * listener that stays readable */
-                ev_io_stop(s->h->loop, &s->accept_io);
+                ev_io_stop(s->rt->loop, &s->accept_io);
                 ev_timer_set(&s->accept_retry, 0.1, 0);
-                ev_timer_start(s->h->loop, &s->accept_retry);
+                ev_timer_start(s->rt->loop, &s->accept_retry);
             }
             return;
         }
@@ -520,7 +520,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         s->conns = c;
         s->stats.connections++;
         s->stats.open_connections++;
-        ev_io_start(s->h->loop, &c->rio);
+        ev_io_start(s->rt->loop, &c->rio);
         touch_idle(c);
     }
 }
@@ -567,7 +567,7 @@ int http_resolve(const char *addr, int port, http_addr *out, char *err, size_t e
     return 0;
 }
 
-http_server *http_server_start(host *h, const char *addr, int port, const http_limits *lim,
+http_server *http_server_start(rt *h, const char *addr, int port, const http_limits *lim,
                                http_handler handler, void *ud, char *err, size_t errlen)
 {
     http_addr a;
@@ -600,7 +600,7 @@ http_server *http_server_start(host *h, const char *addr, int port, const http_l
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    s->h = h;
+    s->rt = h;
     s->fd = fd;
     s->port = bound_port;
     s->lim = *lim;
@@ -630,8 +630,8 @@ void http_server_stop(http_server *s)
 {
     if (!s)
         return;
-    ev_io_stop(s->h->loop, &s->accept_io);
-    ev_timer_stop(s->h->loop, &s->accept_retry);
+    ev_io_stop(s->rt->loop, &s->accept_io);
+    ev_timer_stop(s->rt->loop, &s->accept_retry);
     close(s->fd);
     while (s->conns)
         conn_close(s->conns);

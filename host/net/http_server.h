@@ -9,7 +9,7 @@
 
 #include "core/strbuf.h"
 
-struct host;
+struct rt;
 struct http_conn;
 typedef struct http_server http_server;
 
@@ -47,7 +47,7 @@ int http_resolve(const char *addr, int port, http_addr *out, char *err, size_t e
 
 /* Binds addr:port (addr as for http_resolve; port 0 picks a free one) and serves on h's loop.
  * NULL on failure, with the reason in err. */
-http_server *http_server_start(struct host *h, const char *addr, int port, const http_limits *lim,
+http_server *http_server_start(struct rt *rt, const char *addr, int port, const http_limits *lim,
                                http_handler handler, void *ud, char *err, size_t errlen);
 int http_server_port(const http_server *s);
 void http_server_stop(http_server *s); /* closes the listener and every connection */

@@ -1,4 +1,4 @@
-/* timer.c - the host clock, the host's timer heap on one libev timer, and deferred calls
+/* timer.c - the host clock, the runtime's timer heap on one libev timer, and deferred calls
  * run from an ev_idle watcher. With the manual (test) clock nothing fires by itself:
  * timer_clock_advance walks time forward, firing due timers in deadline order. */
 #include "rt/timer.h"
@@ -7,13 +7,11 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "sys/host.h"
 #include "core/log.h"
-#include "sys/system.h"
 
-#define TIMER_OF(n) ((host_timer *)((char *)(n) - offsetof(host_timer, node)))
+#define TIMER_OF(n) ((rt_timer *)((char *)(n) - offsetof(rt_timer, node)))
 
-double host_monotonic(void)
+double rt_monotonic(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -22,18 +20,18 @@ double host_monotonic(void)
 
 /* Wall time as it was when the host started, carried forward by the monotonic clock: a step
  * of the system clock (NTP, an operator) then moves no schedule, and time never runs back. */
-static double real_now(const host *h) { return host_monotonic() + h->clock_offset; }
+static double real_now(const rt *h) { return rt_monotonic() + h->clock_offset; }
 
 /* To the microsecond: every timestamp and expiry then has a short exact decimal form, which
  * is what the JSON writers print fastest. */
-double host_now(const host *h)
+double rt_now(const rt *h)
 {
     if (h->manual_clock)
         return h->manual_now;
     return floor(real_now(h) * 1e6 + 0.5) / 1e6;
 }
 
-static void arm(host *h)
+static void arm(rt *h)
 {
     if (h->manual_clock) {
         ev_timer_stop(h->loop, &h->timer_watcher);
@@ -52,12 +50,12 @@ static void arm(host *h)
 }
 
 /* Fires every timer due at `now`, in order. A callback may start or stop timers. */
-static void fire_due(host *h, double now)
+static void fire_due(rt *h, double now)
 {
     heap_node *top;
     while ((top = heap_peek(&h->timers)) && top->key <= now) {
         heap_pop(&h->timers);
-        host_timer *t = TIMER_OF(top);
+        rt_timer *t = TIMER_OF(top);
         t->cb(h, t);
     }
 }
@@ -66,20 +64,20 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    host *h = w->data;
+    rt *h = w->data;
     /* libev may wake a hair before our wall-clock deadline; treat that as due */
     fire_due(h, real_now(h) + 1e-4);
     arm(h);
 }
 
-void timer_init(host_timer *t, void (*cb)(host *, host_timer *), void *data)
+void timer_init(rt_timer *t, void (*cb)(rt *, rt_timer *), void *data)
 {
     t->node = (heap_node)HEAP_NODE_INIT;
     t->cb = cb;
     t->data = data;
 }
 
-void timer_start(host *h, host_timer *t, double at)
+void timer_start(rt *h, rt_timer *t, double at)
 {
     heap_node *old_top = heap_peek(&h->timers);
     if (heap_contains(&t->node))
@@ -90,7 +88,7 @@ void timer_start(host *h, host_timer *t, double at)
         arm(h);
 }
 
-void timer_stop(host *h, host_timer *t)
+void timer_stop(rt *h, rt_timer *t)
 {
     if (!heap_contains(&t->node))
         return;
@@ -102,22 +100,41 @@ void timer_stop(host *h, host_timer *t)
 
 /* Moves every pending timer by `delta` so each keeps its time-to-go across a clock switch
  * (a uniform shift keeps the heap ordered). */
-static void shift_timers(host *h, double delta)
+static void shift_timers(rt *h, double delta)
 {
     for (size_t i = 0; i < h->timers.count; i++)
         h->timers.items[i]->key += delta;
-    systems_shift_clock(h, delta);
+    for (clock_listener *l = h->clock_listeners, *next; l; l = next) {
+        next = l->next;
+        l->on_shift(l, delta);
+    }
 }
 
-void timer_clock_set(host *h, double now)
+void rt_add_clock_listener(rt *r, clock_listener *l)
 {
-    shift_timers(h, now - host_now(h));
+    l->next = r->clock_listeners;
+    r->clock_listeners = l;
+}
+
+void rt_remove_clock_listener(rt *r, clock_listener *l)
+{
+    for (clock_listener **p = &r->clock_listeners; *p; p = &(*p)->next)
+        if (*p == l) {
+            *p = l->next;
+            l->next = NULL;
+            return;
+        }
+}
+
+void timer_clock_set(rt *h, double now)
+{
+    shift_timers(h, now - rt_now(h));
     h->manual_clock = 1;
     h->manual_now = now;
     arm(h);
 }
 
-void timer_clock_advance(host *h, double dt)
+void timer_clock_advance(rt *h, double dt)
 {
     if (!h->manual_clock)
         timer_clock_set(h, real_now(h));
@@ -129,12 +146,12 @@ void timer_clock_advance(host *h, double dt)
         if (top->key > h->manual_now)
             h->manual_now = top->key;
         heap_pop(&h->timers);
-        host_timer *t = TIMER_OF(top);
+        rt_timer *t = TIMER_OF(top);
         t->cb(h, t);
         defer_run(h, 1000000);
         /* a task that keeps sleeping 0 s would hold test time still forever */
         if (++fired > 10000000UL) {
-            log_write(h->cfg.log_level, LOG_ERROR, NULL, "test clock: timers keep firing at t=%.6f "
+            rt_log(h, LOG_ERROR, NULL, "test clock: timers keep firing at t=%.6f "
                       "(a loop of sssn.sleep(0)?); advance stopped there", h->manual_now);
             return;
         }
@@ -143,7 +160,7 @@ void timer_clock_advance(host *h, double dt)
     defer_run(h, 1000000);
 }
 
-void timer_clock_real(host *h)
+void timer_clock_real(rt *h)
 {
     if (h->manual_clock)
         shift_timers(h, real_now(h) - h->manual_now);
@@ -157,11 +174,11 @@ static void on_idle(struct ev_loop *loop, ev_idle *w, int revents)
 {
     (void)loop;
     (void)revents;
-    host *h = w->data;
+    rt *h = w->data;
     defer_run(h, 1000); /* bounded so timers and I/O get their turn */
 }
 
-void defer_init(deferred *d, void (*cb)(host *, deferred *), void *data)
+void defer_init(deferred *d, void (*cb)(rt *, deferred *), void *data)
 {
     d->cb = cb;
     d->data = data;
@@ -169,7 +186,7 @@ void defer_init(deferred *d, void (*cb)(host *, deferred *), void *data)
     d->queued = 0;
 }
 
-void defer(host *h, deferred *d)
+void defer(rt *h, deferred *d)
 {
     if (d->queued)
         return;
@@ -184,7 +201,7 @@ void defer(host *h, deferred *d)
         ev_idle_start(h->loop, &h->defer_watcher);
 }
 
-void defer_cancel(host *h, deferred *d)
+void defer_cancel(rt *h, deferred *d)
 {
     if (!d->queued)
         return;
@@ -202,7 +219,7 @@ void defer_cancel(host *h, deferred *d)
     d->next = NULL;
 }
 
-unsigned defer_run(host *h, unsigned limit)
+unsigned defer_run(rt *h, unsigned limit)
 {
     unsigned ran = 0;
     while (h->defer_head && ran < limit) {
@@ -220,9 +237,9 @@ unsigned defer_run(host *h, unsigned limit)
     return ran;
 }
 
-void timer_host_init(host *h)
+void timer_rt_init(rt *h)
 {
-    h->clock_offset = ev_time() - host_monotonic();
+    h->clock_offset = ev_time() - rt_monotonic();
     heap_init(&h->timers);
     ev_timer_init(&h->timer_watcher, on_timer, 0, 0);
     h->timer_watcher.data = h;
@@ -231,7 +248,7 @@ void timer_host_init(host *h)
     h->defer_head = h->defer_tail = NULL;
 }
 
-void timer_host_free(host *h)
+void timer_rt_free(rt *h)
 {
     ev_timer_stop(h->loop, &h->timer_watcher);
     ev_idle_stop(h->loop, &h->defer_watcher);

@@ -4,8 +4,10 @@
 #include "svc/api.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sys/host.h"
 #include "net/http_server.h"
@@ -16,13 +18,15 @@
 
 #define MAX_BODY (1u << 20)
 
-struct api {
+typedef struct api {
     host *h;
+    api_options opt;   /* its strings live in opt_strings */
+    char *opt_strings;
     vm *vm;
     int handler_ref;
     http_server *srv;
-    strbuf out; /* the fast routes' response bodies */
-};
+    strbuf out;        /* the fast routes' response bodies */
+} api;
 
 static void request_done(task *t, int ok)
 {
@@ -153,19 +157,22 @@ static void on_request(void *ud, http_request *r)
     }
 }
 
-api *api_start(host *h, const char *addr, int port, char *err, size_t errlen)
+/* http://ADDR:PORT, with an IPv6 ADDR in brackets. */
+static void format_url(char *buf, size_t size, const char *addr, int port)
 {
-    api *a = calloc(1, sizeof *a);
-    if (!a) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    a->h = h;
+    int v6 = strchr(addr, ':') != NULL;
+    snprintf(buf, size, "http://%s%s%s:%d", v6 ? "[" : "", addr, v6 ? "]" : "", port);
+}
+
+/* Binds, loads the router, and tells the host where others reach it (its endpoint). */
+static int api_start(service *svc, char *err, size_t errlen)
+{
+    api *a = svc->impl;
+    host *h = a->h;
     a->vm = vm_new(h, 0);
     if (!a->vm) {
-        free(a);
         snprintf(err, errlen, "cannot create the API's Lua state");
-        return NULL;
+        return -1;
     }
     a->vm->watchdog_limit = 5; /* a route never computes for long: it waits by yielding */
     lua_State *L = a->vm->L;
@@ -173,76 +180,79 @@ api *api_start(host *h, const char *addr, int port, char *err, size_t errlen)
     lua_pushstring(L, "sssn.api");
     if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) {
         snprintf(err, errlen, "cannot load the API router: %s", lua_tostring(L, -1));
-        vm_free(a->vm);
-        free(a);
-        return NULL;
+        return -1;
     }
     lua_getfield(L, -1, "handle");
     a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
     http_limits lim = {.max_body = MAX_BODY, .idle_timeout = 120};
-    a->srv = http_server_start(h, addr, port, &lim, on_request, a, err, errlen);
-    if (!a->srv) {
-        vm_free(a->vm);
+    a->srv = http_server_start(h->rt, a->opt.numeric, a->opt.port, &lim, on_request, a, err, errlen);
+    if (!a->srv)
+        return -1;
+    h->http_stats = http_server_stats(a->srv);
+    int port = http_server_port(a->srv);
+    char url[320], name[64] = "", guess[160];
+    format_url(url, sizeof url, a->opt.addr, port);
+    const char *advertise = a->opt.advertise;
+    if (!advertise && a->opt.any && gethostname(name, sizeof name - 1) == 0 && *name) {
+        /* 0.0.0.0 and :: are no address to give others: offer the host name, say how to change it */
+        format_url(guess, sizeof guess, name, port);
+        advertise = guess;
+        host_log(h, LOG_INFO, NULL, "advertising %s; set --advertise URL if other hosts reach this one "
+                                    "under another name", guess);
+    }
+    free(h->endpoint);
+    h->endpoint = strdup(advertise ? advertise : url);
+    host_log(h, LOG_INFO, NULL, "HTTP API on %s%s%s", url, advertise ? ", advertised as " : "",
+             advertise ? advertise : "");
+    if (!a->opt.loopback)
+        host_log(h, LOG_WARN, NULL, "the HTTP API on %s has no authentication yet: anyone who can reach "
+                                    "this address can read, write and register", url);
+    return 0;
+}
+
+/* Closes the listener and every connection; requests still in tasks are answered nowhere. */
+static void api_stop(service *svc)
+{
+    api *a = svc->impl;
+    if (a->srv)
+        http_server_stop(a->srv);
+    a->srv = NULL;
+    a->h->http_stats = NULL;
+}
+
+static void api_free(service *svc)
+{
+    api *a = svc->impl;
+    api_stop(svc);
+    vm_free(a->vm); /* ends the tasks of requests still waiting */
+    strbuf_free(&a->out);
+    free(a->opt_strings);
+    free(a);
+    free(svc);
+}
+
+static int api_keeps_running(const service *svc) { return ((const api *)svc->impl)->srv != NULL; }
+
+service *api_service_new(host *h, const api_options *opt)
+{
+    service *svc = calloc(1, sizeof *svc);
+    api *a = calloc(1, sizeof *a);
+    size_t n1 = strlen(opt->addr) + 1, n2 = strlen(opt->numeric) + 1, n3 = opt->advertise ? strlen(opt->advertise) + 1 : 0;
+    char *strings = malloc(n1 + n2 + n3);
+    if (!svc || !a || !strings) {
+        free(svc);
         free(a);
+        free(strings);
         return NULL;
     }
-    return a;
-}
-
-int api_port(const api *a) { return http_server_port(a->srv); }
-
-void api_stop(api *a)
-{
-    if (!a)
-        return;
-    http_server_stop(a->srv); /* detaches requests still in tasks */
-    vm_free(a->vm);           /* ends those tasks; their answers go nowhere */
-    strbuf_free(&a->out);
-    free(a);
-}
-
-void api_metrics_text(strbuf *b, const host *h)
-{
-    unsigned long long writes = 0, reads = 0, dropped = 0;
-    hashmap_iter it;
-    void *v;
-    hashmap_iter_init(h->channels, &it);
-    while (hashmap_iter_next(h->channels, &it, NULL, &v)) {
-        const channel *ch = v;
-        writes += ch->writes;
-        reads += ch->reads;
-        dropped += ch->dropped;
-    }
-    strbuf_printf(b,
-                  "# HELP sssn_systems Systems running in this host.\n# TYPE sssn_systems gauge\nsssn_systems %zu\n"
-                  "# HELP sssn_steps_total Steps run.\n# TYPE sssn_steps_total counter\nsssn_steps_total %llu\n"
-                  "# HELP sssn_step_errors_total Errors in setup or step.\n# TYPE sssn_step_errors_total counter\n"
-                  "sssn_step_errors_total %llu\n"
-                  "# HELP sssn_overruns_total Ticks merged because a step ran long.\n# TYPE sssn_overruns_total counter\n"
-                  "sssn_overruns_total %llu\n"
-                  "# HELP sssn_channels Channels in this host.\n# TYPE sssn_channels gauge\nsssn_channels %zu\n"
-                  "# HELP sssn_channel_writes_total Messages written to live channels.\n"
-                  "# TYPE sssn_channel_writes_total counter\nsssn_channel_writes_total %llu\n"
-                  "# HELP sssn_channel_reads_total Messages read from live channels.\n"
-                  "# TYPE sssn_channel_reads_total counter\nsssn_channel_reads_total %llu\n"
-                  "# HELP sssn_channel_dropped_total Messages dropped by capacity or retention.\n"
-                  "# TYPE sssn_channel_dropped_total counter\nsssn_channel_dropped_total %llu\n"
-                  "# HELP sssn_registry_entries Registry entries held.\n# TYPE sssn_registry_entries gauge\n"
-                  "sssn_registry_entries{kind=\"channel\"} %zu\nsssn_registry_entries{kind=\"system\"} %zu\n"
-                  "# HELP sssn_registry_expired_total Registry entries purged by expiry.\n"
-                  "# TYPE sssn_registry_expired_total counter\nsssn_registry_expired_total %zu\n",
-                  h->nrunning, (unsigned long long)h->steps, (unsigned long long)h->step_errors,
-                  (unsigned long long)h->overruns, hashmap_count(h->channels), writes, reads, dropped,
-                  registry_count(h->reg, REG_CHANNEL), registry_count(h->reg, REG_SYSTEM),
-                  registry_expired_total(h->reg));
-    if (h->api) {
-        const http_stats *st = http_server_stats(h->api->srv);
-        strbuf_printf(b, "# HELP sssn_http_requests_total HTTP requests answered, by status class.\n"
-                         "# TYPE sssn_http_requests_total counter\n");
-        for (int c = 2; c <= 5; c++)
-            strbuf_printf(b, "sssn_http_requests_total{status=\"%dxx\"} %llu\n", c, st->by_class[c]);
-        strbuf_printf(b, "# HELP sssn_http_connections Open HTTP connections.\n# TYPE sssn_http_connections gauge\n"
-                         "sssn_http_connections %llu\n", st->open_connections);
-    }
+    a->h = h;
+    a->opt = *opt;
+    a->opt_strings = strings;
+    a->opt.addr = memcpy(strings, opt->addr, n1);
+    a->opt.numeric = memcpy(strings + n1, opt->numeric, n2);
+    a->opt.advertise = opt->advertise ? memcpy(strings + n1 + n2, opt->advertise, n3) : NULL;
+    *svc = (service){.name = "HTTP API", .start = api_start, .stop = api_stop, .free = api_free,
+                     .keeps_running = api_keeps_running, .impl = a};
+    return svc;
 }

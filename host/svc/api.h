@@ -1,19 +1,23 @@
-/* api.h - the host's HTTP API: an http_server whose requests run as tasks in the host's own
- * API Lua state, routed by lua/sssn/api.lua, so long-polls wait without holding the loop. */
+/* api.h - the host's HTTP API as a service: an http_server whose requests run as tasks in
+ * the API's own Lua state, routed by lua/sssn/api.lua, so long-polls wait without holding
+ * the loop. Starting it binds the address and sets the host's endpoint (the URL other hosts
+ * reach it at) and h->http_stats. */
 #ifndef SSSN_API_H
 #define SSSN_API_H
 
-#include "core/strbuf.h"
+#include "svc/service.h"
+#include "sys/host.h"
 
-struct host;
-typedef struct api api;
+typedef struct api_options {
+    const char *addr;      /* --listen's ADDR as given: it names the host in the URL */
+    const char *numeric;   /* the address it resolved to, to bind */
+    int port;              /* 0: the kernel picks one */
+    int loopback;          /* the address is a loopback one (no warning) */
+    int any;               /* 0.0.0.0 or ::: advertise the host name instead */
+    const char *advertise; /* --advertise URL, or NULL */
+} api_options;
 
-/* Starts serving on addr:port; NULL with the reason in err on failure. */
-api *api_start(struct host *h, const char *addr, int port, char *err, size_t errlen);
-int api_port(const api *a);
-void api_stop(api *a);
-
-/* Prometheus text exposition of the host's counters. */
-void api_metrics_text(strbuf *b, const struct host *h);
+/* The options are copied; NULL when out of memory. */
+service *api_service_new(host *h, const api_options *opt);
 
 #endif

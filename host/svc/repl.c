@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <readline/history.h>
 #include <readline/readline.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 #define PROMPT "> "
 #define PROMPT2 ">> "
 #define HISTORY_MAX 1000
+
+typedef struct repl repl;
 
 struct repl {
     host *h;
@@ -69,7 +72,7 @@ static int call_module(repl *r, const char *name, int nargs, int nres)
 
 static void finish_input(repl *r)
 {
-    ev_io_stop(r->h->loop, &r->input);
+    ev_io_stop(r->h->rt->loop, &r->input);
     if (r->tty) {
         rl_callback_handler_remove();
         r->prompt_up = 0;
@@ -104,7 +107,7 @@ static void chunk_done(task *t, int ok)
         finish_input(r);
         return;
     }
-    ev_io_start(r->h->loop, &r->input);
+    ev_io_start(r->h->rt->loop, &r->input);
     show_prompt(r);
 }
 
@@ -131,7 +134,7 @@ static void handle_line(repl *r, const char *line)
     lua_getfield(L, -1, "exec");
     lua_remove(L, -2);
     lua_insert(L, -2);
-    ev_io_stop(r->h->loop, &r->input);
+    ev_io_stop(r->h->rt->loop, &r->input);
     task *t = task_new(r->vm, r->sys, TASK_CALL, 1, chunk_done, r);
     if (t) {
         r->running = t; /* chunk_done clears it; if it waits, chunk_done brings the prompt back */
@@ -142,7 +145,7 @@ static void handle_line(repl *r, const char *line)
         r->failed = 1;
     }
     if (!r->running)
-        ev_io_start(r->h->loop, &r->input);
+        ev_io_start(r->h->rt->loop, &r->input);
 }
 
 static void install_handler(repl *r);
@@ -245,7 +248,7 @@ static void on_input(struct ev_loop *loop, ev_io *w, int revents)
             strbuf_putc(&r->inbuf, '\n'); /* a last line without its newline */
         feed_lines(r);
         r->eof = 1;
-        ev_io_stop(r->h->loop, &r->input);
+        ev_io_stop(r->h->rt->loop, &r->input);
         if (!r->running)
             finish_input(r);
         return;
@@ -295,7 +298,7 @@ static char **on_complete(const char *text, int start, int end)
     return rl_completion_matches(text, completion_generator);
 }
 
-void repl_on_sigint(repl *r)
+static void repl_on_sigint(repl *r)
 {
     if (r->running && !r->starting) {
         task_cancel(r->running); /* a chunk waiting (sleep, HTTP, watch()): end it there */
@@ -312,9 +315,9 @@ void repl_on_sigint(repl *r)
     }
 }
 
-int repl_failed(const repl *r) { return r->failed && !r->tty; }
+static int repl_failed(const repl *r) { return r->failed && !r->tty; }
 
-repl *repl_start(host *h, int json)
+static repl *repl_start(host *h, int json)
 {
     repl *r = calloc(1, sizeof *r);
     if (!r)
@@ -379,15 +382,15 @@ repl *repl_start(host *h, int json)
         rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(,+-*/%^~#[]";
         install_handler(r);
     }
-    ev_io_start(h->loop, &r->input);
+    ev_io_start(h->rt->loop, &r->input);
     return r;
 }
 
-void repl_free(repl *r)
+static void repl_free(repl *r)
 {
     if (!r)
         return;
-    ev_io_stop(r->h->loop, &r->input);
+    ev_io_stop(r->h->rt->loop, &r->input);
     if (r->tty) {
         rl_callback_handler_remove();
         out_set_prompt(NULL, NULL, NULL);
@@ -401,4 +404,65 @@ void repl_free(repl *r)
     free(r->history_path);
     the_repl = NULL;
     free(r); /* the vm and its system belong to the host's systems list; freed with the host */
+}
+
+/* ---- the prompt as a service ---- */
+
+typedef struct repl_service {
+    host *h;
+    int json;
+    repl *r;
+    int done;   /* its input ended (the host stops) */
+} repl_service;
+
+static int service_start(service *svc, char *err, size_t errlen)
+{
+    repl_service *rs = svc->impl;
+    rs->r = repl_start(rs->h, rs->json);
+    if (!rs->r) {
+        snprintf(err, errlen, "the prompt could not open (see above)");
+        return -1;
+    }
+    return 0;
+}
+
+static int service_on_signal(service *svc, int signum)
+{
+    repl_service *rs = svc->impl;
+    if (signum != SIGINT || !rs->r)
+        return 0;
+    repl_on_sigint(rs->r);
+    return 1;
+}
+
+static void service_free(service *svc)
+{
+    repl_free(((repl_service *)svc->impl)->r);
+    free(svc->impl);
+    free(svc);
+}
+
+static int service_keeps_running(const service *svc) { return ((const repl_service *)svc->impl)->r != NULL; }
+
+static int service_exit_status(const service *svc)
+{
+    const repl_service *rs = svc->impl;
+    return rs->r && repl_failed(rs->r) ? 1 : 0;
+}
+
+service *repl_service_new(host *h, int json)
+{
+    service *svc = calloc(1, sizeof *svc);
+    repl_service *rs = calloc(1, sizeof *rs);
+    if (!svc || !rs) {
+        free(svc);
+        free(rs);
+        return NULL;
+    }
+    rs->h = h;
+    rs->json = json;
+    *svc = (service){.name = "prompt", .start = service_start, .on_signal = service_on_signal,
+                     .free = service_free, .keeps_running = service_keeps_running,
+                     .exit_status = service_exit_status, .takes_sigint = 1, .impl = rs};
+    return svc;
 }

@@ -3,6 +3,12 @@
  * seen where it happens, and a prompt can be hidden and redrawn around it. */
 #include "svc/stdout.h"
 
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
@@ -105,4 +111,79 @@ void out_set_prompt(int (*hide)(void *), void (*show)(void *), void *ud)
     out.hide = hide;
     out.show = show;
     out.ud = ud;
+}
+
+/* ---- the watch on standard output, as a service ---- */
+
+typedef struct out_watch {
+    host *h;
+    ev_prepare prepare;
+    int error_reported;
+} out_watch;
+
+/* Once per loop turn, before the loop waits: a write to standard output that found no reader
+ * (EPIPE: `sssn-host ... | head -3`) stops the host as SIGTERM does, so the systems deregister;
+ * the stop happens here, between callbacks, never inside the write (a step may be running). */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    out_watch *ow = w->data;
+    if (out_error() && !ow->error_reported) {
+        ow->error_reported = 1;
+        host_log(ow->h, LOG_WARN, NULL, "writing to standard output fails (%s): that output is lost",
+                 strerror(out_error()));
+    }
+    if (out_closed() && !ow->h->stopping)
+        host_stop_all(ow->h, "standard output was closed (nobody reads it any more)");
+}
+
+static int watch_start(service *svc, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    out_watch *ow = svc->impl;
+    struct ev_loop *loop = ow->h->rt->loop;
+    ev_prepare_init(&ow->prepare, on_prepare);
+    ow->prepare.data = ow;
+    ev_prepare_start(loop, &ow->prepare);
+    ev_unref(loop); /* watching output keeps no loop turn waiting */
+    return 0;
+}
+
+static void watch_stop(service *svc)
+{
+    out_watch *ow = svc->impl;
+    if (!ev_is_active(&ow->prepare))
+        return;
+    ev_ref(ow->h->rt->loop);
+    ev_prepare_stop(ow->h->rt->loop, &ow->prepare);
+}
+
+static void watch_free(service *svc)
+{
+    watch_stop(svc);
+    free(svc->impl);
+    free(svc);
+}
+
+static int watch_exit_status(const service *svc)
+{
+    (void)svc;
+    return out_closed() ? 3 : 0;
+}
+
+service *out_service_new(host *h)
+{
+    service *svc = calloc(1, sizeof *svc);
+    out_watch *ow = calloc(1, sizeof *ow);
+    if (!svc || !ow) {
+        free(svc);
+        free(ow);
+        return NULL;
+    }
+    ow->h = h;
+    *svc = (service){.name = "watch on standard output", .start = watch_start, .stop = watch_stop,
+                     .free = watch_free, .exit_status = watch_exit_status, .impl = ow};
+    return svc;
 }

@@ -8,6 +8,9 @@
 
 #include <stdio.h>
 
+#include "svc/service.h"
+#include "sys/host.h"
+
 /* Puts the wrapping streams in place of stdout (line-buffered) and stderr (unbuffered). Call
  * before any Lua state is made: io.stdout is the stream at the time. 0, or -1 when they could
  * not be made (stdout and stderr are then left as they were). */
@@ -25,5 +28,9 @@ FILE *out_terminal(void);
  * the screen), show(ud) follows the write, after a newline if the output did not end one.
  * Writes made by the hooks themselves are not hooked. NULL hide: no hooks. */
 void out_set_prompt(int (*hide)(void *), void (*show)(void *), void *ud);
+
+/* The watch as a service: once per loop turn it stops the host when standard output was
+ * closed (exit status 3) and logs once when writing to it fails otherwise. */
+service *out_service_new(host *h);
 
 #endif

@@ -1,18 +1,15 @@
-/* host.c - the host: creates the loop, the channel table and the registry, runs maintenance,
- * feeds registry events into their channel, handles SIGINT/SIGTERM and --duration, and
- * tears everything down in order. */
+/* host.c - the host: the channel table and the registry the systems share, registry
+ * maintenance, registry events fed into their channel, and tearing the systems down. It
+ * runs on the runtime (rt) the app gives it; the loop, signals and services are the app's. */
 #include "sys/host.h"
 
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
-#include "svc/api.h"
 #include "net/http_client.h"
-#include "svc/repl.h"
 #include "core/json.h"
 #include "sys/keepalive.h"
 #include "core/log.h"
@@ -29,19 +26,10 @@ void host_config_defaults(host_config *c)
 
 void host_log(const host *h, int level, const char *system, const char *fmt, ...)
 {
-    if (level > h->cfg.log_level)
-        return;
-    char line[LOG_LINE_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
-    size_t len = log_vformat(line, sizeof line, level, system, fmt, ap);
+    rt_vlog(h->rt, level, system, fmt, ap);
     va_end(ap);
-    if (!h->log_capture) {
-        fflush(stdout); /* keep the order of print() output and log lines on a shared terminal */
-        fwrite(line, 1, len, stderr);
-    } else if (h->log_capture->len + len <= HOST_LOG_CAPTURE_MAX) {
-        strbuf_append(h->log_capture, line, len);
-    }
 }
 
 int host_entry_json(strbuf *b, const reg_entry *e)
@@ -144,76 +132,27 @@ void host_registry_maintain(host *h)
         host_log(h, LOG_DEBUG, NULL, "registry maintenance purged %zu expired entr%s", n, n == 1 ? "y" : "ies");
 }
 
-static void on_maintenance(host *h, host_timer *t)
+static void on_maintenance(rt *r, rt_timer *t)
 {
+    (void)r;
+    host *h = t->data;
     host_registry_maintain(h);
-    timer_start(h, t, host_now(h) + h->cfg.maintenance);
+    timer_start(h->rt, t, host_now(h) + h->cfg.maintenance);
 }
 
-/* The one piece of process-wide state: a signal handler has no context to hand a flag to.
- * Set on SIGINT/SIGTERM so the watchdog can interrupt a step that never yields (the loop,
- * and so on_signal, only runs once the step is over). */
-static volatile sig_atomic_t signal_arrived;
-static volatile sig_atomic_t sigint_for_repl; /* with a prompt, Ctrl-C interrupts, never exits */
+/* The test clock switched: schedules kept as absolute times move with the timers. */
+static void on_clock_shift(clock_listener *l, double delta) { systems_shift_clock(l->data, delta); }
 
-static void on_raw_signal(int sig)
-{
-    signal_arrived = sig;
-    /* a second Ctrl-C ends the process at once; a repeated SIGTERM (supervisors and
-     * `timeout` send their own) lets the clean stop, bounded anyway, finish */
-    if (sig == SIGINT && !sigint_for_repl)
-        signal(sig, SIG_DFL);
-    ev_feed_signal(sig);
-}
-
-int host_signal_arrived(int interruptible)
-{
-    int sig = signal_arrived;
-    if (sig == SIGINT && sigint_for_repl)
-        return interruptible; /* Ctrl-C at a prompt only interrupts the prompt's own chunk */
-    return sig != 0;
-}
-
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    host *h = w->data;
-    signal_arrived = 0; /* the loop has it now */
-    if (w->signum == SIGINT && h->repl) {
-        if (!h->sigint_consumed)
-            repl_on_sigint(h->repl);
-        h->sigint_consumed = 0;
-        return;
-    }
-    host_stop_all(h, w->signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
-}
-
-static void on_duration(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    host *h = w->data;
-    host_stop_all(h, "--duration reached");
-}
-
-host *host_new(const host_config *cfg)
+host *host_new(const host_config *cfg, rt *r)
 {
     host *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
     h->cfg = *cfg;
-    if (cfg->capture_log && !(h->log_capture = calloc(1, sizeof *h->log_capture))) {
-        free(h);
-        return NULL;
-    }
-    h->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!h->loop) {
-        free(h);
-        return NULL;
-    }
-    timer_host_init(h);
-    timer_init(&h->maintenance_timer, on_maintenance, NULL);
+    h->rt = r;
+    h->clock_shift = (clock_listener){.on_shift = on_clock_shift, .data = h};
+    rt_add_clock_listener(r, &h->clock_shift);
+    timer_init(&h->maintenance_timer, on_maintenance, h);
     h->channels = hashmap_new();
     h->bytecode = hashmap_new();
     h->reg = registry_new(on_registry_event, h);
@@ -228,13 +167,8 @@ host *host_new(const host_config *cfg)
     h->registry_events->owner = strdup(HOST_OWNER);
     hashmap_put(h->channels, REGISTRY_CHANNEL_ID, h->registry_events);
     if (h->cfg.maintenance > 0)
-        timer_start(h, &h->maintenance_timer, host_now(h) + h->cfg.maintenance);
+        timer_start(h->rt, &h->maintenance_timer, host_now(h) + h->cfg.maintenance);
 
-    ev_signal_init(&h->sigint_watcher, on_signal, SIGINT);
-    ev_signal_init(&h->sigterm_watcher, on_signal, SIGTERM);
-    h->sigint_watcher.data = h->sigterm_watcher.data = h;
-    ev_timer_init(&h->duration_watcher, on_duration, 0, 0);
-    h->duration_watcher.data = h;
     unsigned char rnd[8];
     if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) {
         uint64_t x = (uint64_t)(ev_time() * 1e6) ^ (uint64_t)(uintptr_t)h;
@@ -253,58 +187,7 @@ void host_stop_all(host *h, const char *why)
     host_log(h, LOG_INFO, NULL, "stopping: %s", why);
     for (sssn_system *s = h->systems; s; s = s->next)
         system_stop(s, why);
-    ev_break(h->loop, EVBREAK_ALL);
-}
-
-static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    *(int *)w->data = 1;
-}
-
-void host_catch_signals(host *h)
-{
-    if (!ev_is_active(&h->sigint_watcher))
-        ev_signal_start(h->loop, &h->sigint_watcher);
-    if (!ev_is_active(&h->sigterm_watcher))
-        ev_signal_start(h->loop, &h->sigterm_watcher);
-    /* our handler in front of libev's: it also raises the flag the watchdog checks */
-    sigint_for_repl = h->repl != NULL;
-    struct sigaction sa = {.sa_handler = on_raw_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-void host_run(host *h)
-{
-    host_catch_signals(h);
-    if (h->cfg.duration > 0) {
-        ev_timer_set(&h->duration_watcher, h->cfg.duration, 0);
-        ev_timer_start(h->loop, &h->duration_watcher);
-    }
-    while (!h->stopping && (h->nrunning > 0 || h->api || h->repl))
-        ev_run(h->loop, EVRUN_ONCE);
-    /* let stopped systems finish deregistering from a remote registry, for a bounded time */
-    if (h->detached > 0) {
-        int expired = 0;
-        ev_timer t;
-        ev_timer_init(&t, on_grace_over, 3.0, 0);
-        t.data = &expired;
-        ev_timer_start(h->loop, &t);
-        while (h->detached > 0 && !expired)
-            ev_run(h->loop, EVRUN_ONCE);
-        ev_timer_stop(h->loop, &t);
-        if (h->detached > 0)
-            host_log(h, LOG_WARN, NULL, "exiting with %u deregistration(s) unfinished", h->detached);
-    }
-    ev_signal_stop(h->loop, &h->sigint_watcher);
-    ev_signal_stop(h->loop, &h->sigterm_watcher);
-    /* libev put back the default action; a late duplicate SIGTERM (`timeout` signals the child
-     * and then its whole group) must not kill the clean exit already under way */
-    signal(SIGTERM, SIG_IGN);
-    ev_timer_stop(h->loop, &h->duration_watcher);
+    ev_break(h->rt->loop, EVBREAK_ALL);
 }
 
 channel *host_channel(const host *h, const char *id) { return hashmap_get(h->channels, id); }
@@ -338,10 +221,6 @@ void host_free(host *h)
     if (!h)
         return;
     h->stopping = 1;
-    repl_free(h->repl);
-    h->repl = NULL;
-    api_stop(h->api);
-    h->api = NULL;
     for (sssn_system *s = h->systems; s; s = s->next)
         system_stop(s, "host shutting down");
     sssn_system *s = h->systems;
@@ -373,18 +252,11 @@ void host_free(host *h)
     }
     free(h->retired);
     registry_free(h->reg);
-    timer_stop(h, &h->maintenance_timer);
-    timer_host_free(h);
-    ev_signal_stop(h->loop, &h->sigint_watcher); /* caught, but the loop never ran (a failed start) */
-    ev_signal_stop(h->loop, &h->sigterm_watcher);
-    ev_loop_destroy(h->loop);
+    timer_stop(h->rt, &h->maintenance_timer);
+    rt_remove_clock_listener(h->rt, &h->clock_shift);
     free(h->endpoint);
     free(h->registry_url);
     strbuf_free(&h->scratch);
     strbuf_free(&h->event_buf);
-    if (h->log_capture) {
-        strbuf_free(h->log_capture);
-        free(h->log_capture);
-    }
     free(h);
 }

@@ -1,6 +1,6 @@
-/* host.h - the host: one libev loop, its systems, the channel table, the registry, the clock.
- * Everything the runtime knows hangs off one struct host passed explicitly; there is no
- * global state. The host owns channels (freed at host_free) and systems. */
+/* host.h - the host: the systems, the channel table and the registry they share, on the
+ * runtime (rt) below it. Passed explicitly; no global state. The host owns channels (freed
+ * at host_free) and systems; the loop, signals and services belong to the app above. */
 #ifndef SSSN_HOST_H
 #define SSSN_HOST_H
 
@@ -13,6 +13,7 @@
 #include "core/heap.h"
 #include "model/registry.h"
 #include "core/strbuf.h"
+#include "rt/rt.h"
 #include "rt/timer.h"
 
 struct sssn_system;
@@ -45,17 +46,8 @@ void host_config_defaults(host_config *c);
 #define REGISTRY_CHANNEL_ID "registry"
 
 typedef struct host {
-    struct ev_loop *loop;
+    rt *rt;                    /* the loop, the clock, timers, the log: the app's, below us */
     host_config cfg;
-
-    /* clock and timers (timer.c) */
-    int manual_clock;
-    double manual_now;
-    double clock_offset;       /* wall minus monotonic time at start (timer.c) */
-    heap timers;
-    ev_timer timer_watcher;
-    deferred *defer_head, *defer_tail;
-    ev_idle defer_watcher;
 
     hashmap *channels;         /* id -> channel*, live channels */
     hashmap *bytecode;         /* sssn module name -> its stripped bytecode (system.c) */
@@ -63,25 +55,21 @@ typedef struct host {
     size_t nretired, capretired;
     registry *reg;
     channel *registry_events;  /* the registry's events, readable as a channel */
-    host_timer maintenance_timer;
+    rt_timer maintenance_timer;
 
     struct sssn_system *systems; /* every system ever started, newest first */
     size_t nrunning;
 
-    struct api *api;           /* the HTTP API when --listen, else NULL */
     struct http_client *http;  /* outgoing requests, made on first use */
-    struct repl *repl;         /* the interactive prompt, when there is one */
-    int sigint_consumed;       /* a Ctrl-C already interrupted the prompt's running chunk */
+    const struct http_stats *http_stats; /* the HTTP API's counters while it serves, else NULL */
     unsigned detached;         /* tasks that must finish before exit (deregistering remotely) */
     char instance_id[17];      /* random per run: lets remote readers notice a restart */
     char *endpoint;            /* URL other hosts reach this one at, or NULL */
     char *registry_url;        /* --registry: systems use this remote registry */
 
-    ev_signal sigint_watcher, sigterm_watcher;
-    ev_timer duration_watcher;
-    int stopping;
+    int stopping;              /* host_stop_all ran: the app's loop ends */
+    clock_listener clock_shift; /* moves the systems' schedules when the test clock switches */
 
-    strbuf *log_capture;       /* with cfg.capture_log: the log since the runner last took it */
     strbuf scratch;            /* reusable buffer for encoding message content */
     strbuf event_buf;          /* reusable buffer for registry event messages */
 
@@ -92,23 +80,16 @@ typedef struct host {
     uint64_t lateness_count;
 } host;
 
-host *host_new(const host_config *cfg);  /* NULL when out of memory */
-void host_free(host *h);                 /* stops every system, frees everything */
+/* The host runs on r (the app's); NULL when out of memory. */
+host *host_new(const host_config *cfg, rt *r);
+void host_free(host *h);                 /* stops every system, frees everything but r */
 
-/* Runs the loop until every system stopped, a signal, or the duration passed. */
-void host_run(host *h);
-/* Catches SIGINT/SIGTERM from now on (host_run does it too): one that arrives while systems
- * start (setup already ran) stops them cleanly once the loop runs, instead of killing the
- * process or, when the shell ignored SIGINT for a background job, being lost. */
-void host_catch_signals(host *h);
-/* Whether SIGINT/SIGTERM arrived and the loop has not handled it yet (a step is running). */
-int host_signal_arrived(int interruptible);
+/* Stops every system (each deregisters what it registered) and ends the loop's run. */
 void host_stop_all(host *h, const char *why);
-/* A log line (see log.h), to stderr or, with cfg.capture_log, to h->log_capture (which keeps
- * at most HOST_LOG_CAPTURE_MAX bytes between two takes). */
+/* A log line (see core/log.h) through the runtime's log. */
 void host_log(const host *h, int level, const char *system, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-#define HOST_LOG_CAPTURE_MAX (1u << 20)
+static inline double host_now(const host *h) { return rt_now(h->rt); }
 
 /* Channel table. */
 channel *host_channel(const host *h, const char *id);

@@ -26,7 +26,7 @@ struct registration {
     double ttl;
     int keepalive;
     int displaced;       /* another registrant holds the entry: retry every KEEPALIVE_RETRY s */
-    host_timer timer;
+    rt_timer timer;
     registration *next;
 };
 
@@ -53,7 +53,7 @@ static void drop(sssn_system *s, registration *r)
             *p = r->next;
             break;
         }
-    timer_stop(s->h, &r->timer);
+    timer_stop(s->h->rt, &r->timer);
     free_fields(r);
     free(r->id);
     free(r->registrant);
@@ -104,13 +104,15 @@ static void displace(registration *r, const reg_entry *holder)
     if (!r->displaced)
         report_displaced(r, holder);
     r->displaced = 1;
-    timer_start(r->s->h, &r->timer, host_now(r->s->h) + KEEPALIVE_RETRY);
+    timer_start(r->s->h->rt, &r->timer, host_now(r->s->h) + KEEPALIVE_RETRY);
 }
 
 /* The heartbeat path: registry_refresh of the same fields allocates nothing. */
-static void on_refresh(host *h, host_timer *t)
+static void on_refresh(rt *rtm, rt_timer *t)
 {
+    (void)rtm;
     registration *r = t->data;
+    host *h = r->s->h;
     reg_fields f = fields_of(r);
     const reg_entry *e;
     switch (registry_refresh(h->reg, r->kind, &f, r->ttl, host_now(h), &e)) {
@@ -118,7 +120,7 @@ static void on_refresh(host *h, host_timer *t)
         displace(r, e);
         return;
     case REG_REFRESH_FAILED: /* out of memory: try again soon */
-        timer_start(h, &r->timer, host_now(h) + KEEPALIVE_RETRY);
+        timer_start(h->rt, &r->timer, host_now(h) + KEEPALIVE_RETRY);
         return;
     case REG_REFRESH_REGISTERED:
         if (r->displaced)
@@ -132,7 +134,7 @@ static void on_refresh(host *h, host_timer *t)
         break;
     }
     r->displaced = 0;
-    timer_start(h, &r->timer, refresh_at(h, r->ttl));
+    timer_start(h->rt, &r->timer, refresh_at(h, r->ttl));
 }
 
 void system_track_registration(sssn_system *s, reg_kind kind, const reg_fields *f, double ttl, int keepalive)
@@ -162,9 +164,9 @@ void system_track_registration(sssn_system *s, reg_kind kind, const reg_fields *
     if (copy_fields(r, f) < 0)
         r->keepalive = keepalive = 0; /* cannot re-register without the fields: not kept alive */
     if (keepalive)
-        timer_start(s->h, &r->timer, refresh_at(s->h, ttl));
+        timer_start(s->h->rt, &r->timer, refresh_at(s->h, ttl));
     else
-        timer_stop(s->h, &r->timer);
+        timer_stop(s->h->rt, &r->timer);
 }
 
 /* A deregistration by the system itself ends the keeping (and any attempt to take it back). */

@@ -32,7 +32,7 @@ struct periodic_source {
     sssn_system *s;
     channel *ch;
     int fn_ref;
-    host_timer timer;
+    rt_timer timer;
     double slot;        /* the deadline the timer is armed for */
     task *active;
     int refs;
@@ -228,7 +228,7 @@ vm *vm_new(host *h, size_t limit)
     lua_pushcfunction(v->L, vm_init_protected);
     lua_pushlightuserdata(v->L, v);
     if (lua_pcall(v->L, 1, 0, 0) != LUA_OK) {
-        log_write(h->cfg.log_level, LOG_ERROR, NULL, "cannot set up a Lua state: %s",
+        host_log(h, LOG_ERROR, NULL, "cannot set up a Lua state: %s",
                   lua_tostring(v->L, -1));
         lua_close(v->L);
         free(v);
@@ -255,14 +255,14 @@ static void watchdog_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     vm *v = vm_of(L);
-    if (host_signal_arrived(v->interruptible)) {
+    if (rt_signal_arrived(v->interruptible)) {
         if (v->interruptible) {
-            v->h->sigint_consumed = 1; /* the loop's SIGINT callback has nothing left to do */
+            v->h->rt->sigint_consumed = 1; /* the loop's SIGINT callback has nothing left to do */
             luaL_error(L, "interrupted");
         }
         luaL_error(L, "interrupted by a signal (the host is stopping)");
     }
-    if (v->watchdog_limit > 0 && host_monotonic() - v->watchdog_start > v->watchdog_limit)
+    if (v->watchdog_limit > 0 && rt_monotonic() - v->watchdog_start > v->watchdog_limit)
         luaL_error(L, "ran for more than %f s without yielding (interrupted by the watchdog)",
                    v->watchdog_limit);
 }
@@ -437,7 +437,7 @@ void task_resume(task *t, int nargs)
 {
     vm *v = t->vm;
     int nres = 0;
-    v->watchdog_start = host_monotonic();
+    v->watchdog_start = rt_monotonic();
     lua_sethook(t->co, watchdog_hook, LUA_MASKCOUNT, 100000);
     t->running = 1;
     int status = lua_resume(t->co, NULL, nargs, &nres);
@@ -484,7 +484,7 @@ static void task_finish(task *t, int ok)
 {
     vm *v = t->vm;
     task_unlink(t);
-    timer_stop(v->h, &t->sleep_timer);
+    timer_stop(v->h->rt, &t->sleep_timer);
     if (t->cancel_wait)
         t->cancel_wait(t);
     if (t->on_done)
@@ -516,7 +516,7 @@ task *task_find(vm *v, uint64_t id)
     return NULL;
 }
 
-static void on_sleep_done(host *h, host_timer *timer)
+static void on_sleep_done(rt *h, rt_timer *timer)
 {
     (void)h;
     task_resume(timer->data, 0);
@@ -532,7 +532,7 @@ int task_sleep(lua_State *L, double seconds)
     if (!(seconds >= 0))
         seconds = 0;
     t->sleep_timer.cb = on_sleep_done;
-    timer_start(t->vm->h, &t->sleep_timer, host_now(t->vm->h) + seconds);
+    timer_start(t->vm->h->rt, &t->sleep_timer, host_now(t->vm->h) + seconds);
     if (!timer_active(&t->sleep_timer))
         return luaL_error(L, "sssn.sleep: out of memory");
     return 0;
@@ -541,7 +541,7 @@ int task_sleep(lua_State *L, double seconds)
 void task_sleep_resume_soon(task *t)
 {
     t->sleep_timer.cb = on_sleep_done;
-    timer_start(t->vm->h, &t->sleep_timer, host_now(t->vm->h));
+    timer_start(t->vm->h->rt, &t->sleep_timer, host_now(t->vm->h));
 }
 
 /* Waiting for a channel write: a watcher on the channel and the task's sleep timer as the
@@ -559,8 +559,8 @@ static void end_wait(task *t)
     if (!w)
         return;
     channel_remove_watcher(w->ch, &w->watcher);
-    defer_cancel(t->vm->h, &w->wake);
-    timer_stop(t->vm->h, &t->sleep_timer);
+    defer_cancel(t->vm->h->rt, &w->wake);
+    timer_stop(t->vm->h->rt, &t->sleep_timer);
     free(w);
     t->wait = NULL;
     t->waiting = 0;
@@ -578,17 +578,17 @@ static void on_wait_write(channel_watcher *cw, const message *m)
 {
     (void)m;
     channel_wait *w = cw->data;
-    defer(w->t->vm->h, &w->wake);
+    defer(w->t->vm->h->rt, &w->wake);
 }
 
-static void on_wait_wake(host *h, deferred *d)
+static void on_wait_wake(rt *h, deferred *d)
 {
     (void)h;
     channel_wait *w = d->data;
     resume_with_bool(w->t, 1);
 }
 
-static void on_wait_timeout(host *h, host_timer *timer)
+static void on_wait_timeout(rt *h, rt_timer *timer)
 {
     (void)h;
     resume_with_bool(timer->data, 0);
@@ -615,7 +615,7 @@ int task_wait_channel(lua_State *L, channel *ch, uint64_t after, double timeout)
     t->waiting = 1;
     t->cancel_wait = end_wait;
     t->sleep_timer.cb = on_wait_timeout;
-    timer_start(t->vm->h, &t->sleep_timer, host_now(t->vm->h) + (timeout > 0 ? timeout : 0));
+    timer_start(t->vm->h->rt, &t->sleep_timer, host_now(t->vm->h) + (timeout > 0 ? timeout : 0));
     return 1;
 }
 
@@ -875,7 +875,7 @@ static int push_method(sssn_system *s, const char *method)
 static void finalize_stop(sssn_system *s);
 static void start_step(sssn_system *s);
 
-static void on_tick(host *h, host_timer *t)
+static void on_tick(rt *h, rt_timer *t)
 {
     (void)h;
     sssn_system *s = t->data;
@@ -900,7 +900,7 @@ static void schedule_next(sssn_system *s)
         s->tick_index = latest;
         next = now;
     }
-    timer_start(s->h, &s->tick_timer, next);
+    timer_start(s->h->rt, &s->tick_timer, next);
 }
 
 static void step_done(task *t, int ok)
@@ -959,7 +959,7 @@ static void setup_done(task *t, int ok)
     host_log(s->h, LOG_INFO, s->id, "running (%g tick%s per second)", s->tick_rate, s->tick_rate == 1 ? "" : "s");
     s->t0 = host_now(s->h);
     s->tick_index = 0;
-    timer_start(s->h, &s->tick_timer, s->t0);
+    timer_start(s->h->rt, &s->tick_timer, s->t0);
 }
 
 void system_start(sssn_system *s)
@@ -1007,7 +1007,7 @@ static void close_subscription(sssn_system *s, subscription *sub)
 {
     sub->closed = 1;
     channel_remove_watcher(sub->ch, &sub->watcher);
-    defer_cancel(s->h, &sub->delivery);
+    defer_cancel(s->h->rt, &sub->delivery);
     sub_release(sub); /* the list's reference */
 }
 
@@ -1022,7 +1022,7 @@ static void periodic_release(periodic_source *p)
 static void close_periodic(sssn_system *s, periodic_source *p)
 {
     p->closed = 1;
-    timer_stop(s->h, &p->timer);
+    timer_stop(s->h->rt, &p->timer);
     periodic_release(p);
 }
 
@@ -1053,7 +1053,7 @@ static void finalize_stop(sssn_system *s)
     if (s->state == SYS_STOPPED)
         return;
     s->state = SYS_STOPPED;
-    timer_stop(s->h, &s->tick_timer);
+    timer_stop(s->h->rt, &s->tick_timer);
     cancel_tasks(s);
     run_stop_hooks(s);
     while (s->subs) {
@@ -1122,14 +1122,14 @@ void vm_free(vm *v)
 
 /* ---- subscriptions: push delivery through the loop, one message at a time, in order ---- */
 
-static void deliver(host *h, deferred *d);
+static void deliver(rt *r, deferred *d);
 
 static void on_subscribed_write(channel_watcher *w, const message *m)
 {
     (void)m;
     subscription *sub = w->data;
     if (!sub->active)
-        defer(sub->s->h, &sub->delivery);
+        defer(sub->s->h->rt, &sub->delivery);
 }
 
 static void delivery_done(task *t, int ok)
@@ -1138,7 +1138,7 @@ static void delivery_done(task *t, int ok)
     subscription *sub = t->data;
     sub->active = NULL;
     if (!sub->closed)
-        defer(sub->s->h, &sub->delivery); /* more may have arrived meanwhile */
+        defer(sub->s->h->rt, &sub->delivery); /* more may have arrived meanwhile */
     sub_release(sub); /* the task's reference */
 }
 
@@ -1148,10 +1148,12 @@ static int push_message_protected(lua_State *L)
     return 1;
 }
 
-static void deliver(host *h, deferred *d)
+static void deliver(rt *r, deferred *d)
 {
+    (void)r;
     subscription *sub = d->data;
     sssn_system *s = sub->s;
+    host *h = s->h;
     if (sub->active || sub->closed || s->state == SYS_STOPPED)
         return;
     channel_batch b;
@@ -1179,7 +1181,7 @@ static void deliver(host *h, deferred *d)
                  lua_isstring(L, -1) ? lua_tostring(L, -1) : "not enough memory");
         lua_pop(L, 2);
         s->errors++;
-        defer(h, &sub->delivery);
+        defer(h->rt, &sub->delivery);
         return;
     }
     task *t = task_new(s->vm, s, TASK_SUBSCRIBER, 1, delivery_done, sub);
@@ -1213,7 +1215,7 @@ int system_subscribe(sssn_system *s, channel *ch, lua_State *L)
     channel_add_watcher(ch, &sub->watcher);
     sub->next = s->subs;
     s->subs = sub;
-    defer(s->h, &sub->delivery); /* deliver what is already there */
+    defer(s->h->rt, &sub->delivery); /* deliver what is already there */
     return 0;
 }
 
@@ -1256,17 +1258,19 @@ static void pull_done(task *t, int ok)
 }
 
 /* Fixed schedule: slot is always the armed deadline; late firings skip whole periods. */
-static void on_pull(host *h, host_timer *timer)
+static void on_pull(rt *r, rt_timer *timer)
 {
+    (void)r;
     periodic_source *p = timer->data;
     sssn_system *s = p->s;
+    host *h = s->h;
     if (p->closed || s->state == SYS_STOPPED)
         return;
     double period = p->ch->period, now = host_now(h);
     p->slot += period;
     if (p->slot <= now)
         p->slot += period * ceil((now - p->slot) / period + 1e-9);
-    timer_start(h, &p->timer, p->slot);
+    timer_start(h->rt, &p->timer, p->slot);
     if (p->active)
         return; /* the previous pull still waits: skip this period */
     lua_State *L = s->vm->L;
@@ -1296,7 +1300,7 @@ int system_add_periodic(sssn_system *s, channel *ch, lua_State *L)
     p->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     timer_init(&p->timer, on_pull, p);
     p->slot = host_now(s->h) + ch->period;
-    timer_start(s->h, &p->timer, p->slot);
+    timer_start(s->h->rt, &p->timer, p->slot);
     p->next = s->periodics;
     s->periodics = p;
     return 0;

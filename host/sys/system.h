@@ -41,7 +41,7 @@ struct task {
     lua_State *co;
     int co_ref;                 /* keeps the thread alive in vm->L's registry */
     int nargs;                  /* arguments of the first resume */
-    host_timer sleep_timer;     /* sssn.sleep */
+    rt_timer sleep_timer;     /* sssn.sleep */
     void (*on_done)(task *t, int ok);
     void *data;
     int running;                /* inside lua_resume right now */
@@ -71,7 +71,7 @@ struct sssn_system {
     int stop_requested;
 
     double tick_rate, period;
-    host_timer tick_timer;
+    rt_timer tick_timer;
     int ticking;               /* 0 for pseudo-systems: never stepped by the host */
     double t0;                 /* time of the first tick slot; slots are t0 + k * period */
     uint64_t tick_index;       /* k of the current / last step's slot */

@@ -1,0 +1,150 @@
+/* app.c - the composition root (see app.h): runtime, host, services; the run loop, signals,
+ * --duration and the shutdown order. */
+#include "app/app.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/log.h"
+
+app *app_new(const host_config *cfg)
+{
+    app *a = calloc(1, sizeof *a);
+    if (!a || !(a->rt = rt_new(cfg->log_level, cfg->capture_log)) || !(a->h = host_new(cfg, a->rt))) {
+        fprintf(stderr, "sssn-host: out of memory starting the host\n");
+        if (a)
+            rt_free(a->rt);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int app_add(app *a, service *s)
+{
+    if (!s) {
+        host_log(a->h, LOG_ERROR, NULL, "out of memory starting a service");
+        return -1;
+    }
+    char err[256] = "";
+    if (s->start && s->start(s, err, sizeof err) < 0) {
+        host_log(a->h, LOG_ERROR, NULL, "cannot start the %s: %s", s->name, err);
+        if (s->stop)
+            s->stop(s);
+        s->free(s);
+        return -1;
+    }
+    service **p = &a->services;
+    while (*p)
+        p = &(*p)->next;
+    s->next = NULL;
+    *p = s;
+    return 0;
+}
+
+static void on_signal(void *ud, int signum)
+{
+    app *a = ud;
+    for (service *s = a->services; s; s = s->next)
+        if (s->on_signal && s->on_signal(s, signum))
+            return;
+    host_stop_all(a->h, signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+}
+
+void app_catch_signals(app *a)
+{
+    int prompt = 0;
+    for (service *s = a->services; s; s = s->next)
+        prompt |= s->takes_sigint;
+    rt_catch_signals(a->rt, on_signal, a, prompt);
+}
+
+static void on_duration(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    app *a = w->data;
+    host_stop_all(a->h, "--duration reached");
+}
+
+static int services_keep_running(const app *a)
+{
+    for (const service *s = a->services; s; s = s->next)
+        if (s->keeps_running && s->keeps_running(s))
+            return 1;
+    return 0;
+}
+
+static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    *(int *)w->data = 1;
+}
+
+void app_run(app *a)
+{
+    host *h = a->h;
+    struct ev_loop *loop = a->rt->loop;
+    app_catch_signals(a);
+    if (h->cfg.duration > 0) {
+        ev_timer_init(&a->duration, on_duration, h->cfg.duration, 0);
+        a->duration.data = a;
+        ev_timer_start(loop, &a->duration);
+    }
+    while (!h->stopping && (h->nrunning > 0 || services_keep_running(a)))
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &a->duration);
+    host_stop_all(h, "done");
+    /* let stopped systems finish deregistering from a remote registry, for a bounded time */
+    if (h->detached > 0) {
+        int expired = 0;
+        ev_timer t;
+        ev_timer_init(&t, on_grace_over, 3.0, 0);
+        t.data = &expired;
+        ev_timer_start(loop, &t);
+        while (h->detached > 0 && !expired)
+            ev_run(loop, EVRUN_ONCE);
+        ev_timer_stop(loop, &t);
+        if (h->detached > 0)
+            host_log(h, LOG_WARN, NULL, "exiting with %u deregistration(s) unfinished", h->detached);
+    }
+    rt_release_signals(a->rt);
+}
+
+int app_exit_status(const app *a)
+{
+    int status = 0;
+    for (const service *s = a->services; s; s = s->next) {
+        int st = s->exit_status ? s->exit_status(s) : 0;
+        if (st == 1 || (st && !status))
+            status = st; /* a failure (1) wins over a closed output (3) */
+    }
+    return status;
+}
+
+void app_free(app *a)
+{
+    if (!a)
+        return;
+    for (service *s = a->services; s; s = s->next)
+        if (s->stop)
+            s->stop(s);
+    /* the prompt first, then the API: newest first, as they were added */
+    service *rev = NULL;
+    while (a->services) {
+        service *s = a->services;
+        a->services = s->next;
+        s->next = rev;
+        rev = s;
+    }
+    while (rev) {
+        service *s = rev;
+        rev = s->next;
+        s->free(s);
+    }
+    host_free(a->h);
+    rt_free(a->rt);
+    free(a);
+}

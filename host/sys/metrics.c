@@ -1,0 +1,49 @@
+/* metrics.c - the host's counters as Prometheus text (GET /metrics). */
+#include "sys/metrics.h"
+
+#include "net/http_server.h"
+
+void host_metrics_text(strbuf *b, const host *h)
+{
+    unsigned long long writes = 0, reads = 0, dropped = 0;
+    hashmap_iter it;
+    void *v;
+    hashmap_iter_init(h->channels, &it);
+    while (hashmap_iter_next(h->channels, &it, NULL, &v)) {
+        const channel *ch = v;
+        writes += ch->writes;
+        reads += ch->reads;
+        dropped += ch->dropped;
+    }
+    strbuf_printf(b,
+                  "# HELP sssn_systems Systems running in this host.\n# TYPE sssn_systems gauge\nsssn_systems %zu\n"
+                  "# HELP sssn_steps_total Steps run.\n# TYPE sssn_steps_total counter\nsssn_steps_total %llu\n"
+                  "# HELP sssn_step_errors_total Errors in setup or step.\n# TYPE sssn_step_errors_total counter\n"
+                  "sssn_step_errors_total %llu\n"
+                  "# HELP sssn_overruns_total Ticks merged because a step ran long.\n# TYPE sssn_overruns_total counter\n"
+                  "sssn_overruns_total %llu\n"
+                  "# HELP sssn_channels Channels in this host.\n# TYPE sssn_channels gauge\nsssn_channels %zu\n"
+                  "# HELP sssn_channel_writes_total Messages written to live channels.\n"
+                  "# TYPE sssn_channel_writes_total counter\nsssn_channel_writes_total %llu\n"
+                  "# HELP sssn_channel_reads_total Messages read from live channels.\n"
+                  "# TYPE sssn_channel_reads_total counter\nsssn_channel_reads_total %llu\n"
+                  "# HELP sssn_channel_dropped_total Messages dropped by capacity or retention.\n"
+                  "# TYPE sssn_channel_dropped_total counter\nsssn_channel_dropped_total %llu\n"
+                  "# HELP sssn_registry_entries Registry entries held.\n# TYPE sssn_registry_entries gauge\n"
+                  "sssn_registry_entries{kind=\"channel\"} %zu\nsssn_registry_entries{kind=\"system\"} %zu\n"
+                  "# HELP sssn_registry_expired_total Registry entries purged by expiry.\n"
+                  "# TYPE sssn_registry_expired_total counter\nsssn_registry_expired_total %zu\n",
+                  h->nrunning, (unsigned long long)h->steps, (unsigned long long)h->step_errors,
+                  (unsigned long long)h->overruns, hashmap_count(h->channels), writes, reads, dropped,
+                  registry_count(h->reg, REG_CHANNEL), registry_count(h->reg, REG_SYSTEM),
+                  registry_expired_total(h->reg));
+    if (h->http_stats) {
+        const http_stats *st = h->http_stats;
+        strbuf_printf(b, "# HELP sssn_http_requests_total HTTP requests answered, by status class.\n"
+                         "# TYPE sssn_http_requests_total counter\n");
+        for (int c = 2; c <= 5; c++)
+            strbuf_printf(b, "sssn_http_requests_total{status=\"%dxx\"} %llu\n", c, st->by_class[c]);
+        strbuf_printf(b, "# HELP sssn_http_connections Open HTTP connections.\n# TYPE sssn_http_connections gauge\n"
+                         "sssn_http_connections %llu\n", st->open_connections);
+    }
+}
