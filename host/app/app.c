@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bind/lua_sssn.h"
 #include "core/log.h"
+#include "sys/keepalive.h"
+#include "sys/system.h"
 
 app *app_new(const host_config *cfg)
 {
@@ -18,6 +21,9 @@ app *app_new(const host_config *cfg)
         free(a);
         return NULL;
     }
+    a->h->vmenv.open_core = luaopen_sssn_core; /* the bindings, for every state of the host */
+    systems_init(a->h);
+    keepalive_attach(a->h);
     return a;
 }
 
@@ -49,7 +55,7 @@ static void on_signal(void *ud, int signum)
     for (service *s = a->services; s; s = s->next)
         if (s->on_signal && s->on_signal(s, signum))
             return;
-    host_stop_all(a->h, signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
+    systems_stop_all(a->h, signum == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)");
 }
 
 void app_catch_signals(app *a)
@@ -65,7 +71,7 @@ static void on_duration(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     app *a = w->data;
-    host_stop_all(a->h, "--duration reached");
+    systems_stop_all(a->h, "--duration reached");
 }
 
 static int services_keep_running(const app *a)
@@ -96,7 +102,7 @@ void app_run(app *a)
     while (!h->stopping && (h->nrunning > 0 || services_keep_running(a)))
         ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &a->duration);
-    host_stop_all(h, "done");
+    systems_stop_all(h, "done");
     /* let stopped systems finish deregistering from a remote registry, for a bounded time */
     if (h->detached > 0) {
         int expired = 0;
@@ -144,6 +150,7 @@ void app_free(app *a)
         rev = s->next;
         s->free(s);
     }
+    systems_free_all(a->h);
     host_free(a->h);
     rt_free(a->rt);
     free(a);

@@ -170,7 +170,7 @@ static int probe_fits(host *h, size_t limit)
 {
     int level = h->rt->log_level;
     h->rt->log_level = -1; /* a probe that does not fit is no error to report */
-    vm *v = vm_new(h, limit);
+    vm *v = host_vm_new(h, limit);
     h->rt->log_level = level;
     if (!v)
         return 0;
@@ -272,7 +272,7 @@ static const char *find_lua_dir(char *buf, size_t size)
 static int run_tests(app *a, int argc, char **argv)
 {
     host *h = a->h;
-    vm *v = vm_new(h, 0);
+    vm *v = host_vm_new(h, 0);
     if (!v)
         return 1;
     lua_State *L = v->L;
@@ -294,7 +294,7 @@ static int run_tests(app *a, int argc, char **argv)
     }
     status = (int)lua_tointeger(L, -1);
 done:
-    host_stop_all(h, "tests finished");
+    systems_stop_all(h, "tests finished");
     vm_free(v); /* before the host: finalizers in the specs' state may still call the host */
     app_free(a);
     return status;
@@ -315,7 +315,7 @@ static int run_driver(app *a, int argc, char **argv)
         app_free(a);
         return usage_error("%s", "run needs a FILE");
     }
-    vm *v = vm_new(h, 0);
+    vm *v = host_vm_new(h, 0);
     if (!v) {
         app_free(a);
         return 1;
@@ -343,7 +343,7 @@ static int run_driver(app *a, int argc, char **argv)
         fprintf(stderr, "sssn-host run: %s\n", lua_tostring(L, -1));
     else
         status = 0;
-    host_stop_all(h, "driver finished");
+    systems_stop_all(h, "driver finished");
     vm_free(v);
     app_free(a);
     return status;

@@ -11,10 +11,10 @@
 #include "net/http_client.h"
 #include "core/json.h"
 #include "bind/lua_api.h"
-#include "bind/lua_sssn.h"
+#include "vm/marshal.h"
 #include "sys/system.h"
 
-static host *host_of(lua_State *L) { return vm_of(L)->h; }
+static host *host_of(lua_State *L) { return vm_of(L)->env->ud; }
 
 static int fail(lua_State *L, int status, const char *type, const char *fmt, const char *arg)
 {
@@ -27,7 +27,7 @@ static int fail(lua_State *L, int status, const char *type, const char *fmt, con
 
 static int push_buf(lua_State *L, strbuf *b)
 {
-    sssn_push_strbuf(L, b);
+    vm_push_strbuf(L, b);
     return 1;
 }
 
@@ -253,13 +253,6 @@ static int l_api_nack(lua_State *L) { return ack_or_nack(L, 1); }
 
 /* core.wait(id, after_seq, timeout) -> true when a message came, false on time-out.
  * Yields the calling coroutine. */
-static int wait_done(lua_State *L, int status, lua_KContext ctx)
-{
-    (void)L;
-    (void)status;
-    (void)ctx;
-    return 1; /* the boolean pushed by the resume */
-}
 
 static int l_wait(lua_State *L)
 {
@@ -277,11 +270,7 @@ static int l_wait(lua_State *L)
     }
     if (!ch)
         return luaL_error(L, "sssn: channel '%s' not found (wait)", id);
-    if (!task_wait_channel(L, ch, after < 0 ? 0 : (uint64_t)after, timeout)) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
-    return lua_yieldk(L, 0, 0, wait_done);
+    return task_wait_channel(L, ch, after < 0 ? 0 : (uint64_t)after, timeout);
 }
 
 /* core.api_reg_list(kind, visibility|nil, name|nil, capability|nil) -> json array */
@@ -371,110 +360,25 @@ static int l_metrics(lua_State *L)
 
 /* core.http(method, url, body|nil, bearer|nil, timeout) -> status, body | nil, error
  * Yields the calling task while the request is in flight. */
-typedef struct http_wait {
-    task *t;
-    http_call *call;
-    long status;
-    const char *body, *error;
-    size_t len;
-} http_wait;
-
-static void http_wait_cancel(task *t)
-{
-    http_wait *w = t->wait;
-    http_client_cancel(w->call);
-    free(w);
-    t->wait = NULL;
-    t->waiting = 0;
-    t->cancel_wait = NULL;
-}
-
-static int push_http_result(lua_State *L)
-{
-    http_wait *w = lua_touserdata(L, 1);
-    if (w->error) {
-        lua_pushnil(L);
-        lua_pushstring(L, w->error);
-    } else {
-        lua_pushinteger(L, w->status);
-        lua_pushlstring(L, w->body, w->len);
-    }
-    return 2;
-}
-
-static void on_http_done(void *ud, long status, const char *body, size_t len, const char *error)
-{
-    http_wait *w = ud;
-    task *t = w->t;
-    t->wait = NULL;
-    t->waiting = 0;
-    t->cancel_wait = NULL;
-    w->status = status;
-    w->body = body;
-    w->len = len;
-    w->error = error;
-    /* build the results in the state's main thread, protected, then hand them over */
-    lua_State *L = t->vm->L;
-    lua_pushcfunction(L, push_http_result);
-    lua_pushlightuserdata(L, w);
-    if (lua_pcall(L, 1, 2, 0) != LUA_OK) {
-        lua_pop(L, 1);
-        lua_pushnil(L);
-        lua_pushliteral(L, "not enough memory");
-    }
-    free(w);
-    if (!lua_checkstack(t->co, 2)) {
-        lua_pop(L, 2);
-        lua_pushnil(t->co);
-        lua_pushliteral(t->co, "stack overflow");
-    } else {
-        lua_xmove(L, t->co, 2);
-    }
-    task_resume(t, 2);
-}
-
-static int http_done_k(lua_State *L, int status, lua_KContext ctx)
-{
-    (void)L;
-    (void)status;
-    (void)ctx;
-    return 2;
-}
-
 static int l_http(lua_State *L)
 {
     host *h = host_of(L);
-    const char *method = luaL_checkstring(L, 1);
-    const char *url = luaL_checkstring(L, 2);
     size_t len = 0;
-    const char *body = luaL_optlstring(L, 3, NULL, &len);
-    const char *bearer = luaL_optstring(L, 4, NULL);
-    double timeout = luaL_optnumber(L, 5, 30);
-    if (!(timeout > 0 && timeout <= HTTP_CLIENT_MAX_TIMEOUT))
+    http_client_req req = {.method = luaL_checkstring(L, 1), .url = luaL_checkstring(L, 2)};
+    req.body = luaL_optlstring(L, 3, NULL, &len);
+    req.len = len;
+    req.bearer = luaL_optstring(L, 4, NULL);
+    req.timeout = luaL_optnumber(L, 5, 30);
+    if (!(req.timeout > 0 && req.timeout <= HTTP_CLIENT_MAX_TIMEOUT))
         return luaL_error(L, "sssn: an HTTP time-out must be a number of seconds between 0 and %f (got %f)",
-                          HTTP_CLIENT_MAX_TIMEOUT, timeout);
-    luaL_argcheck(L, strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0, 2,
+                          HTTP_CLIENT_MAX_TIMEOUT, req.timeout);
+    luaL_argcheck(L, strncmp(req.url, "http://", 7) == 0 || strncmp(req.url, "https://", 8) == 0, 2,
                   "an http:// URL is expected");
-    task *t = task_current(L);
-    if (!t)
+    if (!task_current(L))
         return luaL_error(L, "sssn: HTTP calls wait, so they need a system's setup, step or subscriber");
     if (!h->http && !(h->http = http_client_new(h->rt)))
         return luaL_error(L, "sssn: cannot start the HTTP client");
-    http_wait *w = calloc(1, sizeof *w);
-    if (!w)
-        return luaL_error(L, "sssn: out of memory (http)");
-    w->t = t;
-    w->call = http_client_request(h->http, method, url, bearer, body, len, timeout, on_http_done, w);
-    if (!w->call) {
-        free(w);
-        lua_pushnil(L);
-        lua_pushstring(L, "cannot start the request");
-        return 2;
-    }
-    t->wait = w;
-    t->waiting = 1;
-    t->cancel_wait = http_wait_cancel;
-    return lua_yieldk(L, 0, 0, http_done_k);
+    return task_wait_http(L, h->http, &req);
 }
 
 static int l_instance_id(lua_State *L)

@@ -16,21 +16,19 @@
 #include "sys/host.h"
 #include "core/json.h"
 #include "bind/lua_api.h"
+#include "vm/marshal.h"
 #include "sys/system.h"
 #include "bind/test_support.h"
 
 #define CHANNEL_MT "sssn.channel"
-#define SYSTEM_MT "sssn.system_handle"
+#define SYSTEM_MT SYSTEM_HANDLE_MT
 
 typedef struct channel_handle {
     channel *ch;
 } channel_handle;
 
-typedef struct system_handle {
-    sssn_system *s;
-} system_handle;
 
-static host *host_of(lua_State *L) { return vm_of(L)->h; }
+static host *host_of(lua_State *L) { return vm_of(L)->env->ud; }
 
 /* Raises an error positioned at the user's call: users reach these bindings through the
  * wrappers in lua/sssn/, so level 2 is the line in the user's script. */
@@ -47,179 +45,23 @@ static int sssn_error(lua_State *L, const char *fmt, ...)
 
 /* ---- messages and entries: C -> Lua ---- */
 
-static void set_string_field(lua_State *L, const char *key, const char *value)
-{
-    if (value) {
-        lua_pushstring(L, value);
-        lua_setfield(L, -2, key);
-    }
-}
-
-/* The envelope around content.data, which is on top of the stack (popped). */
-static void push_envelope(lua_State *L, const message *m)
-{
-    luaL_checkstack(L, 6, "pushing a message");
-    lua_createtable(L, 0, 9);
-    lua_insert(L, -2);
-    lua_createtable(L, 0, 1);
-    lua_insert(L, -2);
-    lua_setfield(L, -2, "data");
-    lua_setfield(L, -2, "content");
-    lua_pushstring(L, m->id);
-    lua_setfield(L, -2, "id");
-    lua_pushinteger(L, (lua_Integer)m->seq);
-    lua_setfield(L, -2, "seq");
-    lua_pushnumber(L, m->timestamp);
-    lua_setfield(L, -2, "timestamp");
-    set_string_field(L, "sender_id", m->sender_id);
-    if (m->metadata_json[0] == '{' && m->metadata_json[1] == '}' && !m->metadata_json[2])
-        lua_newtable(L); /* the usual case: no decoder call */
-    else
-        json_decode(L, m->metadata_json, strlen(m->metadata_json));
-    lua_setfield(L, -2, "metadata");
-    set_string_field(L, "correlation_id", m->correlation_id);
-    set_string_field(L, "reply_to", m->reply_to);
-    set_string_field(L, "recipient_id", m->recipient_id);
-}
-
-void sssn_push_message(lua_State *L, const message *m)
-{
-    json_decode(L, m->data_json, m->data_len);
-    push_envelope(L, m);
-}
-
-/* Decoded entries are cached per state, per kind: cache[id] -> table (weak values) and
- * versions[table] -> entry version (weak keys). A lookup of an unchanged entry returns the
- * same table without decoding; registry results are therefore shared, read-only snapshots. */
-static const char entry_cache_key[2] = {'c', 's'};
-
-/* Pushes the caches table {ids, versions} of a kind, creating it on first use. */
-static void push_entry_caches(lua_State *L, reg_kind kind)
-{
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &entry_cache_key[kind]) == LUA_TTABLE)
-        return;
-    lua_pop(L, 1);
-    lua_createtable(L, 2, 0);
-    for (int i = 1; i <= 2; i++) {
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushstring(L, i == 1 ? "v" : "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_rawseti(L, -2, i);
-    }
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &entry_cache_key[kind]);
-}
-
-/* With the caches' ids table at `ids` and versions table at `vers` (absolute indexes). */
-static void push_entry_at(lua_State *L, const reg_entry *e, int ids, int vers)
-{
-    luaL_checkstack(L, 4, "registry entry");
-    lua_pushstring(L, e->id);
-    if (lua_rawget(L, ids) == LUA_TTABLE) {
-        lua_pushvalue(L, -1);
-        if (lua_rawget(L, vers) == LUA_TNUMBER && (uint64_t)lua_tointeger(L, -1) == e->version) {
-            lua_pop(L, 1);
-            return;
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    json_decode(L, e->json, e->json_len);
-    lua_pushnumber(L, e->expires_at);
-    lua_setfield(L, -2, "expires_at");
-    lua_pushstring(L, e->id);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, ids);
-    lua_pushvalue(L, -1);
-    lua_pushinteger(L, (lua_Integer)e->version);
-    lua_rawset(L, vers);
-}
-
-static void push_entry(lua_State *L, const reg_entry *e)
-{
-    luaL_checkstack(L, 8, "registry entry");
-    push_entry_caches(L, e->kind);
-    int caches = lua_gettop(L);
-    lua_rawgeti(L, caches, 1);
-    lua_rawgeti(L, caches, 2);
-    push_entry_at(L, e, caches + 1, caches + 2);
-    lua_replace(L, caches);
-    lua_settop(L, caches);
-}
-
-/* A list of envelopes. The contents are decoded in one call, as one JSON array: a decoder
- * call per message costs more than the decoding itself. */
-static void push_batch(lua_State *L, const channel_batch *b)
-{
-    luaL_checkstack(L, 4, "pushing messages");
-    lua_createtable(L, (int)b->count, 0);
-    if (b->count == 0)
-        return;
-    luaL_Buffer buf;
-    luaL_buffinit(L, &buf);
-    luaL_addchar(&buf, '[');
-    for (size_t i = 0; i < b->count; i++) {
-        if (i)
-            luaL_addchar(&buf, ',');
-        luaL_addlstring(&buf, b->items[i]->data_json, b->items[i]->data_len);
-    }
-    luaL_addchar(&buf, ']');
-    luaL_pushresult(&buf);
-    size_t len;
-    const char *text = lua_tolstring(L, -1, &len);
-    json_decode(L, text, len);
-    lua_remove(L, -2); /* the text */
-    for (size_t i = 0; i < b->count; i++) {
-        lua_rawgeti(L, -1, (lua_Integer)i + 1);
-        push_envelope(L, b->items[i]);
-        lua_rawseti(L, -3, (lua_Integer)i + 1);
-    }
-    lua_pop(L, 1); /* the decoded array */
-}
-
-static int push_batch_protected(lua_State *L)
-{
-    push_batch(L, lua_touserdata(L, 1));
-    return 1;
-}
-
-/* Builds the list under lua_pcall so that a memory error frees the batch before it goes on. */
-static void push_batch_then_free(lua_State *L, channel_batch *b)
-{
-    lua_pushcfunction(L, push_batch_protected);
-    lua_pushlightuserdata(L, b);
-    int st = lua_pcall(L, 1, 1, 0);
-    channel_batch_free(b);
-    if (st != LUA_OK)
-        lua_error(L);
-}
-
 static void push_channel_info(lua_State *L, const channel *ch)
 {
     lua_createtable(L, 0, 8);
-    set_string_field(L, "id", ch->id);
-    set_string_field(L, "name", ch->name);
-    set_string_field(L, "description", ch->description);
-    set_string_field(L, "visibility", ch->is_public ? "public" : "private");
-    set_string_field(L, "kind", channel_kind_name(ch->kind));
+    vm_set_string_field(L, "id", ch->id);
+    vm_set_string_field(L, "name", ch->name);
+    vm_set_string_field(L, "description", ch->description);
+    vm_set_string_field(L, "visibility", ch->is_public ? "public" : "private");
+    vm_set_string_field(L, "kind", channel_kind_name(ch->kind));
     if (ch->period > 0) {
         lua_pushnumber(L, ch->period);
         lua_setfield(L, -2, "period");
     }
-    set_string_field(L, "owner", ch->owner);
-    set_string_field(L, "endpoint", vm_of(L)->h->endpoint);
+    vm_set_string_field(L, "owner", ch->owner);
+    vm_set_string_field(L, "endpoint", host_of(L)->endpoint);
 }
 
 /* ---- handles ---- */
-
-void sssn_push_system(lua_State *L, sssn_system *s)
-{
-    system_handle *hd = lua_newuserdatauv(L, sizeof *hd, 0);
-    hd->s = s;
-    luaL_setmetatable(L, SYSTEM_MT);
-}
 
 static sssn_system *check_system(lua_State *L, int arg)
 {
@@ -282,8 +124,7 @@ static int l_sleep(lua_State *L)
     if (lua_type(L, 1) != LUA_TNUMBER || !(s >= 0 && s <= 1e9))
         return sssn_error(L, "sssn.sleep: seconds must be a number between 0 and 1e9 (got %s)",
                           lua_type(L, 1) == LUA_TNUMBER ? lua_tostring(L, 1) : luaL_typename(L, 1));
-    task_sleep(L, s);
-    return lua_yield(L, 0);
+    return task_wait_sleep(L, s);
 }
 
 static int l_log(lua_State *L)
@@ -302,27 +143,6 @@ static int l_log(lua_State *L)
     return 0;
 }
 
-static int push_strbuf_protected(lua_State *L)
-{
-    strbuf *b = lua_touserdata(L, 1);
-    lua_pushlstring(L, b->data, b->len);
-    return 1;
-}
-
-void sssn_push_strbuf(lua_State *L, strbuf *b)
-{
-    if (!b->data || strbuf_failed(b)) { /* a text cut short by a failed append is never used */
-        strbuf_free(b);
-        luaL_error(L, "sssn: out of memory");
-    }
-    lua_pushcfunction(L, push_strbuf_protected);
-    lua_pushlightuserdata(L, b);
-    int st = lua_pcall(L, 1, 1, 0);
-    strbuf_free(b);
-    if (st != LUA_OK)
-        lua_error(L);
-}
-
 static int l_json_encode(lua_State *L)
 {
     luaL_checkany(L, 1);
@@ -333,7 +153,7 @@ static int l_json_encode(lua_State *L)
         strbuf_free(&b);
         return luaL_error(L, "sssn.json.encode: %s", err);
     }
-    sssn_push_strbuf(L, &b);
+    vm_push_strbuf(L, &b);
     return 1;
 }
 
@@ -401,18 +221,6 @@ static double opt_number_field(lua_State *L, int t, const char *key, const char 
     }
     lua_pop(L, 1);
     return v;
-}
-
-const char *sssn_id_problem(const char *id, size_t len)
-{
-    if (len == 0)
-        return "must not be empty";
-    if (len > SSSN_ID_MAX)
-        return "is longer than " SSSN_ID_MAX_TEXT " bytes";
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
-            return "contains a control character";
-    return NULL;
 }
 
 /* t.id: a string of 1 to SSSN_ID_MAX bytes without control characters. */
@@ -697,7 +505,7 @@ static int l_read(lua_State *L)
     if (rc != CHANNEL_OK)
         return channel_error(L, rc, ch, "read_channel");
     uint64_t missed = b.missed;
-    push_batch_then_free(L, &b);
+    vm_push_batch_then_free(L, &b);
     lua_pushinteger(L, (lua_Integer)missed);
     return 2;
 }
@@ -713,7 +521,7 @@ static int l_claim(lua_State *L)
     int rc = channel_claim(ch, s->id, limit, host_now(host_of(L)), &b);
     if (rc != CHANNEL_OK)
         return channel_error(L, rc, ch, "claim_channel (an exclusive read)");
-    push_batch_then_free(L, &b);
+    vm_push_batch_then_free(L, &b);
     return 1;
 }
 
@@ -818,8 +626,8 @@ static int l_sys_stats(lua_State *L)
     sssn_system *s = hd->s;
     static const char *const states[] = {"setup", "running", "stopped"};
     lua_createtable(L, 0, 9);
-    set_string_field(L, "id", s->id);
-    set_string_field(L, "state", states[s->state]);
+    vm_set_string_field(L, "id", s->id);
+    vm_set_string_field(L, "state", states[s->state]);
     set_int_field(L, "steps", s->steps);
     set_int_field(L, "errors", s->errors);
     set_int_field(L, "overruns", s->overruns);
@@ -836,13 +644,6 @@ static int l_sys_stop(lua_State *L)
     system_handle *hd = luaL_checkudata(L, 1, SYSTEM_MT);
     system_stop(hd->s, "stopped by request");
     return 0;
-}
-
-static int l_sys_tostring(lua_State *L)
-{
-    system_handle *hd = luaL_checkudata(L, 1, SYSTEM_MT);
-    lua_pushfstring(L, "system<%s>", hd->s->id);
-    return 1;
 }
 
 /* ---- registry ---- */
@@ -977,7 +778,7 @@ static int l_reg_put(lua_State *L)
         e = registry_put(h->reg, kind, &f, ttl, host_now(h));
     }
     if (e && s)
-        system_track_registration(s, kind, &f, ttl, keepalive);
+        keepalive_track(&s->kept, kind, &f, ttl, keepalive);
     strbuf_free(&b);
     if (!e)
         return sssn_error(L, "sssn: out of memory (%s '%s')", fn, id);
@@ -999,7 +800,7 @@ static int l_reg_remove(lua_State *L)
     sssn_system *s = registering_system(L);
     const char *registrant = push_registrant(L, 3, s, fn);
     if (s)
-        system_untrack_registration(s, kind, id);
+        keepalive_untrack(&s->kept, kind, id);
     int removed = registry_remove(h->reg, kind, id, registrant, host_now(h));
     if (removed == 1) {
         lua_pushboolean(L, 1);
@@ -1023,7 +824,7 @@ static int reg_get(lua_State *L, reg_kind kind, int arg)
         lua_pushnil(L);
         return 1;
     }
-    push_entry(L, e);
+    vm_push_entry(L, e);
     return 1;
 }
 
@@ -1039,7 +840,7 @@ static int reg_get_cached(lua_State *L, reg_kind kind)
         lua_pushnil(L);
         return 1;
     }
-    push_entry_at(L, e, lua_upvalueindex(1), lua_upvalueindex(2));
+    vm_push_entry_at(L, e, lua_upvalueindex(1), lua_upvalueindex(2));
     return 1;
 }
 
@@ -1051,7 +852,7 @@ static int push_list_protected(lua_State *L)
     reg_list *l = lua_touserdata(L, 1);
     lua_createtable(L, (int)l->count, 0);
     for (size_t i = 0; i < l->count; i++) {
-        push_entry(L, l->items[i]);
+        vm_push_entry(L, l->items[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     return 1;
@@ -1229,7 +1030,7 @@ static int l_spawn(lua_State *L)
     if (!lua_isnil(L, 6))
         s->vm->watchdog_limit = luaL_checknumber(L, 6);
     system_start(s);
-    sssn_push_system(L, s);
+    system_push_handle(L, s);
     return 1;
 }
 
@@ -1246,7 +1047,7 @@ static int l_attach(lua_State *L)
     sssn_system *s = system_attach(vm_of(L), id, luaL_optstring(L, 2, id));
     if (!s)
         return sssn_error(L, "sssn: out of memory (attach)");
-    sssn_push_system(L, s);
+    system_push_handle(L, s);
     return 1;
 }
 
@@ -1286,7 +1087,7 @@ static int l_system_handle(lua_State *L)
     if (!s)
         lua_pushnil(L);
     else
-        sssn_push_system(L, s);
+        system_push_handle(L, s);
     return 1;
 }
 
@@ -1303,7 +1104,7 @@ static int l_spawn_task(lua_State *L)
     vm *v = vm_of(L);
     int n = lua_gettop(L);
     lua_xmove(L, v->L, n); /* tasks start from the state's main thread */
-    task *t = task_new(v, s, TASK_CALL, n - 1, NULL, NULL);
+    task *t = task_new(v, s, s->id, TASK_CALL, n - 1, NULL, NULL);
     if (!t)
         return sssn_error(L, "sssn: cannot start a coroutine (spawn)");
     uint64_t id = t->id;
@@ -1408,10 +1209,6 @@ int luaopen_sssn_core(lua_State *L)
     lua_pushcfunction(L, l_channel_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    luaL_newmetatable(L, SYSTEM_MT);
-    lua_pushcfunction(L, l_sys_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
     luaL_newmetatable(L, JSON_ARRAY_MT);
     lua_pushstring(L, "array");
     lua_setfield(L, -2, "__name");
@@ -1424,7 +1221,7 @@ int luaopen_sssn_core(lua_State *L)
         {"reg_get_system", l_reg_get_system, REG_SYSTEM},
     };
     for (int i = 0; i < 2; i++) {
-        push_entry_caches(L, cached[i].kind);
+        vm_push_entry_caches(L, cached[i].kind);
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
         lua_remove(L, -3);

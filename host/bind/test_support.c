@@ -29,7 +29,7 @@
 #define TCP_MT "sssn.testing.tcp"
 #define TMP_PREFIX "sssn-test."
 
-static host *host_of(lua_State *L) { return vm_of(L)->h; }
+static host *host_of(lua_State *L) { return vm_of(L)->env->ud; }
 
 static void check_not_in_task(lua_State *L, const char *what)
 {
@@ -78,7 +78,7 @@ typedef struct tcall {
     char ctype[256];
 } tcall;
 
-static void on_call_done(void *ud, const http_response *r)
+static void on_call_done(void *ud, const http_client_resp *r)
 {
     tcall *c = ud;
     c->call = NULL;
@@ -125,7 +125,7 @@ static int l_http_start(lua_State *L)
     const char *method = luaL_checkstring(L, 1);
     const char *url = luaL_checkstring(L, 2);
     luaL_argcheck(L, strncmp(url, "http://", 7) == 0, 2, "an http:// URL is expected");
-    http_request req = {.method = method, .url = url, .timeout = 10};
+    http_client_req req = {.method = method, .url = url, .timeout = 10};
     const char *lines[33] = {NULL};
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);

@@ -76,7 +76,7 @@ static void collect_done(http_client *c)
         http_client_cb cb = call->cb;
         http_client_response_cb rcb = call->rcb;
         void *ud = call->ud;
-        http_response r = {.status = status};
+        http_client_resp r = {.status = status};
         char ctype[256] = "";
         if (rcb) {
             const char *ct = NULL;
@@ -216,7 +216,7 @@ void http_client_free(http_client *c)
     free(c);
 }
 
-static http_call *start(http_client *c, const http_request *req, http_client_cb cb, http_client_response_cb rcb,
+static http_call *start(http_client *c, const http_client_req *req, http_client_cb cb, http_client_response_cb rcb,
                         void *ud)
 {
     const char *bearer = req->bearer, *body = req->body;
@@ -303,12 +303,12 @@ static http_call *start(http_client *c, const http_request *req, http_client_cb 
 http_call *http_client_request(http_client *c, const char *method, const char *url, const char *bearer,
                                const char *body, size_t len, double timeout, http_client_cb cb, void *ud)
 {
-    http_request req = {.method = method, .url = url, .bearer = bearer, .body = body, .len = len,
+    http_client_req req = {.method = method, .url = url, .bearer = bearer, .body = body, .len = len,
                         .timeout = timeout};
     return start(c, &req, cb, NULL, ud);
 }
 
-http_call *http_client_send(http_client *c, const http_request *req, http_client_response_cb cb, void *ud)
+http_call *http_client_send(http_client *c, const http_client_req *req, http_client_response_cb cb, void *ud)
 {
     return start(c, req, NULL, cb, ud);
 }

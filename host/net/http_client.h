@@ -28,7 +28,7 @@ void http_client_cancel(http_call *call); /* its callback will not run */
 
 /* The same with more control and more of the answer (the test client of sssn.testing uses
  * it). Strings are copied before http_client_send returns. */
-typedef struct http_request {
+typedef struct http_client_req {
     const char *method, *url;
     const char *bearer;          /* may be NULL: as for http_client_request */
     const char *body;            /* may be NULL: no body */
@@ -36,10 +36,10 @@ typedef struct http_request {
     double timeout;              /* seconds, cut to (0.001, HTTP_CLIENT_MAX_TIMEOUT] */
     const char *const *headers;  /* extra "Name: value" lines, NULL-terminated; may be NULL */
     int fresh_connect;           /* open a new connection rather than reuse a kept-alive one */
-} http_request;
+} http_client_req;
 
 /* Valid during the callback only. */
-typedef struct http_response {
+typedef struct http_client_resp {
     long status;                 /* 0 with `error` set when no response came */
     const char *body;            /* NUL-terminated */
     size_t len;
@@ -47,11 +47,11 @@ typedef struct http_response {
     const char *content_type;    /* the response's Content-Type, or NULL */
     long connects;               /* connections the request opened (0: it reused one) */
     double seconds;              /* the transfer's total time (curl's, from its start) */
-} http_response;
+} http_client_resp;
 
-typedef void (*http_client_response_cb)(void *ud, const http_response *r);
+typedef void (*http_client_response_cb)(void *ud, const http_client_resp *r);
 
 /* NULL when the request could not be started (out of memory, a header with CR or LF). */
-http_call *http_client_send(http_client *c, const http_request *req, http_client_response_cb cb, void *ud);
+http_call *http_client_send(http_client *c, const http_client_req *req, http_client_response_cb cb, void *ud);
 
 #endif

@@ -1,11 +1,9 @@
-/* rt.c - the runtime's loop and log (see rt.h); the clock and timers live in timer.c and
- * the signals in signals.c. */
+/* rt.c - making and freeing the runtime (see rt.h); the clock and timers live in timer.c,
+ * the log in logsink.c and the signals in signals.c. */
 #include "rt/rt.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 
-#include "core/log.h"
 #include "rt/timer.h"
 
 rt *rt_new(int log_level, int capture_log)
@@ -42,24 +40,3 @@ void rt_free(rt *r)
     free(r);
 }
 
-void rt_vlog(const rt *r, int level, const char *who, const char *fmt, va_list ap)
-{
-    if (level > r->log_level)
-        return;
-    char line[LOG_LINE_MAX + 1];
-    size_t len = log_vformat(line, sizeof line, level, who, fmt, ap);
-    if (!r->log_capture) {
-        fflush(stdout); /* keep the order of print() output and log lines on a shared terminal */
-        fwrite(line, 1, len, stderr);
-    } else if (r->log_capture->len + len <= RT_LOG_CAPTURE_MAX) {
-        strbuf_append(r->log_capture, line, len);
-    }
-}
-
-void rt_log(const rt *r, int level, const char *who, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    rt_vlog(r, level, who, fmt, ap);
-    va_end(ap);
-}

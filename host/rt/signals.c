@@ -2,6 +2,7 @@
  * one handler the app registered, from the loop; a raw handler in front raises the flag the
  * watchdog reads while a step runs (the loop, and so the watchers, only run once it is over). */
 #include <signal.h>
+#include <time.h>
 
 #include "rt/rt.h"
 
@@ -9,13 +10,32 @@
 static volatile sig_atomic_t signal_arrived;
 static volatile sig_atomic_t sigint_interrupts; /* with a prompt, Ctrl-C interrupts, never exits */
 
+static double first_sigint; /* monotonic seconds of the first SIGINT, 0 before one */
+
+static double now_monotonic(void) /* clock_gettime is async-signal-safe */
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + 1e-9;
+}
+
 static void on_raw_signal(int sig)
 {
     signal_arrived = sig;
-    /* a second Ctrl-C ends the process at once; a repeated SIGTERM (supervisors and
-     * `timeout` send their own) lets the clean stop, bounded anyway, finish */
-    if (sig == SIGINT && !sigint_interrupts)
-        signal(sig, SIG_DFL);
+    /* A second Ctrl-C ends the process at once; a repeated SIGTERM (supervisors and `timeout`
+     * send their own) lets the clean stop, bounded anyway, finish. `timeout` sends a signal
+     * to its child and then to its whole process group, so a SIGINT that comes within a
+     * moment of the first is that same one delivered twice, not a second Ctrl-C. */
+    if (sig == SIGINT && !sigint_interrupts) {
+        double t = now_monotonic();
+        if (first_sigint == 0) {
+            first_sigint = t;
+        } else if (t - first_sigint > 0.25) {
+            signal(SIGINT, SIG_DFL);
+            raise(SIGINT);
+            return;
+        }
+    }
     ev_feed_signal(sig);
 }
 

@@ -151,7 +151,7 @@ static void on_request(void *ud, http_request *r)
         http_respond(r, 500, "application/json", err, sizeof err - 1);
         return;
     }
-    if (task_spawn(a->vm, NULL, TASK_REQUEST, 5, request_done, r) < 0) {
+    if (task_spawn(a->vm, NULL, NULL, TASK_REQUEST, 5, request_done, r) < 0) {
         static const char err[] = "{\"detail\":\"cannot start the request\",\"error\":{\"type\":\"internal\",\"message\":\"cannot start the request\"}}";
         http_respond(r, 500, "application/json", err, sizeof err - 1);
     }
@@ -169,7 +169,7 @@ static int api_start(service *svc, char *err, size_t errlen)
 {
     api *a = svc->impl;
     host *h = a->h;
-    a->vm = vm_new(h, 0);
+    a->vm = host_vm_new(h, 0);
     if (!a->vm) {
         snprintf(err, errlen, "cannot create the API's Lua state");
         return -1;

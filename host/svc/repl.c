@@ -84,7 +84,7 @@ static void finish_input(repl *r)
         fprintf(stderr, "sssn-host: unexpected end of input in an unfinished chunk\n");
         r->failed = 1;
     }
-    host_stop_all(r->h, "end of input");
+    systems_stop_all(r->h, "end of input");
 }
 
 static void chunk_done(task *t, int ok)
@@ -135,7 +135,7 @@ static void handle_line(repl *r, const char *line)
     lua_remove(L, -2);
     lua_insert(L, -2);
     ev_io_stop(r->h->rt->loop, &r->input);
-    task *t = task_new(r->vm, r->sys, TASK_CALL, 1, chunk_done, r);
+    task *t = task_new(r->vm, r->sys, r->sys->id, TASK_CALL, 1, chunk_done, r);
     if (t) {
         r->running = t; /* chunk_done clears it; if it waits, chunk_done brings the prompt back */
         r->starting = 1;
@@ -325,7 +325,7 @@ static repl *repl_start(host *h, int json)
     r->h = h;
     r->json = json;
     r->tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
-    r->vm = vm_new(h, 0);
+    r->vm = host_vm_new(h, 0);
     if (!r->vm) {
         free(r);
         return NULL;
@@ -340,7 +340,7 @@ static repl *repl_start(host *h, int json)
         return NULL;
     }
     r->sys->owns_vm = 1; /* the host frees the REPL's state with its system */
-    r->vm->default_system = r->sys;
+    r->vm->default_owner = r->sys;
     lua_State *L = r->vm->L;
     lua_getglobal(L, "require");
     lua_pushstring(L, "sssn.repl");

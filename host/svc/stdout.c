@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "sys/system.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -135,7 +136,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
                  strerror(out_error()));
     }
     if (out_closed() && !ow->h->stopping)
-        host_stop_all(ow->h, "standard output was closed (nobody reads it any more)");
+        systems_stop_all(ow->h, "standard output was closed (nobody reads it any more)");
 }
 
 static int watch_start(service *svc, char *err, size_t errlen)

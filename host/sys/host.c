@@ -11,9 +11,7 @@
 
 #include "net/http_client.h"
 #include "core/json.h"
-#include "sys/keepalive.h"
 #include "core/log.h"
-#include "sys/system.h"
 
 void host_config_defaults(host_config *c)
 {
@@ -22,6 +20,18 @@ void host_config_defaults(host_config *c)
     c->maintenance = 30;
     c->step_timeout = 10;
     c->log_level = LOG_INFO;
+}
+
+const char *sssn_id_problem(const char *id, size_t len)
+{
+    if (len == 0)
+        return "must not be empty";
+    if (len > SSSN_ID_MAX)
+        return "is longer than " SSSN_ID_MAX_TEXT " bytes";
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+            return "contains a control character";
+    return NULL;
 }
 
 void host_log(const host *h, int level, const char *system, const char *fmt, ...)
@@ -62,13 +72,13 @@ static int put_registrant(strbuf *b, const reg_entry *e)
  * {"event": "...", "kind": "channel"|"system", "id": "...", "registrant": "..."|null,
  *  "entry": {... , "expires_at": t}}
  * and for "replaced" also "previous": {the entry taken over}, "previous_registrant". An event
- * that cannot be built whole (out of memory) is not written. A replaced entry kept alive by a
- * system of this host makes that system retry (keepalive.c). */
+ * that cannot be built whole (out of memory) is not written. The systems layer hears of each
+ * event first (h->on_registry_event: a takeover makes a system retry, keepalive.c). */
 static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
 {
     host *h = ud;
-    if (ev == REG_REPLACED)
-        keepalive_on_replaced(h, e, prev);
+    if (h->on_registry_event)
+        h->on_registry_event(h, ev, e, prev);
     if (!h->registry_events)
         return;
     strbuf *b = &h->event_buf;
@@ -140,9 +150,6 @@ static void on_maintenance(rt *r, rt_timer *t)
     timer_start(h->rt, t, host_now(h) + h->cfg.maintenance);
 }
 
-/* The test clock switched: schedules kept as absolute times move with the timers. */
-static void on_clock_shift(clock_listener *l, double delta) { systems_shift_clock(l->data, delta); }
-
 host *host_new(const host_config *cfg, rt *r)
 {
     host *h = calloc(1, sizeof *h);
@@ -150,11 +157,11 @@ host *host_new(const host_config *cfg, rt *r)
         return NULL;
     h->cfg = *cfg;
     h->rt = r;
-    h->clock_shift = (clock_listener){.on_shift = on_clock_shift, .data = h};
-    rt_add_clock_listener(r, &h->clock_shift);
     timer_init(&h->maintenance_timer, on_maintenance, h);
     h->channels = hashmap_new();
     h->bytecode = hashmap_new();
+    h->vmenv = (vm_env){.rt = r, .lua_dir = cfg->lua_dir, .bytecode = h->bytecode,
+                        .watchdog_limit = cfg->step_timeout, .ud = h};
     h->reg = registry_new(on_registry_event, h);
     channel_config rc = {.id = REGISTRY_CHANNEL_ID, .name = "Service Registry events",
                          .description = "registered, refreshed, expired and deregistered entries",
@@ -179,16 +186,6 @@ host *host_new(const host_config *cfg, rt *r)
     return h;
 }
 
-void host_stop_all(host *h, const char *why)
-{
-    if (h->stopping)
-        return;
-    h->stopping = 1;
-    host_log(h, LOG_INFO, NULL, "stopping: %s", why);
-    for (sssn_system *s = h->systems; s; s = s->next)
-        system_stop(s, why);
-    ev_break(h->rt->loop, EVBREAK_ALL);
-}
 
 channel *host_channel(const host *h, const char *id) { return hashmap_get(h->channels, id); }
 
@@ -221,14 +218,6 @@ void host_free(host *h)
     if (!h)
         return;
     h->stopping = 1;
-    for (sssn_system *s = h->systems; s; s = s->next)
-        system_stop(s, "host shutting down");
-    sssn_system *s = h->systems;
-    while (s) {
-        sssn_system *next = s->next;
-        system_free(s);
-        s = next;
-    }
     if (h->channels) {
         hashmap_iter it;
         void *v;
@@ -242,18 +231,10 @@ void host_free(host *h)
     h->http = NULL;
     for (size_t i = 0; i < h->nretired; i++)
         channel_free(h->retired[i]);
-    if (h->bytecode) {
-        hashmap_iter it;
-        void *v;
-        hashmap_iter_init(h->bytecode, &it);
-        while (hashmap_iter_next(h->bytecode, &it, NULL, &v))
-            free(v);
-        hashmap_free(h->bytecode);
-    }
+    vm_bytecode_free(h->bytecode);
     free(h->retired);
     registry_free(h->reg);
     timer_stop(h->rt, &h->maintenance_timer);
-    rt_remove_clock_listener(h->rt, &h->clock_shift);
     free(h->endpoint);
     free(h->registry_url);
     strbuf_free(&h->scratch);

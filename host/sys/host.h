@@ -15,6 +15,7 @@
 #include "core/strbuf.h"
 #include "rt/rt.h"
 #include "rt/timer.h"
+#include "vm/vm.h"
 
 struct sssn_system;
 
@@ -37,6 +38,10 @@ void host_config_defaults(host_config *c);
  * HTTP tokens give. Longer ones are refused with an error naming the id. */
 #define SSSN_ID_MAX 256
 #define SSSN_ID_MAX_TEXT "256"
+
+/* What is wrong with an id of len bytes (empty, longer than SSSN_ID_MAX, control
+ * characters), or NULL when it is fine. */
+const char *sssn_id_problem(const char *id, size_t len);
 
 /* Owner name of channels the host itself runs (the registry's event channel). */
 #define HOST_OWNER "sssn-host"
@@ -68,7 +73,12 @@ typedef struct host {
     char *registry_url;        /* --registry: systems use this remote registry */
 
     int stopping;              /* host_stop_all ran: the app's loop ends */
-    clock_listener clock_shift; /* moves the systems' schedules when the test clock switches */
+    clock_listener clock_shift; /* the systems' (system.c): schedules move with the test clock */
+    vm_env vmenv;              /* what the host's Lua states share (vm/vm.h) */
+    struct keepalive_set *keepalive_sets; /* systems keeping registrations alive (keepalive.c) */
+    /* told of every registry event before it is written to the registry channel (the
+     * systems layer sets it: keepalive.c); may be NULL */
+    void (*on_registry_event)(struct host *h, reg_event ev, const reg_entry *e, const reg_entry *prev);
 
     strbuf scratch;            /* reusable buffer for encoding message content */
     strbuf event_buf;          /* reusable buffer for registry event messages */
@@ -82,10 +92,8 @@ typedef struct host {
 
 /* The host runs on r (the app's); NULL when out of memory. */
 host *host_new(const host_config *cfg, rt *r);
-void host_free(host *h);                 /* stops every system, frees everything but r */
+void host_free(host *h); /* frees the channels and the registry (systems_free_all first), not r */
 
-/* Stops every system (each deregisters what it registered) and ends the loop's run. */
-void host_stop_all(host *h, const char *why);
 /* A log line (see core/log.h) through the runtime's log. */
 void host_log(const host *h, int level, const char *system, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

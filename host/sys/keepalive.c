@@ -12,10 +12,9 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "sys/system.h"
 
 struct registration {
-    sssn_system *s;
+    keepalive_set *k;
     reg_kind kind;
     char *id, *name, *json, *endpoint;
     char *registrant;    /* "<host instance>/<system id>", as registered */
@@ -46,7 +45,7 @@ static void free_fields(registration *r)
     r->ncaps = 0;
 }
 
-static void drop(sssn_system *s, registration *r)
+static void drop(keepalive_set *s, registration *r)
 {
     for (registration **p = &s->regs; *p; p = &(*p)->next)
         if (*p == r) {
@@ -94,7 +93,7 @@ static reg_fields fields_of(const registration *r)
 static void report_displaced(const registration *r, const reg_entry *holder)
 {
     const char *who = holder ? holder->registrant : NULL, *where = holder ? holder->endpoint : NULL;
-    host_log(r->s->h, LOG_INFO, r->s->id, "%s '%s' was taken over by %s%s%s%s%s: taking it back once it is free",
+    host_log(r->k->h, LOG_INFO, r->k->who, "%s '%s' was taken over by %s%s%s%s%s: taking it back once it is free",
              reg_kind_name(r->kind), r->id, who ? "registrant '" : "an operator (no registrant)", who ? who : "",
              who ? "'" : "", where ? " at " : "", where ? where : "");
 }
@@ -104,7 +103,7 @@ static void displace(registration *r, const reg_entry *holder)
     if (!r->displaced)
         report_displaced(r, holder);
     r->displaced = 1;
-    timer_start(r->s->h->rt, &r->timer, host_now(r->s->h) + KEEPALIVE_RETRY);
+    timer_start(r->k->h->rt, &r->timer, host_now(r->k->h) + KEEPALIVE_RETRY);
 }
 
 /* The heartbeat path: registry_refresh of the same fields allocates nothing. */
@@ -112,7 +111,7 @@ static void on_refresh(rt *rtm, rt_timer *t)
 {
     (void)rtm;
     registration *r = t->data;
-    host *h = r->s->h;
+    host *h = r->k->h;
     reg_fields f = fields_of(r);
     const reg_entry *e;
     switch (registry_refresh(h->reg, r->kind, &f, r->ttl, host_now(h), &e)) {
@@ -124,10 +123,10 @@ static void on_refresh(rt *rtm, rt_timer *t)
         return;
     case REG_REFRESH_REGISTERED:
         if (r->displaced)
-            host_log(h, LOG_INFO, r->s->id, "took %s '%s' back: the entry that replaced it is gone",
+            host_log(h, LOG_INFO, r->k->who, "took %s '%s' back: the entry that replaced it is gone",
                      reg_kind_name(r->kind), r->id);
         else
-            host_log(h, LOG_WARN, r->s->id, "%s '%s' lapsed before its refresh (was the loop held up?): "
+            host_log(h, LOG_WARN, r->k->who, "%s '%s' lapsed before its refresh (was the loop held up?): "
                      "registered it again", reg_kind_name(r->kind), r->id);
         break;
     case REG_REFRESH_RENEWED:
@@ -137,7 +136,7 @@ static void on_refresh(rt *rtm, rt_timer *t)
     timer_start(h->rt, &r->timer, refresh_at(h, r->ttl));
 }
 
-void system_track_registration(sssn_system *s, reg_kind kind, const reg_fields *f, double ttl, int keepalive)
+void keepalive_track(keepalive_set *s, reg_kind kind, const reg_fields *f, double ttl, int keepalive)
 {
     if (!f->registrant)
         return; /* an operator's entry: nobody's to keep */
@@ -152,11 +151,16 @@ void system_track_registration(sssn_system *s, reg_kind kind, const reg_fields *
             free(r);
             return; /* out of memory: the entry simply is not kept alive */
         }
-        r->s = s;
+        r->k = s;
         r->kind = kind;
         timer_init(&r->timer, on_refresh, r);
         r->next = s->regs;
         s->regs = r;
+        if (!s->linked) {
+            s->next = s->h->keepalive_sets;
+            s->h->keepalive_sets = s;
+            s->linked = 1;
+        }
     }
     r->ttl = ttl;
     r->keepalive = keepalive;
@@ -170,7 +174,7 @@ void system_track_registration(sssn_system *s, reg_kind kind, const reg_fields *
 }
 
 /* A deregistration by the system itself ends the keeping (and any attempt to take it back). */
-void system_untrack_registration(sssn_system *s, reg_kind kind, const char *id)
+void keepalive_untrack(keepalive_set *s, reg_kind kind, const char *id)
 {
     for (registration *r = s->regs; r; r = r->next)
         if (r->kind == kind && strcmp(r->id, id) == 0) {
@@ -181,33 +185,56 @@ void system_untrack_registration(sssn_system *s, reg_kind kind, const char *id)
 
 void keepalive_on_replaced(host *h, const reg_entry *e, const reg_entry *prev)
 {
-    /* prev->registrant is "<instance>/<system id>" when a system of some host registered it */
-    size_t n = strlen(h->instance_id);
     const char *reg = prev ? prev->registrant : NULL;
-    if (!reg || strncmp(reg, h->instance_id, n) != 0 || reg[n] != '/')
+    if (!reg)
         return;
-    sssn_system *s = system_find(h, reg + n + 1);
-    if (!s)
-        return;
-    for (registration *r = s->regs; r; r = r->next)
-        if (r->kind == prev->kind && strcmp(r->id, prev->id) == 0) {
-            if (r->keepalive && r->registrant && strcmp(r->registrant, reg) == 0)
-                displace(r, e);
-            return;
-        }
+    for (keepalive_set *k = h->keepalive_sets; k; k = k->next)
+        for (registration *r = k->regs; r; r = r->next)
+            if (r->kind == prev->kind && strcmp(r->id, prev->id) == 0 && r->registrant &&
+                strcmp(r->registrant, reg) == 0) {
+                if (r->keepalive)
+                    displace(r, e);
+                return;
+            }
 }
 
-void system_drop_registrations(sssn_system *s)
+void keepalive_init(keepalive_set *k, host *h, const char *who)
+{
+    *k = (keepalive_set){.h = h, .who = who};
+}
+
+static void unlink_set(keepalive_set *k)
+{
+    for (keepalive_set **p = &k->h->keepalive_sets; *p; p = &(*p)->next)
+        if (*p == k) {
+            *p = k->next;
+            break;
+        }
+    k->next = NULL;
+    k->linked = 0;
+}
+
+void keepalive_drop_all(keepalive_set *s)
 {
     host *h = s->h;
     while (s->regs) {
         registration *r = s->regs;
         int removed = registry_remove(h->reg, r->kind, r->id, r->registrant, host_now(h));
         if (removed == 1)
-            host_log(h, LOG_DEBUG, s->id, "deregistered %s '%s'", reg_kind_name(r->kind), r->id);
+            host_log(h, LOG_DEBUG, s->who, "deregistered %s '%s'", reg_kind_name(r->kind), r->id);
         else if (removed < 0)
-            host_log(h, LOG_DEBUG, s->id, "left %s '%s' registered: it belongs to another registrant now",
+            host_log(h, LOG_DEBUG, s->who, "left %s '%s' registered: it belongs to another registrant now",
                      reg_kind_name(r->kind), r->id);
         drop(s, r);
     }
+    if (s->linked)
+        unlink_set(s);
+}
+
+void keepalive_attach(host *h) { h->on_registry_event = keepalive_on_registry_event; }
+
+void keepalive_on_registry_event(host *h, reg_event ev, const reg_entry *e, const reg_entry *prev)
+{
+    if (ev == REG_REPLACED && prev)
+        keepalive_on_replaced(h, e, prev);
 }
