@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the layering of host/: a file may include headers of its own folder and of the
 # folders below it (the order of LAYERS in the Makefile), never of one above; and no two
-# files of a folder include each other. Prints each violation; exits 1 when there is any.
+# files of a folder include each other. Prints each violation and a result line (it counts as
+# one test in make test); exits 1 when there is any.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 layers=(core model rt net vm sys bind svc app)
@@ -23,4 +24,5 @@ for f in host/*/*.c; do
       { echo "layers: $dir/$a.c and $dir/$inc.c include each other"; bad=1; }
   done
 done
+if [ "$bad" -eq 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
 exit $bad

@@ -32,6 +32,9 @@ run() {
   [ "$rc" -ne 0 ] && status=1
 }
 
+echo "== layers (scripts/layers.sh)"
+run bash scripts/layers.sh
+
 for t in "$@"; do
   echo "== $t"
   run "$t"
