@@ -29,7 +29,10 @@ run() {
   fi
   passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
   failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
-  [ "$rc" -ne 0 ] && status=1
+  if [ "$rc" -ne 0 ]; then
+    echo "run-tests: '$*' exited $rc after its result line (a crash at exit?)" >&2
+    status=1
+  fi
 }
 
 echo "== layers (scripts/layers.sh)"

@@ -1,6 +1,8 @@
-/* api.c - the HTTP API: each request becomes a task in the host's API Lua state running
- * sssn.api.handle(method, path, query, authorization, body), which returns status,
- * content type and body. Long-polls yield inside that task; the loop never waits. */
+/* api.c - the HTTP API: each request goes through one pipeline - parsed (net/http_server),
+ * authenticated (an auth stage, svc/auth.h), routed (the hot read-only lookups in C, the
+ * rest as a task in the API's Lua state running sssn.api.handle(method, path, query,
+ * caller, role, body), which returns status, content type and body), and answered. Long-polls
+ * yield inside that task; the loop never waits. */
 #include "svc/api.h"
 
 #include <lauxlib.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "svc/auth.h"
 #include "sys/host.h"
 #include "net/http_server.h"
 #include "core/json.h"
@@ -20,6 +23,7 @@
 
 typedef struct api {
     host *h;
+    auth_stage *auth;  /* the pipeline's authentication stage */
     api_options opt;   /* its strings live in opt_strings */
     char *opt_strings;
     vm *vm;
@@ -43,18 +47,41 @@ static void request_done(task *t, int ok)
     http_respond(r, 500, "application/json", err, sizeof err - 1);
 }
 
+/* A request with the principal its stage found, on its way to the router. */
+typedef struct routed {
+    http_request *r;
+    const principal *who;
+} routed;
+
 static int push_request_protected(lua_State *L)
 {
-    http_request *r = lua_touserdata(L, 1);
+    routed *q = lua_touserdata(L, 1);
+    http_request *r = q->r;
     lua_pushstring(L, r->method);
     lua_pushstring(L, r->path);
     lua_pushstring(L, r->query);
-    if (r->authorization)
-        lua_pushstring(L, r->authorization);
-    else
-        lua_pushnil(L);
+    lua_pushstring(L, q->who->subject);
+    lua_pushinteger(L, q->who->role);
     lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
-    return 5;
+    return 6;
+}
+
+/* An error answer in the shape every route uses: {"detail", "error": {"type", "message"}}. */
+static void respond_error(api *a, http_request *r, int status, const char *type, const char *detail)
+{
+    strbuf *b = &a->out;
+    strbuf_reset(b);
+    strbuf_puts(b, "{\"detail\":");
+    json_write_string(b, detail, strlen(detail));
+    strbuf_printf(b, ",\"error\":{\"type\":\"%s\",\"message\":", type);
+    json_write_string(b, detail, strlen(detail));
+    strbuf_puts(b, "}}");
+    if (strbuf_failed(b) || !b->data) {
+        static const char oom[] = "{\"detail\":\"out of memory\",\"error\":{\"type\":\"internal\",\"message\":\"out of memory\"}}";
+        http_respond(r, 500, "application/json", oom, sizeof oom - 1);
+        return;
+    }
+    http_respond(r, status, "application/json", b->data, b->len);
 }
 
 /* Percent-decodes one path segment into out (NUL-terminated); -1 when malformed or long. */
@@ -131,30 +158,43 @@ static int answer_fast(api *a, http_request *r)
     return 1;
 }
 
-static void on_request(void *ud, http_request *r)
+/* Routing: the Lua router, in a task of the API's state. */
+static void route(api *a, http_request *r, const principal *who)
 {
-    api *a = ud;
-    if (answer_fast(a, r))
-        return;
     lua_State *L = a->vm->L;
     if (!lua_checkstack(L, 8)) {
         request_done(&(task){.data = r, .co = L}, 0);
         return;
     }
+    routed q = {r, who};
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->handler_ref);
     lua_pushcfunction(L, push_request_protected);
-    lua_pushlightuserdata(L, r);
-    if (lua_pcall(L, 1, 5, 0) != LUA_OK) {
+    lua_pushlightuserdata(L, &q);
+    if (lua_pcall(L, 1, 6, 0) != LUA_OK) {
         host_log(a->h, LOG_ERROR, NULL, "HTTP: %s", lua_tostring(L, -1));
         lua_pop(L, 2);
-        static const char err[] = "{\"detail\":\"out of memory\",\"error\":{\"type\":\"internal\",\"message\":\"out of memory\"}}";
-        http_respond(r, 500, "application/json", err, sizeof err - 1);
+        respond_error(a, r, 500, "internal", "out of memory");
         return;
     }
-    if (task_spawn(a->vm, NULL, NULL, TASK_REQUEST, 5, request_done, r) < 0) {
-        static const char err[] = "{\"detail\":\"cannot start the request\",\"error\":{\"type\":\"internal\",\"message\":\"cannot start the request\"}}";
-        http_respond(r, 500, "application/json", err, sizeof err - 1);
+    if (task_spawn(a->vm, NULL, NULL, TASK_REQUEST, 6, request_done, r) < 0)
+        respond_error(a, r, 500, "internal", "cannot start the request");
+}
+
+/* The pipeline: parsed by the server, authenticated, routed, answered. */
+static void on_request(void *ud, http_request *r)
+{
+    api *a = ud;
+    principal who;
+    int status = 0;
+    char detail[256];
+    if (a->auth->authenticate(a->auth, r, &who, &status, detail, sizeof detail) < 0) {
+        respond_error(a, r, status, status == 401 ? "unauthorized" : status == 403 ? "forbidden" : "bad_request",
+                      detail);
+        return;
     }
+    if (answer_fast(a, r))
+        return;
+    route(a, r, &who);
 }
 
 /* http://ADDR:PORT, with an IPv6 ADDR in brackets. */
@@ -175,6 +215,10 @@ static int api_start(service *svc, char *err, size_t errlen)
         return -1;
     }
     a->vm->watchdog_limit = 5; /* a route never computes for long: it waits by yielding */
+    if (!a->auth && !(a->auth = auth_open_new())) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     lua_State *L = a->vm->L;
     lua_getglobal(L, "require");
     lua_pushstring(L, "sssn.api");
@@ -226,6 +270,8 @@ static void api_free(service *svc)
     api *a = svc->impl;
     api_stop(svc);
     vm_free(a->vm); /* ends the tasks of requests still waiting */
+    if (a->auth)
+        a->auth->free(a->auth);
     strbuf_free(&a->out);
     free(a->opt_strings);
     free(a);

@@ -62,19 +62,6 @@ local function integer(q, name, min, max)
   return n
 end
 
--- The reader a request acts as: until auth exists, the Bearer token names it (as the Python
--- OpenSecurity does); no token reads as "anonymous". A token names a cursor the host keeps,
--- so its length is bounded (cutting it would let two callers share one cursor).
-local MAX_TOKEN = 256
-
-local function caller(auth)
-  local token = auth and auth:match("^%s*[Bb]earer%s+(%S+)%s*$")
-  if token and #token > MAX_TOKEN then
-    return nil, ("the Bearer token is %d characters long; at most %d are allowed"):format(#token, MAX_TOKEN)
-  end
-  return token or "anonymous"
-end
-
 local function decode_body(body)
   if body == "" then return nil, "the request body is empty: send JSON" end
   local ok, value = pcall(core.json_decode, body)
@@ -84,7 +71,7 @@ end
 
 -- Channels ----------------------------------------------------------------------------
 
-local function read_channel(id, q, auth)
+local function read_channel(id, q, reader)
   local limit, e1 = integer(q, "limit", 1, 10000)
   local wait, e2 = number(q, "wait", 0, MAX_WAIT)
   local exclusive, e3 = boolean(q, "exclusive")
@@ -95,8 +82,6 @@ local function read_channel(id, q, auth)
     after_seq = math.tointeger(tonumber(q.after))
     if not after_seq or after_seq < 0 then after_id = q.after end
   end
-  local reader, e4 = caller(auth)
-  if not reader then return err(400, "bad_request", e4) end
   local deadline = wait and core.now() + wait
   while true do
     local body, count, last, msg = core.api_read(id, reader, limit or 100, after_seq, after_id, exclusive)
@@ -112,11 +97,9 @@ local function read_channel(id, q, auth)
   end
 end
 
-local function write_channel(id, q, auth, body)
+local function write_channel(id, q, writer, body)
   local direct, e = boolean(q, "direct")
   if e then return err(400, "bad_request", e) end
-  local writer, e2 = caller(auth)
-  if not writer then return err(400, "bad_request", e2) end
   local value, derr = decode_body(body)
   if derr then return err(400, "bad_request", derr) end
   local item, status, etype, msg
@@ -142,14 +125,12 @@ local function write_channel(id, q, auth, body)
   return json(200, { status = "accepted", item_id = item })
 end
 
-local function ack(id, auth, body, nack)
+local function ack(id, reader, body, nack)
   local value, derr = decode_body(body)
   if derr then return err(400, "bad_request", derr) end
   if type(value) ~= "table" or type(value.message_ids) ~= "table" then
     return err(400, "bad_request", 'the body must be {"message_ids": [...]}')
   end
-  local reader, e = caller(auth)
-  if not reader then return err(400, "bad_request", e) end
   local fn = nack and core.api_nack or core.api_ack
   local n, status, etype, msg = fn(id, reader, value.message_ids)
   if not n then return err(status, etype, msg) end
@@ -289,7 +270,9 @@ local function not_allowed(method, path, allowed)
     method, path, table.concat(list, ", ")))
 end
 
-function M.handle(method, path, query, auth, body)
+--- One request, past the pipeline's authentication stage (svc/auth.h): caller is the
+--- principal's subject (the reader, claimer and sender), role its role (1 read, 2 write, 3 admin).
+function M.handle(method, path, query, caller, role, body)
   if method == "HEAD" then method = "GET" end -- the server leaves the body out
   local q = parse_query(query)
   local segs = {}
@@ -309,8 +292,8 @@ function M.handle(method, path, query, auth, body)
   if s1 == "channels" and n >= 2 then
     local id = segs[2]
     if n == 2 then
-      if method == "GET" then return read_channel(id, q, auth) end
-      if method == "PUT" or method == "POST" then return write_channel(id, q, auth, body) end
+      if method == "GET" then return read_channel(id, q, caller) end
+      if method == "PUT" or method == "POST" then return write_channel(id, q, caller, body) end
       return not_allowed(method, path, { "GET", "PUT" })
     elseif n == 3 and segs[3] == "info" then
       if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
@@ -319,7 +302,7 @@ function M.handle(method, path, query, auth, body)
       return json(200, info)
     elseif n == 3 and (segs[3] == "acknowledge" or segs[3] == "nack") then
       if method ~= "POST" then return not_allowed(method, path, { "POST" }) end
-      return ack(id, auth, body, segs[3] == "nack")
+      return ack(id, caller, body, segs[3] == "nack")
     end
   elseif s1 == "registry" and n >= 2 then
     local kinds = { channels = "channel", systems = "system" }
