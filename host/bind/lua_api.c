@@ -10,6 +10,7 @@
 #include "sys/host.h"
 #include "net/http_client.h"
 #include "core/json.h"
+#include "core/json_text.h"
 #include "bind/lua_api.h"
 #include "vm/marshal.h"
 #include "sys/system.h"
@@ -219,6 +220,42 @@ static int l_api_write(lua_State *L)
     return 2;
 }
 
+/* core.api_write_text(id, sender, body) -> item_id, seq | nil, status, type, message
+ * A PUT body that is the data itself: checked and compacted as JSON text (core/json_text.h)
+ * and stored as it came, never decoded into Lua and encoded again. */
+static int l_api_write_text(lua_State *L)
+{
+    host *h = host_of(L);
+    const char *id = luaL_checkstring(L, 1);
+    const char *sender = luaL_optstring(L, 2, NULL);
+    size_t len;
+    const char *body = luaL_checklstring(L, 3, &len);
+    channel *ch = find_channel(L, id);
+    if (!ch)
+        return fail(L, 404, "not_found", "channel '%s' not found", id);
+    if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
+        return fail(L, 405, "method_not_allowed", "channel '%s' is read-only", id);
+    strbuf *data = &h->scratch;
+    strbuf_reset(data);
+    char err[256];
+    if (json_normalize(body, len, data, err, sizeof err) < 0) {
+        if (!err[0])
+            return fail(L, 500, "internal", "out of memory%s", "");
+        const char *why = strncmp(err, "invalid JSON: ", 14) == 0 ? err + 14 : err;
+        return fail(L, 400, "bad_request", "malformed JSON body: %s", why);
+    }
+    message_in in = {.sender_id = sender, .data_json = data->data, .data_len = data->len};
+    const message *m;
+    int rc = channel_write(ch, &in, host_now(h), &m);
+    if (rc == CHANNEL_EFULL)
+        return fail(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more", id);
+    if (rc != CHANNEL_OK)
+        return fail(L, 500, "internal", "%s", channel_strerror(rc));
+    lua_pushstring(L, m->id);
+    lua_pushinteger(L, (lua_Integer)m->seq);
+    return 2;
+}
+
 static int ack_or_nack(lua_State *L, int nack)
 {
     host *h = host_of(L);
@@ -411,6 +448,7 @@ static const luaL_Reg api_funcs[] = {
     {"api_info", l_api_info},
     {"api_read", l_api_read},
     {"api_write", l_api_write},
+    {"api_write_text", l_api_write_text},
     {"api_ack", l_api_ack},
     {"api_nack", l_api_nack},
     {"api_reg_list", l_api_reg_list},

@@ -100,10 +100,17 @@ end
 local function write_channel(id, q, writer, body)
   local direct, e = boolean(q, "direct")
   if e then return err(400, "bad_request", e) end
+  local item, status, etype, msg
+  if not direct then
+    -- the data itself: checked and stored as JSON text in C, never decoded here
+    if body == "" then return err(400, "bad_request", "the request body is empty: send JSON") end
+    item, status, etype, msg = core.api_write_text(id, writer, body)
+    if not item then return err(status, etype, msg) end
+    return json(200, { status = "accepted", item_id = item })
+  end
   local value, derr = decode_body(body)
   if derr then return err(400, "bad_request", derr) end
-  local item, status, etype, msg
-  if direct then
+  do
     if type(value) ~= "table" or type(value.content) ~= "table" then
       return err(400, "bad_request", "direct=true needs a whole message envelope with content.data")
     end
@@ -118,8 +125,6 @@ local function write_channel(id, q, writer, body)
     if meta ~= nil and type(meta) ~= "table" then return err(400, "bad_request", "metadata must be an object") end
     item, status, etype, msg = core.api_write(id, value.sender_id or writer, value.content.data, meta,
       value.correlation_id, value.reply_to, value.recipient_id, value.id)
-  else
-    item, status, etype, msg = core.api_write(id, writer, value)
   end
   if not item then return err(status, etype, msg) end
   return json(200, { status = "accepted", item_id = item })
