@@ -12,6 +12,7 @@
 #include "core/json.h"
 #include "core/json_text.h"
 #include "bind/lua_api.h"
+#include "bind/errors.h"
 #include "vm/marshal.h"
 #include "sys/system.h"
 
@@ -94,7 +95,7 @@ static int l_api_info(lua_State *L)
     const char *id = luaL_checkstring(L, 1);
     channel *ch = find_channel(L, id);
     if (!ch)
-        return fail(L, 404, "not_found", "channel '%s' not found", id);
+        return bind_raise_plain(L, 404, "not_found", "channel '%s' not found", id);
     strbuf b = STRBUF_INIT;
     api_channel_info_json(&b, host_of(L), ch);
     return push_buf(L, &b);
@@ -103,8 +104,8 @@ static int l_api_info(lua_State *L)
 static int kind_error(lua_State *L, const channel *ch, int exclusive)
 {
     if (ch->kind == CHANNEL_WORK_QUEUE && !exclusive)
-        return fail(L, 400, "bad_request", "channel '%s' is a work_queue: read it with exclusive=true", ch->id);
-    return fail(L, 400, "bad_request", "channel '%s' does not allow exclusive reads", ch->id);
+        return bind_raise_plain(L, 400, "bad_request", "channel '%s' is a work_queue: read it with exclusive=true", ch->id);
+    return bind_raise_plain(L, 400, "bad_request", "channel '%s' does not allow exclusive reads", ch->id);
 }
 
 /* core.api_read(id, reader, limit, after_seq|nil, after_id|nil, exclusive)
@@ -118,22 +119,22 @@ static int l_api_read(lua_State *L)
     int exclusive = lua_toboolean(L, 6);
     channel *ch = find_channel(L, id);
     if (!ch)
-        return fail(L, 404, "not_found", "channel '%s' not found", id);
+        return bind_raise_plain(L, 404, "not_found", "channel '%s' not found", id);
     if (limit < 1 || limit > 10000)
-        return fail(L, 400, "bad_request", "limit must be between 1 and 10000%s", "");
+        return bind_raise_plain(L, 400, "bad_request", "limit must be between 1 and 10000%s", "");
     int has_after = 0;
     uint64_t after = 0;
     if (!lua_isnoneornil(L, 4)) {
         lua_Integer a = luaL_checkinteger(L, 4);
         if (a < 0)
-            return fail(L, 400, "bad_request", "after must be a seq >= 0 or a message id%s", "");
+            return bind_raise_plain(L, 400, "bad_request", "after must be a seq >= 0 or a message id%s", "");
         has_after = 1;
         after = (uint64_t)a;
     } else if (!lua_isnoneornil(L, 5)) {
         const char *mid = luaL_checkstring(L, 5);
         const message *m = channel_find(ch, mid);
         if (!m)
-            return fail(L, 404, "not_found", "message '%s' is not held by the channel (unknown or dropped)", mid);
+            return bind_raise_plain(L, 404, "not_found", "message '%s' is not held by the channel (unknown or dropped)", mid);
         has_after = 1;
         after = m->seq;
     }
@@ -143,7 +144,7 @@ static int l_api_read(lua_State *L)
     if (rc == CHANNEL_EKIND)
         return kind_error(L, ch, exclusive);
     if (rc != CHANNEL_OK)
-        return fail(L, 500, "internal", "%s", channel_strerror(rc));
+        return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     strbuf b = STRBUF_INIT;
     strbuf_puts(&b, "{\"messages\":[");
     for (size_t i = 0; i < batch.count; i++) {
@@ -175,19 +176,19 @@ static int l_api_write(lua_State *L)
     const char *mid = luaL_optstring(L, 8, NULL);
     channel *ch = find_channel(L, id);
     if (!ch)
-        return fail(L, 404, "not_found", "channel '%s' not found", id);
+        return bind_raise_plain(L, 404, "not_found", "channel '%s' not found", id);
     if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
-        return fail(L, 405, "method_not_allowed", "channel '%s' is read-only", id);
+        return bind_raise_plain(L, 405, "method_not_allowed", "channel '%s' is read-only", id);
     if (mid) {
         size_t n = strlen(mid);
         int ok = n > 0 && n <= 36;
         for (size_t i = 0; ok && i < n; i++)
             ok = mid[i] > 0x20 && mid[i] < 0x7f && mid[i] != '"' && mid[i] != '\\';
         if (!ok)
-            return fail(L, 400, "bad_request", "a message id must be 1 to 36 printable characters "
+            return bind_raise_plain(L, 400, "bad_request", "a message id must be 1 to 36 printable characters "
                                                "without quotes or backslashes%s", "");
         if (channel_find(ch, mid))
-            return fail(L, 400, "bad_request", "the channel already holds a message with id '%s'", mid);
+            return bind_raise_plain(L, 400, "bad_request", "the channel already holds a message with id '%s'", mid);
     }
     char err[256];
     strbuf data = STRBUF_INIT, meta = STRBUF_INIT;
@@ -195,7 +196,7 @@ static int l_api_write(lua_State *L)
         (!lua_isnoneornil(L, 4) && json_encode(L, 4, "metadata", &meta, err, sizeof err) < 0)) {
         strbuf_free(&data);
         strbuf_free(&meta);
-        return fail(L, 400, "bad_request", "%s", err);
+        return bind_raise_plain(L, 400, "bad_request", "%s", err);
     }
     message_in in = {
         .sender_id = sender,
@@ -212,9 +213,9 @@ static int l_api_write(lua_State *L)
     strbuf_free(&data);
     strbuf_free(&meta);
     if (rc == CHANNEL_EFULL)
-        return fail(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more", id);
+        return bind_raise_plain(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more", id);
     if (rc != CHANNEL_OK)
-        return fail(L, 500, "internal", "%s", channel_strerror(rc));
+        return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     lua_pushstring(L, m->id);
     lua_pushinteger(L, (lua_Integer)m->seq);
     return 2;
@@ -232,25 +233,25 @@ static int l_api_write_text(lua_State *L)
     const char *body = luaL_checklstring(L, 3, &len);
     channel *ch = find_channel(L, id);
     if (!ch)
-        return fail(L, 404, "not_found", "channel '%s' not found", id);
+        return bind_raise_plain(L, 404, "not_found", "channel '%s' not found", id);
     if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
-        return fail(L, 405, "method_not_allowed", "channel '%s' is read-only", id);
+        return bind_raise_plain(L, 405, "method_not_allowed", "channel '%s' is read-only", id);
     strbuf *data = &h->scratch;
     strbuf_reset(data);
     char err[256];
     if (json_normalize(body, len, data, err, sizeof err) < 0) {
         if (!err[0])
-            return fail(L, 500, "internal", "out of memory%s", "");
+            return bind_raise_plain(L, 500, "internal", "out of memory%s", "");
         const char *why = strncmp(err, "invalid JSON: ", 14) == 0 ? err + 14 : err;
-        return fail(L, 400, "bad_request", "malformed JSON body: %s", why);
+        return bind_raise_plain(L, 400, "bad_request", "malformed JSON body: %s", why);
     }
     message_in in = {.sender_id = sender, .data_json = data->data, .data_len = data->len};
     const message *m;
     int rc = channel_write(ch, &in, host_now(h), &m);
     if (rc == CHANNEL_EFULL)
-        return fail(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more", id);
+        return bind_raise_plain(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more", id);
     if (rc != CHANNEL_OK)
-        return fail(L, 500, "internal", "%s", channel_strerror(rc));
+        return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     lua_pushstring(L, m->id);
     lua_pushinteger(L, (lua_Integer)m->seq);
     return 2;
@@ -264,23 +265,23 @@ static int ack_or_nack(lua_State *L, int nack)
     luaL_checktype(L, 3, LUA_TTABLE);
     channel *ch = find_channel(L, id);
     if (!ch)
-        return fail(L, 404, "not_found", "channel '%s' not found", id);
+        return bind_raise_plain(L, 404, "not_found", "channel '%s' not found", id);
     size_t n = lua_rawlen(L, 3);
     if (n > 100000)
-        return fail(L, 400, "bad_request", "too many message ids%s", "");
+        return bind_raise_plain(L, 400, "bad_request", "too many message ids%s", "");
     const char **ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 3, (lua_Integer)i + 1);
         if (lua_type(L, -1) != LUA_TSTRING)
-            return fail(L, 400, "bad_request", "message_ids must be a list of strings%s", "");
+            return bind_raise_plain(L, 400, "bad_request", "message_ids must be a list of strings%s", "");
         ids[i] = lua_tostring(L, -1);
         lua_pop(L, 1);
     }
     int rc = nack ? channel_nack(ch, reader, ids, n, host_now(h)) : channel_ack(ch, reader, ids, n, host_now(h));
     if (rc == CHANNEL_EKIND)
-        return fail(L, 400, "bad_request", "channel '%s' does not take acknowledgements (not a work_queue)", id);
+        return bind_raise_plain(L, 400, "bad_request", "channel '%s' does not take acknowledgements (not a work_queue)", id);
     if (rc < 0)
-        return fail(L, 500, "internal", "%s", channel_strerror(rc));
+        return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     lua_pushinteger(L, rc);
     return 1;
 }
@@ -445,6 +446,7 @@ static int l_endpoint(lua_State *L)
 }
 
 static const luaL_Reg api_funcs[] = {
+    {"error_kind", bind_l_error_kind},
     {"api_info", l_api_info},
     {"api_read", l_api_read},
     {"api_write", l_api_write},

@@ -15,6 +15,7 @@
 
 #include "sys/host.h"
 #include "core/json.h"
+#include "bind/errors.h"
 #include "bind/lua_api.h"
 #include "vm/marshal.h"
 #include "sys/system.h"
@@ -30,17 +31,15 @@ typedef struct channel_handle {
 
 static host *host_of(lua_State *L) { return vm_of(L)->env->ud; }
 
-/* Raises an error positioned at the user's call: users reach these bindings through the
- * wrappers in lua/sssn/, so level 2 is the line in the user's script. */
+/* A bad call from a system (bind/errors.h): positioned at the user's line (users reach these
+ * bindings through the wrappers in lua/sssn/, so level 2 is the line in the user's script). */
 static int sssn_error(lua_State *L, const char *fmt, ...)
 {
     va_list ap;
-    luaL_where(L, 2);
     va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
+    bind_vraise(L, 1, 400, "bad_request", fmt, ap);
     va_end(ap);
-    lua_concat(L, 2);
-    return lua_error(L);
+    return 0;
 }
 
 /* ---- messages and entries: C -> Lua ---- */

@@ -42,6 +42,8 @@ struct vm {
     double watchdog_limit;  /* seconds, 0 = off */
     int interruptible;      /* Ctrl-C interrupts code running in this state (the REPL's) */
     uint64_t task_ids;      /* last task id handed out */
+    int error_status;       /* the kind of the last binding error (bind/errors.h) */
+    const char *error_type; /* a string literal, or NULL */
 };
 
 /* A state with the standard libraries and the module searcher; NULL (logged) on failure. */

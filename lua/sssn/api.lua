@@ -62,6 +62,15 @@ local function integer(q, name, min, max)
   return n
 end
 
+-- Calls a binding. Bindings raise (bind/errors.h); here that becomes nil, status, type and
+-- the message, which the routes answer with.
+local function call(fn, ...)
+  local r = table.pack(pcall(fn, ...))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  local status, etype = core.error_kind()
+  return nil, status, etype, tostring(r[2])
+end
+
 local function decode_body(body)
   if body == "" then return nil, "the request body is empty: send JSON" end
   local ok, value = pcall(core.json_decode, body)
@@ -84,7 +93,7 @@ local function read_channel(id, q, reader)
   end
   local deadline = wait and core.now() + wait
   while true do
-    local body, count, last, msg = core.api_read(id, reader, limit or 100, after_seq, after_id, exclusive)
+    local body, count, last, msg = call(core.api_read, id, reader, limit or 100, after_seq, after_id, exclusive)
     if not body then return err(count, last, msg) end
     -- a reader ahead of the channel (it knew an earlier run of this host) is answered at
     -- once, so it sees the new epoch instead of waiting
@@ -104,7 +113,7 @@ local function write_channel(id, q, writer, body)
   if not direct then
     -- the data itself: checked and stored as JSON text in C, never decoded here
     if body == "" then return err(400, "bad_request", "the request body is empty: send JSON") end
-    item, status, etype, msg = core.api_write_text(id, writer, body)
+    item, status, etype, msg = call(core.api_write_text, id, writer, body)
     if not item then return err(status, etype, msg) end
     return json(200, { status = "accepted", item_id = item })
   end
@@ -123,7 +132,7 @@ local function write_channel(id, q, writer, body)
     local meta = value.metadata
     if meta == core.null then meta = nil end
     if meta ~= nil and type(meta) ~= "table" then return err(400, "bad_request", "metadata must be an object") end
-    item, status, etype, msg = core.api_write(id, value.sender_id or writer, value.content.data, meta,
+    item, status, etype, msg = call(core.api_write, id, value.sender_id or writer, value.content.data, meta,
       value.correlation_id, value.reply_to, value.recipient_id, value.id)
   end
   if not item then return err(status, etype, msg) end
@@ -137,7 +146,7 @@ local function ack(id, reader, body, nack)
     return err(400, "bad_request", 'the body must be {"message_ids": [...]}')
   end
   local fn = nack and core.api_nack or core.api_ack
-  local n, status, etype, msg = fn(id, reader, value.message_ids)
+  local n, status, etype, msg = call(fn, id, reader, value.message_ids)
   if not n then return err(status, etype, msg) end
   return json(200, nack and { status = "ok", nacked = n } or { status = "ok", acknowledged = n })
 end
@@ -302,7 +311,7 @@ function M.handle(method, path, query, caller, role, body)
       return not_allowed(method, path, { "GET", "PUT" })
     elseif n == 3 and segs[3] == "info" then
       if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
-      local info, status, etype, msg = core.api_info(id)
+      local info, status, etype, msg = call(core.api_info, id)
       if not info then return err(status, etype, msg) end
       return json(200, info)
     elseif n == 3 and (segs[3] == "acknowledge" or segs[3] == "nack") then
