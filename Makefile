@@ -30,8 +30,9 @@ LAYERS = core model rt net vm sys bind svc app
 SRCS = $(foreach l,$(LAYERS),$(wildcard host/$(l)/*.c))
 HDRS = $(foreach l,$(LAYERS),$(wildcard host/$(l)/*.h))
 OBJS = $(SRCS:host/%.c=$(BUILD)/%.o)
-# What the C unit tests link: the layers that need no loop and no Lua state of the host.
-TESTLIB = $(filter $(BUILD)/core/% $(BUILD)/model/%,$(OBJS))
+# What the C unit tests link: the layers below the Lua states (data structures, the loop
+# with its clock and timers, the HTTP server and client); they need only the libraries above.
+TESTLIB = $(filter $(BUILD)/core/% $(BUILD)/model/% $(BUILD)/rt/% $(BUILD)/net/%,$(OBJS))
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 
 .PHONY: all deps demo test bench install uninstall clean help fuzz FORCE
