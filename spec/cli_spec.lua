@@ -378,9 +378,14 @@ describe("sssn-host", function()
     assert.matches("%[spin%] stopped", err)
   end)
 
+  -- The examples run until they have shown what they are for (then SIGTERM stops them
+  -- cleanly, exit status 0), not for a fixed time.
+
   it("runs the discovery example: the consumer retries, then connects and prints readings", function()
-    local out, _, code = host { "--duration", "3", "examples/discovery/temperature_service.lua",
-      "examples/discovery/data_consumer.lua" }
+    local p = start { "examples/discovery/temperature_service.lua", "examples/discovery/data_consumer.lua" }
+    p:wait_output("[Consumer] temp=22.4°C", 10)
+    local code = p:stop()
+    local out = p:out()
     assert.are.equal(0, code)
     local retry = out:find("[Consumer] no temperature channels found yet, retrying...", 1, true)
     local registered = out:find("[temp-svc] registered with discovery", 1, true)
@@ -391,8 +396,11 @@ describe("sssn-host", function()
   end)
 
   it("runs the capability example: finds systems by exact service name", function()
-    local out, _, code = host { "--duration", "1.5", "examples/capabilities/finder.lua",
-      "examples/capabilities/image_workers.lua", "examples/capabilities/ocr_worker.lua" }
+    local p = start { "examples/capabilities/finder.lua", "examples/capabilities/image_workers.lua",
+      "examples/capabilities/ocr_worker.lua" }
+    p:wait_output('capability "translate": 0 system(s)', 10) -- the finder's last line
+    local code = p:stop()
+    local out = p:out()
     assert.are.equal(0, code)
     assert.matches('capability "process_image": 2 system%(s%)', out)
     assert.matches("Found: Image Resizer %(resizer%-1%)", out)
@@ -401,8 +409,13 @@ describe("sssn-host", function()
   end)
 
   it("runs the TTL example: the heartbeat keeps one service while the other expires", function()
-    local out, _, code = host { "--duration", "5.5", "examples/ttl/flaky.lua", "examples/ttl/services.lua",
-      "examples/ttl/watcher.lua", "--maintenance", "1" }
+    local p = start { "examples/ttl/flaky.lua", "examples/ttl/services.lua", "examples/ttl/watcher.lua",
+      "--maintenance", "1" }
+    -- flaky's 3 s TTL lapses while steady refreshes its own every 2 s; the watcher's step that
+    -- reports the expiry has just listed who is live
+    p:wait_output("event: expired flaky", 10)
+    local code = p:stop()
+    local out = p:out()
     assert.are.equal(0, code)
     assert.matches("event: expired flaky", out)
     assert.matches("event: refreshed steady", out)
@@ -412,7 +425,10 @@ describe("sssn-host", function()
   end)
 
   it("runs the point lookup example", function()
-    local out, _, code = host { "--duration", "0.5", "examples/lookups/point_lookups.lua" }
+    local p = start { "examples/lookups/point_lookups.lua" }
+    p:wait_output("Unknown channel:", 5) -- the last line its setup prints
+    local code = p:stop()
+    local out = p:out()
     assert.are.equal(0, code)
     assert.matches("Channel: Pulse, period=0.5s, visibility=private", out)
     assert.matches("System: Lookup Demo", out)
