@@ -6,23 +6,15 @@ local json = require("sssn").json
 
 local exe = testing.exe
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1; echo \"status=$?\"")
-  local out = p:read("a")
-  p:close()
-  local status = tonumber(out:match("status=(%d+)%s*$"))
-  return out:gsub("status=%d+%s*$", ""), status
-end
-
-local tmpdir = testing.tmpdir
-
 local write_file = testing.write_file
 
--- Runs the REPL with `input` on its stdin (no terminal); returns stdout+stderr and status.
-local function repl(args, input, dir)
-  local file = dir .. "/input.lua"
-  write_file(file, input)
-  return sh(("timeout -k 5 20 %s %s < %s"):format(exe, args, file))
+-- Runs `sssn-host ARGS` (a list) with `input` on its stdin (no terminal); returns its stdout
+-- and stderr together, in order (2>&1), and its exit status.
+local function repl(args, input)
+  local argv = { exe }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local out, _, status = testing.run(argv, { input = input, merge = true, limit = 20 })
+  return out, status
 end
 
 local fixture = [[
@@ -55,13 +47,13 @@ return s
 describe("the REPL without a terminal", function()
   local dir
   setup(function()
-    dir = tmpdir()
+    dir = testing.tmpdir()
     write_file(dir .. "/weather.lua", fixture)
   end)
-  teardown(function() os.execute("rm -rf " .. dir) end)
+  teardown(function() testing.rmtree(dir) end)
 
   it("prints expressions, runs statements, continues unfinished chunks, accepts =expr", function()
-    local out, status = repl("repl", table.concat({
+    local out, status = repl({ "repl" }, table.concat({
       "1 + 1",
       "x = 20",
       "x * 2",
@@ -71,14 +63,14 @@ describe("the REPL without a terminal", function()
       "  print('line ' .. i)",
       "end",
       "{ b = 2, a = 1, [1] = 'first' }",
-    }, "\n") .. "\n", dir)
+    }, "\n") .. "\n")
     assert.are.equal(0, status)
     assert.are.equal(table.concat({ "2", "40", "20", "1", "two", "nil", "line 1", "line 2",
       '{ "first", a = 1, b = 2 }', "" }, "\n"), out)
   end)
 
   it("prints an error and carries on, then exits 1", function()
-    local out, status = repl("repl", "error('boom')\nlocal x = = 1\n1 + 2\n", dir)
+    local out, status = repl({ "repl" }, "error('boom')\nlocal x = = 1\n1 + 2\n")
     assert.are.equal(1, status)
     assert.matches("stdin:1: boom", out)
     assert.matches("stdin:1: unexpected symbol near '='", out)
@@ -86,188 +78,219 @@ describe("the REPL without a terminal", function()
   end)
 
   it("reports input that ends inside an unfinished chunk", function()
-    local out, status = repl("repl", "for i = 1, 3 do\n", dir)
+    local out, status = repl({ "repl" }, "for i = 1, 3 do\n")
     assert.are.equal(1, status)
     assert.matches("unexpected end of input", out)
   end)
 
   it("pretty-prints nested tables with sorted keys, cycles marked and long arrays cut", function()
-    local out = repl("repl", table.concat({
+    local out = repl({ "repl" }, table.concat({
       "t = { z = { y = { 1, 2 }, x = true }, a = 'x' }; t.z.back = t; return t",
       "local a = {} for i = 1, 50 do a[i] = i end return a",
-    }, "\n") .. "\n", dir)
+    }, "\n") .. "\n")
     assert.matches('a = "x",\n  z = {\n    back = <cycle: table: 0x%x+>,\n    x = true,\n    y = { 1, 2 },\n  },', out)
     assert.matches("%-%- %.%.%. 30 more items %(50 in all%)", out)
   end)
 
   it("has registry helpers against a remote registry, with TTLs shown", function()
-    local port = testing.free_port()
-    os.execute(("timeout -k 5 30 %s --listen 127.0.0.1:%d %s/weather.lua > %s/host.log 2>&1 & echo $! > %s/pid")
-      :format(exe, port, dir, dir, dir))
-    local ok = false
-    for _ = 1, 100 do
-      if os.execute(("curl -sf http://127.0.0.1:%d/registry/systems/weather > /dev/null"):format(port)) then
-        ok = true
-        break
-      end
-      os.execute("sleep 0.05")
-    end
-    assert.is_true(ok, "the host did not start")
-    local finally = function() os.execute("kill $(cat " .. dir .. "/pid) 2>/dev/null") end
-    local okr, err = pcall(function()
-      local url = ("http://127.0.0.1:%d"):format(port)
-      local out, status = repl("repl " .. url, table.concat({
-        "#channels()",
-        "channels{ name = 'weather' }[1].id",
-        "systems('forecast')[1].system_name",
-        "#systems('nothing')",
-        "channel('readings')",
-        "channel('no-such')",
-        "#read('readings', 2)",
-        "read('readings', 1)[1].content.data.n",
-        "write('readings', { n = 99 })",
-        "read('readings', 1)[1].content.data.n",
-        "help()",
-      }, "\n") .. "\n", dir)
-      assert.are.equal(0, status, out)
-      local lines = {}
-      for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
-      assert.are.equal("1", lines[1])
-      assert.are.equal("readings", lines[2])
-      assert.are.equal("weather", lines[3])
-      assert.are.equal("0", lines[4])
-      assert.matches("expires_at = [%d%.]+,  %-%- [23]%d%d%.%d s left", out)
-      assert.matches('name = "Weather Readings"', out)
-      assert.matches("\nnil\n", out)
-      assert.matches("\n2\n3\n", out)
-      assert.matches("\n[0-9a-f%-]+\n99\n", out)
-      assert.matches("watch%(%)", out)
+    local host = testing.start_host({ "--listen", "127.0.0.1:0", dir .. "/weather.lua" }, { limit = 30 })
+    finally(function() host:stop() end)
+    host:ready("/registry/systems/weather")
+    local out, status = repl({ "repl", host.base }, table.concat({
+      "#channels()",
+      "channels{ name = 'weather' }[1].id",
+      "systems('forecast')[1].system_name",
+      "#systems('nothing')",
+      "channel('readings')",
+      "channel('no-such')",
+      "#read('readings', 2)",
+      "read('readings', 1)[1].content.data.n",
+      "write('readings', { n = 99 })",
+      "read('readings', 1)[1].content.data.n",
+      "help()",
+    }, "\n") .. "\n")
+    assert.are.equal(0, status, out)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.are.equal("1", lines[1])
+    assert.are.equal("readings", lines[2])
+    assert.are.equal("weather", lines[3])
+    assert.are.equal("0", lines[4])
+    assert.matches("expires_at = [%d%.]+,  %-%- [23]%d%d%.%d s left", out)
+    assert.matches('name = "Weather Readings"', out)
+    assert.matches("\nnil\n", out)
+    assert.matches("\n2\n3\n", out)
+    assert.matches("\n[0-9a-f%-]+\n99\n", out)
+    assert.matches("watch%(%)", out)
 
-      local jout = repl("repl --json " .. url, "channel('readings')\n1, 'a'\n", dir)
-      local jl = {}
-      for l in jout:gmatch("[^\n]+") do jl[#jl + 1] = l end
-      assert.are.equal(3, #jl)
-      assert.are.equal("readings", json.decode(jl[1]).id)
-      assert.are.equal(1, json.decode(jl[2]))
-      assert.are.equal("a", json.decode(jl[3]))
-    end)
-    finally()
-    assert(okr, err)
+    local jout = repl({ "repl", "--json", host.base }, "channel('readings')\n1, 'a'\n")
+    local jl = {}
+    for l in jout:gmatch("[^\n]+") do jl[#jl + 1] = l end
+    assert.are.equal(3, #jl)
+    assert.are.equal("readings", json.decode(jl[1]).id)
+    assert.are.equal(1, json.decode(jl[2]))
+    assert.are.equal("a", json.decode(jl[3]))
   end)
 
   it("opens a prompt inside a host with -i, next to its running systems", function()
-    local out, status = repl("-i " .. dir .. "/weather.lua", table.concat({
+    local out, status = repl({ "-i", dir .. "/weather.lua" }, table.concat({
       "sssn.sleep(0.5)",
       "system('weather').system_id",
       "read('ticks', 1)[1].content.data.n > 3",
-    }, "\n") .. "\n", dir)
+    }, "\n") .. "\n")
     assert.are.equal(0, status, out)
     assert.matches("weather\ntrue\n", out)
   end)
 end)
 
-describe("the REPL in a terminal", function()
-  local dir, session
-  local function keys(...)
-    local args = {}
-    for _, k in ipairs { ... } do args[#args + 1] = ("'%s'"):format(k:gsub("'", "'\\''")) end
-    os.execute(("tmux -L sssn-spec send-keys -t %s %s"):format(session, table.concat(args, " ")))
-  end
-  -- the screen without trailing blank space: a waiting prompt ends it with ">" or ">>"
-  local function screen()
-    local p = io.popen(("tmux -L sssn-spec capture-pane -p -t %s"):format(session))
-    local s = p:read("a")
-    p:close()
-    return (s:gsub("%s+$", ""))
-  end
-  -- waits (bounded) until the screen matches a pattern
-  local function wait_for(pattern)
-    for _ = 1, 100 do
-      local s = screen()
-      if s:find(pattern) then return s end
-      os.execute("sleep 0.05")
-    end
-    error(("screen never showed %q:\n%s"):format(pattern, screen()))
-  end
+-- A real terminal: `sssn-host -i weather.lua` in a tmux server of its own (own socket, own
+-- history file, own host), opened afresh for each spec so that none depends on another.
+-- term:keys(...) types (tmux key names: "Enter", "Tab", "C-c"), term:wait_for(pattern) polls
+-- the screen through the loop until it matches, with a deadline.
+local Term = {}
+Term.__index = Term
 
-  setup(function()
-    dir = tmpdir()
-    write_file(dir .. "/weather.lua", fixture)
-    session = "repl" .. testing.free_port()
-    os.execute(("tmux -L sssn-spec new-session -d -s %s -x 100 -y 40 'SSSN_HISTORY=%s/history %s --duration 60 --log-level warn -i %s/weather.lua; echo EXITED=$?; sleep 30'")
-      :format(session, dir, exe, dir))
-    wait_for("\n?>$")
+function Term:tmux(...)
+  local out, err, code = testing.run({ "tmux", "-S", self.socket, "-f", "/dev/null", ... }, { limit = 5 })
+  return out, err, code
+end
+
+local function open_term()
+  local dir = testing.tmpdir()
+  write_file(dir .. "/weather.lua", fixture)
+  local term = setmetatable({ dir = dir, socket = dir .. "/tmux", history = dir .. "/history",
+    status = dir .. "/status" }, Term)
+  -- the host's exit status goes to a file: the pane (and its tmux server) ends with the host;
+  -- the shell outlives the Ctrl-Cs typed to the host (a trap, not an ignore: exec resets it)
+  local _, err, code = term:tmux("new-session", "-d", "-s", "repl", "-x", "100", "-y", "40",
+    "sh", "-c", 'trap : INT; SSSN_HISTORY="$1" "$2" --duration 60 --log-level warn -i "$3"; echo "$?" > "$4"',
+    "sh", term.history, exe, dir .. "/weather.lua", term.status)
+  assert(code == 0, "tmux did not start: " .. err)
+  return term
+end
+
+function Term:close()
+  self:tmux("kill-server") -- the host in it gets SIGHUP; fails harmlessly when it already ended
+  testing.rmtree(self.dir)
+end
+
+function Term:keys(...) self:tmux("send-keys", "-t", "repl", ...) end
+
+-- the screen without trailing blank space: a waiting prompt ends it with ">" or ">>"
+function Term:screen() return (self:tmux("capture-pane", "-p", "-t", "repl"):gsub("%s+$", "")) end
+
+-- the screen once it matches the pattern (within `seconds`, 5), else nil
+function Term:poll(pattern, seconds)
+  return testing.eventually(seconds or 5, function()
+    local s = self:screen()
+    return s:find(pattern) and s
+  end, 0.02) or nil
+end
+
+function Term:wait_for(pattern, seconds)
+  return self:poll(pattern, seconds) or error(("screen never showed %q:\n%s"):format(pattern, self:screen()), 2)
+end
+
+-- Waits until the REPL has taken the line typed last: the cursor has left it for the start
+-- of the next row, so a chunk on it is running (what Ctrl-C then interrupts). A Ctrl-C sent
+-- earlier would reach the prompt, which drops the line unread.
+function Term:wait_taken(line)
+  local ok = testing.eventually(5, function()
+    local row, i = nil, 0
+    for l in (self:screen() .. "\n"):gmatch("([^\n]*)\n") do
+      if l == "> " .. line then row = i end
+      i = i + 1
+    end
+    local x, y = self:tmux("display-message", "-p", "-t", "repl", "#{cursor_x} #{cursor_y}"):match("(%d+) (%d+)")
+    return row and tonumber(x) == 0 and tonumber(y) == row + 1
+  end, 0.02)
+  if not ok then error(("the REPL never took %q:\n%s"):format(line, self:screen()), 2) end
+end
+
+describe("the REPL in a terminal", function()
+  local term
+  before_each(function()
+    term = open_term()
+    term:wait_for("\n?>$")
   end)
-  teardown(function()
-    os.execute(("tmux -L sssn-spec kill-session -t %s 2>/dev/null"):format(session))
-    os.execute("rm -rf " .. dir)
-  end)
+  after_each(function() term:close() end)
 
   it("shows a prompt, a continuation prompt, and results", function()
-    keys("for i = 1, 2 do", "Enter")
-    wait_for(">>$")
-    keys("print('hello ' .. i) end", "Enter")
-    wait_for("hello 2\n>$")
+    term:keys("for i = 1, 2 do", "Enter")
+    term:wait_for(">>$")
+    term:keys("print('hello ' .. i) end", "Enter")
+    term:wait_for("hello 2\n>$")
   end)
 
   it("completes globals, fields and methods with Tab", function()
-    keys("sssn.sle", "Tab")
-    wait_for("sssn%.sleep$")
-    keys("C-u", "registry:get_", "Tab", "Tab")
-    local s = wait_for("registry:get_system")
+    term:keys("sssn.sle", "Tab")
+    term:wait_for("sssn%.sleep$")
+    term:keys("C-u", "registry:get_", "Tab", "Tab")
+    local s = term:wait_for("registry:get_system")
     assert.matches("registry:get_channel", s)
-    keys("C-u")
+    term:keys("C-u")
   end)
 
   it("completes channel and system ids known to the registry inside a string", function()
-    os.execute("sleep 0.3") -- the id cache fills in the background
-    keys("channel('rea", "Tab")
-    wait_for("channel%('readings'$")
-    keys("C-u")
+    -- the id cache fills in the background (at start, then every 5 s): Tab until it has
+    local s = testing.eventually(7, function()
+      term:keys("C-u", "channel('rea", "Tab")
+      return term:poll("channel%('readings'$", 0.2)
+    end)
+    assert.truthy(s, term:screen())
+    term:keys("C-u")
   end)
 
   it("redraws the prompt and the line being typed below what a system prints meanwhile", function()
-    keys("write('say', 'psst')", "Enter")
-    wait_for("%x+%-%x+%-%x+%-%x+%-%x+\n>$")
-    keys("local typed = 'so far'")
-    local s = wait_for("\npsst\nsssn%-host: warn: %[weather%] psst %(logged%)\n> local typed = 'so far'$")
+    term:keys("write('say', 'psst')", "Enter")
+    term:wait_for("%x+%-%x+%-%x+%-%x+%-%x+\n>$")
+    term:keys("local typed = 'so far'")
+    local s = term:wait_for("\npsst\nsssn%-host: warn: %[weather%] psst %(logged%)\n> local typed = 'so far'$")
     assert.is_nil(s:find("'so far'psst", 1, true))
-    keys("C-u")
+    term:keys("C-u")
   end)
 
   it("watches registry events as they happen until Ctrl-C", function()
-    keys("watch()", "Enter")
-    wait_for("refreshed system weather %(%d+ s left%)")
-    keys("C-c")
-    wait_for("interrupted\n>$")
+    term:keys("watch()", "Enter")
+    term:wait_for("refreshed system weather %(%d+ s left%)")
+    term:keys("C-c")
+    term:wait_for("interrupted\n>$")
   end)
 
   it("interrupts a waiting chunk and a busy loop with Ctrl-C, and the host goes on", function()
-    keys("sssn.sleep(100)", "Enter")
-    os.execute("sleep 0.3")
-    keys("C-c")
-    wait_for("interrupted\n>$")
-    keys("while true do end", "Enter")
-    os.execute("sleep 0.3")
-    keys("C-c")
-    wait_for("while true do end\n%^?C?interrupted\n>$")
-    keys("system('weather') ~= nil", "Enter")
-    wait_for("true\n>$")
+    term:keys("sssn.sleep(100)", "Enter")
+    term:wait_taken("sssn.sleep(100)")
+    term:keys("C-c")
+    term:wait_for("interrupted\n>$")
+    term:keys("while true do end", "Enter")
+    term:wait_taken("while true do end")
+    term:keys("C-c")
+    term:wait_for("while true do end\n%^?C?interrupted\n>$")
+    term:keys("system('weather') ~= nil", "Enter")
+    term:wait_for("true\n>$")
   end)
 
   it("keeps the systems ticking at their rate while the prompt waits", function()
-    keys("n0 = read('ticks', 1)[1].content.data.n", "Enter")
-    os.execute("sleep 1")
-    keys("read('ticks', 1)[1].content.data.n - n0 >= 7", "Enter")
-    wait_for("true\n>$")
+    term:keys("n0 = read('ticks', 1)[1].content.data.n", "Enter")
+    term:wait_for("n0 = read%('ticks', 1%)%[1%]%.content%.data%.n\n>$")
+    testing.run_for(1) -- the prompt waiting a second is what is tested: the loop runs meanwhile
+    term:keys("read('ticks', 1)[1].content.data.n - n0 >= 7", "Enter")
+    term:wait_for("true\n>$")
   end)
 
   it("leaves on Ctrl-D with status 0 and keeps the history", function()
-    keys("C-d")
-    wait_for("EXITED=0")
-    local f = assert(io.open(dir .. "/history"))
-    local hist = f:read("a")
-    f:close()
+    term:keys("for i = 1, 2 do", "Enter")
+    term:wait_for(">>$")
+    term:keys("print(i) end", "Enter") -- not a bare "end": tmux would send the End key
+    term:wait_for("\n2\n>$")
+    term:keys("sssn.sleep(100)", "Enter")
+    term:wait_taken("sssn.sleep(100)")
+    term:keys("C-c")
+    term:wait_for("interrupted\n>$")
+    term:keys("C-d")
+    local status = testing.eventually(5, function() return testing.read_file(term.status):match("^(%d+)\n") end)
+    assert.are.equal("0", status, term:screen())
+    local hist = testing.read_file(term.history)
     assert.matches("for i = 1, 2 do", hist)
     assert.matches("sssn.sleep%(100%)", hist)
   end)

@@ -218,6 +218,17 @@ static int l_call_cancel(lua_State *L)
     return 0;
 }
 
+/* A raw TCP connection, or the reading end of a child's stdout pipe: read by the loop. */
+typedef struct tconn {
+    host *h;
+    int fd;
+    ev_io io;
+    strbuf in;     /* received, not yet returned */
+    int eof, failed;
+    int ready;     /* writable again (send waits for it) */
+    int err;       /* errno of a failure */
+} tconn;
+
 /* ---- child processes ---- */
 
 typedef struct tproc tproc;
@@ -344,9 +355,13 @@ static void child_exec(char **argv, int in, int out, int err, unsigned limit, pi
     _exit(127);
 }
 
-/* start(argv, stdin_path, stdout_path, stderr_path, limit_seconds) -> process. Paths may be
- * nil (/dev/null); the program is looked up in PATH; the child gets SIGALRM after
- * limit_seconds (default 60; 0 = none). */
+static tconn *new_conn(lua_State *L, int fd);
+
+/* start(argv, stdin_path, stdout_path, stderr_path, limit_seconds) -> process[, pipe]. Paths
+ * may be nil (/dev/null); stdout_path true makes the child's stdout a pipe whose reading end
+ * is the second result (a connection as tcp_connect gives: receive, close); a stderr_path
+ * equal to stdout_path sends both to that one file in order, as 2>&1 does. The program is
+ * looked up in PATH; the child gets SIGALRM after limit_seconds (default 60; 0 = none). */
 static int l_start(lua_State *L)
 {
     check_not_in_task(L, "start");
@@ -355,6 +370,7 @@ static int l_start(lua_State *L)
     luaL_argcheck(L, n >= 1 && n < 1000, 1, "a list of 1 to 999 strings is expected");
     lua_Number limit = luaL_optnumber(L, 5, 60);
     luaL_argcheck(L, limit >= 0 && limit <= 86400, 5, "the limit must be in [0, 86400] seconds");
+    int piped = lua_type(L, 3) == LUA_TBOOLEAN && lua_toboolean(L, 3);
     procs *ps = get_procs(L);
     lua_settop(L, 5);
     char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0); /* freed by the GC */
@@ -371,10 +387,17 @@ static int l_start(lua_State *L)
     p->ps = ps;
     p->exited = 1; /* until the fork succeeded: never waitpid(0) or kill(0) */
     luaL_setmetatable(L, PROC_MT);
-    const char *out_path = luaL_optstring(L, 3, "/dev/null"), *err_path = luaL_optstring(L, 4, "/dev/null");
+    tconn *rd = piped ? new_conn(L, -1) : NULL;
+    const char *out_path = piped ? NULL : luaL_optstring(L, 3, "/dev/null");
+    const char *err_path = luaL_optstring(L, 4, "/dev/null");
     int in = open_input(L, 2);
-    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int err = out < 0 ? -1 : open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int pfd[2] = {-1, -1};
+    if (piped && pipe2(pfd, O_CLOEXEC) == 0)
+        rd->fd = pfd[0]; /* the connection owns the reading end from here on */
+    int out = piped ? pfd[1] : open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int err = out < 0 ? -1
+              : out_path && strcmp(err_path, out_path) == 0 ? fcntl(out, F_DUPFD_CLOEXEC, 3)
+              : open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out < 0 || err < 0) {
         int e = errno;
         close(in);
@@ -398,7 +421,12 @@ static int l_start(lua_State *L)
     if (ps->live)
         ps->live->prev = p;
     ps->live = p;
-    return 1;
+    if (!rd)
+        return 1;
+    fcntl(rd->fd, F_SETFL, O_NONBLOCK);
+    lua_pushvalue(L, -2); /* the process, then its pipe */
+    lua_pushvalue(L, -2);
+    return 2;
 }
 
 static int l_proc_pid(lua_State *L)
@@ -492,16 +520,6 @@ static int l_proc_tostring(lua_State *L)
 
 /* ---- raw TCP: a connection driven by the loop ---- */
 
-typedef struct tconn {
-    host *h;
-    int fd;
-    ev_io io;
-    strbuf in;     /* received, not yet returned */
-    int eof, failed;
-    int ready;     /* writable again (send waits for it) */
-    int err;       /* errno of a failure */
-} tconn;
-
 static tconn *check_conn(lua_State *L)
 {
     tconn *c = luaL_checkudata(L, 1, TCP_MT);
@@ -555,6 +573,20 @@ static void conn_close(tconn *c)
     strbuf_free(&c->in);
 }
 
+/* A connection object owning fd (-1: none yet), pushed on the stack; read by the loop. */
+static tconn *new_conn(lua_State *L, int fd)
+{
+    tconn *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->h = host_of(L);
+    c->fd = fd;
+    c->in = (strbuf)STRBUF_INIT;
+    luaL_setmetatable(L, TCP_MT);
+    ev_io_init(&c->io, on_conn_io, fd, 0);
+    c->io.data = c;
+    return c;
+}
+
 /* tcp_connect(port[, ipv4 address]) -> connection (the connect completes during the first send) */
 static int l_tcp_connect(lua_State *L)
 {
@@ -563,13 +595,7 @@ static int l_tcp_connect(lua_State *L)
     const char *addr = luaL_optstring(L, 2, "127.0.0.1");
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     luaL_argcheck(L, inet_pton(AF_INET, addr, &sa.sin_addr) == 1, 2, "an IPv4 address is expected");
-    tconn *c = lua_newuserdatauv(L, sizeof *c, 0);
-    memset(c, 0, sizeof *c);
-    c->h = host_of(L);
-    c->fd = -1;
-    c->in = (strbuf)STRBUF_INIT;
-    luaL_setmetatable(L, TCP_MT);
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    tconn *c = new_conn(L, socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (c->fd < 0)
         return luaL_error(L, "sssn.testing.tcp: socket: %s", strerror(errno));
     int one = 1;
@@ -581,8 +607,6 @@ static int l_tcp_connect(lua_State *L)
         lua_pushfstring(L, "cannot connect to %s:%d: %s", addr, (int)port, strerror(e));
         return 2;
     }
-    ev_io_init(&c->io, on_conn_io, c->fd, 0);
-    c->io.data = c;
     return 1;
 }
 

@@ -142,15 +142,21 @@ local Process = {}
 Process.__index = Process
 
 --- Starts a program (argv: a list; looked up in PATH) as a child process, never through a
---- shell: opts.stdout, opts.stderr (paths, default /dev/null), opts.stdin (a path),
---- opts.limit (seconds, 60: then it gets SIGALRM, like `timeout`; it also dies with the run).
+--- shell: opts.stdout, opts.stderr (paths, default /dev/null; the same path for both keeps
+--- them in one file in order, as 2>&1 does), opts.stdin (a path), opts.limit (seconds, 60:
+--- then it gets SIGALRM, like `timeout`; it also dies with the run). opts.pipe = true sends
+--- stdout to a pipe instead: p.pipe:receive([timeout 5[, until]]) reads it as a tcp
+--- connection's receive does, p.pipe:close() closes the reading end (the child's next write
+--- then fails with EPIPE, as when `| head` has read enough).
 --- Returns a process: p.pid, p:out(), p:err(), p:status(), p:alive(), p:signal(sig),
 --- p:wait_exit(s), p:stop(), p:wait_output(text, s, from), p:wait_err(text, s, from).
 function testing.start(argv, opts)
   opts = opts or {}
-  local proc = t.start(argv, opts.stdin, opts.stdout, opts.stderr, opts.limit or 60)
-  return setmetatable({ proc = proc, pid = proc:pid(), argv = argv, out_path = opts.stdout,
-    err_path = opts.stderr }, Process)
+  local stdout = opts.stdout
+  if opts.pipe then stdout = true end
+  local proc, pipe = t.start(argv, opts.stdin, stdout, opts.stderr, opts.limit or 60)
+  return setmetatable({ proc = proc, pid = proc:pid(), argv = argv, pipe = pipe,
+    out_path = not opts.pipe and opts.stdout or nil, err_path = opts.stderr }, Process)
 end
 
 local function words(args)
@@ -177,7 +183,8 @@ function testing.start_host(args, opts)
 end
 
 --- Runs a program to its end (bounded by opts.limit, 20 s): -> stdout, stderr, exit code
---- (128 + N when signal N ended it). opts.stdin: a path, or opts.input: the text to feed it.
+--- (128 + N when signal N ended it). opts.stdin: a path, or opts.input: the text to feed it;
+--- opts.merge = true: stderr goes into stdout, in order (2>&1), and stderr comes back "".
 function testing.run(argv, opts)
   opts = opts or {}
   local dir = testing.tmpdir()
@@ -187,9 +194,10 @@ function testing.run(argv, opts)
     testing.write_file(stdin, opts.input)
   end
   local limit = opts.limit or 20
-  local p = testing.start(argv, { stdin = stdin, stdout = dir .. "/out", stderr = dir .. "/err", limit = limit })
+  local p = testing.start(argv, { stdin = stdin, stdout = dir .. "/out",
+    stderr = dir .. (opts.merge and "/out" or "/err"), limit = limit })
   local code = p:wait_exit(limit + 5) or p:stop()
-  local out, err = p:out(), p:err()
+  local out, err = p:out(), opts.merge and "" or p:err()
   testing.rmtree(dir)
   return out, err, code
 end
@@ -217,6 +225,7 @@ function Process:stop(grace)
     self.proc:kill("KILL")
     rc, sig = self.proc:wait(5)
   end
+  if self.pipe and rc then self.pipe:close() end
   if self.own_dir and rc then
     self.kept_out, self.kept_err = self:out(), self:err()
     testing.rmtree(self.dir)
