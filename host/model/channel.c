@@ -105,15 +105,6 @@ static void make_uuid(channel *ch, char out[37])
 
 /* ---- messages and the ring ---- */
 
-/* A message and its strings are one allocation (see channel_write); only a claim is apart. */
-static void message_free(message *m)
-{
-    if (!m)
-        return;
-    free(m->claimed_by);
-    free(m);
-}
-
 /* The i-th message held, counting from the oldest. */
 static message *ring_at(const channel *ch, size_t i)
 {
@@ -252,48 +243,12 @@ int channel_write(channel *ch, const message_in *in, double now, const message *
     if (ring_reserve(ch) < 0)
         return CHANNEL_ENOMEM;
 
-    /* Build the whole message before touching the ring, so a failure changes nothing: one
-     * allocation holds the struct and every string, the cheapest thing on the hot path. */
-    const char *data = in->data_json ? in->data_json : "null";
-    /* data_len 0 means "NUL-terminated": empty text is never valid JSON. */
-    size_t len = in->data_json && in->data_len ? in->data_len : strlen(data);
-    const char *meta = in->metadata_json ? in->metadata_json : "{}";
-    const char *opt[4] = {in->sender_id, in->correlation_id, in->reply_to, in->recipient_id};
-    size_t optlen[4], meta_len = strlen(meta), total = sizeof(message) + len + 1 + meta_len + 1;
-    for (int i = 0; i < 4; i++) {
-        optlen[i] = opt[i] ? strlen(opt[i]) : 0;
-        total += opt[i] ? optlen[i] + 1 : 0;
-    }
-    message *m = malloc(total);
+    /* Build the whole message before touching the ring, so a failure changes nothing. */
+    message *m = message_new(in, now);
     if (!m)
         return CHANNEL_ENOMEM;
-    memset(m, 0, sizeof *m);
-    char *p = (char *)(m + 1);
-    m->data_json = p;
-    memcpy(p, data, len);
-    p[len] = '\0';
-    m->data_len = len;
-    p += len + 1;
-    m->metadata_json = p;
-    memcpy(p, meta, meta_len + 1);
-    p += meta_len + 1;
-    char **slots[4] = {&m->sender_id, &m->correlation_id, &m->reply_to, &m->recipient_id};
-    for (int i = 0; i < 4; i++) {
-        if (!opt[i])
-            continue;
-        *slots[i] = p;
-        memcpy(p, opt[i], optlen[i] + 1);
-        p += optlen[i] + 1;
-    }
-    if (in->id && in->id[0]) {
-        /* An envelope's own id is kept, up to the 36 characters of a UUID. */
-        size_t idlen = strnlen(in->id, sizeof m->id - 1);
-        memcpy(m->id, in->id, idlen);
-        m->id[idlen] = '\0';
-    } else {
+    if (!m->id[0])
         make_uuid(ch, m->id);
-    }
-    m->timestamp = now;
     if (ch->by_id && hashmap_put(ch->by_id, m->id, m) != 0) {
         message_free(m);
         return CHANNEL_ENOMEM;

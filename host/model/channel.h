@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/hashmap.h"
+#include "model/message.h"
 
 typedef enum {
     CHANNEL_BROADCAST,   /* every reader sees every message; exclusive reads refused */
@@ -31,35 +32,6 @@ enum {
 const char *channel_kind_name(channel_kind k);          /* "broadcast", "work_queue", ... */
 int channel_kind_parse(const char *s, channel_kind *out); /* 0, or -1 for an unknown name */
 const char *channel_strerror(int err);                    /* text for a CHANNEL_E* code */
-
-typedef struct message {
-    uint64_t seq;           /* 1, 2, 3... in write order, never reused within a channel */
-    char id[37];            /* random UUID v4 text */
-    double timestamp;       /* host clock at write, Unix seconds with microseconds */
-    char *sender_id;        /* NULL when unknown */
-    char *data_json;        /* JSON text of content.data, never NULL */
-    size_t data_len;
-    char *metadata_json;    /* JSON object text, never NULL ("{}" by default) */
-    char *correlation_id;   /* NULL when unset */
-    char *reply_to;         /* NULL when unset */
-    char *recipient_id;     /* NULL when unset */
-    /* exclusive-read state (work_queue, passthrough) */
-    char *claimed_by;       /* reader holding the claim, NULL when unclaimed */
-    double claim_deadline;  /* the claim lapses when now >= claim_deadline */
-    int done;               /* acknowledged (work_queue) or taken (passthrough exclusive) */
-} message;
-
-/* What a writer supplies. Strings are copied; NULL means unset. */
-typedef struct message_in {
-    const char *sender_id;
-    const char *data_json;  /* required: JSON text of the data */
-    size_t data_len;
-    const char *metadata_json; /* NULL -> "{}" */
-    const char *correlation_id;
-    const char *reply_to;
-    const char *recipient_id;
-    const char *id;         /* NULL -> a new UUID; given for direct writes of whole envelopes */
-} message_in;
 
 typedef struct channel_config {
     const char *id;          /* required, non-empty */
