@@ -100,25 +100,24 @@ static uint64_t seed_rng(const channel *ch)
     return ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)ch;
 }
 
+/* The text of a UUID v4 from two random words, most significant digit first: each digit goes
+ * straight to its place, no byte array and no test for the dashes on the way. */
 static void make_uuid(channel *ch, char out[37])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
+    /* where the i-th of the 32 digits goes: dashes after digits 8, 12, 16 and 20 */
+    static const unsigned char at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11,
+                                         12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25,
+                                         26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
     uint64_t hi = splitmix64(&ch->rng), lo = splitmix64(&ch->rng);
-    for (int i = 0; i < 8; i++) {
-        b[i] = (unsigned char)(hi >> (56 - 8 * i));
-        b[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10xx */
-    char *p = out;
+    hi = (hi & ~0xf000ULL) | 0x4000ULL;       /* version 4: digit 13 */
+    lo = (lo & ~(3ULL << 62)) | (2ULL << 62); /* variant 10xx: digit 17 */
     for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *p++ = '-';
-        *p++ = hex[b[i] >> 4];
-        *p++ = hex[b[i] & 0x0f];
+        out[at[i]] = hex[(hi >> (60 - 4 * i)) & 15];
+        out[at[16 + i]] = hex[(lo >> (60 - 4 * i)) & 15];
     }
-    *p = '\0';
+    out[8] = out[13] = out[18] = out[23] = '-';
+    out[36] = '\0';
 }
 
 /* ---- the log ---- */
