@@ -65,7 +65,7 @@ $(BUILD)/%.o: host/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-$(BUILD)/tests/%: spec/c/%.c $(TESTLIB) spec/c/check.h
+$(BUILD)/tests/%: spec/c/%.c $(TESTLIB) $(wildcard spec/c/*.h)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(TESTLIB) $(LDLIBS)
 

@@ -1,6 +1,7 @@
-/* channel.c - a channel: a bounded ring of messages with per-reader cursors (see channel.h).
- * Broadcast-like kinds share the log through cursors; work queues and passthrough channels
- * also hand messages out exclusively. Time comes from the caller; nothing here blocks. */
+/* channel.c - a channel's semantics over its store (see channel.h and store.h): kinds, reader
+ * cursors, the mailbox filter, exclusive claims, retention and capacity, watchers, counters.
+ * The messages, claims and cursors live in the store; time comes from the caller; nothing here
+ * blocks. */
 #include "model/channel.h"
 
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 #define DEFAULT_CAPACITY 1000
 #define DEFAULT_CLAIM_TIMEOUT 30.0
 #define DEFAULT_LIMIT 100
-#define RING_START 64 /* slots a new channel's ring starts with */
+#define SCAN 64 /* messages a scan of the log asks the store for at a time */
 
 static const char *const kind_names[] = {
     [CHANNEL_BROADCAST] = "broadcast",
@@ -56,8 +57,25 @@ const char *channel_strerror(int err)
         return "channel is full";
     case CHANNEL_EKIND:
         return "operation not allowed for this channel kind";
+    case CHANNEL_EIO:
+        return "channel store failed";
     default:
         return "unknown error";
+    }
+}
+
+/* A store's failure as a channel's. */
+static int from_store(int rc)
+{
+    switch (rc) {
+    case STORE_OK:
+        return CHANNEL_OK;
+    case STORE_ENOMEM:
+        return CHANNEL_ENOMEM;
+    case STORE_EFULL:
+        return CHANNEL_EFULL;
+    default:
+        return CHANNEL_EIO;
     }
 }
 
@@ -82,126 +100,133 @@ static uint64_t seed_rng(const channel *ch)
     return ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)ch;
 }
 
+/* The text of a UUID v4 from two random words, most significant digit first: each digit goes
+ * straight to its place, no byte array and no test for the dashes on the way. */
 static void make_uuid(channel *ch, char out[37])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char b[16];
+    /* where the i-th of the 32 digits goes: dashes after digits 8, 12, 16 and 20 */
+    static const unsigned char at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11,
+                                         12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25,
+                                         26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
     uint64_t hi = splitmix64(&ch->rng), lo = splitmix64(&ch->rng);
-    for (int i = 0; i < 8; i++) {
-        b[i] = (unsigned char)(hi >> (56 - 8 * i));
-        b[8 + i] = (unsigned char)(lo >> (56 - 8 * i));
-    }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10xx */
-    char *p = out;
+    hi = (hi & ~0xf000ULL) | 0x4000ULL;       /* version 4: digit 13 */
+    lo = (lo & ~(3ULL << 62)) | (2ULL << 62); /* variant 10xx: digit 17 */
     for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *p++ = '-';
-        *p++ = hex[b[i] >> 4];
-        *p++ = hex[b[i] & 0x0f];
+        out[at[i]] = hex[(hi >> (60 - 4 * i)) & 15];
+        out[at[16 + i]] = hex[(lo >> (60 - 4 * i)) & 15];
     }
-    *p = '\0';
+    out[8] = out[13] = out[18] = out[23] = '-';
+    out[36] = '\0';
 }
 
-/* ---- messages and the ring ---- */
+/* ---- the log ---- */
 
-/* A message and its strings are one allocation (see channel_write); only a claim is apart. */
-static void message_free(message *m)
+/* The channel's copy of what the store holds, taken after every change to it. */
+static void sync_range(channel *ch)
 {
-    if (!m)
-        return;
-    free(m->claimed_by);
-    free(m);
-}
-
-/* The i-th message held, counting from the oldest. */
-static message *ring_at(const channel *ch, size_t i)
-{
-    return ch->ring[(ch->head + i) % ch->ring_size];
-}
-
-/* The ring grows as messages arrive, up to capacity slots, so a large capacity costs memory
- * only once it is used. Called before a write changes anything: a failure changes nothing. */
-static int ring_reserve(channel *ch)
-{
-    if (ch->count < ch->ring_size || ch->ring_size == ch->capacity)
-        return 0;
-    size_t size = ch->ring_size * 2 < ch->capacity ? ch->ring_size * 2 : ch->capacity;
-    message **ring = calloc(size, sizeof *ring);
-    if (!ring)
-        return -1;
-    for (size_t i = 0; i < ch->count; i++)
-        ring[i] = ring_at(ch, i);
-    free(ch->ring);
-    ch->ring = ring;
-    ch->ring_size = size;
-    ch->head = 0;
-    return 0;
-}
-
-/* Unlinks and frees the oldest message. The by_id entry is removed only when it still points
- * here: a later message written with the same explicit id owns the entry now. */
-static void drop_head(channel *ch)
-{
-    message *m = ch->ring[ch->head];
-    ch->ring[ch->head] = NULL;
-    ch->head = (ch->head + 1) % ch->ring_size;
-    ch->count--;
-    ch->first_seq++;
-    if (ch->by_id && hashmap_get(ch->by_id, m->id) == m)
-        hashmap_remove(ch->by_id, m->id);
-    message_free(m);
+    store_range r = ch->store->ops->range(ch->store);
+    ch->first_seq = r.first_seq;
+    ch->next_seq = r.next_seq;
+    ch->count = r.count;
 }
 
 /* Drops what retention has expired and, in work queues, acknowledged work at the head.
  * Readers' cursors are not touched: each notices the gap (as missed) on its next read. */
-static void trim(channel *ch, double now)
+static void trim_head(channel *ch, double now)
 {
-    while (ch->count > 0) {
-        message *m = ch->ring[ch->head];
-        if (ch->retention > 0 && m->timestamp <= now - ch->retention) {
-            drop_head(ch);
-            ch->dropped++;
-        } else if (ch->kind == CHANNEL_WORK_QUEUE && m->done) {
-            drop_head(ch);
-        } else {
+    int wq = ch->kind == CHANNEL_WORK_QUEUE;
+    store *st = ch->store;
+    const message *buf[SCAN];
+    uint64_t cut = ch->first_seq, expired = 0;
+    size_t want = 1; /* the head is usually kept: look at it alone first */
+    for (;;) {
+        size_t k = st->ops->read(st, cut, buf, want), i = 0;
+        for (; i < k; i++) {
+            const message *m = buf[i];
+            if (ch->retention > 0 && m->timestamp <= now - ch->retention)
+                expired++;
+            else if (!(wq && m->done))
+                break;
+        }
+        if (i < k) {
+            cut = buf[i]->seq;
             break;
         }
+        if (k < want) {
+            cut = ch->next_seq;
+            break;
+        }
+        cut = buf[k - 1]->seq + 1;
+        want = SCAN;
     }
+    ch->done_at_head = 0; /* the head is now work not yet done, or there is none */
+    if (cut == ch->first_seq)
+        return;
+    st->ops->trim(st, cut);
+    ch->dropped += expired;
+    sync_range(ch);
+}
+
+/* Every operation trims first; most channels have nothing that could be trimmed: no retention,
+ * and no acknowledgement since the head was last found unfinished. */
+static inline void trim(channel *ch, double now)
+{
+    if (ch->count > 0 && (ch->retention > 0 || ch->done_at_head))
+        trim_head(ch, now);
 }
 
 /* ---- lifecycle ---- */
 
-channel *channel_new(const channel_config *cfg)
+int channel_store_config(const channel_config *cfg, store_config *out)
 {
     if (!cfg || !cfg->id || !cfg->id[0])
+        return -1;
+    size_t capacity = cfg->capacity ? cfg->capacity : DEFAULT_CAPACITY;
+    if (capacity > CHANNEL_MAX_CAPACITY)
+        return -1;
+    *out = (store_config){
+        .capacity = capacity,
+        .index_ids = cfg->kind == CHANNEL_WORK_QUEUE,
+        .max_cursors = CHANNEL_MAX_READERS,
+    };
+    return 0;
+}
+
+channel *channel_new(const channel_config *cfg)
+{
+    store_config sc;
+    if (channel_store_config(cfg, &sc) != 0)
         return NULL;
-    channel *ch = calloc(1, sizeof *ch);
-    if (!ch)
+    store *st = store_memory_new(&sc);
+    return st ? channel_new_with_store(cfg, st) : NULL;
+}
+
+channel *channel_new_with_store(const channel_config *cfg, store *st)
+{
+    if (!st)
         return NULL;
+    store_config sc;
+    channel *ch = channel_store_config(cfg, &sc) == 0 ? calloc(1, sizeof *ch) : NULL;
+    if (!ch) {
+        st->ops->free(st);
+        return NULL;
+    }
+    ch->store = st;
+    sync_range(ch);
     ch->is_public = cfg->is_public;
     ch->kind = cfg->kind;
     ch->period = cfg->period;
     ch->retention = cfg->retention;
     ch->claim_timeout = cfg->claim_timeout > 0 ? cfg->claim_timeout : DEFAULT_CLAIM_TIMEOUT;
-    ch->capacity = cfg->capacity ? cfg->capacity : DEFAULT_CAPACITY;
-    if (ch->capacity > CHANNEL_MAX_CAPACITY) {
-        free(ch);
-        return NULL;
-    }
-    ch->ring_size = ch->capacity < RING_START ? ch->capacity : RING_START;
-    ch->first_seq = ch->next_seq = 1;
+    ch->capacity = sc.capacity;
+    ch->done_at_head = ch->kind == CHANNEL_WORK_QUEUE; /* a store may open with finished work */
     ch->rng = seed_rng(ch);
 
     ch->id = strdup(cfg->id);
     ch->name = strdup(cfg->name ? cfg->name : cfg->id);
     ch->description = strdup(cfg->description ? cfg->description : "");
-    ch->ring = calloc(ch->ring_size, sizeof *ch->ring);
-    if (cfg->kind == CHANNEL_WORK_QUEUE)
-        ch->by_id = hashmap_new();
-    ch->readers = hashmap_new();
-    if (!ch->id || !ch->name || !ch->description || !ch->ring ||
-        (cfg->kind == CHANNEL_WORK_QUEUE && !ch->by_id) || !ch->readers) {
+    if (!ch->id || !ch->name || !ch->description) {
         channel_free(ch);
         return NULL;
     }
@@ -212,20 +237,7 @@ void channel_free(channel *ch)
 {
     if (!ch)
         return;
-    if (ch->ring) {
-        while (ch->count > 0)
-            drop_head(ch);
-        free(ch->ring);
-    }
-    if (ch->readers) {
-        hashmap_iter it;
-        void *r;
-        hashmap_iter_init(ch->readers, &it);
-        while (hashmap_iter_next(ch->readers, &it, NULL, &r))
-            free(r);
-        hashmap_free(ch->readers);
-    }
-    hashmap_free(ch->by_id);
+    ch->store->ops->free(ch->store);
     free(ch->id);
     free(ch->name);
     free(ch->description);
@@ -246,66 +258,25 @@ int channel_write(channel *ch, const message_in *in, double now, const message *
         return CHANNEL_ESTOPPED;
     trim(ch, now);
     /* trim() has already forgotten acknowledged work at the head. */
-    if (ch->kind == CHANNEL_WORK_QUEUE && ch->count == ch->capacity)
+    int wq = ch->kind == CHANNEL_WORK_QUEUE;
+    if (wq && ch->count == ch->capacity)
         return CHANNEL_EFULL;
 
-    if (ring_reserve(ch) < 0)
-        return CHANNEL_ENOMEM;
-
-    /* Build the whole message before touching the ring, so a failure changes nothing: one
-     * allocation holds the struct and every string, the cheapest thing on the hot path. */
-    const char *data = in->data_json ? in->data_json : "null";
-    /* data_len 0 means "NUL-terminated": empty text is never valid JSON. */
-    size_t len = in->data_json && in->data_len ? in->data_len : strlen(data);
-    const char *meta = in->metadata_json ? in->metadata_json : "{}";
-    const char *opt[4] = {in->sender_id, in->correlation_id, in->reply_to, in->recipient_id};
-    size_t optlen[4], meta_len = strlen(meta), total = sizeof(message) + len + 1 + meta_len + 1;
-    for (int i = 0; i < 4; i++) {
-        optlen[i] = opt[i] ? strlen(opt[i]) : 0;
-        total += opt[i] ? optlen[i] + 1 : 0;
-    }
-    message *m = malloc(total);
+    /* Build the whole message before the store sees it, and the store does everything that
+     * can fail before it changes: a failure changes nothing. */
+    message *m = message_new(in, now);
     if (!m)
         return CHANNEL_ENOMEM;
-    memset(m, 0, sizeof *m);
-    char *p = (char *)(m + 1);
-    m->data_json = p;
-    memcpy(p, data, len);
-    p[len] = '\0';
-    m->data_len = len;
-    p += len + 1;
-    m->metadata_json = p;
-    memcpy(p, meta, meta_len + 1);
-    p += meta_len + 1;
-    char **slots[4] = {&m->sender_id, &m->correlation_id, &m->reply_to, &m->recipient_id};
-    for (int i = 0; i < 4; i++) {
-        if (!opt[i])
-            continue;
-        *slots[i] = p;
-        memcpy(p, opt[i], optlen[i] + 1);
-        p += optlen[i] + 1;
-    }
-    if (in->id && in->id[0]) {
-        /* An envelope's own id is kept, up to the 36 characters of a UUID. */
-        size_t idlen = strnlen(in->id, sizeof m->id - 1);
-        memcpy(m->id, in->id, idlen);
-        m->id[idlen] = '\0';
-    } else {
+    if (!m->id[0])
         make_uuid(ch, m->id);
-    }
-    m->timestamp = now;
-    if (ch->by_id && hashmap_put(ch->by_id, m->id, m) != 0) {
+    int full = ch->count == ch->capacity;
+    int rc = ch->store->ops->append(ch->store, m, !wq); /* full: the oldest makes room */
+    if (rc != STORE_OK) {
         message_free(m);
-        return CHANNEL_ENOMEM;
+        return from_store(rc);
     }
-
-    if (ch->count == ch->capacity) {
-        drop_head(ch);
-        ch->dropped++;
-    }
-    m->seq = ch->next_seq++;
-    ch->ring[(ch->head + ch->count) % ch->ring_size] = m;
-    ch->count++;
+    sync_range(ch);
+    ch->dropped += (uint64_t)full;
     ch->writes++;
     if (out)
         *out = m;
@@ -339,40 +310,27 @@ static int batch_alloc(channel_batch *out, size_t n)
     return out->items ? 0 : -1;
 }
 
-/* A new reader starts at the oldest message held, having missed nothing. */
-static void evict_stalest_reader(channel *ch)
+/* Fills out with up to n messages from `seq` on that are for `reader` (addressed to it or to
+ * nobody); returns the seq after the last message examined. */
+static uint64_t mailbox_fill(channel *ch, const char *reader, uint64_t seq, size_t n,
+                             channel_batch *out)
 {
-    hashmap_iter it;
-    const char *key, *stalest = NULL;
-    void *v;
-    uint64_t oldest = UINT64_MAX;
-    hashmap_iter_init(ch->readers, &it);
-    while (hashmap_iter_next(ch->readers, &it, &key, &v)) {
-        channel_reader *r = v;
-        if (r->stamp < oldest) {
-            oldest = r->stamp;
-            stalest = key;
+    store *st = ch->store;
+    const message *buf[SCAN];
+    while (out->count < n) {
+        size_t k = st->ops->read(st, seq, buf, SCAN), i = 0;
+        for (; i < k && out->count < n; i++) {
+            const message *m = buf[i];
+            if (!m->recipient_id || strcmp(m->recipient_id, reader) == 0)
+                out->items[out->count++] = m;
         }
+        if (i < k) /* stopped at the n-th: buf[i - 1] was the last examined */
+            return buf[i - 1]->seq + 1;
+        if (k < SCAN)
+            return ch->next_seq;
+        seq = buf[k - 1]->seq + 1;
     }
-    if (stalest)
-        free(hashmap_remove(ch->readers, stalest));
-}
-
-static channel_reader *add_reader(channel *ch, const char *name)
-{
-    if (hashmap_count(ch->readers) >= CHANNEL_MAX_READERS)
-        evict_stalest_reader(ch);
-    channel_reader *r = malloc(sizeof *r);
-    if (!r)
-        return NULL;
-    r->stamp = 0;
-    r->next_seq = ch->first_seq;
-    r->missed = 0;
-    if (hashmap_put(ch->readers, name, r) != 0) {
-        free(r);
-        return NULL;
-    }
-    return r;
+    return seq;
 }
 
 int channel_read(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
@@ -386,7 +344,8 @@ int channel_read(channel *ch, const char *reader, size_t limit, int has_after, u
     trim(ch, now);
 
     /* Find the start before allocating anything, so a failure leaves no new reader behind. */
-    channel_reader *r = hashmap_get(ch->readers, reader);
+    store *st = ch->store;
+    store_cursor *r = st->ops->cursor_get(st, reader);
     uint64_t start = r ? r->next_seq : ch->first_seq;
     if (has_after)
         start = after >= ch->next_seq ? ch->next_seq : after + 1;
@@ -403,22 +362,19 @@ int channel_read(channel *ch, const char *reader, size_t limit, int has_after, u
         n = (size_t)(ch->next_seq - start);
     if (batch_alloc(out, n) != 0)
         return CHANNEL_ENOMEM;
-    if (!r && !(r = add_reader(ch, reader))) {
-        channel_batch_free(out);
-        return CHANNEL_ENOMEM;
-    }
-    r->stamp = ++ch->read_clock;
 
-    uint64_t seq = start;
-    while (seq < ch->next_seq && out->count < n) {
-        message *m = ring_at(ch, (size_t)(seq - ch->first_seq));
-        seq++;
-        if (ch->kind == CHANNEL_MAILBOX && m->recipient_id && strcmp(m->recipient_id, reader) != 0)
-            continue;
-        out->items[out->count++] = m;
+    uint64_t seq; /* the reader's next seq: past every message examined */
+    if (ch->kind == CHANNEL_MAILBOX) {
+        seq = mailbox_fill(ch, reader, start, n, out);
+    } else {
+        out->count = st->ops->read(st, start, out->items, n);
+        seq = out->count == n && n > 0 ? out->items[n - 1]->seq + 1 : ch->next_seq;
     }
-    r->next_seq = seq;
-    r->missed += missed;
+    int rc = st->ops->cursor_set(st, reader, r, seq, (r ? r->missed : 0) + missed);
+    if (rc != STORE_OK) {
+        channel_batch_free(out);
+        return from_store(rc);
+    }
     out->missed = missed;
     ch->reads += out->count;
     return CHANNEL_OK;
@@ -438,50 +394,46 @@ int channel_claim(channel *ch, const char *reader, size_t limit, double now, cha
         return CHANNEL_EKIND;
     trim(ch, now);
 
-    /* Count first: polls of a busy queue usually find nothing and should allocate nothing. */
-    size_t want = limit ? limit : DEFAULT_LIMIT, n = 0;
-    for (size_t i = 0; i < ch->count && n < want; i++)
-        if (claimable(ring_at(ch, i), now))
-            n++;
-    if (n == 0)
+    /* Find the first claimable message before allocating: polls of a busy queue usually find
+     * nothing and should allocate nothing. */
+    store *st = ch->store;
+    const message *buf[SCAN], *first = NULL;
+    size_t want = limit ? limit : DEFAULT_LIMIT, chunk = 1; /* often the head: look at it alone */
+    for (uint64_t from = ch->first_seq; !first;) {
+        size_t k = st->ops->read(st, from, buf, chunk);
+        for (size_t i = 0; i < k && !first; i++)
+            if (claimable(buf[i], now))
+                first = buf[i];
+        if (k < chunk)
+            break;
+        from = buf[k - 1]->seq + 1;
+        chunk = SCAN;
+    }
+    if (!first)
         return CHANNEL_OK;
-    if (batch_alloc(out, n) != 0)
+    /* No more than this many can be claimable: read straight into the batch, keep those that are. */
+    size_t cap = ch->next_seq - first->seq < want ? (size_t)(ch->next_seq - first->seq) : want;
+    if (batch_alloc(out, cap) != 0)
         return CHANNEL_ENOMEM;
-    for (size_t i = 0; i < ch->count && out->count < n; i++) {
-        message *m = ring_at(ch, i);
-        if (claimable(m, now))
-            out->items[out->count++] = m;
+    for (uint64_t from = first->seq; out->count < cap;) {
+        const message **got = out->items + out->count;
+        size_t k = st->ops->read(st, from, got, cap - out->count);
+        if (k == 0)
+            break;
+        from = got[k - 1]->seq + 1;
+        for (size_t i = 0; i < k; i++)
+            if (claimable(got[i], now))
+                out->items[out->count++] = got[i];
     }
 
     if (ch->kind == CHANNEL_PASSTHROUGH) {
-        for (size_t i = 0; i < out->count; i++)
-            ((message *)out->items[i])->done = 1;
+        st->ops->done(st, out->items, out->count); /* taken */
     } else {
-        /* Copy the holder's name for every message first, so running out of memory halfway
-         * leaves no claim half made. */
-        char **names = malloc(out->count * sizeof *names);
-        size_t made = 0;
-        if (names) {
-            for (; made < out->count; made++) {
-                names[made] = strdup(reader);
-                if (!names[made])
-                    break;
-            }
-        }
-        if (!names || made < out->count) {
-            while (made > 0)
-                free(names[--made]);
-            free(names);
+        int rc = st->ops->claim(st, out->items, out->count, reader, now + ch->claim_timeout);
+        if (rc != STORE_OK) {
             channel_batch_free(out);
-            return CHANNEL_ENOMEM;
+            return from_store(rc);
         }
-        for (size_t i = 0; i < out->count; i++) {
-            message *m = (message *)out->items[i];
-            free(m->claimed_by); /* a lapsed claim of another reader */
-            m->claimed_by = names[i];
-            m->claim_deadline = now + ch->claim_timeout;
-        }
-        free(names);
     }
     ch->claims += out->count;
     ch->reads += out->count;
@@ -489,11 +441,11 @@ int channel_claim(channel *ch, const char *reader, size_t limit, double now, cha
 }
 
 /* The message `id` names, when `reader` holds its claim and the work is not done. */
-static message *held_by(channel *ch, const char *reader, const char *id)
+static const message *held_by(channel *ch, const char *reader, const char *id)
 {
     if (!id)
         return NULL;
-    message *m = ch->by_id ? hashmap_get(ch->by_id, id) : NULL;
+    const message *m = ch->store->ops->find(ch->store, id);
     if (!m || m->done || !m->claimed_by || strcmp(m->claimed_by, reader) != 0)
         return NULL;
     return m;
@@ -506,15 +458,14 @@ int channel_ack(channel *ch, const char *reader, const char *const *ids, size_t 
     trim(ch, now);
     int acked = 0;
     for (size_t i = 0; i < n; i++) {
-        message *m = held_by(ch, reader, ids[i]);
+        const message *m = held_by(ch, reader, ids[i]);
         if (!m)
             continue;
-        m->done = 1;
-        free(m->claimed_by);
-        m->claimed_by = NULL;
+        ch->store->ops->done(ch->store, &m, 1);
         acked++;
     }
     ch->acked += (uint64_t)acked;
+    ch->done_at_head |= acked > 0;
     trim(ch, now); /* forget the work just finished if it sits at the head */
     return acked;
 }
@@ -526,12 +477,10 @@ int channel_nack(channel *ch, const char *reader, const char *const *ids, size_t
     trim(ch, now);
     int released = 0;
     for (size_t i = 0; i < n; i++) {
-        message *m = held_by(ch, reader, ids[i]);
+        const message *m = held_by(ch, reader, ids[i]);
         if (!m)
             continue;
-        free(m->claimed_by);
-        m->claimed_by = NULL;
-        m->claim_deadline = 0;
+        ch->store->ops->release(ch->store, &m, 1);
         released++;
     }
     ch->nacked += (uint64_t)released;
@@ -545,18 +494,9 @@ int channel_nack(channel *ch, const char *reader, const char *const *ids, size_t
 
 /* ---- queries ---- */
 
-/* Work queues keep an id index (acknowledgements look ids up all the time); other kinds are
- * searched from the newest message back, which spares every write an index update. */
 const message *channel_find(const channel *ch, const char *message_id)
 {
-    if (ch->by_id)
-        return hashmap_get(ch->by_id, message_id);
-    for (size_t i = ch->count; i-- > 0;) {
-        const message *m = ring_at(ch, i);
-        if (strcmp(m->id, message_id) == 0)
-            return m;
-    }
-    return NULL;
+    return ch->store->ops->find(ch->store, message_id);
 }
 
 uint64_t channel_last_seq(const channel *ch)
@@ -566,20 +506,26 @@ uint64_t channel_last_seq(const channel *ch)
 
 size_t channel_pending(const channel *ch)
 {
-    size_t pending = 0;
-    for (size_t i = 0; i < ch->count; i++)
-        if (!ring_at(ch, i)->done)
-            pending++;
+    store *st = ch->store;
+    const message *buf[SCAN];
+    size_t pending = 0, k;
+    uint64_t from = ch->first_seq;
+    do {
+        k = st->ops->read(st, from, buf, SCAN);
+        for (size_t i = 0; i < k; i++)
+            pending += !buf[i]->done;
+        if (k > 0)
+            from = buf[k - 1]->seq + 1;
+    } while (k == SCAN);
     return pending;
 }
 
 void channel_forget_reader(channel *ch, const char *reader)
 {
-    free(hashmap_remove(ch->readers, reader));
+    ch->store->ops->cursor_forget(ch->store, reader);
 }
 
 /* ---- watchers ---- */
-
 void channel_add_watcher(channel *ch, channel_watcher *w)
 {
     w->prev = NULL;

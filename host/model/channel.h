@@ -1,15 +1,19 @@
 /* channel.h - a channel: a bounded log of messages with integer sequence numbers.
  * Pure data structure: no event loop, no Lua. Time is passed in by the caller (host clock).
- * The host owns channels; readers are named by string (a system id) and each keeps its own
- * cursor inside the channel. Message pointers handed out stay valid until the next call that
- * mutates the channel (write, read, claim, ack, nack, stop, free): copy what you keep. */
+ * The channel holds the semantics (kinds, cursors, the mailbox filter, claims, retention and
+ * capacity, watchers, counters); its messages, claims and cursors live in a store (store.h),
+ * in memory unless the caller gives another. The host owns channels; readers are named by
+ * string (a system id) and each keeps its own cursor in the store. Message pointers handed out
+ * stay valid until the next call that mutates the channel (write, read, claim, ack, nack,
+ * stop, free): copy what you keep. */
 #ifndef SSSN_CHANNEL_H
 #define SSSN_CHANNEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/hashmap.h"
+#include "model/message.h"
+#include "model/store.h"
 
 typedef enum {
     CHANNEL_BROADCAST,   /* every reader sees every message; exclusive reads refused */
@@ -26,40 +30,12 @@ enum {
     CHANNEL_ESTOPPED = -2, /* write to a stopped channel */
     CHANNEL_EFULL = -3,    /* work queue at capacity with unfinished work: write refused */
     CHANNEL_EKIND = -4,    /* operation not allowed for this kind (exclusive read of broadcast...) */
+    CHANNEL_EIO = -5,      /* the store failed (a durable store that cannot commit) */
 };
 
 const char *channel_kind_name(channel_kind k);          /* "broadcast", "work_queue", ... */
 int channel_kind_parse(const char *s, channel_kind *out); /* 0, or -1 for an unknown name */
 const char *channel_strerror(int err);                    /* text for a CHANNEL_E* code */
-
-typedef struct message {
-    uint64_t seq;           /* 1, 2, 3... in write order, never reused within a channel */
-    char id[37];            /* random UUID v4 text */
-    double timestamp;       /* host clock at write, Unix seconds with microseconds */
-    char *sender_id;        /* NULL when unknown */
-    char *data_json;        /* JSON text of content.data, never NULL */
-    size_t data_len;
-    char *metadata_json;    /* JSON object text, never NULL ("{}" by default) */
-    char *correlation_id;   /* NULL when unset */
-    char *reply_to;         /* NULL when unset */
-    char *recipient_id;     /* NULL when unset */
-    /* exclusive-read state (work_queue, passthrough) */
-    char *claimed_by;       /* reader holding the claim, NULL when unclaimed */
-    double claim_deadline;  /* the claim lapses when now >= claim_deadline */
-    int done;               /* acknowledged (work_queue) or taken (passthrough exclusive) */
-} message;
-
-/* What a writer supplies. Strings are copied; NULL means unset. */
-typedef struct message_in {
-    const char *sender_id;
-    const char *data_json;  /* required: JSON text of the data */
-    size_t data_len;
-    const char *metadata_json; /* NULL -> "{}" */
-    const char *correlation_id;
-    const char *reply_to;
-    const char *recipient_id;
-    const char *id;         /* NULL -> a new UUID; given for direct writes of whole envelopes */
-} message_in;
 
 typedef struct channel_config {
     const char *id;          /* required, non-empty */
@@ -81,18 +57,12 @@ typedef struct channel_watcher {
     struct channel_watcher *prev, *next; /* owned by the channel's list */
 } channel_watcher;
 
-typedef struct channel_reader {
-    uint64_t next_seq; /* the next seq this reader has not seen */
-    uint64_t missed;   /* total messages dropped before this reader read them */
-    uint64_t stamp;    /* when it last read, on the channel's read clock (for eviction) */
-} channel_reader;
-
 /* Cursors a channel keeps at most: past that, a new reader evicts the one that read least
  * recently (which, should it come back, starts again at the oldest message held). Readers are
  * named by callers, HTTP tokens included, so their number must be bounded. */
 #define CHANNEL_MAX_READERS 10000
 
-/* Messages a channel may hold at most (its ring's slots are allocated as it fills). */
+/* Messages a channel may hold at most (the memory store allocates ring slots as it fills). */
 #define CHANNEL_MAX_CAPACITY 1000000
 
 typedef struct channel {
@@ -104,28 +74,31 @@ typedef struct channel {
     char *owner;    /* system id of the owner, set by the host; NULL when none */
     int stopped;
 
-    /* the log: a ring holding seqs [first_seq, next_seq); it grows up to capacity slots */
-    message **ring;
-    size_t ring_size;   /* slots allocated */
-    size_t head;        /* ring index of first_seq */
+    /* the log, its claims and the readers' cursors; first_seq, next_seq and count mirror the
+     * store's range after every change */
+    store *store;
     size_t count;       /* messages held */
     uint64_t first_seq; /* seq of the oldest message held (== next_seq when empty) */
     uint64_t next_seq;  /* seq the next write gets */
-    hashmap *by_id;     /* work queues: message id -> message*, for messages held; else NULL */
-    hashmap *readers;   /* reader name -> channel_reader* */
-    uint64_t read_clock; /* counts reads, to stamp readers */
     channel_watcher *watchers;
 
     /* counters */
     uint64_t writes, reads, dropped, acked, nacked, claims;
 
     /* private */
-    uint64_t rng; /* splitmix64 state for message UUIDs, seeded in channel_new */
+    uint64_t rng;     /* splitmix64 state for message UUIDs, seeded in channel_new */
+    int done_at_head; /* work queues: acknowledged work may sit at the head, to be trimmed */
 } channel;
 
 /* NULL when cfg->id is empty, capacity is over CHANNEL_MAX_CAPACITY, or out of memory. */
 channel *channel_new(const channel_config *cfg);
-void channel_free(channel *ch);                  /* frees messages and readers; watchers are the caller's */
+/* The same over a store the caller made (a durable one), with the settings that
+ * channel_store_config gives for cfg. The channel takes st (and frees it when it fails) and
+ * starts from what st holds: seqs, messages with their claims, cursors. */
+channel *channel_new_with_store(const channel_config *cfg, store *st);
+/* The store settings a channel made with cfg needs; -1 when cfg is refused as above. */
+int channel_store_config(const channel_config *cfg, store_config *out);
+void channel_free(channel *ch);                  /* frees the store; watchers are the caller's */
 void channel_stop(channel *ch);                  /* later writes fail with CHANNEL_ESTOPPED; reads go on */
 
 /* Appends a message. On success *out (if out) points at the stored message.

@@ -39,6 +39,25 @@ static uint64_t put_to(channel *ch, const char *recipient, double now)
     return m->seq;
 }
 
+/* A reader's cursor, as the channel's store keeps it. */
+static store_cursor *cursor(channel *ch, const char *reader)
+{
+    return ch->store->ops->cursor_get(ch->store, reader);
+}
+
+static size_t cursors(channel *ch)
+{
+    return ch->store->ops->cursor_count(ch->store);
+}
+
+/* Whether a channel of this kind asks its store for an id index. */
+static int indexes_ids(channel_kind kind)
+{
+    channel_config cfg = {.id = "x", .kind = kind};
+    store_config sc;
+    return channel_store_config(&cfg, &sc) == 0 && sc.index_ids;
+}
+
 static int is_uuid_v4(const char *s)
 {
     if (strlen(s) != 36)
@@ -72,6 +91,7 @@ static void test_kind_names_and_errors(void)
     CHECK(strcmp(channel_strerror(CHANNEL_EFULL), "channel is full") == 0);
     CHECK(strcmp(channel_strerror(CHANNEL_EKIND),
                  "operation not allowed for this channel kind") == 0);
+    CHECK(strcmp(channel_strerror(CHANNEL_EIO), "channel store failed") == 0);
 }
 
 static void test_new_applies_defaults(void)
@@ -163,7 +183,8 @@ static void test_find_by_id_follows_the_log(void)
     put(ch, "2", 2);
     put(ch, "3", 3); /* pushes the first message out */
     CHECK(channel_find(ch, id) == NULL);
-    CHECK(ch->by_id == NULL); /* only work queues keep an id index */
+    CHECK(!indexes_ids(CHANNEL_BROADCAST)); /* only work queues keep an id index */
+    CHECK(indexes_ids(CHANNEL_WORK_QUEUE));
     channel_free(ch);
 }
 
@@ -175,7 +196,7 @@ static void test_ring_wraps_many_times(void)
     CHECK(ch->count == 4);
     CHECK(ch->first_seq == 100 && ch->next_seq == 104);
     CHECK(ch->dropped == 99);
-    CHECK(ch->by_id == NULL);
+    CHECK(!indexes_ids(CHANNEL_BROADCAST));
     channel_batch b;
     CHECK(channel_read(ch, "r", 0, 0, 0, 200, &b) == CHANNEL_OK);
     CHECK(b.count == 4);
@@ -252,7 +273,7 @@ static void test_readers_have_independent_cursors(void)
 
     /* A forgotten reader starts over at the oldest message. */
     channel_forget_reader(ch, "bob");
-    CHECK(hashmap_get(ch->readers, "bob") == NULL);
+    CHECK(cursor(ch, "bob") == NULL);
     CHECK(channel_read(ch, "bob", 0, 0, 0, 10, &b) == CHANNEL_OK);
     CHECK(b.count == 4);
     channel_batch_free(&b);
@@ -306,7 +327,7 @@ static void test_capacity_drops_count_as_missed_for_a_slow_reader(void)
     CHECK(b.missed == 2); /* seqs 2 and 3, never seen */
     CHECK(b.count == 3 && b.items[0]->seq == 4);
     channel_batch_free(&b);
-    channel_reader *r = hashmap_get(ch->readers, "slow");
+    store_cursor *r = cursor(ch, "slow");
     CHECK(r && r->missed == 2 && r->next_seq == 7);
 
     /* Missed is reported once: the next read starts clean. */
@@ -331,7 +352,7 @@ static void test_after_before_the_oldest_counts_the_gap_as_missed(void)
     CHECK(b.missed == 2); /* 2 and 3 are gone */
     CHECK(b.count == 2 && b.items[0]->seq == 4);
     channel_batch_free(&b);
-    channel_reader *r = hashmap_get(ch->readers, "r");
+    store_cursor *r = cursor(ch, "r");
     CHECK(r && r->missed == 2 && r->next_seq == 6);
     channel_free(ch);
 }
@@ -387,7 +408,7 @@ static void test_mailbox_readers_see_their_own_and_unaddressed_messages(void)
     CHECK(channel_read(ch, "alice", 0, 0, 0, 12, &b) == CHANNEL_OK);
     CHECK(b.count == 0);
     channel_batch_free(&b);
-    channel_reader *r = hashmap_get(ch->readers, "alice");
+    store_cursor *r = cursor(ch, "alice");
     CHECK(r && r->next_seq == 7);
     channel_free(ch);
 }
@@ -695,15 +716,15 @@ static void test_readers_are_capped_and_the_stalest_goes(void)
         CHECK(channel_read(ch, name, 10, 0, 0, 2, &b) == CHANNEL_OK);
         channel_batch_free(&b);
     }
-    CHECK(hashmap_count(ch->readers) == CHANNEL_MAX_READERS);
+    CHECK(cursors(ch) == CHANNEL_MAX_READERS);
     /* the system reads again: it is no longer the stalest */
     CHECK(channel_read(ch, "system", 10, 0, 0, 2, &b) == CHANNEL_OK && b.count == 0);
     channel_batch_free(&b);
     CHECK(channel_read(ch, "newcomer", 10, 0, 0, 2, &b) == CHANNEL_OK && b.count == 1);
     channel_batch_free(&b);
-    CHECK(hashmap_count(ch->readers) == CHANNEL_MAX_READERS);
-    CHECK(hashmap_get(ch->readers, "token-0") == NULL); /* the one that read least recently */
-    CHECK(hashmap_get(ch->readers, "system") != NULL);
+    CHECK(cursors(ch) == CHANNEL_MAX_READERS);
+    CHECK(cursor(ch, "token-0") == NULL); /* the one that read least recently */
+    CHECK(cursor(ch, "system") != NULL);
     channel_free(ch);
 }
 
@@ -712,19 +733,19 @@ static void test_readers_are_capped_and_the_stalest_goes(void)
 static void test_ring_grows_as_it_fills_up_to_capacity(void)
 {
     channel *big = make(CHANNEL_BROADCAST, CHANNEL_MAX_CAPACITY, 0);
-    CHECK(big && big->ring_size < 1000);
+    CHECK(big && store_memory_slots(big->store) < 1000);
     channel_free(big);
     CHECK(make(CHANNEL_BROADCAST, CHANNEL_MAX_CAPACITY + 1, 0) == NULL);
 
     channel *ch = make(CHANNEL_BROADCAST, 300, 0);
-    size_t start = ch->ring_size;
+    size_t start = store_memory_slots(ch->store);
     CHECK(start < 300);
     for (int i = 1; i <= 1000; i++) {
         char data[16];
         snprintf(data, sizeof data, "%d", i);
         CHECK(put(ch, data, i) == (uint64_t)i);
     }
-    CHECK(ch->ring_size == 300 && ch->count == 300 && ch->dropped == 700);
+    CHECK(store_memory_slots(ch->store) == 300 && ch->count == 300 && ch->dropped == 700);
     channel_batch b;
     CHECK(channel_read(ch, "r", 1000, 0, 0, 2000, &b) == CHANNEL_OK);
     CHECK(b.count == 300);
@@ -733,6 +754,117 @@ static void test_ring_grows_as_it_fills_up_to_capacity(void)
         snprintf(want, sizeof want, "%zu", 701 + i);
         CHECK(b.items[i]->seq == 701 + i && strcmp(b.items[i]->data_json, want) == 0);
     }
+    channel_batch_free(&b);
+    channel_free(ch);
+}
+
+/* ---- the store underneath ---- */
+
+/* A channel over a store that already holds messages, claims and cursors (as a durable store
+ * does after a restart) goes on from there. */
+static void test_a_channel_starts_from_what_its_store_holds(void)
+{
+    channel_config cfg = {.id = "jobs", .kind = CHANNEL_WORK_QUEUE, .capacity = 8};
+    store_config sc;
+    CHECK(channel_store_config(&cfg, &sc) == 0);
+    CHECK(sc.capacity == 8 && sc.index_ids && sc.max_cursors == CHANNEL_MAX_READERS);
+    store *st = store_memory_new(&sc);
+    const char *ids[] = {"done-1", "open-2", "open-3"};
+    for (int i = 0; i < 3; i++) {
+        message_in in = {.data_json = "0", .id = ids[i]};
+        message *m = message_new(&in, 5);
+        CHECK(st->ops->append(st, m, 0) == STORE_OK);
+    }
+    const message *got[2];
+    st->ops->read(st, 1, got, 2);
+    st->ops->done(st, got, 1);                /* acknowledged before the "restart" */
+    st->ops->claim(st, got + 1, 1, "w1", 60); /* claimed until 60 */
+
+    channel *ch = channel_new_with_store(&cfg, st);
+    CHECK(ch && ch->first_seq == 1 && ch->next_seq == 4 && ch->count == 3);
+    CHECK(channel_pending(ch) == 2);
+    channel_batch b;
+    CHECK(channel_claim(ch, "w2", 0, 50, &b) == CHANNEL_OK); /* finished work is forgotten */
+    CHECK(b.count == 1 && strcmp(b.items[0]->id, "open-3") == 0);
+    channel_batch_free(&b);
+    CHECK(ch->first_seq == 2 && ch->count == 2);
+    CHECK(channel_claim(ch, "w2", 0, 60, &b) == CHANNEL_OK); /* w1's claim lapsed */
+    CHECK(b.count == 1 && strcmp(b.items[0]->id, "open-2") == 0);
+    channel_batch_free(&b);
+    CHECK(put(ch, "4", 101) == 4); /* seqs go on */
+    channel_free(ch);
+
+    /* A refused configuration frees the store it was given. */
+    channel_config bad = {.id = ""};
+    CHECK(channel_new_with_store(&bad, store_memory_new(&sc)) == NULL);
+    CHECK(channel_new_with_store(&cfg, NULL) == NULL);
+}
+
+/* A store that fails on demand: the memory store with some of its functions replaced. */
+static store_ops failing_ops;
+static const store_ops *memory_ops;
+static int store_fails;
+
+static int failing_append(store *st, message *m, int make_room)
+{
+    return store_fails ? STORE_EIO : memory_ops->append(st, m, make_room);
+}
+
+static int failing_claim(store *st, const message *const *ms, size_t n, const char *holder,
+                         double deadline)
+{
+    return store_fails ? STORE_EIO : memory_ops->claim(st, ms, n, holder, deadline);
+}
+
+static int failing_cursor_set(store *st, const char *reader, store_cursor *cur, uint64_t next,
+                              uint64_t missed)
+{
+    return store_fails ? STORE_EIO : memory_ops->cursor_set(st, reader, cur, next, missed);
+}
+
+static channel *over_failing_store(channel_kind kind)
+{
+    channel_config cfg = {.id = "failing", .kind = kind};
+    store_config sc;
+    channel_store_config(&cfg, &sc);
+    store *st = store_memory_new(&sc);
+    memory_ops = st->ops;
+    failing_ops = *st->ops;
+    failing_ops.append = failing_append;
+    failing_ops.claim = failing_claim;
+    failing_ops.cursor_set = failing_cursor_set;
+    st->ops = &failing_ops;
+    store_fails = 0;
+    return channel_new_with_store(&cfg, st);
+}
+
+static void test_a_store_failure_fails_the_operation_and_changes_nothing(void)
+{
+    channel *ch = over_failing_store(CHANNEL_BROADCAST);
+    probe p = {.w = {.on_write = on_write}, .ch = ch};
+    channel_add_watcher(ch, &p.w);
+    put(ch, "1", 1);
+    store_fails = 1;
+    message_in in = {.data_json = "2"};
+    const message *m = NULL;
+    CHECK(channel_write(ch, &in, 2, &m) == CHANNEL_EIO); /* the message built is freed */
+    CHECK(m == NULL && ch->writes == 1 && channel_last_seq(ch) == 1 && p.calls == 1);
+    channel_batch b;
+    CHECK(channel_read(ch, "r", 0, 0, 0, 3, &b) == CHANNEL_EIO);
+    CHECK(b.count == 0 && b.items == NULL && ch->reads == 0 && cursor(ch, "r") == NULL);
+    store_fails = 0;
+    CHECK(channel_read(ch, "r", 0, 0, 0, 3, &b) == CHANNEL_OK && b.count == 1);
+    channel_batch_free(&b);
+    channel_remove_watcher(ch, &p.w);
+    channel_free(ch);
+
+    ch = over_failing_store(CHANNEL_WORK_QUEUE);
+    put(ch, "1", 1);
+    store_fails = 1;
+    CHECK(channel_claim(ch, "w", 0, 2, &b) == CHANNEL_EIO);
+    CHECK(b.count == 0 && b.items == NULL && ch->claims == 0 && ch->reads == 0);
+    store_fails = 0;
+    CHECK(channel_claim(ch, "w", 0, 2, &b) == CHANNEL_OK && b.count == 1);
     channel_batch_free(&b);
     channel_free(ch);
 }
@@ -765,5 +897,7 @@ int main(void)
     RUN(test_claims_skip_done_messages_in_the_middle);
     RUN(test_passthrough_takes_each_message_once_while_shared_reads_see_all);
     RUN(test_watchers_are_called_and_can_leave_from_their_callback);
+    RUN(test_a_channel_starts_from_what_its_store_holds);
+    RUN(test_a_store_failure_fails_the_operation_and_changes_nothing);
     return check_report();
 }

@@ -1,0 +1,58 @@
+/* message.c - building and freeing a message (see message.h): one allocation for the struct and
+ * every string, so a write that fails halfway has nothing to undo and freeing is one free
+ * (the discipline of Lua's luaM_ and redis' sds). */
+#include "model/message.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+message *message_new(const message_in *in, double timestamp)
+{
+    const char *data = in->data_json ? in->data_json : "null";
+    /* data_len 0 means "NUL-terminated": empty text is never valid JSON. */
+    size_t len = in->data_json && in->data_len ? in->data_len : strlen(data);
+    const char *meta = in->metadata_json ? in->metadata_json : "{}";
+    const char *opt[4] = {in->sender_id, in->correlation_id, in->reply_to, in->recipient_id};
+    size_t optlen[4], meta_len = strlen(meta), total = sizeof(message) + len + 1 + meta_len + 1;
+    for (int i = 0; i < 4; i++) {
+        optlen[i] = opt[i] ? strlen(opt[i]) : 0;
+        total += opt[i] ? optlen[i] + 1 : 0;
+    }
+    message *m = malloc(total);
+    if (!m)
+        return NULL;
+    memset(m, 0, sizeof *m);
+    char *p = (char *)(m + 1);
+    m->data_json = p;
+    memcpy(p, data, len);
+    p[len] = '\0';
+    m->data_len = len;
+    p += len + 1;
+    m->metadata_json = p;
+    memcpy(p, meta, meta_len + 1);
+    p += meta_len + 1;
+    char **slots[4] = {&m->sender_id, &m->correlation_id, &m->reply_to, &m->recipient_id};
+    for (int i = 0; i < 4; i++) {
+        if (!opt[i])
+            continue;
+        *slots[i] = p;
+        memcpy(p, opt[i], optlen[i] + 1);
+        p += optlen[i] + 1;
+    }
+    if (in->id) {
+        /* An envelope's own id is kept, up to the 36 characters of a UUID. */
+        size_t idlen = strnlen(in->id, sizeof m->id - 1);
+        memcpy(m->id, in->id, idlen);
+        m->id[idlen] = '\0';
+    }
+    m->timestamp = timestamp;
+    return m;
+}
+
+void message_free(message *m)
+{
+    if (!m)
+        return;
+    free(m->claimed_by);
+    free(m);
+}
