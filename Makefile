@@ -33,6 +33,8 @@ OBJS = $(SRCS:host/%.c=$(BUILD)/%.o)
 # What the C unit tests link: the layers that need no loop and no Lua state of the host.
 TESTLIB = $(filter $(BUILD)/core/% $(BUILD)/model/%,$(OBJS))
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
+# The keep-alive's test runs the policy on the runtime (test clock) over a fake backend.
+KEEPALIVE_TESTLIB = $(filter $(BUILD)/rt/%,$(OBJS)) $(BUILD)/sys/keepalive.o $(BUILD)/sys/regbackend.o
 
 .PHONY: all deps demo test bench install uninstall clean help fuzz FORCE
 
@@ -67,6 +69,9 @@ $(BUILD)/%.o: host/%.c $(HDRS)
 $(BUILD)/tests/%: spec/c/%.c $(TESTLIB) spec/c/check.h
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(TESTLIB) $(LDLIBS)
+
+$(BUILD)/tests/test_keepalive: $(KEEPALIVE_TESTLIB)
+$(BUILD)/tests/test_keepalive: TESTLIB += $(KEEPALIVE_TESTLIB)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
