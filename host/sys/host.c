@@ -140,7 +140,13 @@ regbackend *host_backend(host *h)
 {
     if (h->backend)
         return h->backend;
-    h->backend = regbackend_local_new(h->rt, h->reg, h->registry_events);
+    if (h->registry_url) {
+        if (!h->http && !(h->http = http_client_new(h->rt)))
+            return NULL;
+        h->backend = regbackend_http_new(h->rt, h->http, h->registry_url);
+    } else {
+        h->backend = regbackend_local_new(h->rt, h->reg, h->registry_events);
+    }
     if (h->backend)
         keepalive_use(h->keepalive, h->backend);
     return h->backend;

@@ -75,8 +75,8 @@ typedef struct host {
     int stopping;              /* host_stop_all ran: the app's loop ends */
     clock_listener clock_shift; /* the systems' (system.c): schedules move with the test clock */
     vm_env vmenv;              /* what the host's Lua states share (vm/vm.h) */
-    /* where the systems' registry is (regbackend.h): the local one over `reg`; made on
-     * first use (host_backend) */
+    /* where the systems' registry is (regbackend.h): the local one over `reg`, or another
+     * host's with --registry; made on first use (host_backend) */
     struct regbackend *backend;
     struct keepalive *keepalive; /* the keep-alive and ownership policy over it (keepalive.h) */
 
@@ -108,8 +108,9 @@ void host_record_lateness(host *h, double seconds);
 double host_lateness_percentile(const host *h, double p); /* seconds; 0 when no samples */
 void host_lateness_reset(host *h);
 
-/* The registry backend the systems and the API use (made on the first call): the local
- * one, over this host's registry. NULL when out of memory. */
+/* The registry backend the systems and the API use: on the first call, the local one (this
+ * host's registry) or, when registry_url is set by then, the http one to that host. NULL when
+ * out of memory. */
 struct regbackend *host_backend(host *h);
 
 /* Registry maintenance now (also runs on its timer). */

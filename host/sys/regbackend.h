@@ -4,10 +4,9 @@
  *
  * Implementations:
  *   local  (regbackend_local.c) model/registry.c in this process (the host's own).
- * Next:
- *   http                        another host's registry API (--registry URL), through
+ *   http   (regbackend_http.c)  another host's registry API (--registry URL), through
  *                               net/http_client on the loop, never blocking it.
- *   etcd   (issue 12)           an etcd cluster through its v3 JSON gateway: a lease per host
+ *   etcd   (issue 12, next)     an etcd cluster through its v3 JSON gateway: a lease per host
  *                               and TTL (the keep-alive renews the lease, one request a beat),
  *                               takeover, refresh and owner-checked delete as transactions
  *                               comparing the key's lease or version, a watch on the prefix
@@ -57,6 +56,8 @@
 #include "model/channel.h"
 #include "model/registry.h"
 #include "rt/rt.h"
+
+struct http_client;
 
 typedef enum {
     RB_OK,
@@ -195,5 +196,15 @@ regbackend *regbackend_local_new(rt *r, registry *reg, channel *events);
 /* Tells the local backend's listener of a registry event (e, prev as reg_event_fn gets
  * them); does nothing for NULL or a backend of another kind. */
 void regbackend_local_event(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev);
+
+/* The http backend: the registry of the host at url (http://host:port, no path), through the
+ * client c (the caller's, freed after the backend). One log line each time it becomes
+ * unreachable or reachable again (not one per call). NULL when out of memory. */
+regbackend *regbackend_http_new(rt *r, struct http_client *c, const char *url);
+
+/* Seconds an http backend call may take (a long-poll: its wait and this). */
+#define RB_HTTP_TIMEOUT 10.0
+/* Seconds the watch's long-poll waits on the other side. */
+#define RB_HTTP_WATCH_WAIT 30
 
 #endif
