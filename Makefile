@@ -34,6 +34,9 @@ OBJS = $(SRCS:host/%.c=$(BUILD)/%.o)
 # with its clock and timers, the HTTP server and client); they need only the libraries above.
 TESTLIB = $(filter $(BUILD)/core/% $(BUILD)/model/% $(BUILD)/rt/% $(BUILD)/net/%,$(OBJS))
 CTESTS = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
+# The keep-alive's test runs the policy on the runtime (test clock) over a fake backend: TESTLIB
+# already links the runtime, so only the policy and the backend interface are added.
+KEEPALIVE_TESTLIB = $(BUILD)/sys/keepalive.o $(BUILD)/sys/regbackend.o
 
 .PHONY: all deps demo test bench install uninstall clean help fuzz FORCE
 
@@ -68,6 +71,9 @@ $(BUILD)/%.o: host/%.c $(HDRS)
 $(BUILD)/tests/%: spec/c/%.c $(TESTLIB) $(wildcard spec/c/*.h)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $(LDFLAGS) -o $@ $< $(TESTLIB) $(LDLIBS)
+
+$(BUILD)/tests/test_keepalive: $(KEEPALIVE_TESTLIB)
+$(BUILD)/tests/test_keepalive: TESTLIB += $(KEEPALIVE_TESTLIB)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

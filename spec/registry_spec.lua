@@ -624,6 +624,66 @@ return s
       assert.are.equal(now + 11, seen[2].entry.expires_at)
     end)
 
+    it("answers events(math.maxinteger) at once with the current index, and events(index) with what came since", function()
+      local _, index = registry:events(math.maxinteger, 5)
+      assert.are.equal(sssn.channel_stats("registry").last_seq, index)
+      local id = testing.uid("since")
+      registry:register_channel({ id = id }, 10)
+      local events, next_index = registry:events(index)
+      assert.are.equal(1, #events)
+      assert.are.equal(id, events[1].id)
+      assert.are.equal("registered", events[1].event)
+      assert.are.equal(next_index, events[1].index)
+      assert.are.same({}, (registry:events(next_index)))
+    end)
+
+    it("waits in events(index, wait), yielding the calling coroutine, until an event comes", function()
+      local sys_id, id = testing.uid("waiter"), testing.uid("awaited")
+      local reader = system("reader")
+      local _, index = registry:events(math.maxinteger)
+      spawn { id = sys_id, source = ([[
+local sssn = require "sssn"
+local s = sssn.system { id = %q }
+function s:setup()
+  self:add_channel(sssn.broadcast { id = %q })
+  sssn.spawn(function()
+    local events = sssn.registry:events(%d, 30)
+    self:write_channel(%q, { n = #events, id = events[1] and events[1].id or "" })
+  end)
+end
+return s
+]]):format(sys_id, sys_id .. "-out", index, sys_id .. "-out") }
+      reader:connect(sys_id .. "-out")
+      testing.advance(5)
+      assert.are.same({}, reader:read_channel(sys_id .. "-out"))
+      registry:register_channel({ id = id }, 10)
+      testing.advance(0)
+      local out = reader:read_channel(sys_id .. "-out")
+      assert.are.equal(1, #out)
+      assert.are.same({ n = 1, id = id }, out[1].content.data)
+    end)
+
+    it("filters events by registrant prefix, as a host's watch asks, moving the index past the others", function()
+      local Registry = require "sssn.registry"
+      local _, index = registry:events(math.maxinteger)
+      local mine, other = testing.uid("prefixed"), testing.uid("unprefixed")
+      local h = spawn { id = mine, source = claimant_source(mine, mine .. "-ch", "http://me:1", 30) }
+      registry:register_channel({ id = other }, 30)
+      local body, count = Registry.events_json(index, 1000, 0, nil, core.instance_id() .. "/")
+      local res = sssn.json.decode(body)
+      assert.are.equal(1, count)
+      assert.are.equal(mine .. "-ch", res.events[1].id)
+      assert.are.equal(sssn.channel_stats("registry").last_seq, res.index)
+      -- a takeover from one of them is theirs too
+      registry:register_channel({ id = mine .. "-ch" }, 30)
+      body = Registry.events_json(res.index, 1000, 0, nil, core.instance_id() .. "/")
+      res = sssn.json.decode(body)
+      assert.are.equal(1, #res.events)
+      assert.are.equal("replaced", res.events[1].event)
+      assert.are.equal(registrant_of(mine), res.events[1].previous_registrant)
+      h:stop()
+    end)
+
     it("reports system events with kind = system", function()
       local events = follow_events()
       local id = testing.uid("evented-sys")

@@ -1,6 +1,6 @@
 -- End to end: hosts talking to each other over HTTP. Host A runs with `--listen` and owns the
 -- registry and channels; host B runs with `--registry http://A` and uses them remotely
--- (RemoteRegistry, RemoteChannel). Every process is a real `sssn-host` started as a child of
+-- (the http registry backend, host/sys/regbackend_http.c, and RemoteChannel). Every process is a real `sssn-host` started as a child of
 -- the runner (bounded by sssn.testing's limit), with `--listen 127.0.0.1:0` and the port it
 -- reports read back, and stopped in teardown even when an assertion fails. Fixture systems
 -- print distinctive lines; the specs read each process's stdout/stderr files and query A's API
@@ -355,6 +355,20 @@ end
 return s
 ]]
 
+-- On host B: reads A's registry events through sssn.registry:events, waiting for the next.
+local EVENTS = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "ev-b" }
+function s:setup()
+  local _, index = sssn.registry:events(math.maxinteger)
+  print("events from " .. index)
+  local events, next_index = sssn.registry:events(index, 10)
+  print(("events got %d %s %s %s"):format(#events, events[1].event, events[1].id, tostring(next_index > index)))
+end
+function s:step() end
+return s
+]]
+
 -- Specs ---------------------------------------------------------------------------------
 
 describe("two hosts", function()
@@ -470,6 +484,66 @@ describe("a remote registry (host B with --registry)", function()
     assert.is_true(dereg["system/reg-b"], "no 'deregistered' event for reg-b")
     assert.is_true(dereg["system/ka-sys"], "no 'deregistered' event for ka-sys")
     assert.is_true(dereg["channel/b-feed"], "no 'deregistered' event for b-feed")
+  end)
+end)
+
+describe("a host with --registry", function()
+  local g
+  before_each(function() g = group() end)
+  after_each(function() g.stop_all() end)
+
+  it("answers its own registry routes from the registry it uses", function()
+    local a = g.start("A", ("--listen 127.0.0.1:0 %s"):format(g.script("idle", IDLE)))
+    a:ready()
+    local b = g.start("B", ("--listen 127.0.0.1:0 --registry %s %s"):format(a.base, g.script("idle", IDLE)))
+    b:ready()
+    -- a PUT on B lands on A, and B lists and deletes what A holds
+    local s, put, raw = http("PUT", b.base .. "/registry/channels/via-b?ttl=30&registrant=r%2F1",
+      { body = '{"id": "via-b", "name": "Via B"}' })
+    assert.are.equal(200, s, raw)
+    assert.are.equal("Via B", put.name)
+    local s2, on_a = http("GET", a.base .. "/registry/channels/via-b")
+    assert.are.equal(200, s2)
+    assert.are.equal(put.expires_at, on_a.expires_at)
+    local _, list = http("GET", b.base .. "/registry/channels?name=via")
+    assert.are.equal(1, #list)
+    assert.are.equal("via-b", list[1].id)
+    local sd, jd = http("DELETE", b.base .. "/registry/channels/via-b?registrant=r%2F2")
+    assert.are.equal(409, sd)
+    assert.are.equal("r/1", jd.error.registrant)
+    assert.are.equal(200, (http("DELETE", b.base .. "/registry/channels/via-b?registrant=r%2F1")))
+    assert.are.equal(404, (http("GET", b.base .. "/registry/channels/via-b")))
+    assert.are.equal(404, (http("GET", a.base .. "/registry/channels/via-b")))
+    -- A's events, through B
+    local _, ev = http("GET", b.base .. "/registry/events?index=0&registrant=r%2F1")
+    local seen = {}
+    for i, e in ipairs(ev.events) do seen[i] = e.event end
+    assert.are.same({ "registered", "deregistered" }, seen)
+    -- and says so when A is gone
+    a:stop()
+    local sg, jg, rg = http("GET", b.base .. "/registry/channels/via-b")
+    assert.are.equal(502, sg, rg)
+    assert.are.equal("unreachable", jg.error.type)
+    assert.truthy(jg.detail:find(a.base, 1, true), rg)
+  end)
+
+  it("reads the other host's registry events, waiting for the next one", function()
+    local a = g.start("A", ("--listen 127.0.0.1:0 %s"):format(g.script("idle", IDLE)))
+    a:ready()
+    local b = g.start("B", ("--registry %s %s"):format(a.base, g.script("events", EVENTS)))
+    b:wait_output("events from ", 5)
+    assert.are.equal(200, (http("PUT", a.base .. "/registry/systems/late?ttl=30", { body = '{"system_id": "late"}' })))
+    b:wait_output("events got ", 5)
+    assert.truthy(b:out():find("events got 1 registered late true\n", 1, true), b:out() .. b:err())
+  end)
+
+  it("refuses a registry call made outside any coroutine of the host, saying why", function()
+    local a = g.start("A", ("--listen 127.0.0.1:0 %s"):format(g.script("idle", IDLE)))
+    a:ready()
+    local out = testing.run { testing.exe, "--registry", a.base, "--duration", "0.2",
+      "-e", "print(pcall(sssn.registry.find_channels, sssn.registry))" }
+    assert.truthy(out:find("false\tsssn.registry:find_channels: the registry is another host's (" .. a.base ..
+      "): the call waits for its answer", 1, true), out)
   end)
 end)
 

@@ -8,7 +8,6 @@
 
 #include "bind/lua_sssn.h"
 #include "core/log.h"
-#include "sys/keepalive.h"
 #include "sys/system.h"
 
 app *app_new(const host_config *cfg)
@@ -23,7 +22,6 @@ app *app_new(const host_config *cfg)
     }
     a->h->vmenv.open_core = luaopen_sssn_core; /* the bindings, for every state of the host */
     systems_init(a->h);
-    keepalive_attach(a->h);
     return a;
 }
 

@@ -1,7 +1,8 @@
-/* lua_api.c - the bindings the HTTP API router (lua/sssn/api.lua) uses: channel and registry
- * operations for a named reader or sender that is not a system, answered as JSON text built
- * in C from the stored JSON (so [] stays [] and numbers keep their digits), plus the
- * long-poll wait and the metrics text. Errors come back as nil, status, type, message. */
+/* lua_api.c - the bindings the HTTP API router (lua/sssn/api.lua) uses: channel operations
+ * for a named reader or sender that is not a system, answered as JSON text built in C from
+ * the stored JSON (so [] stays [] and numbers keep their digits), plus the long-poll wait and
+ * the metrics text (its registry routes use lua_registry.c's). Errors come back as nil,
+ * status, type, message. */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +19,6 @@
 
 static host *host_of(lua_State *L) { return vm_of(L)->env->ud; }
 
-static int fail(lua_State *L, int status, const char *type, const char *fmt, const char *arg)
-{
-    lua_pushnil(L);
-    lua_pushinteger(L, status);
-    lua_pushstring(L, type);
-    lua_pushfstring(L, fmt, arg);
-    return 4;
-}
 
 static int push_buf(lua_State *L, strbuf *b)
 {
@@ -311,84 +304,6 @@ static int l_wait(lua_State *L)
     return task_wait_channel(L, ch, after < 0 ? 0 : (uint64_t)after, timeout);
 }
 
-/* core.api_reg_list(kind, visibility|nil, name|nil, capability|nil) -> json array */
-static int l_api_reg_list(lua_State *L)
-{
-    host *h = host_of(L);
-    const char *kind = luaL_checkstring(L, 1);
-    reg_list l;
-    int rc;
-    if (strcmp(kind, "channel") == 0) {
-        int vis = -1;
-        const char *v = luaL_optstring(L, 2, NULL);
-        if (v)
-            vis = strcmp(v, "public") == 0 ? 1 : strcmp(v, "private") == 0 ? 0 : -2;
-        if (vis == -2)
-            return fail(L, 400, "bad_request", "visibility must be public or private, not '%s'", v);
-        rc = registry_find_channels(h->reg, vis, luaL_optstring(L, 3, NULL), host_now(h), &l);
-    } else {
-        rc = registry_find_systems(h->reg, luaL_optstring(L, 4, NULL), host_now(h), &l);
-    }
-    if (rc < 0)
-        return luaL_error(L, "sssn: out of memory");
-    strbuf b = STRBUF_INIT;
-    strbuf_putc(&b, '[');
-    for (size_t i = 0; i < l.count; i++) {
-        if (i)
-            strbuf_putc(&b, ',');
-        host_entry_json(&b, l.items[i]);
-    }
-    strbuf_putc(&b, ']');
-    reg_list_free(&l);
-    return push_buf(L, &b);
-}
-
-/* core.api_reg_get(kind, id) -> json | nil, 404, ... */
-static int l_api_reg_get(lua_State *L)
-{
-    host *h = host_of(L);
-    const char *kind = luaL_checkstring(L, 1);
-    const char *id = luaL_checkstring(L, 2);
-    reg_kind k = strcmp(kind, "channel") == 0 ? REG_CHANNEL : REG_SYSTEM;
-    const reg_entry *e = registry_get(h->reg, k, id, host_now(h));
-    if (!e)
-        return fail(L, 404, "not_found", k == REG_CHANNEL ? "channel '%s' is not registered" : "system '%s' is not registered", id);
-    strbuf b = STRBUF_INIT;
-    host_entry_json(&b, e);
-    return push_buf(L, &b);
-}
-
-/* core.api_events(after, limit) -> json {"index": n, "events": [...]}, count */
-static int l_api_events(lua_State *L)
-{
-    host *h = host_of(L);
-    lua_Integer after = luaL_optinteger(L, 1, 0);
-    lua_Integer limit = luaL_optinteger(L, 2, 1000);
-    if (after < 0 || limit < 1 || limit > 10000)
-        return fail(L, 400, "bad_request", "index must be >= 0 and limit between 1 and 10000%s", "");
-    channel_batch batch;
-    channel_read(h->registry_events, "\x01registry-watch", (size_t)limit, 1, (uint64_t)after, host_now(h), &batch);
-    uint64_t index = batch.count ? batch.items[batch.count - 1]->seq : channel_last_seq(h->registry_events);
-    strbuf b = STRBUF_INIT;
-    strbuf_printf(&b, "{\"index\":%llu,\"events\":[", (unsigned long long)index);
-    for (size_t i = 0; i < batch.count; i++) {
-        if (i)
-            strbuf_putc(&b, ',');
-        const message *m = batch.items[i];
-        /* each event with its own index, so a watcher can resume from any of them */
-        strbuf_printf(&b, "{\"index\":%llu,\"timestamp\":", (unsigned long long)m->seq);
-        json_write_double(&b, m->timestamp);
-        strbuf_putc(&b, ',');
-        strbuf_append(&b, m->data_json + 1, m->data_len - 1); /* the event object without its '{' */
-    }
-    strbuf_puts(&b, "]}");
-    size_t count = batch.count;
-    channel_batch_free(&batch);
-    push_buf(L, &b);
-    lua_pushinteger(L, (lua_Integer)count);
-    return 2;
-}
-
 static int l_metrics(lua_State *L)
 {
     strbuf b = STRBUF_INIT;
@@ -453,9 +368,6 @@ static const luaL_Reg api_funcs[] = {
     {"api_write_text", l_api_write_text},
     {"api_ack", l_api_ack},
     {"api_nack", l_api_nack},
-    {"api_reg_list", l_api_reg_list},
-    {"api_reg_get", l_api_reg_get},
-    {"api_events", l_api_events},
     {"metrics", l_metrics},
     {"wait", l_wait},
     {"endpoint", l_endpoint},

@@ -12,6 +12,8 @@
 #include "net/http_client.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "sys/keepalive.h"
+#include "sys/regbackend.h"
 
 void host_config_defaults(host_config *c)
 {
@@ -72,13 +74,12 @@ static int put_registrant(strbuf *b, const reg_entry *e)
  * {"event": "...", "kind": "channel"|"system", "id": "...", "registrant": "..."|null,
  *  "entry": {... , "expires_at": t}}
  * and for "replaced" also "previous": {the entry taken over}, "previous_registrant". An event
- * that cannot be built whole (out of memory) is not written. The systems layer hears of each
- * event first (h->on_registry_event: a takeover makes a system retry, keepalive.c). */
+ * that cannot be built whole (out of memory) is not written. The local backend's listener
+ * (the keep-alive) hears of each event first: a takeover makes a system retry. */
 static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
 {
     host *h = ud;
-    if (h->on_registry_event)
-        h->on_registry_event(h, ev, e, prev);
+    regbackend_local_event(h->backend, ev, e, prev);
     if (!h->registry_events)
         return;
     strbuf *b = &h->event_buf;
@@ -135,6 +136,22 @@ void host_lateness_reset(host *h)
     h->lateness_count = 0;
 }
 
+regbackend *host_backend(host *h)
+{
+    if (h->backend)
+        return h->backend;
+    if (h->registry_url) {
+        if (!h->http && !(h->http = http_client_new(h->rt)))
+            return NULL;
+        h->backend = regbackend_http_new(h->rt, h->http, h->registry_url);
+    } else {
+        h->backend = regbackend_local_new(h->rt, h->reg, h->registry_events);
+    }
+    if (h->backend)
+        keepalive_use(h->keepalive, h->backend);
+    return h->backend;
+}
+
 void host_registry_maintain(host *h)
 {
     size_t n = registry_maintain(h->reg, host_now(h));
@@ -183,6 +200,10 @@ host *host_new(const host_config *cfg, rt *r)
     }
     for (int i = 0; i < 8; i++)
         snprintf(h->instance_id + 2 * i, 3, "%02x", rnd[i]);
+    if (!(h->keepalive = keepalive_new(r, h->instance_id, &h->detached))) {
+        host_free(h);
+        return NULL;
+    }
     return h;
 }
 
@@ -226,7 +247,11 @@ void host_free(host *h)
             channel_free(v);
         hashmap_free(h->channels);
     }
-    /* after every state: their tasks may still be waiting on requests and cancel them */
+    /* after every state (their tasks may still be waiting on requests and cancel them) and
+     * every system (their registrations): what the keep-alive still does, then the backend */
+    keepalive_free(h->keepalive);
+    regbackend_free(h->backend);
+    h->backend = NULL;
     http_client_free(h->http);
     h->http = NULL;
     for (size_t i = 0; i < h->nretired; i++)

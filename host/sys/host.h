@@ -75,10 +75,10 @@ typedef struct host {
     int stopping;              /* host_stop_all ran: the app's loop ends */
     clock_listener clock_shift; /* the systems' (system.c): schedules move with the test clock */
     vm_env vmenv;              /* what the host's Lua states share (vm/vm.h) */
-    struct keepalive_set *keepalive_sets; /* systems keeping registrations alive (keepalive.c) */
-    /* told of every registry event before it is written to the registry channel (the
-     * systems layer sets it: keepalive.c); may be NULL */
-    void (*on_registry_event)(struct host *h, reg_event ev, const reg_entry *e, const reg_entry *prev);
+    /* where the systems' registry is (regbackend.h): the local one over `reg`, or another
+     * host's with --registry; made on first use (host_backend) */
+    struct regbackend *backend;
+    struct keepalive *keepalive; /* the keep-alive and ownership policy over it (keepalive.h) */
 
     strbuf scratch;            /* reusable buffer for encoding message content */
     strbuf event_buf;          /* reusable buffer for registry event messages */
@@ -107,6 +107,11 @@ void host_retire_channel(host *h, channel *ch);  /* stop it, drop it from the ta
 void host_record_lateness(host *h, double seconds);
 double host_lateness_percentile(const host *h, double p); /* seconds; 0 when no samples */
 void host_lateness_reset(host *h);
+
+/* The registry backend the systems and the API use: on the first call, the local one (this
+ * host's registry) or, when registry_url is set by then, the http one to that host. NULL when
+ * out of memory. */
+struct regbackend *host_backend(host *h);
 
 /* Registry maintenance now (also runs on its timer). */
 void host_registry_maintain(host *h);

@@ -1,36 +1,96 @@
-/* keepalive.c - what a system registered in the local registry: refreshed before it expires
- * while the system runs (unless registered with keepalive = false), registered again if it
- * lapsed anyway (a loop held up past the TTL), deregistered when the system stops. A
- * registration belongs to its registrant, "<host instance>/<system id>": when someone else
- * takes the entry over, the registration is displaced (kept, not dropped) and retries every
- * KEEPALIVE_RETRY seconds, taking the entry back once it is deregistered or expires; on stop
- * the system removes only what it still owns. Manual re-registration (heartbeats) works
- * alongside: it simply renews, or takes the entry back at once. */
+/* keepalive.c - the keep-alive and ownership policy over a registry backend (see
+ * keepalive.h). A registration is its fields (copied) and a timer: the refresh, the retry of
+ * a displaced one, or the retry after no answer. Every backend operation for it is an op on
+ * its list; it is never freed while one is under way, and what comes after (the removal when
+ * the system stops or deregisters it) waits until none is, so a DELETE never overtakes the
+ * PUT before it. A registration of a stopped system, or one its system deregistered, is
+ * detached: off its set, on the keepalive's list, until its removal is over. */
 #include "sys/keepalive.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
+#include "rt/timer.h"
+
+enum op_kind {
+    OP_REGISTER, /* the system's own put */
+    OP_REFRESH,  /* the keep-alive's refresh put (or a displaced one's retry) */
+    OP_REMOVE,   /* the system's deregistration, or the removal when it stopped */
+};
+
+enum removal { NO_REMOVAL, REMOVE_FOR_CALLER, REMOVE_ON_STOP };
+
+struct ka_op {
+    keepalive *ka;
+    registration *r;     /* whose op it is, or NULL (a deregistration of an id not held) */
+    enum op_kind kind;
+    rb_call *call;       /* the backend's, while pending */
+    int starting;        /* inside the backend's starting call */
+    int completed;       /* done ran */
+    rb_done_fn done;     /* the caller waiting, or NULL */
+    void *ud;
+    ka_op *next;         /* r->ops, or ka->loose */
+};
 
 struct registration {
-    keepalive_set *k;
+    keepalive *ka;
+    keepalive_set *set;  /* NULL once detached */
+    char *who;           /* the system's id, for log lines */
     reg_kind kind;
-    char *id, *name, *json, *endpoint;
-    char *registrant;    /* "<host instance>/<system id>", as registered */
+    char *id, *registrant;
+    char *name, *json, *endpoint;
     size_t json_len;
     int is_public;
     char **caps;
     size_t ncaps;
     double ttl;
     int keepalive;
-    int displaced;       /* another registrant holds the entry: retry every KEEPALIVE_RETRY s */
+    int committed;       /* a put of it succeeded (and no takeover since, as far as we know) */
+    int displaced;       /* another registrant holds the entry: retrying every KEEPALIVE_RETRY s */
+    double backoff;      /* the next wait after a refresh that got no answer */
+    int dead;            /* its first put failed: forgotten once its ops are over */
+    enum removal removal;/* detached: what to do once its ops are over */
+    ka_op *waiter;       /* REMOVE_FOR_CALLER: the caller's op, started then */
+    ka_op *ops;          /* under way */
     rt_timer timer;
-    registration *next;
+    registration *next;  /* set->regs, or ka->detached */
 };
 
+struct keepalive {
+    rt *rt;
+    regbackend *be;
+    char prefix[64];         /* "<instance>/": this host's registrants */
+    unsigned *unfinished;
+    keepalive_set *sets;
+    registration *detached;
+    ka_op *loose;            /* deregistrations of ids no registration held */
+    size_t kept;             /* registrations on sets with keepalive on: the watch runs while > 0 */
+    int watching;
+};
+
+static const char *where_sep(const keepalive *ka) { return ka->be && ka->be->where ? " at " : ""; }
+static const char *where(const keepalive *ka) { return ka->be && ka->be->where ? ka->be->where : ""; }
+
 /* Refresh when two thirds of the TTL have passed, so one late loop turn cannot let it lapse. */
-static double refresh_at(const host *h, double ttl) { return host_now(h) + ttl * 2.0 / 3.0; }
+static double refresh_wait(const registration *r) { return r->ttl * 2.0 / 3.0; }
+
+static void schedule(registration *r, double wait)
+{
+    timer_start(r->ka->rt, &r->timer, rt_now(r->ka->rt) + wait);
+}
+
+static void update_watch(keepalive *ka)
+{
+    int want = ka->kept > 0;
+    if (!ka->be || want == ka->watching)
+        return;
+    ka->watching = want;
+    ka->be->ops->watch(ka->be, want ? ka->prefix : NULL);
+}
+
+/* ---- fields ---- */
 
 static void free_fields(registration *r)
 {
@@ -45,39 +105,35 @@ static void free_fields(registration *r)
     r->ncaps = 0;
 }
 
-static void drop(keepalive_set *s, registration *r)
-{
-    for (registration **p = &s->regs; *p; p = &(*p)->next)
-        if (*p == r) {
-            *p = r->next;
-            break;
-        }
-    timer_stop(s->h->rt, &r->timer);
-    free_fields(r);
-    free(r->id);
-    free(r->registrant);
-    free(r);
-}
-
+/* Copies f into r, or (out of memory) leaves r's fields as they were: -1. */
 static int copy_fields(registration *r, const reg_fields *f)
 {
-    free_fields(r);
-    r->name = strdup(f->name ? f->name : "");
-    r->json = malloc(f->json_len + 1);
-    r->caps = calloc(f->ncaps + 1, sizeof *r->caps);
-    if (!r->name || !r->json || !r->caps)
-        return -1;
-    if (f->endpoint && !(r->endpoint = strdup(f->endpoint)))
-        return -1;
-    memcpy(r->json, f->json, f->json_len);
-    r->json[f->json_len] = '\0';
-    r->json_len = f->json_len;
-    r->is_public = f->is_public;
-    for (size_t i = 0; i < f->ncaps; i++) {
-        if (!(r->caps[i] = strdup(f->caps[i])))
-            return -1;
-        r->ncaps++;
+    registration n = {0};
+    size_t len = f->json_len ? f->json_len : strlen(f->json);
+    n.name = strdup(f->name ? f->name : "");
+    n.json = malloc(len + 1);
+    n.caps = calloc(f->ncaps + 1, sizeof *n.caps);
+    int bad = !n.name || !n.json || !n.caps || (f->endpoint && !(n.endpoint = strdup(f->endpoint)));
+    for (size_t i = 0; !bad && i < f->ncaps; i++) {
+        if (!(n.caps[i] = strdup(f->caps[i])))
+            bad = 1;
+        else
+            n.ncaps++;
     }
+    if (bad) {
+        free_fields(&n);
+        return -1;
+    }
+    memcpy(n.json, f->json, len);
+    n.json[len] = '\0';
+    free_fields(r);
+    r->name = n.name;
+    r->json = n.json;
+    r->json_len = len;
+    r->endpoint = n.endpoint;
+    r->caps = n.caps;
+    r->ncaps = n.ncaps;
+    r->is_public = f->is_public;
     return 0;
 }
 
@@ -89,123 +145,31 @@ static reg_fields fields_of(const registration *r)
     return f;
 }
 
-/* One info line when a registration becomes displaced: who holds the entry now, and where. */
-static void report_displaced(const registration *r, const reg_entry *holder)
+/* ---- registrations ---- */
+
+static void on_timer(rt *rtm, rt_timer *t);
+
+static registration *find_in(registration *list, reg_kind kind, const char *id)
 {
-    const char *who = holder ? holder->registrant : NULL, *where = holder ? holder->endpoint : NULL;
-    host_log(r->k->h, LOG_INFO, r->k->who, "%s '%s' was taken over by %s%s%s%s%s: taking it back once it is free",
-             reg_kind_name(r->kind), r->id, who ? "registrant '" : "an operator (no registrant)", who ? who : "",
-             who ? "'" : "", where ? " at " : "", where ? where : "");
+    for (registration *r = list; r; r = r->next)
+        if (r->kind == kind && strcmp(r->id, id) == 0)
+            return r;
+    return NULL;
 }
 
-static void displace(registration *r, const reg_entry *holder)
+static void unlink_from(registration **list, registration *r)
 {
-    if (!r->displaced)
-        report_displaced(r, holder);
-    r->displaced = 1;
-    timer_start(r->k->h->rt, &r->timer, host_now(r->k->h) + KEEPALIVE_RETRY);
-}
-
-/* The heartbeat path: registry_refresh of the same fields allocates nothing. */
-static void on_refresh(rt *rtm, rt_timer *t)
-{
-    (void)rtm;
-    registration *r = t->data;
-    host *h = r->k->h;
-    reg_fields f = fields_of(r);
-    const reg_entry *e;
-    switch (registry_refresh(h->reg, r->kind, &f, r->ttl, host_now(h), &e)) {
-    case REG_REFRESH_NOT_OWNER:
-        displace(r, e);
-        return;
-    case REG_REFRESH_FAILED: /* out of memory: try again soon */
-        timer_start(h->rt, &r->timer, host_now(h) + KEEPALIVE_RETRY);
-        return;
-    case REG_REFRESH_REGISTERED:
-        if (r->displaced)
-            host_log(h, LOG_INFO, r->k->who, "took %s '%s' back: the entry that replaced it is gone",
-                     reg_kind_name(r->kind), r->id);
-        else
-            host_log(h, LOG_WARN, r->k->who, "%s '%s' lapsed before its refresh (was the loop held up?): "
-                     "registered it again", reg_kind_name(r->kind), r->id);
-        break;
-    case REG_REFRESH_RENEWED:
-        break;
-    }
-    r->displaced = 0;
-    timer_start(h->rt, &r->timer, refresh_at(h, r->ttl));
-}
-
-void keepalive_track(keepalive_set *s, reg_kind kind, const reg_fields *f, double ttl, int keepalive)
-{
-    if (!f->registrant)
-        return; /* an operator's entry: nobody's to keep */
-    registration *r = s->regs;
-    while (r && !(r->kind == kind && strcmp(r->id, f->id) == 0))
-        r = r->next;
-    if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r || !(r->id = strdup(f->id)) || !(r->registrant = strdup(f->registrant))) {
-            if (r)
-                free(r->id);
-            free(r);
-            return; /* out of memory: the entry simply is not kept alive */
-        }
-        r->k = s;
-        r->kind = kind;
-        timer_init(&r->timer, on_refresh, r);
-        r->next = s->regs;
-        s->regs = r;
-        if (!s->linked) {
-            s->next = s->h->keepalive_sets;
-            s->h->keepalive_sets = s;
-            s->linked = 1;
-        }
-    }
-    r->ttl = ttl;
-    r->keepalive = keepalive;
-    r->displaced = 0; /* it has just registered: the entry is its own */
-    if (copy_fields(r, f) < 0)
-        r->keepalive = keepalive = 0; /* cannot re-register without the fields: not kept alive */
-    if (keepalive)
-        timer_start(s->h->rt, &r->timer, refresh_at(s->h, ttl));
-    else
-        timer_stop(s->h->rt, &r->timer);
-}
-
-/* A deregistration by the system itself ends the keeping (and any attempt to take it back). */
-void keepalive_untrack(keepalive_set *s, reg_kind kind, const char *id)
-{
-    for (registration *r = s->regs; r; r = r->next)
-        if (r->kind == kind && strcmp(r->id, id) == 0) {
-            drop(s, r);
+    for (registration **p = list; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            r->next = NULL;
             return;
         }
 }
 
-void keepalive_on_replaced(host *h, const reg_entry *e, const reg_entry *prev)
-{
-    const char *reg = prev ? prev->registrant : NULL;
-    if (!reg)
-        return;
-    for (keepalive_set *k = h->keepalive_sets; k; k = k->next)
-        for (registration *r = k->regs; r; r = r->next)
-            if (r->kind == prev->kind && strcmp(r->id, prev->id) == 0 && r->registrant &&
-                strcmp(r->registrant, reg) == 0) {
-                if (r->keepalive)
-                    displace(r, e);
-                return;
-            }
-}
-
-void keepalive_init(keepalive_set *k, host *h, const char *who)
-{
-    *k = (keepalive_set){.h = h, .who = who};
-}
-
 static void unlink_set(keepalive_set *k)
 {
-    for (keepalive_set **p = &k->h->keepalive_sets; *p; p = &(*p)->next)
+    for (keepalive_set **p = &k->ka->sets; *p; p = &(*p)->next)
         if (*p == k) {
             *p = k->next;
             break;
@@ -214,27 +178,476 @@ static void unlink_set(keepalive_set *k)
     k->linked = 0;
 }
 
-void keepalive_drop_all(keepalive_set *s)
+static void free_registration(registration *r)
 {
-    host *h = s->h;
-    while (s->regs) {
-        registration *r = s->regs;
-        int removed = registry_remove(h->reg, r->kind, r->id, r->registrant, host_now(h));
-        if (removed == 1)
-            host_log(h, LOG_DEBUG, s->who, "deregistered %s '%s'", reg_kind_name(r->kind), r->id);
-        else if (removed < 0)
-            host_log(h, LOG_DEBUG, s->who, "left %s '%s' registered: it belongs to another registrant now",
-                     reg_kind_name(r->kind), r->id);
-        drop(s, r);
-    }
-    if (s->linked)
-        unlink_set(s);
+    timer_stop(r->ka->rt, &r->timer);
+    free_fields(r);
+    free(r->id);
+    free(r->registrant);
+    free(r->who);
+    free(r);
 }
 
-void keepalive_attach(host *h) { h->on_registry_event = keepalive_on_registry_event; }
-
-void keepalive_on_registry_event(host *h, reg_event ev, const reg_entry *e, const reg_entry *prev)
+static registration *new_registration(keepalive_set *k, reg_kind kind, const char *id, const char *registrant)
 {
-    if (ev == REG_REPLACED && prev)
-        keepalive_on_replaced(h, e, prev);
+    registration *r = calloc(1, sizeof *r);
+    if (!r || !(r->id = strdup(id)) || !(r->registrant = strdup(registrant)) || !(r->who = strdup(k->who))) {
+        if (r) {
+            free(r->id);
+            free(r->registrant);
+        }
+        free(r);
+        return NULL;
+    }
+    r->ka = k->ka;
+    r->set = k;
+    r->kind = kind;
+    r->backoff = KEEPALIVE_RETRY;
+    timer_init(&r->timer, on_timer, r);
+    r->next = k->regs;
+    k->regs = r;
+    if (!k->linked) {
+        k->next = k->ka->sets;
+        k->ka->sets = k;
+        k->linked = 1;
+    }
+    return r;
+}
+
+static void set_keepalive(registration *r, int on)
+{
+    on = on != 0;
+    if (r->set && r->keepalive != on) {
+        if (on)
+            r->ka->kept++;
+        else
+            r->ka->kept--;
+    }
+    r->keepalive = on;
+}
+
+static void after_ops(registration *r);
+
+/* Takes r off its set: it is no longer kept alive; `removal` says what comes once its ops
+ * are over. The unfinished count holds while it is detached. */
+static void detach(registration *r, enum removal removal)
+{
+    keepalive *ka = r->ka;
+    keepalive_set *k = r->set;
+    if (!k)
+        return;
+    set_keepalive(r, 0);
+    unlink_from(&k->regs, r);
+    if (!k->regs && k->linked)
+        unlink_set(k);
+    r->set = NULL;
+    r->removal = removal;
+    timer_stop(ka->rt, &r->timer);
+    r->next = ka->detached;
+    ka->detached = r;
+    (*ka->unfinished)++;
+    update_watch(ka);
+    if (!r->ops)
+        after_ops(r);
+}
+
+/* ---- operations ---- */
+
+static void op_done(void *ud, const rb_result *res);
+
+static ka_op *new_op(keepalive *ka, registration *r, enum op_kind kind, rb_done_fn done, void *ud)
+{
+    ka_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    *op = (ka_op){.ka = ka, .r = r, .kind = kind, .done = done, .ud = ud};
+    ka_op **list = r ? &r->ops : &ka->loose;
+    op->next = *list;
+    *list = op;
+    return op;
+}
+
+static void unlink_op(ka_op *op)
+{
+    ka_op **list = op->r ? &op->r->ops : &op->ka->loose;
+    for (ka_op **p = list; *p; p = &(*p)->next)
+        if (*p == op) {
+            *p = op->next;
+            return;
+        }
+}
+
+/* The op is over: off its list and freed; a detached registration with nothing left under
+ * way goes on to what comes next. */
+static void finish(ka_op *op)
+{
+    registration *r = op->r;
+    unlink_op(op);
+    free(op);
+    if (r && !r->ops && (!r->set || r->dead))
+        after_ops(r);
+}
+
+/* Runs the backend's starting call for op; returns op while it is pending, else NULL (done
+ * ran and op is gone). */
+static ka_op *start(ka_op *op)
+{
+    keepalive *ka = op->ka;
+    registration *r = op->r;
+    op->starting = 1;
+    rb_call *call;
+    if (op->kind == OP_REMOVE) {
+        call = rb_remove(ka->be, r->kind, r->id, r->registrant, op_done, op);
+    } else {
+        reg_fields f = fields_of(r);
+        call = rb_put(ka->be, r->kind, &f, r->ttl, op->kind == OP_REFRESH, op_done, op);
+    }
+    op->starting = 0;
+    if (op->completed) {
+        finish(op);
+        return NULL;
+    }
+    op->call = call;
+    return op;
+}
+
+/* A failure message for the log: "<message>", or the status. */
+static const char *why(const rb_result *res) { return res->message ? res->message : rb_status_name(res->status); }
+
+static void displace(registration *r, const char *holder, const char *endpoint)
+{
+    r->committed = 0;
+    if (!r->displaced)
+        rt_log(r->ka->rt, LOG_INFO, r->who, "%s '%s'%s%s was taken over by %s%s%s%s%s: taking it back once it is free",
+               reg_kind_name(r->kind), r->id, where_sep(r->ka), where(r->ka),
+               holder ? "registrant '" : "an operator (no registrant)", holder ? holder : "", holder ? "'" : "",
+               endpoint ? " at " : "", endpoint ? endpoint : "");
+    r->displaced = 1;
+}
+
+/* The next attempt after a refresh the backend did not answer: sooner than the usual wait,
+ * later each time. */
+static void retry_after_failure(registration *r)
+{
+    double wait = r->displaced ? KEEPALIVE_RETRY : refresh_wait(r);
+    schedule(r, wait < r->backoff ? wait : r->backoff);
+    r->backoff = r->backoff * 2 > KEEPALIVE_RETRY_MAX ? KEEPALIVE_RETRY_MAX : r->backoff * 2;
+}
+
+static void refreshed(registration *r, const rb_result *res)
+{
+    keepalive *ka = r->ka;
+    switch (res->status) {
+    case RB_OK:
+        if (r->displaced)
+            rt_log(ka->rt, LOG_INFO, r->who, "took %s '%s' back%s%s: the entry that replaced it is gone",
+                   reg_kind_name(r->kind), r->id, where_sep(ka), where(ka));
+        else if (res->registered == 1)
+            rt_log(ka->rt, LOG_WARN, r->who, "%s '%s' lapsed before its refresh (was the loop held up?): "
+                   "registered it again", reg_kind_name(r->kind), r->id);
+        r->displaced = 0;
+        r->committed = 1;
+        r->backoff = KEEPALIVE_RETRY;
+        if (r->set && r->keepalive)
+            schedule(r, refresh_wait(r));
+        return;
+    case RB_NOT_OWNER:
+        displace(r, res->holder, res->holder_endpoint);
+        r->backoff = KEEPALIVE_RETRY;
+        if (r->set && r->keepalive)
+            schedule(r, KEEPALIVE_RETRY);
+        return;
+    case RB_UNREACHABLE: /* the backend logs the state change once */
+        break;
+    default:
+        rt_log(ka->rt, LOG_WARN, r->who, "cannot refresh %s '%s'%s%s: %s", reg_kind_name(r->kind), r->id,
+               where_sep(ka), where(ka), why(res));
+        break;
+    }
+    if (r->set && r->keepalive)
+        retry_after_failure(r);
+}
+
+/* Whether op is the only one under way for r. */
+static int only_op(const registration *r, const ka_op *op) { return r->ops == op && !op->next; }
+
+static void registered(registration *r, const ka_op *op, const rb_result *res)
+{
+    if (res->status == RB_OK) {
+        r->committed = 1;
+        r->displaced = 0;
+        r->dead = 0;
+        r->backoff = KEEPALIVE_RETRY;
+        if (r->set && r->keepalive)
+            schedule(r, refresh_wait(r));
+        else
+            timer_stop(r->ka->rt, &r->timer);
+        return;
+    }
+    if (!r->committed) { /* it never took: not kept alive (unless another put of it is under way) */
+        if (r->set && only_op(r, op)) {
+            set_keepalive(r, 0);
+            r->dead = 1;
+            update_watch(r->ka);
+        }
+        return;
+    }
+    if (r->set && r->keepalive) /* an earlier one holds: it carries on with the new fields */
+        retry_after_failure(r);
+}
+
+static void removed_on_stop(registration *r, const rb_result *res)
+{
+    keepalive *ka = r->ka;
+    if (res->status == RB_OK)
+        rt_log(ka->rt, LOG_DEBUG, r->who, "deregistered %s '%s'%s%s", reg_kind_name(r->kind), r->id,
+               where_sep(ka), where(ka));
+    else if (res->status == RB_NOT_OWNER)
+        rt_log(ka->rt, LOG_DEBUG, r->who, "left %s '%s' registered: it belongs to another registrant now",
+               reg_kind_name(r->kind), r->id);
+    else if (res->status != RB_NOT_FOUND)
+        rt_log(ka->rt, LOG_DEBUG, r->who, "could not deregister %s '%s': %s", reg_kind_name(r->kind), r->id,
+               why(res));
+}
+
+static void op_done(void *ud, const rb_result *res)
+{
+    ka_op *op = ud;
+    registration *r = op->r;
+    op->call = NULL;
+    op->completed = 1;
+    if (r && op->kind == OP_REGISTER)
+        registered(r, op, res);
+    else if (r && op->kind == OP_REFRESH)
+        refreshed(r, res);
+    else if (r && op->kind == OP_REMOVE && r->removal == REMOVE_ON_STOP)
+        removed_on_stop(r, res);
+    if (op->done)
+        op->done(op->ud, res);
+    if (r && op->kind == OP_REMOVE)
+        r->removal = NO_REMOVAL;
+    if (!op->starting)
+        finish(op);
+}
+
+/* A detached (or dead) registration with nothing under way: its removal, else the end. */
+static void after_ops(registration *r)
+{
+    keepalive *ka = r->ka;
+    if (r->set) { /* dead while still on its set */
+        keepalive_set *k = r->set;
+        unlink_from(&k->regs, r);
+        if (!k->regs && k->linked)
+            unlink_set(k);
+        free_registration(r);
+        return;
+    }
+    if (r->removal == REMOVE_FOR_CALLER && r->waiter) {
+        ka_op *op = r->waiter;
+        r->waiter = NULL;
+        op->next = r->ops;
+        r->ops = op;
+        start(op); /* finish() comes back here once it is over */
+        return;
+    }
+    if (r->removal == REMOVE_ON_STOP && !r->dead) {
+        ka_op *op = new_op(ka, r, OP_REMOVE, NULL, NULL);
+        if (op) {
+            start(op);
+            return;
+        }
+    }
+    unlink_from(&ka->detached, r);
+    if (*ka->unfinished > 0)
+        (*ka->unfinished)--;
+    free_registration(r);
+}
+
+/* The refresh timer: a refresh, a displaced one's retry, or a retry after no answer. */
+static void on_timer(rt *rtm, rt_timer *t)
+{
+    (void)rtm;
+    registration *r = t->data;
+    if (!r->set || !r->keepalive || r->ops)
+        return; /* an operation under way reschedules when it is over */
+    ka_op *op = new_op(r->ka, r, OP_REFRESH, NULL, NULL);
+    if (!op) {
+        schedule(r, KEEPALIVE_RETRY);
+        return;
+    }
+    start(op);
+}
+
+/* ---- the listener ---- */
+
+static void on_event(void *ud, const rb_event *ev)
+{
+    keepalive *ka = ud;
+    if (ev->ev != REG_REPLACED || !ev->previous_registrant)
+        return;
+    for (keepalive_set *k = ka->sets; k; k = k->next) {
+        registration *r = find_in(k->regs, ev->kind, ev->id);
+        if (!r || strcmp(r->registrant, ev->previous_registrant) != 0)
+            continue;
+        if (r->keepalive && !r->dead) {
+            displace(r, ev->registrant, ev->endpoint);
+            if (!r->ops) /* from inside the registry's change: only schedule */
+                schedule(r, KEEPALIVE_RETRY);
+        }
+        return;
+    }
+}
+
+/* ---- the interface ---- */
+
+keepalive *keepalive_new(rt *r, const char *instance_id, unsigned *unfinished)
+{
+    keepalive *ka = calloc(1, sizeof *ka);
+    if (!ka)
+        return NULL;
+    ka->rt = r;
+    ka->unfinished = unfinished;
+    snprintf(ka->prefix, sizeof ka->prefix, "%s/", instance_id);
+    return ka;
+}
+
+void keepalive_use(keepalive *ka, regbackend *b)
+{
+    ka->be = b;
+    regbackend_listen(b, on_event, ka);
+}
+
+static void free_ops(keepalive *ka, ka_op *op)
+{
+    while (op) {
+        ka_op *next = op->next;
+        if (ka->be)
+            rb_cancel(ka->be, op->call);
+        free(op);
+        op = next;
+    }
+}
+
+static void free_list(keepalive *ka, registration *r)
+{
+    while (r) {
+        registration *next = r->next;
+        free_ops(ka, r->ops);
+        if (r->waiter)
+            free(r->waiter);
+        free_registration(r);
+        r = next;
+    }
+}
+
+void keepalive_free(keepalive *ka)
+{
+    if (!ka)
+        return;
+    for (keepalive_set *k = ka->sets; k; k = k->next) {
+        free_list(ka, k->regs);
+        k->regs = NULL;
+        k->linked = 0;
+    }
+    free_list(ka, ka->detached);
+    free_ops(ka, ka->loose);
+    if (ka->be && ka->watching)
+        ka->be->ops->watch(ka->be, NULL);
+    free(ka);
+}
+
+void keepalive_init(keepalive_set *k, keepalive *ka, const char *who)
+{
+    *k = (keepalive_set){.ka = ka, .who = who};
+}
+
+static void fail_now(rb_done_fn done, void *ud, const char *text)
+{
+    rb_result res = {.status = RB_FAILED, .registered = -1, .message = text};
+    done(ud, &res);
+}
+
+ka_op *keepalive_register(keepalive_set *k, reg_kind kind, const reg_fields *f, double ttl, int keep,
+                          rb_done_fn done, void *ud)
+{
+    keepalive *ka = k->ka;
+    registration *r = find_in(k->regs, kind, f->id);
+    if (!r && !(r = new_registration(k, kind, f->id, f->registrant))) {
+        fail_now(done, ud, "out of memory");
+        return NULL;
+    }
+    if (copy_fields(r, f) < 0) {
+        if (!r->json && !r->ops) { /* a new one: forgotten */
+            r->dead = 1;
+            after_ops(r);
+        }
+        fail_now(done, ud, "out of memory");
+        return NULL;
+    }
+    r->ttl = ttl;
+    r->dead = 0;
+    set_keepalive(r, keep);
+    timer_stop(ka->rt, &r->timer); /* the put's answer schedules what comes next */
+    update_watch(ka);
+    ka_op *op = new_op(ka, r, OP_REGISTER, done, ud);
+    if (!op) {
+        if (r->committed && r->keepalive)
+            schedule(r, KEEPALIVE_RETRY);
+        fail_now(done, ud, "out of memory");
+        return NULL;
+    }
+    return start(op);
+}
+
+ka_op *keepalive_deregister(keepalive_set *k, reg_kind kind, const char *id, const char *registrant,
+                            rb_done_fn done, void *ud)
+{
+    keepalive *ka = k->ka;
+    registration *r = find_in(k->regs, kind, id);
+    if (!r) { /* not held: the backend still removes it if it is the registrant's */
+        ka_op *op = new_op(ka, NULL, OP_REMOVE, done, ud);
+        if (!op) {
+            fail_now(done, ud, "out of memory");
+            return NULL;
+        }
+        op->starting = 1;
+        rb_call *call = rb_remove(ka->be, kind, id, registrant, op_done, op);
+        op->starting = 0;
+        if (op->completed) {
+            finish(op);
+            return NULL;
+        }
+        op->call = call;
+        return op;
+    }
+    /* the op is made first, so that nothing can fail once r is detached */
+    ka_op *op = calloc(1, sizeof *op);
+    if (!op) {
+        fail_now(done, ud, "out of memory");
+        return NULL;
+    }
+    *op = (ka_op){.ka = ka, .r = r, .kind = OP_REMOVE, .done = done, .ud = ud};
+    if (r->ops) { /* after what is under way: after_ops starts it */
+        r->waiter = op;
+        detach(r, REMOVE_FOR_CALLER);
+        return op;
+    }
+    op->next = r->ops; /* on r's list first, so detaching does not go on without it */
+    r->ops = op;
+    detach(r, REMOVE_FOR_CALLER);
+    return start(op);
+}
+
+void keepalive_forget(ka_op *op)
+{
+    if (op)
+        op->done = NULL;
+}
+
+void keepalive_drop_all(keepalive_set *k)
+{
+    while (k->regs)
+        detach(k->regs, REMOVE_ON_STOP);
+    if (k->linked)
+        unlink_set(k);
 }

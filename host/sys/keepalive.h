@@ -1,45 +1,70 @@
-/* keepalive.h - what a system registered in the in-process registry, kept alive while it
- * runs and removed when it stops; being told, from the registry's event callback, that an
- * entry it keeps alive was taken over, so it takes it back as soon as the entry is free. */
+/* keepalive.h - the keep-alive and ownership policy, one for every registry backend
+ * (regbackend.h): what a system registered is refreshed while it runs (when two thirds of
+ * its TTL have passed; registered again if it lapsed), displaced when another registrant
+ * takes it over (it then retries every KEEPALIVE_RETRY s and takes the entry back as soon as
+ * it is deregistered or expires), and removed when the system stops if it is still the
+ * system's. A registration belongs to its registrant, "<host instance>/<system id>".
+ * Takeovers are noticed at once from the backend's events (the listener), else at the next
+ * refresh; a refresh the backend does not answer is retried with backoff (1, 2, 4, 5 s).
+ * It knows no host: a runtime, a backend and a counter of unfinished work. */
 #ifndef SSSN_KEEPALIVE_H
 #define SSSN_KEEPALIVE_H
 
-#include "sys/host.h"
 #include "model/registry.h"
+#include "rt/rt.h"
+#include "sys/regbackend.h"
 
+typedef struct keepalive keepalive;       /* one per host */
 typedef struct registration registration;
+typedef struct ka_op ka_op;               /* a caller's operation, to forget it */
 
 /* What one system keeps registered (embedded in it). While it holds registrations it is on
- * the host's list, so a takeover can find the registration it displaced. */
+ * its keepalive's list, so a takeover can find the registration it displaced. */
 typedef struct keepalive_set {
-    host *h;
-    const char *who;            /* the system's id: log lines name it */
+    keepalive *ka;
+    const char *who;            /* the system's id: log lines name it (copied where needed) */
     registration *regs;
-    struct keepalive_set *next; /* h->keepalive_sets */
+    struct keepalive_set *next; /* ka->sets */
     int linked;
 } keepalive_set;
 
-void keepalive_init(keepalive_set *k, host *h, const char *who);
-/* f's strings are copied (registrant required: an operator's entry is nobody's to keep):
- * refreshed before it expires (unless keepalive is 0), registered again if it lapsed. */
-void keepalive_track(keepalive_set *k, reg_kind kind, const reg_fields *f, double ttl, int keepalive);
-/* A deregistration by the system itself ends the keeping (and any attempt to take it back). */
-void keepalive_untrack(keepalive_set *k, reg_kind kind, const char *id);
-/* The system stops: removes what it still owns from the registry, forgets the rest. */
+/* instance_id names this host's registrants ("<instance_id>/..."); *unfinished counts the
+ * work of stopped systems still under way (removals from a remote registry): it is raised
+ * while there is some, and lowered when it is done, so the app can wait for it at exit.
+ * NULL when out of memory. */
+keepalive *keepalive_new(rt *r, const char *instance_id, unsigned *unfinished);
+/* Cancels what it still has under way and frees every registration (after the systems). */
+void keepalive_free(keepalive *ka);
+/* The backend it works through; it becomes the backend's listener. Once, before any
+ * registration. */
+void keepalive_use(keepalive *ka, regbackend *b);
+
+void keepalive_init(keepalive_set *k, keepalive *ka, const char *who);
+
+/* The system registers f (f->registrant its own, required) for ttl seconds, taking the entry
+ * over from anyone; once the backend committed it the registration is kept alive (unless
+ * keep is 0) until the system deregisters it or stops. done(ud, result) runs exactly
+ * once, as the backend's does (regbackend.h), unless keepalive_forget(op) is called first;
+ * the result is the backend's. Returns the operation while it is pending, else NULL. A
+ * registration that fails is not kept (unless an earlier one of the same id was committed:
+ * that one carries on with the new fields). */
+ka_op *keepalive_register(keepalive_set *k, reg_kind kind, const reg_fields *f, double ttl, int keep,
+                          rb_done_fn done, void *ud);
+/* The system deregisters an id: it stops keeping it (and any attempt to take it back), and
+ * the backend removes the entry if it is registrant's. Sent once the registration's own
+ * operations in flight are over, so it cannot overtake them. done as above. */
+ka_op *keepalive_deregister(keepalive_set *k, reg_kind kind, const char *id, const char *registrant,
+                            rb_done_fn done, void *ud);
+/* The caller no longer waits for op (its task ended): done will not run; the operation
+ * itself carries on. */
+void keepalive_forget(ka_op *op);
+/* The system stops: it removes what it registered if it is still its own (each after the
+ * registration's operations in flight), forgets the rest. */
 void keepalive_drop_all(keepalive_set *k);
-/* Makes the host tell keep-alive of its registry events (the app calls it). */
-void keepalive_attach(host *h);
 
-/* Seconds between attempts of a displaced registration to take its entry back. */
+/* Seconds between attempts of a displaced registration to take its entry back, and the
+ * longest wait between attempts of a refresh that got no answer. */
 #define KEEPALIVE_RETRY 1.0
-
-/* prev (the entry taken over) and e (the new one) as REG_REPLACED hands them over. When prev
- * was registered by a running system of this host that keeps it alive, that registration
- * becomes displaced: it keeps its fields and retries every KEEPALIVE_RETRY seconds until the
- * entry is deregistered or expires, then registers it again. Changes nothing in the registry
- * (safe from the event callback); allocates nothing. */
-void keepalive_on_replaced(host *h, const reg_entry *e, const reg_entry *prev);
-/* The host's on_registry_event (systems_init sets it): passes takeovers to the above. */
-void keepalive_on_registry_event(host *h, reg_event ev, const reg_entry *e, const reg_entry *prev);
+#define KEEPALIVE_RETRY_MAX 5.0
 
 #endif

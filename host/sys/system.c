@@ -115,7 +115,7 @@ static int load_protected(lua_State *L)
     if (why)
         return luaL_error(L, "the system id %s", why);
     s->id = xstrdup_or_raise(L, lua_tostring(L, -1));
-    keepalive_init(&s->kept, s->h, s->id);
+    keepalive_init(&s->kept, s->h->keepalive, s->id);
     if (strcmp(s->id, HOST_OWNER) == 0)
         return luaL_error(L, "the system id '%s' is reserved for the host", s->id);
     if (system_find(s->h, s->id))
@@ -248,7 +248,7 @@ sssn_system *system_attach(vm *v, const char *id, const char *name)
         free(s);
         return NULL;
     }
-    keepalive_init(&s->kept, h, s->id);
+    keepalive_init(&s->kept, h->keepalive, s->id);
     s->state = SYS_RUNNING;
     h->nrunning++;
     system_link(s);
@@ -542,5 +542,4 @@ void systems_free_all(host *h)
         system_free(s);
     }
     rt_remove_clock_listener(h->rt, &h->clock_shift);
-    h->on_registry_event = NULL;
 }

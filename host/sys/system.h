@@ -88,9 +88,8 @@ sssn_system *system_current(lua_State *L);
 sssn_system *system_find(host *h, const char *id);
 channel *system_channel(sssn_system *s, const char *id); /* owned or connected, or NULL */
 
-/* Registrations made by a system (local registry): kept alive, removed on stop. */
-/* f's strings are copied: a registration that lapsed (a late loop) is registered again. */
-/* (keepalive.h: keepalive_track(&s->kept, ...), keepalive_untrack, keepalive_drop_all) */
+/* Registrations made by a system: kept alive, removed on stop (keepalive.h, over the host's
+ * registry backend: keepalive_register(&s->kept, ...), keepalive_deregister, drop_all). */
 
 /* Subscriptions and periodic sources. The function is on top of L's stack (popped); L is the
  * calling thread of s's state. */
@@ -102,7 +101,7 @@ void system_close_periodics(sssn_system *s);
 void system_shift_periodics(sssn_system *s, double delta); /* the test clock switched */
 
 /* The systems of a host as a whole. systems_init hooks them into the host (errors of their
- * tasks counted, schedules moved with the test clock, registry takeovers noticed). */
+ * tasks counted, schedules moved with the test clock). */
 void systems_init(host *h);
 /* Stops every system (each deregisters what it registered) and ends the loop's run. */
 void systems_stop_all(host *h, const char *why);

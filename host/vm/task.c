@@ -248,7 +248,7 @@ task *task_find(vm *v, uint64_t id)
 
 /* ---- waits: one at a time per task, one way to end it, resumed from the loop ---- */
 
-typedef enum { WAIT_SLEEP, WAIT_CHANNEL, WAIT_HTTP } wait_kind;
+typedef enum { WAIT_SLEEP, WAIT_CHANNEL, WAIT_HTTP, WAIT_COMPLETION } wait_kind;
 
 struct task_wait {
     task *t;
@@ -265,6 +265,10 @@ struct task_wait {
     char *body;              /* the answer's body (malloc'd), or NULL */
     size_t len;
     char error[256];         /* what went wrong when no answer came */
+    /* WAIT_COMPLETION */
+    const task_completion *ops;
+    void *ud;
+    int pushed;              /* ops->push ran: the wait ends completed */
 };
 
 /* Undoes whatever w arranged and frees it; the task then waits for nothing. */
@@ -277,6 +281,8 @@ static void wait_end(task_wait *w)
         channel_remove_watcher(w->ch, &w->watcher);
     if (w->call)
         http_client_cancel(w->call);
+    if (w->kind == WAIT_COMPLETION)
+        w->ops->end(w->ud, w->pushed);
     w->t->wait = NULL;
     free(w->body);
     free(w);
@@ -295,6 +301,13 @@ static int push_http_results(lua_State *L)
         lua_pushstring(L, w->error);
     }
     return 2;
+}
+
+static int push_completion_results(lua_State *L)
+{
+    task_wait *w = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    return w->ops->push(L, w->ud);
 }
 
 /* Ends the wait and resumes the task with what it waited for. */
@@ -316,6 +329,22 @@ static void wait_finish(task_wait *w)
         }
         lua_xmove(L, t->co, 2);
         nres = 2;
+    } else if (w->kind == WAIT_COMPLETION) {
+        int base = lua_gettop(L);
+        lua_pushcfunction(L, push_completion_results);
+        lua_pushlightuserdata(L, w);
+        w->pushed = 1;
+        if (lua_pcall(L, 1, LUA_MULTRET, 0) != LUA_OK) {
+            lua_settop(L, base);
+            lua_pushnil(L);
+            lua_pushliteral(L, "not enough memory for the answer");
+        }
+        nres = lua_gettop(L) - base;
+        if (!lua_checkstack(t->co, nres + 1)) {
+            lua_settop(L, base);
+            nres = 0;
+        }
+        lua_xmove(L, t->co, nres);
     }
     wait_end(w);
     task_resume(t, nres);
@@ -418,6 +447,26 @@ static void on_http_done(void *ud, long status, const char *body, size_t len, co
         snprintf(w->error, sizeof w->error, "%s", error ? error : "no answer");
     defer(w->t->vm->env->rt, &w->wake); /* resumed from the loop, not from inside libcurl */
 }
+
+task_wait *task_wait_completion(lua_State *L, const task_completion *ops, void *ud)
+{
+    task *t = task_current(L);
+    if (!t || t->wait || !t->running)
+        return NULL;
+    task_wait *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->t = t;
+    w->kind = WAIT_COMPLETION;
+    w->ops = ops;
+    w->ud = ud;
+    timer_init(&w->timer, on_wait_timer, w);
+    defer_init(&w->wake, on_wait_wake, w);
+    t->wait = w;
+    return w;
+}
+
+void task_complete(task_wait *w) { defer(w->t->vm->env->rt, &w->wake); }
 
 int task_wait_http(lua_State *L, http_client *c, const http_client_req *req)
 {

@@ -2,7 +2,8 @@
  * subscriber, a periodic pull, an HTTP request, a prompt chunk) runs as a task, so any call
  * may wait. A task waits for one thing at a time - a time, a channel write, an HTTP answer -
  * through one wait with one cancel path, and every resume comes from the loop (a timer or a
- * deferred call), never from inside the code that made the event. A watchdog interrupts a
+ * deferred call), never from inside the code that made the event. A binding that waits for
+ * something else (a registry backend's answer) uses the completion wait. A watchdog interrupts a
  * task that runs too long without yielding, or when SIGINT/SIGTERM arrives. */
 #ifndef SSSN_TASK_H
 #define SSSN_TASK_H
@@ -69,5 +70,22 @@ int task_wait_sleep(lua_State *L, double seconds);
 int task_wait_channel(lua_State *L, channel *ch, uint64_t after, double timeout);
 /* Sends the request and resumes with the status and the body, or nil and what went wrong. */
 int task_wait_http(lua_State *L, http_client *c, const http_client_req *req);
+
+/* A wait for a completion the binding arranges itself. ops->push builds the results when the
+ * task resumes: it runs under lua_pcall in the state's main thread (it may raise for memory:
+ * the task then gets nil, "not enough memory for the answer") and returns how many it
+ * pushed. ops->end(ud, completed) runs exactly once when the wait is over: completed = 1
+ * after push, 0 when the task ended first (stop what would have completed it); it frees ud. */
+typedef struct task_completion {
+    int (*push)(lua_State *L, void *ud);
+    void (*end)(void *ud, int completed);
+} task_completion;
+
+/* Makes the current task wait; the binding then returns lua_yield(L, 0). NULL (nothing
+ * changed, ops->end not called) when L is not a task that may wait, or out of memory. */
+task_wait *task_wait_completion(lua_State *L, const task_completion *ops, void *ud);
+/* What the task waits for came: it resumes from the loop with ops->push's results. Once, and
+ * never after ops->end ran. */
+void task_complete(task_wait *w);
 
 #endif

@@ -152,24 +152,41 @@ local function ack(id, reader, body, nack)
 end
 
 -- Registry ----------------------------------------------------------------------------
+-- The same bindings as sssn.registry, so these routes answer from the host's registry
+-- backend: its own registry, or with --registry another host's (the request waits for it).
+
+-- The status of a backend failure (nil, type, message from a binding).
+local FAILURE_STATUS = { bad_request = 400, not_found = 404, unreachable = 502 }
+local function failure(etype, message)
+  return err(FAILURE_STATUS[etype] or (core.registry_url() and 502 or 500), etype, message)
+end
 
 local function registry_list(kind, q)
-  local body, status, etype, msg = core.api_reg_list(kind, q.visibility ~= "" and q.visibility or nil,
+  local body, etype, msg = core.api_reg_list(kind, q.visibility ~= "" and q.visibility or nil,
     q.name ~= "" and q.name or nil, q.capability ~= "" and q.capability or nil)
-  if not body then return err(status, etype, msg) end
+  if not body then return failure(etype, msg) end
   return json(200, body)
+end
+
+local function registry_get(kind, id)
+  local entry, etype, msg = core.api_reg_get(kind, id)
+  if entry then return json(200, entry) end
+  if etype then return failure(etype, msg) end
+  return err(404, "not_found", ("%s '%s' is not registered"):format(kind, id))
 end
 
 local REGISTRANT_MAX = 512
 
 -- The registrant a registry request acts for (?registrant=R): nil for none (an operator), or
--- nil and an error for an empty or too long one.
-local function registrant_of(q)
-  local r = q.registrant
+-- nil and an error for an empty or too long one. `name` is the parameter (registrant_prefix
+-- is checked the same way).
+local function registrant_of(q, name)
+  name = name or "registrant"
+  local r = q[name]
   if r == nil then return nil end
-  if r == "" then return nil, "registrant must not be empty (leave it out to act as an operator)" end
+  if r == "" then return nil, ("%s must not be empty (leave it out to act as an operator)"):format(name) end
   if #r > REGISTRANT_MAX then
-    return nil, ("registrant is %d bytes, longer than %d"):format(#r, REGISTRANT_MAX)
+    return nil, ("%s is %d bytes, longer than %d"):format(name, #r, REGISTRANT_MAX)
   end
   return r
 end
@@ -206,17 +223,20 @@ local function registry_put(kind, id, q, body)
     return err(400, "bad_request", ("the id in the body (%s) differs from the URL (%s)"):format(
       tostring(value.id or value.system_id), id))
   end
-  local ok, done, holder, endpoint = pcall(function()
+  -- expires_at and the entry's JSON; false, holder, endpoint; or nil, type, message
+  local ok, done, a, b = pcall(function()
     if kind == "channel" then
       local c = Registry.normalize_channel(value, "register_channel")
-      return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl, false, registrant, refresh)
+      return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl, false, registrant,
+        refresh, true)
     end
     local d, caps = Registry.normalize_system(value, "register_system")
-    return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, false, registrant, refresh)
+    return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, false, registrant, refresh, true)
   end)
   if not ok then return err(400, "bad_request", (tostring(done):gsub("^[^:]*:%d+: ", ""))) end
-  if done == false then return not_owner(kind, id, "the refresh", holder, endpoint) end
-  return json(200, core.api_reg_get(kind, id))
+  if done == false then return not_owner(kind, id, "the refresh", a, b) end
+  if done == nil then return failure(a, b) end
+  return json(200, a)
 end
 
 local function registry_delete(kind, id, q)
@@ -225,45 +245,26 @@ local function registry_delete(kind, id, q)
   if e then return err(400, "bad_request", e) end
   local ok, why, holder, endpoint = core.reg_remove(kind, id, registrant)
   if ok then return json(200, { status = "ok", deregistered = id }) end
+  if ok == nil then return failure(why, holder) end
   if why == "not_owner" then return not_owner(kind, id, "the deregistration", holder, endpoint) end
   return err(404, "not_found", ("%s '%s' is not registered"):format(kind, id))
 end
 
--- The events of a registrant: those about its own entries and those taking one over.
-local function events_of(body, registrant)
-  local res = core.json_decode(body)
-  local kept = core.array {}
-  for _, ev in ipairs(res.events) do
-    if ev.registrant == registrant or ev.previous_registrant == registrant then kept[#kept + 1] = ev end
-  end
-  return res.index, kept
-end
-
+-- Events after ?index=N, held up to ?wait=S when there are none; with ?registrant=R only
+-- those about R's entries or taking one over from R, with ?registrant_prefix=P those of
+-- every registrant starting with P (a host watches its own, "<instance>/"); the index moves
+-- past the others.
 local function registry_events(q)
   local index, e1 = integer(q, "index", 0, math.maxinteger)
   local wait, e2 = number(q, "wait", 0, MAX_WAIT)
   local limit, e3 = integer(q, "limit", 1, 10000)
   local registrant, e4 = registrant_of(q)
-  local e = e1 or e2 or e3 or e4
+  local prefix, e5 = registrant_of(q, "registrant_prefix")
+  local e = e1 or e2 or e3 or e4 or e5
   if e then return err(400, "bad_request", e) end
-  index = index or 0
-  local deadline = wait and core.now() + wait
-  local last = core.channel_stats("registry").last_seq
-  if index > last then deadline = nil end -- an index from before a restart: answer at once
-  while true do
-    local body, count = core.api_events(index, limit or 1000)
-    if not body then return err(count, "bad_request", "bad index") end
-    if registrant then
-      -- only this registrant's events; the index still moves past the others
-      local kept
-      index, kept = events_of(body, registrant)
-      body, count = { index = index, events = kept }, #kept
-    end
-    if count > 0 or not deadline then return json(200, body) end
-    local left = deadline - core.now()
-    if left <= 0 then return json(200, body) end
-    core.wait("registry", index, left)
-  end
+  local body, etype, msg = Registry.events_json(index or 0, limit or 1000, wait, registrant, prefix)
+  if not body then return failure(etype, msg) end
+  return json(200, body)
 end
 
 -- Routing -----------------------------------------------------------------------------
@@ -330,9 +331,7 @@ function M.handle(method, path, query, caller, role, body)
     elseif kind and n == 3 then
       local id = segs[3]
       if method == "GET" then
-        local entry, status, etype, msg = core.api_reg_get(kind, id)
-        if not entry then return err(status, etype, msg) end
-        return json(200, entry)
+        return registry_get(kind, id)
       elseif method == "PUT" then
         return registry_put(kind, id, q, body)
       elseif method == "DELETE" then

@@ -329,8 +329,7 @@ function System:log(fmt, ...) return sssn.log("info", fmt, ...) end
 function sssn.spawn(fn, ...) return core.spawn(fn, ...) end
 function sssn.cancel(id) return core.cancel(id) end
 
-local registry_url = core.registry_url()
-sssn.registry = registry_url and require("sssn.remote").RemoteRegistry.new(registry_url) or Registry.new()
+sssn.registry = Registry.new() -- this host's registry, or with --registry another host's
 
 local function test_only(name)
   return function()

@@ -1,12 +1,19 @@
--- sssn.registry: the registry handle systems use. This is the in-process backend; every
--- backend (local, a remote host, an external store) offers these same methods. Arguments
--- are checked and normalized here so every backend stores the same shapes.
+-- sssn.registry: the registry handle systems use, whatever the host's registry backend is
+-- (host/sys/regbackend.h: this host's own, or with --registry another host's). Arguments are
+-- checked and normalized here so every backend stores the same shapes; the calls go to the
+-- C bindings (core.reg_*), which use the backend and, for a registry elsewhere, yield the
+-- calling coroutine until the answer comes. A backend that failed comes back as nil, type,
+-- message and is raised here with the call's name.
 local core = require "sssn.core"
 
 local Registry = {}
 Registry.__index = Registry
 
-function Registry.new() return setmetatable({ kind = "local" }, Registry) end
+--- kind: "local" (this host's registry) or "remote" (another host's, at url).
+function Registry.new()
+  local url = core.registry_url()
+  return setmetatable({ kind = url and "remote" or "local", url = url }, Registry)
+end
 
 local function check_self(self, fn)
   if getmetatable(self) ~= Registry then
@@ -24,6 +31,27 @@ local function check_arg(ok, fn, fmt, ...)
 end
 
 local function array(t) return core.array(t or {}) end
+
+-- An error the host counts as a step error but does not log again: its message was logged
+-- once already, when the registry became unreachable (the host's task error logger skips
+-- tables with sssn_reported = true).
+local Reported = { __tostring = function(e) return e.message end }
+local function reported(message) return setmetatable({ sssn_reported = true, message = message }, Reported) end
+Registry.reported = reported
+
+-- Raises what a backend answered instead of a result: nil, type, message.
+local function raise(fn, etype, message)
+  local text = ("sssn.registry:%s: %s"):format(fn, tostring(message))
+  if etype == "unreachable" then error(reported(text)) end
+  error(text, 0)
+end
+Registry.raise = raise
+
+-- Passes results on, raising a failure (v == nil with a type after it).
+local function checked(fn, v, etype, ...)
+  if v == nil and etype ~= nil then raise(fn, etype, ...) end
+  return v, etype, ...
+end
 
 --- Longest registry entry id, in bytes.
 Registry.ID_MAX = 256
@@ -122,8 +150,8 @@ function Registry:register_channel(info, ttl, opts)
   check_self(self, "register_channel")
   local c = Registry.normalize_channel(info)
   check_ttl(ttl, "register_channel")
-  c.expires_at = core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl,
-    keepalive(opts, "register_channel"))
+  c.expires_at = checked("register_channel", core.reg_put("channel", c, c.id, c.name, c.visibility == "public",
+    nil, ttl, keepalive(opts, "register_channel")))
   return c
 end
 
@@ -131,8 +159,8 @@ function Registry:register_system(descriptor, ttl, opts)
   check_self(self, "register_system")
   local d, caps = Registry.normalize_system(descriptor)
   check_ttl(ttl, "register_system")
-  d.expires_at = core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl,
-    keepalive(opts, "register_system"))
+  d.expires_at = checked("register_system", core.reg_put("system", d, d.system_id, d.system_name, true, caps,
+    ttl, keepalive(opts, "register_system")))
   return d
 end
 
@@ -142,7 +170,7 @@ end
 local function deregister(kind, id)
   local fn = "deregister_" .. kind
   check_arg(type(id) == "string", fn, "id must be a string")
-  local ok, why, registrant, endpoint = core.reg_remove(kind, id)
+  local ok, why, registrant, endpoint = checked(fn, core.reg_remove(kind, id))
   if ok then return true end
   return false, Registry.not_removed(kind, id, why, registrant, endpoint)
 end
@@ -166,7 +194,7 @@ function Registry:find_channels(query)
   check_arg(vis == nil or vis == "public" or vis == "private", "find_channels",
     "visibility must be \"public\" or \"private\"")
   check_arg(query.name == nil or type(query.name) == "string", "find_channels", "name must be a string")
-  return core.reg_find_channels(vis, query.name)
+  return (checked("find_channels", core.reg_find_channels(vis, query.name)))
 end
 
 --- find_systems{capability = "service name"} -> list of descriptors
@@ -177,7 +205,7 @@ function Registry:find_systems(query)
   check_arg(type(query) == "table", "find_systems", "the query must be a table")
   check_arg(query.capability == nil or type(query.capability) == "string", "find_systems",
     "capability must be a string")
-  return core.reg_find_systems(query.capability)
+  return (checked("find_systems", core.reg_find_systems(query.capability)))
 end
 
 local reg_get_channel, reg_get_system = core.reg_get_channel, core.reg_get_system
@@ -185,32 +213,54 @@ local reg_get_channel, reg_get_system = core.reg_get_channel, core.reg_get_syste
 -- Point lookups are the hottest calls: the checks are inline and only a failure goes on to
 -- the descriptive errors.
 function Registry:get_channel(id)
-  if getmetatable(self) == Registry and type(id) == "string" then return reg_get_channel(id) end
+  if getmetatable(self) == Registry and type(id) == "string" then
+    local e, etype, message = reg_get_channel(id)
+    if etype then raise("get_channel", etype, message) end
+    return e
+  end
   check_self(self, "get_channel")
   check_arg(false, "get_channel", "id must be a string")
 end
 
 function Registry:get_system(id)
-  if getmetatable(self) == Registry and type(id) == "string" then return reg_get_system(id) end
+  if getmetatable(self) == Registry and type(id) == "string" then
+    local e, etype, message = reg_get_system(id)
+    if etype then raise("get_system", etype, message) end
+    return e
+  end
   check_self(self, "get_system")
   check_arg(false, "get_system", "id must be a string")
 end
 
---- Registry events after `index` (0: all held): a list of {index, event, kind, id, entry}
---- and the index to pass next. With wait > 0 it waits (yielding) up to that many seconds
---- for an event when there is none yet.
+--- The registry's events after `index` as JSON text {"index": n, "events": [...]}, waiting
+--- (yielding) up to `wait` seconds for the first when there is none yet; only those about
+--- `registrant`'s entries, or those of registrants starting with `prefix`, when given. An
+--- index beyond the newest event (a registry that restarted) is answered at once. Returns
+--- the text and how many events it holds, or nil, type, message. The API's
+--- /registry/events is this.
+function Registry.events_json(index, limit, wait, registrant, prefix)
+  local deadline = wait and wait > 0 and core.now() + wait
+  while true do
+    local body, count, next_index, waitable = core.reg_events(index, limit, deadline and deadline - core.now() or 0,
+      registrant, prefix)
+    if not body then return nil, count, next_index end
+    if count > 0 or not waitable or not deadline then return body, count end
+    local left = deadline - core.now()
+    if left <= 0 then return body, count end
+    core.wait("registry", next_index, left)
+    index = next_index
+  end
+end
+
+--- Registry events after `index` (0: all held; math.maxinteger: from now on): a list of
+--- {index, event, kind, id, registrant, entry, timestamp} and the index to pass next. With
+--- wait > 0 it waits (yielding) up to that many seconds for an event when there is none yet.
 function Registry:events(index, wait)
   check_self(self, "events")
-  index = index or 0
-  local last = core.channel_stats("registry").last_seq
-  if index > last then index = last end
-  while true do
-    local body = core.api_events(index, 1000)
-    local res = core.json_decode(body)
-    if #res.events > 0 or not wait or wait <= 0 then return res.events, res.index end
-    if not core.wait("registry", index, wait) then return res.events, res.index end
-    wait = 0
-  end
+  local body, etype, message = Registry.events_json(math.max(index or 0, 0), 1000, wait)
+  if not body then raise("events", etype, message) end
+  local res = core.json_decode(body)
+  return res.events, res.index
 end
 
 --- Purges expired entries now (the host also does it every --maintenance seconds).
@@ -222,7 +272,7 @@ end
 --- Entries held (live or awaiting purge): channels, systems, and entries expired so far.
 function Registry:counts()
   check_self(self, "counts")
-  return core.reg_counts()
+  return checked("counts", core.reg_counts())
 end
 
 return Registry

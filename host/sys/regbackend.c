@@ -1,0 +1,34 @@
+/* regbackend.c - what every registry backend shares (see regbackend.h): result names, the
+ * listener, freeing. The implementations are regbackend_local.c and regbackend_http.c. */
+#include "sys/regbackend.h"
+
+const char *rb_status_name(rb_status s)
+{
+    switch (s) {
+    case RB_OK:
+        return "ok";
+    case RB_NOT_FOUND:
+        return "not_found";
+    case RB_NOT_OWNER:
+        return "not_owner";
+    case RB_UNREACHABLE:
+        return "unreachable";
+    case RB_BAD_REQUEST:
+        return "bad_request";
+    case RB_FAILED:
+        return "failed";
+    }
+    return "failed";
+}
+
+void regbackend_listen(regbackend *b, rb_event_fn fn, void *ud)
+{
+    b->on_event = fn;
+    b->on_event_ud = ud;
+}
+
+void regbackend_free(regbackend *b)
+{
+    if (b)
+        b->ops->free(b);
+}
