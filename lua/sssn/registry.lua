@@ -57,6 +57,7 @@ end
 Registry.ID_MAX = 256
 
 local function check_id(id, fn, what)
+  if type(id) == "string" and id ~= "" and #id <= Registry.ID_MAX then return end -- the usual case, checked inline
   check_arg(type(id) == "string" and id ~= "", fn, "%s must be a non-empty string", what)
   check_arg(#id <= Registry.ID_MAX, fn, "%s is %s bytes, longer than the %s a registry id may have",
     what, #id, Registry.ID_MAX)
@@ -134,6 +135,7 @@ function Registry.normalize_system(desc, fn)
 end
 
 local function check_ttl(ttl, fn)
+  if ttl == nil then return end
   check_arg(ttl == nil or (type(ttl) == "number" and ttl > 0 and ttl < 1e9), fn,
     "ttl must be a positive number of seconds (got %s)", ttl)
 end
@@ -150,8 +152,10 @@ function Registry:register_channel(info, ttl, opts)
   check_self(self, "register_channel")
   local c = Registry.normalize_channel(info)
   check_ttl(ttl, "register_channel")
-  c.expires_at = checked("register_channel", core.reg_put("channel", c, c.id, c.name, c.visibility == "public",
-    nil, ttl, keepalive(opts, "register_channel")))
+  local expires_at, etype, message = core.reg_put("channel", c, c.id, c.name, c.visibility == "public",
+    nil, ttl, opts == nil or keepalive(opts, "register_channel"))
+  if expires_at == nil and etype ~= nil then raise("register_channel", etype, message) end
+  c.expires_at = expires_at
   return c
 end
 
@@ -159,8 +163,10 @@ function Registry:register_system(descriptor, ttl, opts)
   check_self(self, "register_system")
   local d, caps = Registry.normalize_system(descriptor)
   check_ttl(ttl, "register_system")
-  d.expires_at = checked("register_system", core.reg_put("system", d, d.system_id, d.system_name, true, caps,
-    ttl, keepalive(opts, "register_system")))
+  local expires_at, etype, message = core.reg_put("system", d, d.system_id, d.system_name, true, caps,
+    ttl, opts == nil or keepalive(opts, "register_system"))
+  if expires_at == nil and etype ~= nil then raise("register_system", etype, message) end
+  d.expires_at = expires_at
   return d
 end
 
