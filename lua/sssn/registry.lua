@@ -63,21 +63,6 @@ local function check_id(id, fn, what)
     what, #id, Registry.ID_MAX)
 end
 
---- Who holds an entry, for messages: "<registrant> at <endpoint>", or an operator's.
-function Registry.holder_text(registrant, endpoint)
-  local who = registrant and ("registrant '%s'"):format(registrant) or "an operator (no registrant)"
-  return endpoint and ("%s at %s"):format(who, endpoint) or who
-end
-
---- The reason a deregistration changed nothing, as deregister_* return it.
-function Registry.not_removed(kind, id, why, registrant, endpoint)
-  if why == "not_owner" then
-    return ("%s '%s' is registered by another registrant: %s"):format(kind, id,
-      Registry.holder_text(registrant, endpoint))
-  end
-  return ("%s '%s' is not registered"):format(kind, id)
-end
-
 local function copy_strings(list, fn, what)
   local out = array()
   if list == nil then return out end
@@ -170,27 +155,6 @@ function Registry:register_system(descriptor, ttl, opts)
   return d
 end
 
--- true when removed; false and the reason otherwise. A system removes only what it
--- registered itself (a registration another registrant took over stays theirs); calls from
--- outside any system act as an operator and remove whatever is there.
-local function deregister(kind, id)
-  local fn = "deregister_" .. kind
-  check_arg(type(id) == "string", fn, "id must be a string")
-  local ok, why, registrant, endpoint = checked(fn, core.reg_remove(kind, id))
-  if ok then return true end
-  return false, Registry.not_removed(kind, id, why, registrant, endpoint)
-end
-
-function Registry:deregister_channel(id)
-  check_self(self, "deregister_channel")
-  return deregister("channel", id)
-end
-
-function Registry:deregister_system(id)
-  check_self(self, "deregister_system")
-  return deregister("system", id)
-end
-
 --- find_channels{visibility = "public"|"private", name = "substring"} -> list of ChannelInfo
 function Registry:find_channels(query)
   check_self(self, "find_channels")
@@ -238,47 +202,13 @@ function Registry:get_system(id)
   check_arg(false, "get_system", "id must be a string")
 end
 
---- The registry's events after `index` as JSON text {"index": n, "events": [...]}, waiting
---- (yielding) up to `wait` seconds for the first when there is none yet; only those about
---- `registrant`'s entries, or those of registrants starting with `prefix`, when given. An
---- index beyond the newest event (a registry that restarted) is answered at once. Returns
---- the text and how many events it holds, or nil, type, message. The API's
---- /registry/events is this.
-function Registry.events_json(index, limit, wait, registrant, prefix)
-  local deadline = wait and wait > 0 and core.now() + wait
-  while true do
-    local body, count, next_index, waitable = core.reg_events(index, limit, deadline and deadline - core.now() or 0,
-      registrant, prefix)
-    if not body then return nil, count, next_index end
-    if count > 0 or not waitable or not deadline then return body, count end
-    local left = deadline - core.now()
-    if left <= 0 then return body, count end
-    core.wait("registry", next_index, left)
-    index = next_index
-  end
-end
-
---- Registry events after `index` (0: all held; math.maxinteger: from now on): a list of
---- {index, event, kind, id, registrant, entry, timestamp} and the index to pass next. With
---- wait > 0 it waits (yielding) up to that many seconds for an event when there is none yet.
-function Registry:events(index, wait)
-  check_self(self, "events")
-  local body, etype, message = Registry.events_json(math.max(index or 0, 0), 1000, wait)
-  if not body then raise("events", etype, message) end
-  local res = core.json_decode(body)
-  return res.events, res.index
-end
-
---- Purges expired entries now (the host also does it every --maintenance seconds).
-function Registry:maintain()
-  check_self(self, "maintain")
-  return core.reg_maintain()
-end
-
---- Entries held (live or awaiting purge): channels, systems, and entries expired so far.
-function Registry:counts()
-  check_self(self, "counts")
-  return checked("counts", core.reg_counts())
-end
+-- The calls used less (deregistering, events, counts) load on first use: every system's
+-- state holds this module, so what it does not load it does not pay for.
+Registry._check_self, Registry._check_arg, Registry._checked = check_self, check_arg, checked
+setmetatable(Registry, { __index = function(t, k)
+  setmetatable(t, nil)
+  require("sssn.registry_more")(t)
+  return rawget(t, k)
+end })
 
 return Registry
