@@ -12,7 +12,7 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 CPPFLAGS += -Ihost -D_GNU_SOURCE -DSSSN_VERSION='"$(VERSION)"' -DSSSN_LUA_DIR='"$(LUADIR)"' $(LUA_CFLAGS)
-LDLIBS  += $(LUA_LIBS) -lev -lhttp_parser -lcurl -lreadline -lm
+LDLIBS  += $(LUA_LIBS) -lev -lhttp_parser -lcurl -lssl -lcrypto -lreadline -lm
 
 # `make test SANITIZE=1` builds and tests with AddressSanitizer and UBSan.
 ifeq ($(SANITIZE),1)

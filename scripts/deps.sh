@@ -7,6 +7,7 @@ packages=(
   build-essential pkg-config
   liblua5.4-dev lua5.4 libev-dev lua-busted libreadline-dev
   libhttp-parser-dev libcurl4-openssl-dev curl tmux procps iproute2
+  libssl-dev openssl clang python3
 )
 
 missing=()

@@ -184,7 +184,7 @@ static void route(api *a, http_request *r, const principal *who)
 static void on_request(void *ud, http_request *r)
 {
     api *a = ud;
-    principal who;
+    principal who = {0};
     int status = 0;
     char detail[256];
     if (a->auth->authenticate(a->auth, r, &who, &status, detail, sizeof detail) < 0) {
@@ -192,9 +192,9 @@ static void on_request(void *ud, http_request *r)
                       detail);
         return;
     }
-    if (answer_fast(a, r))
-        return;
-    route(a, r, &who);
+    if (!answer_fast(a, r))
+        route(a, r, &who);
+    principal_clear(&who);
 }
 
 /* http://ADDR:PORT, with an IPv6 ADDR in brackets. */
@@ -287,6 +287,8 @@ service *api_service_new(host *h, const api_options *opt)
     size_t n1 = strlen(opt->addr) + 1, n2 = strlen(opt->numeric) + 1, n3 = opt->advertise ? strlen(opt->advertise) + 1 : 0;
     char *strings = malloc(n1 + n2 + n3);
     if (!svc || !a || !strings) {
+        if (opt->auth)
+            opt->auth->free(opt->auth);
         free(svc);
         free(a);
         free(strings);
@@ -298,6 +300,7 @@ service *api_service_new(host *h, const api_options *opt)
     a->opt.addr = memcpy(strings, opt->addr, n1);
     a->opt.numeric = memcpy(strings + n1, opt->numeric, n2);
     a->opt.advertise = opt->advertise ? memcpy(strings + n1 + n2, opt->advertise, n3) : NULL;
+    a->auth = opt->auth;
     *svc = (service){.name = "HTTP API", .start = api_start, .stop = api_stop, .free = api_free,
                      .keeps_running = api_keeps_running, .impl = a};
     return svc;

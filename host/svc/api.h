@@ -5,6 +5,7 @@
 #ifndef SSSN_API_H
 #define SSSN_API_H
 
+#include "svc/auth.h"
 #include "svc/service.h"
 #include "sys/host.h"
 
@@ -15,6 +16,8 @@ typedef struct api_options {
     int loopback;          /* the address is a loopback one (no warning) */
     int any;               /* 0.0.0.0 or ::: advertise the host name instead */
     const char *advertise; /* --advertise URL, or NULL */
+    auth_stage *auth;      /* the authentication stage, NULL for the open one; the API owns it
+                            * from api_service_new on (also when that fails) */
 } api_options;
 
 /* The options are copied; NULL when out of memory. */

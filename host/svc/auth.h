@@ -2,8 +2,8 @@
  * authenticate -> route -> respond). A stage turns a request's credentials into the
  * principal the routes act for, or refuses the request with a status. Today's stage is
  * `open`: it checks nothing and lets everything through, as the Python sssn OpenSecurity
- * does. Next (issue 10): HS256 JWTs compatible with the Python JWTChannelSecurity, and
- * static tokens stored hashed, as further stages behind this same interface. */
+ * does. The jwt stage (auth_jwt.c) verifies HS256 JWTs as the Python JWTChannelSecurity
+ * issues them, the static stage (auth_static.c) tokens listed hashed in an --auth-file. */
 #ifndef SSSN_AUTH_H
 #define SSSN_AUTH_H
 
@@ -19,12 +19,25 @@ typedef struct principal {
     char subject[SSSN_ID_MAX + 1]; /* the reader, claimer and sender the routes use */
     auth_role role;
     int anonymous;                 /* no credential was given */
+    int enforced;                  /* 1: a real stage vouched for it (roles, scope and ownership
+                                    * apply); 0: the open stage (everything allowed, as before) */
+    char **channels;               /* the token's channel scope, or NULL for every channel; owned
+                                    * by the principal (principal_clear frees it) */
+    size_t nchannels;
 } principal;
+
+/* 1 when the principal's scope names channel id, or it has no scope (every channel). */
+int principal_scope_allows(const principal *p, const char *id);
+/* 1 when the scope names id explicitly: what a private channel needs below admin. */
+int principal_scope_names(const principal *p, const char *id);
+/* Frees the scope; the principal can be filled again. */
+void principal_clear(principal *p);
 
 typedef struct auth_stage auth_stage;
 struct auth_stage {
     const char *name;
-    /* 0 with *p filled, or -1 with the status to answer (400, 401, 403) and why in detail. */
+    /* 0 with *p filled (*p starts zeroed; channels malloc'd or NULL), or -1 with the status to
+     * answer (400, 401, 403) and why in detail, and nothing left to free in *p. */
     int (*authenticate)(auth_stage *a, const http_request *r, principal *p, int *status, char *detail,
                         size_t detail_size);
     void (*free)(auth_stage *a);

@@ -56,6 +56,28 @@ static int open_authenticate(auth_stage *a, const http_request *r, principal *p,
 
 static void open_free(auth_stage *a) { free(a); }
 
+int principal_scope_allows(const principal *p, const char *id)
+{
+    return !p->channels || principal_scope_names(p, id);
+}
+
+int principal_scope_names(const principal *p, const char *id)
+{
+    for (size_t i = 0; p->channels && i < p->nchannels; i++)
+        if (strcmp(p->channels[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+void principal_clear(principal *p)
+{
+    for (size_t i = 0; p->channels && i < p->nchannels; i++)
+        free(p->channels[i]);
+    free(p->channels);
+    p->channels = NULL;
+    p->nchannels = 0;
+}
+
 auth_stage *auth_open_new(void)
 {
     auth_stage *a = calloc(1, sizeof *a);
