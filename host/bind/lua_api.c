@@ -82,6 +82,16 @@ static channel *find_channel(lua_State *L, const char *id)
     return ch;
 }
 
+/* core.api_channel_visibility(id) -> "public" | "private" | nil (no such channel here) */
+static int l_api_channel_visibility(lua_State *L)
+{
+    channel *ch = find_channel(L, luaL_checkstring(L, 1));
+    if (!ch)
+        return 0;
+    lua_pushstring(L, ch->is_public ? "public" : "private");
+    return 1;
+}
+
 /* core.api_info(id) -> json | nil, status, type, message */
 static int l_api_info(lua_State *L)
 {
@@ -363,6 +373,7 @@ static int l_endpoint(lua_State *L)
 static const luaL_Reg api_funcs[] = {
     {"error_kind", bind_l_error_kind},
     {"api_info", l_api_info},
+    {"api_channel_visibility", l_api_channel_visibility},
     {"api_read", l_api_read},
     {"api_write", l_api_write},
     {"api_write_text", l_api_write_text},

@@ -1,7 +1,7 @@
 /* api.c - the HTTP API: each request goes through one pipeline - parsed (net/http_server),
  * authenticated (an auth stage, svc/auth.h), routed (the hot read-only lookups in C, the
- * rest as a task in the API's Lua state running sssn.api.handle(method, path, query,
- * caller, role, body), which returns status, content type and body), and answered. Long-polls
+ * rest as a task in the API's Lua state running sssn.api.handle(method, path, query, who,
+ * body), which returns status, content type and body), and answered. Long-polls
  * yield inside that task; the loop never waits. */
 #include "svc/api.h"
 
@@ -60,10 +60,24 @@ static int push_request_protected(lua_State *L)
     lua_pushstring(L, r->method);
     lua_pushstring(L, r->path);
     lua_pushstring(L, r->query);
-    lua_pushstring(L, q->who->subject);
-    lua_pushinteger(L, q->who->role);
+    const principal *who = q->who;
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, who->subject);
+    lua_setfield(L, -2, "subject");
+    lua_pushinteger(L, who->role);
+    lua_setfield(L, -2, "role");
+    lua_pushboolean(L, who->enforced);
+    lua_setfield(L, -2, "enforced");
+    if (who->channels) {
+        lua_createtable(L, 0, (int)who->nchannels);
+        for (size_t i = 0; i < who->nchannels; i++) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, -2, who->channels[i]);
+        }
+        lua_setfield(L, -2, "scope");
+    }
     lua_pushlstring(L, r->body.data ? r->body.data : "", r->body.len);
-    return 6;
+    return 5;
 }
 
 /* An error answer in the shape every route uses: {"detail", "error": {"type", "message"}}. */
@@ -110,9 +124,12 @@ static int decode_segment(const char *s, size_t n, char *out, size_t size)
 }
 
 /* The read-only lookups that carry most traffic are answered here in C, without a task; a
- * miss (unknown id) goes to the router like any other request, so its errors are the same. */
-static int answer_fast(api *a, http_request *r)
+ * miss (unknown id) goes to the router like any other request, so its errors are the same,
+ * and so does anything whose access is not plain (a private channel or entry, a channel out
+ * of the token's scope, the registry's event channel): the router decides those. */
+static int answer_fast(api *a, http_request *r, const principal *who)
 {
+    int checked = who->enforced && who->role < ROLE_ADMIN;
     if ((strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) || r->query[0])
         return 0;
     const char *p = r->path, *id;
@@ -143,12 +160,12 @@ static int answer_fast(api *a, http_request *r)
     strbuf_reset(b);
     if (kind == 0) {
         channel *ch = host_channel(a->h, buf);
-        if (!ch)
+        if (!ch || (checked && (!ch->is_public || !principal_scope_allows(who, buf) || strcmp(buf, "registry") == 0)))
             return 0;
         api_channel_info_json(b, a->h, ch);
     } else {
         const reg_entry *e = registry_get(a->h->reg, kind == 1 ? REG_CHANNEL : REG_SYSTEM, buf, host_now(a->h));
-        if (!e)
+        if (!e || (checked && !e->is_public))
             return 0;
         host_entry_json(b, e);
     }
@@ -170,13 +187,13 @@ static void route(api *a, http_request *r, const principal *who)
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->handler_ref);
     lua_pushcfunction(L, push_request_protected);
     lua_pushlightuserdata(L, &q);
-    if (lua_pcall(L, 1, 6, 0) != LUA_OK) {
+    if (lua_pcall(L, 1, 5, 0) != LUA_OK) {
         host_log(a->h, LOG_ERROR, NULL, "HTTP: %s", lua_tostring(L, -1));
         lua_pop(L, 2);
         respond_error(a, r, 500, "internal", "out of memory");
         return;
     }
-    if (task_spawn(a->vm, NULL, NULL, TASK_REQUEST, 6, request_done, r) < 0)
+    if (task_spawn(a->vm, NULL, NULL, TASK_REQUEST, 5, request_done, r) < 0)
         respond_error(a, r, 500, "internal", "cannot start the request");
 }
 
@@ -192,7 +209,7 @@ static void on_request(void *ud, http_request *r)
                       detail);
         return;
     }
-    if (!answer_fast(a, r))
+    if (!answer_fast(a, r, &who))
         route(a, r, &who);
     principal_clear(&who);
 }

@@ -78,6 +78,49 @@ local function decode_body(body)
   return value
 end
 
+-- Who acts ----------------------------------------------------------------------------
+-- `who` is the principal the pipeline's authentication stage found (svc/auth.h): subject,
+-- role (1 read, 2 write, 3 admin), enforced (false for the open stage: everything allowed, as
+-- before authentication existed) and scope (a set of channel ids, or nil for every channel).
+
+local READ, WRITE, ADMIN = 1, 2, 3
+local OPERATION = { [READ] = "read", [WRITE] = "write", [ADMIN] = "admin" }
+local ID_MAX = 256
+
+local function permits(who, need, channel_id)
+  if not who.enforced then return true end
+  if who.role < need then return false end
+  return channel_id == nil or who.scope == nil or who.scope[channel_id] == true
+end
+
+-- 403 in the Python ChannelServer's words.
+local function forbidden(need, channel_id)
+  local message = channel_id and ("Token does not permit '%s' on channel '%s'."):format(OPERATION[need], channel_id)
+    or ("Token does not permit '%s'."):format(OPERATION[need])
+  return err(403, "forbidden", message)
+end
+
+-- A private channel or entry is served only to an admin, to a token whose scope names it, and
+-- (registry entries) to the subject that registered it; everyone else is told it does not exist.
+local function may_see_private(who, id, owner)
+  return not who.enforced or who.role >= ADMIN or (who.scope ~= nil and who.scope[id] == true)
+    or (owner ~= nil and owner == who.subject)
+end
+
+-- The id a request reads, claims, acknowledges and writes as: the caller's subject, or with
+-- ?reader=NAME one of the caller's own systems (a host reading for several): NAME when it is the
+-- subject or starts with "<subject>/", else "<subject>/NAME".
+local function identity_of(q, who)
+  local r = q.reader
+  if r == nil or r == "" then return who.subject end
+  local s = who.subject
+  if r ~= s and r:sub(1, #s + 1) ~= s .. "/" then r = s .. "/" .. r end
+  if #r > ID_MAX then
+    return nil, ("the reader '%s' is %d bytes, longer than %d"):format(r, #r, ID_MAX)
+  end
+  return r
+end
+
 -- Channels ----------------------------------------------------------------------------
 
 local function read_channel(id, q, reader)
@@ -106,7 +149,7 @@ local function read_channel(id, q, reader)
   end
 end
 
-local function write_channel(id, q, writer, body)
+local function write_channel(id, q, writer, body, who)
   local direct, e = boolean(q, "direct")
   if e then return err(400, "bad_request", e) end
   local item, status, etype, msg
@@ -129,10 +172,21 @@ local function write_channel(id, q, writer, body)
       end
       if value[k] == core.null then value[k] = nil end
     end
+    -- a sender other than the caller is a forgery unless an admin writes it; the raw ?reader=
+    -- name stands for the identity it resolves to
+    local sender = value.sender_id
+    if sender == nil or sender == q.reader then
+      sender = writer
+    elseif who.enforced and who.role < ADMIN and sender ~= who.subject
+        and sender:sub(1, #who.subject + 1) ~= who.subject .. "/" then
+      return err(403, "forbidden", ("only an admin may write as another sender: '%s' is not '%s'"):format(
+        sender, who.subject))
+    end
+    value.sender_id = sender
     local meta = value.metadata
     if meta == core.null then meta = nil end
     if meta ~= nil and type(meta) ~= "table" then return err(400, "bad_request", "metadata must be an object") end
-    item, status, etype, msg = call(core.api_write, id, value.sender_id or writer, value.content.data, meta,
+    item, status, etype, msg = call(core.api_write, id, value.sender_id, value.content.data, meta,
       value.correlation_id, value.reply_to, value.recipient_id, value.id)
   end
   if not item then return err(status, etype, msg) end
@@ -285,9 +339,25 @@ local function not_allowed(method, path, allowed)
     method, path, table.concat(list, ", ")))
 end
 
---- One request, past the pipeline's authentication stage (svc/auth.h): caller is the
---- principal's subject (the reader, claimer and sender), role its role (1 read, 2 write, 3 admin).
-function M.handle(method, path, query, caller, role, body)
+-- A channel route for `who`: nil when it may go on, else the answer's status (and the rest) (404 for a private channel
+-- it may not see, as for one that does not exist; 403 for a role or scope that falls short).
+local function check_channel(who, need, id)
+  if not who.enforced then return nil end -- callers test the status, then return all three values
+  if id == "registry" and who.role < ADMIN then
+    -- the registry's own event channel carries every entry, private ones too: admins read it,
+    -- others watch /registry/events, which shows them only what they may see
+    return forbidden(ADMIN, id)
+  end
+  if core.api_channel_visibility(id) == "private" and not may_see_private(who, id) then
+    return err(404, "not_found", ("channel '%s' not found"):format(id))
+  end
+  if not permits(who, need, id) then return forbidden(need, id) end
+end
+
+--- One request, past the pipeline's authentication stage (svc/auth.h): who = {subject, role
+--- (1 read, 2 write, 3 admin), enforced, scope (set of channel ids or nil)}; the subject is the
+--- reader, claimer and sender unless ?reader= names one of its systems.
+function M.handle(method, path, query, who, body)
   if method == "HEAD" then method = "GET" end -- the server leaves the body out
   local q = parse_query(query)
   local segs = {}
@@ -306,17 +376,31 @@ function M.handle(method, path, query, caller, role, body)
 
   if s1 == "channels" and n >= 2 then
     local id = segs[2]
+    local caller, e = identity_of(q, who)
+    if not caller then return err(400, "bad_request", e) end
     if n == 2 then
-      if method == "GET" then return read_channel(id, q, caller) end
-      if method == "PUT" or method == "POST" then return write_channel(id, q, caller, body) end
+      if method == "GET" then
+        local st, ct, deny = check_channel(who, READ, id)
+        if st then return st, ct, deny end
+        return read_channel(id, q, caller)
+      end
+      if method == "PUT" or method == "POST" then
+        local st, ct, deny = check_channel(who, WRITE, id)
+        if st then return st, ct, deny end
+        return write_channel(id, q, caller, body, who)
+      end
       return not_allowed(method, path, { "GET", "PUT" })
     elseif n == 3 and segs[3] == "info" then
       if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+      local st, ct, deny = check_channel(who, READ, id)
+      if st then return st, ct, deny end
       local info, status, etype, msg = call(core.api_info, id)
       if not info then return err(status, etype, msg) end
       return json(200, info)
     elseif n == 3 and (segs[3] == "acknowledge" or segs[3] == "nack") then
       if method ~= "POST" then return not_allowed(method, path, { "POST" }) end
+      local st, ct, deny = check_channel(who, READ, id)
+      if st then return st, ct, deny end
       return ack(id, caller, body, segs[3] == "nack")
     end
   elseif s1 == "registry" and n >= 2 then
