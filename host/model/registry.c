@@ -29,6 +29,9 @@ struct registry {
     void *ud;
     int in_event;        /* > 0 while on_event runs: changes are refused (queries are fine) */
     size_t expired_total;
+    hashmap *subjects;   /* subject -> (void *)(entries held + 1), for max_per_subject */
+    size_t max_entries, max_per_subject;
+    reg_refusal refusal; /* why the last put failed */
 };
 
 const char *reg_event_name(reg_event ev)
@@ -90,6 +93,11 @@ static int same_registrant(const reg_entry *e, const char *registrant)
     return strcmp(e->registrant, registrant) == 0;
 }
 
+static int same_text(const char *a, const char *b)
+{
+    return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
 /* ---- entries ---- */
 
 static char *copy_text(const char *s, size_t len)
@@ -115,7 +123,40 @@ static void entry_free(reg_entry *e)
     free(e->cap_pos);
     free(e->registrant);
     free(e->endpoint);
+    free(e->subject);
     free(e);
+}
+
+/* ---- entries per subject ---- */
+
+static size_t subject_count(const registry *r, const char *subject)
+{
+    uintptr_t v = subject ? (uintptr_t)hashmap_get(r->subjects, subject) : 0;
+    return v ? (size_t)(v - 1) : 0;
+}
+
+/* Makes sure subject has a counter, so counting it later allocates nothing; -1 when out of
+ * memory. */
+static int subject_reserve(registry *r, const char *subject)
+{
+    if (!subject || hashmap_get(r->subjects, subject))
+        return 0;
+    return hashmap_put(r->subjects, subject, (void *)(uintptr_t)1);
+}
+
+/* Counts one entry more (+1) or less (-1) for subject; a counter at zero goes. */
+static void subject_add(registry *r, const char *subject, int delta)
+{
+    if (!subject)
+        return;
+    uintptr_t v = (uintptr_t)hashmap_get(r->subjects, subject);
+    if (!v)
+        return; /* reserved before every +1: cannot happen */
+    v = delta > 0 ? v + 1 : v - 1;
+    if (v <= 1)
+        hashmap_remove(r->subjects, subject);
+    else
+        hashmap_put(r->subjects, subject, (void *)v); /* the key exists: no allocation */
 }
 
 /* Copies the capabilities of f into e, each distinct name once. */
@@ -166,6 +207,8 @@ static reg_entry *entry_new(reg_kind kind, const reg_fields *f, double ttl, doub
     if (f->registrant && !(e->registrant = copy_text(f->registrant, strlen(f->registrant))))
         goto fail;
     if (f->endpoint && !(e->endpoint = copy_text(f->endpoint, strlen(f->endpoint))))
+        goto fail;
+    if (f->subject && !(e->subject = copy_text(f->subject, strlen(f->subject))))
         goto fail;
     if (kind == REG_SYSTEM && entry_set_caps(e, f) != 0)
         goto fail;
@@ -266,6 +309,7 @@ static void index_unlink(registry *r, reg_entry *e)
 /* Takes e out of its map, the heap and the index; the caller reports and frees it. */
 static void entry_unlink(registry *r, reg_entry *e)
 {
+    subject_add(r, e->subject, -1);
     hashmap_remove(r->maps[e->kind], e->id);
     heap_remove(&r->expiry, &e->expiry);
     index_unlink(r, e);
@@ -290,10 +334,12 @@ registry *registry_new(reg_event_fn on_event, void *ud)
     r->maps[REG_CHANNEL] = hashmap_new();
     r->maps[REG_SYSTEM] = hashmap_new();
     r->caps = hashmap_new();
-    if (!r->maps[REG_CHANNEL] || !r->maps[REG_SYSTEM] || !r->caps) {
+    r->subjects = hashmap_new();
+    if (!r->maps[REG_CHANNEL] || !r->maps[REG_SYSTEM] || !r->caps || !r->subjects) {
         hashmap_free(r->maps[REG_CHANNEL]);
         hashmap_free(r->maps[REG_SYSTEM]);
         hashmap_free(r->caps);
+        hashmap_free(r->subjects);
         free(r);
         return NULL;
     }
@@ -323,7 +369,38 @@ void registry_free(registry *r)
         free(l);
     }
     hashmap_free(r->caps);
+    hashmap_free(r->subjects);
     free(r);
+}
+
+void registry_set_limits(registry *r, size_t max_entries, size_t max_per_subject)
+{
+    r->max_entries = max_entries;
+    r->max_per_subject = max_per_subject;
+}
+
+reg_refusal registry_refusal(const registry *r) { return r->refusal; }
+
+size_t registry_subject_count(const registry *r, const char *subject) { return subject_count(r, subject); }
+
+/* Whether a put of f may add what it adds under the limits (purging what has expired when a
+ * limit is reached); sets r->refusal when not. */
+static int within_limits(registry *r, reg_kind kind, const reg_fields *f, double now)
+{
+    for (int purged = 0;; purged = 1) {
+        const reg_entry *old = hashmap_get(r->maps[kind], f->id);
+        size_t held = hashmap_count(r->maps[REG_CHANNEL]) + hashmap_count(r->maps[REG_SYSTEM]);
+        int full = !old && r->max_entries && held >= r->max_entries;
+        int subject_full = f->subject && r->max_per_subject && (!old || !same_text(old->subject, f->subject)) &&
+                           subject_count(r, f->subject) >= r->max_per_subject;
+        if (!full && !subject_full)
+            return 1;
+        if (purged) {
+            r->refusal = full ? REG_REFUSED_FULL : REG_REFUSED_SUBJECT;
+            return 0;
+        }
+        registry_maintain(r, now);
+    }
 }
 
 /* ---- changes ---- */
@@ -347,18 +424,14 @@ static int fields_valid(reg_kind kind, const reg_fields *f, double ttl, double n
     return 1;
 }
 
-static int same_text(const char *a, const char *b)
-{
-    return a && b ? strcmp(a, b) == 0 : a == b;
-}
-
 /* Whether f would store exactly what e holds (JSON, name, visibility, capabilities,
  * registrant, endpoint). */
 static int same_fields(const reg_entry *e, const reg_fields *f, size_t json_len)
 {
     if (e->json_len != json_len || memcmp(e->json, f->json, json_len) != 0 || e->is_public != f->is_public)
         return 0;
-    if (!same_registrant(e, f->registrant) || !same_text(e->endpoint, f->endpoint))
+    if (!same_registrant(e, f->registrant) || !same_text(e->endpoint, f->endpoint) ||
+        !same_text(e->subject, f->subject))
         return 0;
     const char *name = f->name ? f->name : "";
     size_t i = 0;
@@ -379,8 +452,12 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
                               double now)
 {
     hashmap *map = map_of(r, kind);
-    if (!map || r->in_event || !fields_valid(kind, f, ttl, now))
+    if (!map || r->in_event || !fields_valid(kind, f, ttl, now)) {
+        if (r)
+            r->refusal = REG_REFUSED_INVALID;
         return NULL;
+    }
+    r->refusal = REG_REFUSED_NOTHING;
     /* A heartbeat re-registers the same thing: same JSON (which holds every field the
      * indexes use) and registrant. Then only the expiry moves, with nothing to allocate. */
     reg_entry *same = hashmap_get(map, f->id);
@@ -393,10 +470,15 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
         emit(r, REG_REFRESHED, same, NULL);
         return same;
     }
+    if (!within_limits(r, kind, f, now))
+        return NULL;
+    r->refusal = REG_REFUSED_MEMORY; /* until it succeeds */
     reg_entry *n = entry_new(kind, f, ttl, now);
     if (!n)
         return NULL;
-    if (index_reserve(r, n) != 0) {
+    if (subject_reserve(r, n->subject) != 0 || index_reserve(r, n) != 0) {
+        if (n->subject && subject_count(r, n->subject) == 0)
+            hashmap_remove(r->subjects, n->subject);
         entry_free(n);
         return NULL;
     }
@@ -409,7 +491,9 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
             goto fail;
         }
         index_add(r, n);
+        subject_add(r, n->subject, +1);
         n->version = ++r->versions;
+        r->refusal = REG_REFUSED_NOTHING;
         emit(r, REG_REGISTERED, n, NULL);
         return n;
     }
@@ -421,6 +505,9 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
     entry_swap_content(old, n);
     index_add(r, old);
     index_drop_empty(r, n->caps, n->ncaps);
+    subject_add(r, old->subject, +1);
+    subject_add(r, n->subject, -1);
+    r->refusal = REG_REFUSED_NOTHING;
     old->version = ++r->versions;
     if (taken_over) {
         /* a new registration (registered_at now); n, unlinked, shows what it took over */
@@ -449,6 +536,8 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
     return old;
 fail:
     index_drop_empty(r, n->caps, n->ncaps);
+    if (n->subject && subject_count(r, n->subject) == 0)
+        hashmap_remove(r->subjects, n->subject);
     entry_free(n);
     return NULL;
 }
@@ -461,8 +550,11 @@ reg_refresh_result registry_refresh(registry *r, reg_kind kind, const reg_fields
         out = &dummy;
     *out = NULL;
     hashmap *map = map_of(r, kind);
-    if (!map || r->in_event || !fields_valid(kind, f, ttl, now))
+    if (!map || r->in_event || !fields_valid(kind, f, ttl, now)) {
+        if (r)
+            r->refusal = REG_REFUSED_INVALID;
         return REG_REFRESH_FAILED;
+    }
     const reg_entry *e = hashmap_get(map, f->id);
     int live = e && is_live(e, now);
     if (live && !same_registrant(e, f->registrant)) {
@@ -552,8 +644,66 @@ static void list_sort(reg_list *out)
         qsort(out->items, out->count, sizeof *out->items, by_id);
 }
 
+/* Whether e belongs on the page (past `after`, accepted by `keep`). */
+static int on_page(const reg_entry *e, const reg_page *page)
+{
+    if (!page)
+        return 1;
+    if (page->after && strcmp(e->id, page->after) <= 0)
+        return 0;
+    return !page->keep || page->keep(e, page->keep_ud);
+}
+
+/* Sifts item i down the max-heap (by id) of n items. */
+static void sift_down(const reg_entry **h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n && strcmp(h[l]->id, h[m]->id) > 0)
+            m = l;
+        if (l + 1 < n && strcmp(h[l + 1]->id, h[m]->id) > 0)
+            m = l + 1;
+        if (m == i)
+            return;
+        const reg_entry *t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/* Keeps the `limit` lowest ids of out (a max-heap of the best so far), then sorts them. */
+static void list_finish(reg_list *out, const reg_page *page)
+{
+    size_t limit = page ? page->limit : 0;
+    if (limit && out->count > limit) {
+        const reg_entry **h = out->items;
+        for (size_t i = limit / 2 + 1; i-- > 0;)
+            sift_down(h, limit, i);
+        for (size_t i = limit; i < out->count; i++) {
+            if (strcmp(h[i]->id, h[0]->id) < 0) {
+                h[0] = h[i];
+                sift_down(h, limit, 0);
+            }
+        }
+        out->count = limit;
+    }
+    list_sort(out);
+}
+
 int registry_find_channels(const registry *r, int visibility, const char *name_substr, double now,
                            reg_list *out)
+{
+    return registry_find_channels_page(r, visibility, name_substr, now, NULL, out);
+}
+
+int registry_find_systems(const registry *r, const char *capability, double now, reg_list *out)
+{
+    return registry_find_systems_page(r, capability, now, NULL, out);
+}
+
+int registry_find_channels_page(const registry *r, int visibility, const char *name_substr, double now,
+                                const reg_page *page, reg_list *out)
 {
     if (!out)
         return -1;
@@ -585,14 +735,16 @@ int registry_find_channels(const registry *r, int visibility, const char *name_s
             continue;
         if (needle && !strstr(e->name_lower, needle))
             continue;
-        out->items[out->count++] = e;
+        if (on_page(e, page))
+            out->items[out->count++] = e;
     }
     free(needle);
-    list_sort(out);
+    list_finish(out, page);
     return 0;
 }
 
-int registry_find_systems(const registry *r, const char *capability, double now, reg_list *out)
+int registry_find_systems_page(const registry *r, const char *capability, double now, const reg_page *page,
+                               reg_list *out)
 {
     if (!out)
         return -1;
@@ -609,7 +761,7 @@ int registry_find_systems(const registry *r, const char *capability, double now,
         hashmap_iter_init(map, &it);
         while (hashmap_iter_next(map, &it, NULL, &v)) {
             const reg_entry *e = v;
-            if (is_live(e, now))
+            if (is_live(e, now) && on_page(e, page))
                 out->items[out->count++] = e;
         }
     } else {
@@ -619,11 +771,11 @@ int registry_find_systems(const registry *r, const char *capability, double now,
         if (list_alloc(out, l->count) != 0)
             return -1;
         for (size_t i = 0; i < l->count; i++) {
-            if (is_live(l->items[i], now))
+            if (is_live(l->items[i], now) && on_page(l->items[i], page))
                 out->items[out->count++] = l->items[i];
         }
     }
-    list_sort(out);
+    list_finish(out, page);
     return 0;
 }
 

@@ -47,6 +47,8 @@ typedef struct reg_entry {
     size_t ncaps;
     size_t *cap_pos;     /* internal: position of this entry in each capability's list */
     char *registrant;    /* who registered it ("<host instance>/<system id>"), NULL: an operator */
+    char *subject;       /* the authenticated subject that registered it over HTTP, NULL: this
+                          * host's own systems or an operator (who owns it, for authorisation) */
     char *endpoint;      /* where the registrant serves it (the info's endpoint), or NULL */
     double ttl;          /* seconds */
     double registered_at;
@@ -66,6 +68,7 @@ typedef struct reg_fields {
     size_t json_len;
     const char *registrant;  /* NULL when registered from outside any system (an operator) */
     const char *endpoint;    /* NULL when none */
+    const char *subject;     /* the caller's subject (HTTP), or NULL (this host's own) */
 } reg_fields;
 
 /* prev is the entry taken over for REG_REPLACED (e is the new one), NULL for other events. */
@@ -78,6 +81,23 @@ typedef struct registry registry;
  * call returns. Changes from inside the callback are refused; queries are fine. */
 registry *registry_new(reg_event_fn on_event, void *ud);
 void registry_free(registry *r);
+
+/* Bounds on what the registry holds: entries in all (both kinds, live or not yet purged) and
+ * entries per subject (those with a subject; this host's own have none). 0: no bound. A put
+ * that would pass one first purges what has expired, then is refused (registry_refusal). */
+void registry_set_limits(registry *r, size_t max_entries, size_t max_per_subject);
+
+typedef enum {
+    REG_REFUSED_NOTHING,    /* the last put succeeded */
+    REG_REFUSED_INVALID,    /* fields or ttl invalid, or a change from inside on_event */
+    REG_REFUSED_MEMORY,     /* out of memory */
+    REG_REFUSED_FULL,       /* max_entries reached */
+    REG_REFUSED_SUBJECT,    /* the subject holds max_per_subject entries */
+} reg_refusal;
+/* Why the last registry_put or registry_refresh failed. */
+reg_refusal registry_refusal(const registry *r);
+/* Entries held for subject (live or not yet purged). */
+size_t registry_subject_count(const registry *r, const char *subject);
 
 /* Registers or replaces (never duplicates) an entry with expires_at = now + ttl (ttl > 0).
  * A live entry of the same registrant is renewed (REG_REFRESHED); a live entry of another
@@ -124,6 +144,20 @@ int registry_find_channels(const registry *r, int visibility, const char *name_s
 /* Live systems, sorted by id; capability NULL -> all, else systems with a service of exactly
  * that name (found through the index). Returns 0, or -1 when out of memory. */
 int registry_find_systems(const registry *r, const char *capability, double now, reg_list *out);
+
+/* One page of a listing: the entries with an id after `after` (NULL: from the first) that
+ * `keep` accepts (NULL: all), at most `limit` of them (0: all), the lowest ids first. A page
+ * costs a pass over the matches and O(matches * log limit), not a sort of them all. */
+typedef struct reg_page {
+    const char *after;
+    size_t limit;
+    int (*keep)(const reg_entry *e, void *ud);
+    void *keep_ud;
+} reg_page;
+int registry_find_channels_page(const registry *r, int visibility, const char *name_substr, double now,
+                                const reg_page *page, reg_list *out);
+int registry_find_systems_page(const registry *r, const char *capability, double now, const reg_page *page,
+                               reg_list *out);
 
 /* Purges every entry with expires_at <= now, emitting REG_EXPIRED for each; returns how many. */
 size_t registry_maintain(registry *r, double now);

@@ -793,6 +793,91 @@ static void test_no_callback_and_free_with_entries(void)
     registry_free(NULL);
 }
 
+/* Registers channel id for subject (NULL: the host's own) at now with ttl. */
+static const reg_entry *put_as(registry *r, const char *id, const char *subject, double ttl, double now)
+{
+    reg_fields f = {.id = id, .json = "{}", .subject = subject, .is_public = 1};
+    return registry_put(r, REG_CHANNEL, &f, ttl, now);
+}
+
+static void test_limit_per_subject(void)
+{
+    registry *r = registry_new(NULL, NULL);
+    registry_set_limits(r, 0, 2);
+    CHECK(put_as(r, "a1", "alice", 10, 0) && put_as(r, "a2", "alice", 10, 0));
+    CHECK(put_as(r, "a3", "alice", 10, 0) == NULL && registry_refusal(r) == REG_REFUSED_SUBJECT);
+    CHECK(put_as(r, "a1", "alice", 10, 1) != NULL); /* renewing one it holds adds nothing */
+    CHECK(put_as(r, "b1", "bob", 10, 0) != NULL);   /* another subject has its own count */
+    CHECK(put_as(r, "h1", NULL, 10, 0) && put_as(r, "h2", NULL, 10, 0) && put_as(r, "h3", NULL, 10, 0));
+    CHECK(registry_subject_count(r, "alice") == 2 && registry_subject_count(r, "bob") == 1);
+    /* bob taking alice's entry over moves it from her count to his */
+    CHECK(put_as(r, "a2", "bob", 10, 0) != NULL);
+    CHECK(registry_subject_count(r, "alice") == 1 && registry_subject_count(r, "bob") == 2);
+    CHECK(put_as(r, "a3", "alice", 10, 0) != NULL);
+    CHECK(put_as(r, "b9", "bob", 10, 0) == NULL && registry_refusal(r) == REG_REFUSED_SUBJECT);
+    CHECK(registry_remove(r, REG_CHANNEL, "b1", NULL, 0) == 1 && registry_subject_count(r, "bob") == 1);
+    /* expired entries are purged before a refusal: at 20 both of bob's have expired */
+    CHECK(put_as(r, "b9", "bob", 10, 5) != NULL);
+    CHECK(put_as(r, "b8", "bob", 10, 20) != NULL && registry_subject_count(r, "bob") == 1);
+    registry_free(r);
+}
+
+static void test_limit_total(void)
+{
+    registry *r = registry_new(NULL, NULL);
+    registry_set_limits(r, 3, 0);
+    CHECK(put_as(r, "x", NULL, 10, 0) && put_as(r, "y", "s", 10, 0) && put_as(r, "z", NULL, 5, 0));
+    CHECK(put_as(r, "w", NULL, 10, 1) == NULL && registry_refusal(r) == REG_REFUSED_FULL);
+    CHECK(put_as(r, "x", "t", 10, 1) != NULL);       /* replacing takes no more room */
+    CHECK(put_as(r, "w", NULL, 10, 6) != NULL);       /* z expired: purged to make room */
+    CHECK(registry_get(r, REG_CHANNEL, "z", 6) == NULL && registry_count(r, REG_CHANNEL) == 3);
+    CHECK(registry_refusal(r) == REG_REFUSED_NOTHING);
+    registry_free(r);
+}
+
+static int odd_only(const reg_entry *e, void *ud)
+{
+    (void)ud;
+    return (e->id[strlen(e->id) - 1] - '0') % 2 == 1;
+}
+
+static void test_pages(void)
+{
+    registry *r = registry_new(NULL, NULL);
+    char id[16];
+    for (int i = 99; i >= 0; i--) { /* inserted in reverse: pages must not depend on order */
+        snprintf(id, sizeof id, "c%02d", i);
+        CHECK(put_as(r, id, NULL, i == 50 ? 1 : 10, 0) != NULL);
+    }
+    reg_list l;
+    reg_page page = {.limit = 7};
+    char after[16] = "";
+    size_t seen = 0;
+    int ordered = 1;
+    for (;;) {
+        page.after = after[0] ? after : NULL;
+        CHECK(registry_find_channels_page(r, -1, NULL, 2, &page, &l) == 0);
+        for (size_t i = 0; i < l.count; i++) {
+            if (after[0] && strcmp(l.items[i]->id, after) <= 0)
+                ordered = 0;
+            snprintf(after, sizeof after, "%s", l.items[i]->id);
+        }
+        seen += l.count;
+        size_t n = l.count;
+        reg_list_free(&l);
+        if (n < page.limit)
+            break;
+    }
+    CHECK(ordered);
+    CHECK(seen == 99); /* c50 expired */
+    page = (reg_page){.limit = 3, .after = "c10", .keep = odd_only};
+    CHECK(registry_find_channels_page(r, -1, NULL, 0, &page, &l) == 0 && l.count == 3);
+    CHECK(l.count == 3 && strcmp(l.items[0]->id, "c11") == 0 && strcmp(l.items[1]->id, "c13") == 0 &&
+          strcmp(l.items[2]->id, "c15") == 0);
+    reg_list_free(&l);
+    registry_free(r);
+}
+
 int main(void)
 {
     RUN(test_names);
@@ -817,5 +902,8 @@ int main(void)
     RUN(test_many_systems_rare_capability);
     RUN(test_mass_expiry);
     RUN(test_no_callback_and_free_with_entries);
+    RUN(test_limit_per_subject);
+    RUN(test_limit_total);
+    RUN(test_pages);
     return check_report();
 }
