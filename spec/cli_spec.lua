@@ -172,22 +172,32 @@ describe("sssn-host", function()
     assert.is_nil(out:find("no authentication", 1, true)) -- ::1 and a bare port are loopback
   end)
 
-  it("decides the no-authentication warning by the address bound, not by how it is spelt", function()
+  it("refuses an open API on an address other than loopback, by the address bound, not by how it is spelt", function()
     local quiet = { "localhost:0", "127.0.0.2:0", "0x7f000001:0", "[::1]:0" } -- 0x7f000001: 127.0.0.1 spelt another way
     local loud = { "0.0.0.0:0", "[::]:0" }
     local runs = {}
     for _, listen in ipairs(quiet) do runs[#runs + 1] = { "--listen", listen, "--duration", "0.1" } end
     for _, listen in ipairs(loud) do runs[#runs + 1] = { "--listen", listen, "--duration", "0.1" } end
+    for _, listen in ipairs(loud) do runs[#runs + 1] = { "--listen", listen, "--insecure", "--duration", "0.1" } end
     runs[#runs + 1] = { "--listen", "::1:7400", "x.lua" }
     runs[#runs + 1] = { "--listen", "no-such-host.invalid:7400", "x.lua" }
     local r = hosts(runs, 5)
-    local function warns(i)
+    for i = 1, #quiet do
       local _, err, code = table.unpack(r[i])
       assert.are.equal(0, code, runs[i][2] .. ": " .. err)
-      return err:find("has no authentication yet", 1, true) ~= nil
+      assert.is_nil(err:find("open", 1, true), err)
     end
-    for i = 1, #quiet do assert.is_false(warns(i)) end
-    for i = #quiet + 1, #quiet + #loud do assert.is_true(warns(i)) end
+    for i = #quiet + 1, #quiet + #loud do
+      local _, err, code = table.unpack(r[i])
+      assert.are.equal(2, code, runs[i][2] .. ": " .. err)
+      assert.matches("is reachable from other machines and no authentication is configured", err)
+      assert.matches("%-%-insecure", err)
+    end
+    for i = #quiet + #loud + 1, #quiet + 2 * #loud do
+      local _, err, code = table.unpack(r[i])
+      assert.are.equal(0, code, runs[i][2] .. ": " .. err)
+      assert.matches("is open %(%-%-insecure%): anyone who can reach", err)
+    end
     local _, err, code = table.unpack(r[#runs - 1])
     assert.are.equal(2, code)
     assert.matches("IPv6 addresses go in brackets: %[::1%]:7400", err)

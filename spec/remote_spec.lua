@@ -919,10 +919,10 @@ describe("--listen", function()
   before_each(function() g = group() end)
   after_each(function() g.stop_all() end)
 
-  it("on 0.0.0.0 warns that the API has no authentication", function()
-    local p = g.start("any", ("--listen 0.0.0.0:0 %s"):format(g.script("idle", IDLE)))
+  it("on 0.0.0.0 with --insecure warns that the API is open", function()
+    local p = g.start("any", ("--listen 0.0.0.0:0 --insecure %s"):format(g.script("idle", IDLE)))
     p:ready()
-    assert.truthy(wait_until(2, function() return p:err():find("no authentication", 1, true) end), p:err())
+    assert.truthy(wait_until(2, function() return p:err():find("is open (--insecure)", 1, true) end), p:err())
   end)
 
   it("with a port alone binds 127.0.0.1, without the warning", function()
@@ -932,7 +932,7 @@ describe("--listen", function()
     assert.are.equal(200, s)
     assert.are.equal("ok", body.status)
     assert.truthy(p:err():find("http://127.0.0.1:" .. port, 1, true), p:err())
-    assert.is_nil(p:err():find("no authentication", 1, true), p:err())
+    assert.is_nil(p:err():find("is open", 1, true), p:err())
     local listening = testing.run { "ss", "-ltnH" } -- "" without ss
     if listening ~= "" then
       assert.truthy(listening:find("127.0.0.1:" .. port .. " ", 1, true), listening)

@@ -39,8 +39,9 @@ static const char usage_text[] =
     "options:\n"
     "  --listen [ADDR:]PORT serve the HTTP API (channels, registry, /health, /metrics); ADDR is a\n"
     "                      host name, an IPv4 address or [IPv6] ([::1]:7400); a bare PORT binds\n"
-    "                      127.0.0.1; PORT 0 picks a free port. The API has no authentication yet:\n"
-    "                      an address other than loopback is warned about.\n"
+    "                      127.0.0.1; PORT 0 picks a free port. An address other than loopback\n"
+    "                      needs authentication configured, or --insecure\n"
+    "  --insecure          serve --listen on a non-loopback address without authentication\n"
     "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT; for\n"
     "                      0.0.0.0 or [::], this machine's host name)\n"
     "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
@@ -58,6 +59,10 @@ static const char usage_text[] =
     "                      at least what an idle system needs (measured at start-up, about 65K)\n"
     "  --step-timeout S    interrupt a step that runs S seconds without yielding (default 10, 0 = off)\n"
     "  --log-level L       error, warn, info or debug (default info; warn for repl and test)\n"
+    "  --registry-max-entries N      entries this host's registry holds at most (default\n"
+    "                      1000000, 0 = no bound); registering past it answers 429\n"
+    "  --registry-max-per-subject N  entries one HTTP caller (subject) may hold (default 10000)\n"
+    "  --registry-max-ttl S          longest TTL an HTTP registration may ask for (default 86400)\n"
     "  --version           print the version and exit\n"
     "  -h, --help          print this help and exit\n"
     "\n"
@@ -194,6 +199,20 @@ static size_t measure_memory_floor(host *h)
             lo = mid;
     }
     return hi << 10;
+}
+
+/* A count of things: digits only; 0 means no bound. */
+static int parse_count(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > SIZE_MAX)
+        return -1;
+    *out = (size_t)v;
+    return 0;
 }
 
 /* "[ADDR:]PORT": ADDR a host name, an IPv4 address or an IPv6 address in brackets
@@ -378,7 +397,8 @@ int main(int argc, char **argv)
     int run_mode = argc > 1 && strcmp(argv[1], "run") == 0;
     int test_mode = argc > 1 && (strcmp(argv[1], "test") == 0 || run_mode);
     int repl_mode = argc > 1 && strcmp(argv[1], "repl") == 0;
-    int interactive = repl_mode, json = 0;
+    int interactive = repl_mode, json = 0, insecure = 0;
+    int auth_on = 0; /* an authentication stage is configured (--jwt-secret-file, --auth-file) */
     if (test_mode || repl_mode)
         cfg.log_level = LOG_WARN; /* spec and prompt output stay readable; errors still show */
     const int first = test_mode || repl_mode ? 2 : 1;
@@ -417,7 +437,7 @@ int main(int argc, char **argv)
                    ev_version_minor());
             return 0;
         }
-        int is_flag = strcmp(a, "-i") == 0 || strcmp(a, "--json") == 0;
+        int is_flag = strcmp(a, "-i") == 0 || strcmp(a, "--json") == 0 || strcmp(a, "--insecure") == 0;
         if (is_flag && inline_val)
             return usage_error("option '%s' takes no value", a);
         if (strcmp(a, "-i") == 0) {
@@ -428,11 +448,17 @@ int main(int argc, char **argv)
             json = 1;
             continue;
         }
+        if (strcmp(a, "--insecure") == 0) {
+            insecure = 1;
+            continue;
+        }
         int takes_value = strcmp(a, "-e") == 0 || strcmp(a, "--listen") == 0 ||
                           strcmp(a, "--advertise") == 0 || strcmp(a, "--registry") == 0 ||
                           strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
-                          strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0;
+                          strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0 ||
+                          strcmp(a, "--registry-max-entries") == 0 || strcmp(a, "--registry-max-per-subject") == 0 ||
+                          strcmp(a, "--registry-max-ttl") == 0;
         if (!takes_value)
             return usage_error("unknown option '%s'", a);
         if (!val)
@@ -470,6 +496,12 @@ int main(int argc, char **argv)
             memory_limit_arg = val;
         if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
             return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s'", val);
+        if (strcmp(a, "--registry-max-entries") == 0 && parse_count(val, &cfg.registry_max_entries) < 0)
+            return usage_error("%s wants a number of entries (0: no bound), not '%s'", a, val);
+        if (strcmp(a, "--registry-max-per-subject") == 0 && parse_count(val, &cfg.registry_max_per_subject) < 0)
+            return usage_error("%s wants a number of entries (0: no bound), not '%s'", a, val);
+        if (strcmp(a, "--registry-max-ttl") == 0 && parse_seconds(val, &cfg.registry_max_ttl, 0) < 0)
+            return seconds_error(a, val, 0);
         if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
             return usage_error("--log-level wants error, warn, info or debug, not '%s'", val);
     }
@@ -501,6 +533,10 @@ int main(int argc, char **argv)
         return usage_error("--listen %s", resolve_err);
     if (registry_url_arg)
         registry_url = registry_url_arg;
+    if (listen_port >= 0 && !listen_resolved.loopback && !auth_on && !insecure)
+        return usage_error("--listen %s is reachable from other machines and no authentication is configured: "
+                           "anyone who reaches it could read, write and register. Give --jwt-secret-file FILE or "
+                           "--auth-file FILE, or --insecure to serve it open anyway", listen_addr);
 
     if (!test_mode && out_install() < 0)
         fprintf(stderr, "sssn-host: warning: cannot wrap standard output: a closed pipe will not stop the host\n");

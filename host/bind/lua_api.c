@@ -92,6 +92,13 @@ static int l_api_channel_visibility(lua_State *L)
     return 1;
 }
 
+/* core.registry_max_ttl() -> the longest TTL an HTTP registration may ask for */
+static int l_registry_max_ttl(lua_State *L)
+{
+    lua_pushnumber(L, host_of(L)->cfg.registry_max_ttl);
+    return 1;
+}
+
 /* core.api_info(id) -> json | nil, status, type, message */
 static int l_api_info(lua_State *L)
 {
@@ -374,6 +381,7 @@ static const luaL_Reg api_funcs[] = {
     {"error_kind", bind_l_error_kind},
     {"api_info", l_api_info},
     {"api_channel_visibility", l_api_channel_visibility},
+    {"registry_max_ttl", l_registry_max_ttl},
     {"api_read", l_api_read},
     {"api_write", l_api_write},
     {"api_write_text", l_api_write_text},

@@ -10,6 +10,7 @@
 
 #include <lauxlib.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,57 @@ static reg_kind check_reg_kind(lua_State *L, int arg)
 {
     static const char *const kinds[] = {"channel", "system", NULL};
     return (reg_kind)luaL_checkoption(L, arg, NULL, kinds);
+}
+
+/* Who looks at the registry through the API, when authorisation applies: private entries are
+ * shown to the subject that registered them and to a token whose scope names them. */
+typedef struct viewer {
+    const char *subject;
+    const char **scope; /* the ids the token names (Lua strings of the viewer table) */
+    size_t nscope;
+} viewer;
+
+static int viewer_sees(const viewer *v, const char *id, int is_public, const char *subject)
+{
+    if (!v || is_public || (subject && strcmp(subject, v->subject) == 0))
+        return 1;
+    for (size_t i = 0; i < v->nscope; i++)
+        if (strcmp(v->scope[i], id) == 0)
+            return 1;
+    return 0;
+}
+
+static int entry_seen(const reg_entry *e, void *ud)
+{
+    return viewer_sees(ud, e->id, e->is_public, e->subject);
+}
+
+/* The viewer table at arg ({subject = s, scope = {[id] = true, ...} or nil}) into *v; 0 when
+ * it is nil (the caller sees everything). The strings stay anchored by the table. */
+static int check_viewer(lua_State *L, int arg, viewer *v)
+{
+    if (lua_isnoneornil(L, arg))
+        return 0;
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_getfield(L, arg, "subject");
+    v->subject = luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the table holds it */
+    v->scope = NULL;
+    v->nscope = 0;
+    if (lua_getfield(L, arg, "scope") == LUA_TTABLE) {
+        int t = lua_gettop(L);
+        size_t n = 0;
+        for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1))
+            n++;
+        v->scope = lua_newuserdatauv(L, (n + 1) * sizeof *v->scope, 0);
+        lua_insert(L, t); /* below the scope table: both stay on the stack */
+        for (lua_pushnil(L); lua_next(L, t + 1); lua_pop(L, 1))
+            if (lua_type(L, -2) == LUA_TSTRING)
+                v->scope[v->nscope++] = lua_tostring(L, -2);
+    } else {
+        lua_pop(L, 1);
+    }
+    return 1;
 }
 
 /* A call that may wait needs a task to wait in. */
@@ -341,7 +393,8 @@ static const char *push_registrant(lua_State *L, int arg, sssn_system *s, const 
     return r;
 }
 
-/* core.reg_put(kind, info, id, name, is_public, caps, ttl, keepalive, registrant, refresh, as_json)
+/* core.reg_put(kind, info, id, name, is_public, caps, ttl, keepalive, registrant, refresh, as_json,
+ *              subject, check_owner)
  *   -> expires_at (and with as_json the entry's JSON text), or with refresh when another
  *      registrant holds a live entry: false, its registrant (nil: an operator), its endpoint
  *      (or nil); or nil, type, message when the backend failed.
@@ -349,10 +402,28 @@ static const char *push_registrant(lua_State *L, int arg, sssn_system *s, const 
  * endpoint, when a string, is kept with the entry. refresh: only renew the caller's own entry
  * (or register when absent), never take another's over. A system's registration (no explicit
  * registrant) goes through the keep-alive, which keeps it once the backend committed it.
+ * subject: the HTTP caller the entry will belong to; check_owner: refuse ("forbidden") when a
+ * live entry of another subject (or of this host's own systems) holds the id, checked where
+ * the registry is in this process (another host's checks its callers itself).
  * Every check that can raise comes before the JSON is encoded into C memory. */
+static int owner_refusal(lua_State *L, const reg_entry *e, const char *subject, const char *what)
+{
+    if (!e || (e->subject && subject && strcmp(e->subject, subject) == 0))
+        return 0;
+    lua_pushnil(L);
+    lua_pushliteral(L, "forbidden");
+    if (e->subject)
+        lua_pushfstring(L, "%s '%s' belongs to subject '%s': only it or an admin may %s it", reg_kind_name(e->kind),
+                        e->id, e->subject, what);
+    else
+        lua_pushfstring(L, "%s '%s' belongs to this host's own systems: only an admin may %s it",
+                        reg_kind_name(e->kind), e->id, what);
+    return 3;
+}
+
 static int l_reg_put(lua_State *L)
 {
-    lua_settop(L, 11); /* what follows pushes above the arguments */
+    lua_settop(L, 13); /* what follows pushes above the arguments */
     reg_kind kind = check_reg_kind(L, 1);
     const char *fn = kind == REG_CHANNEL ? "register_channel" : "register_system";
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -364,6 +435,8 @@ static int l_reg_put(lua_State *L)
     int keep = lua_isnoneornil(L, 8) ? 1 : lua_toboolean(L, 8);
     int refresh = lua_toboolean(L, 10);
     int as_json = lua_toboolean(L, 11);
+    const char *subject = luaL_optstring(L, 12, NULL);
+    int check_owner = lua_toboolean(L, 13);
     luaL_argcheck(L, *id, 3, "id must not be empty");
     if (id_len > REG_ID_MAX)
         return sssn_error(L, "sssn: the id is %d bytes, longer than %d (%s)", (int)id_len, REG_ID_MAX, fn);
@@ -389,6 +462,11 @@ static int l_reg_put(lua_State *L)
     int as_system = s && lua_isnoneornil(L, 9);
     const char *registrant = push_registrant(L, 9, s, fn);
     regbackend *be = backend_of(L);
+    if (check_owner && be->cache) {
+        int n = owner_refusal(L, registry_get(be->cache, kind, id, host_now(host_of(L))), subject, "replace");
+        if (n)
+            return n;
+    }
     if (!be->immediate)
         check_may_wait(L, be, fn);
     strbuf b = STRBUF_INIT;
@@ -407,7 +485,8 @@ static int l_reg_put(lua_State *L)
     if (c != &here)
         *c = (reg_call){.op = RC_PUT, .as_json = as_json, .be = be, .on_heap = 1};
     reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
-                    .json = b.data, .json_len = b.len, .registrant = registrant, .endpoint = endpoint};
+                    .json = b.data, .json_len = b.len, .registrant = registrant, .endpoint = endpoint,
+                    .subject = subject};
     if (as_system)
         c->kop = keepalive_register(&s->kept, kind, &f, ttl, keep, on_result, c);
     else
@@ -416,13 +495,14 @@ static int l_reg_put(lua_State *L)
     return results_or_wait(L, c);
 }
 
-/* core.reg_remove(kind, id, registrant) -> true, or false, "absent", or false, "not_owner",
+/* core.reg_remove(kind, id, registrant, subject, check_owner) -> true, or false, "absent", or false, "not_owner",
  * the holder's registrant (nil: an operator), its endpoint (or nil); or nil, type, message.
  * A system removes only its own entries (and stops keeping that id alive either way); an
- * operator (no system, no registrant) removes whatever is there. */
+ * operator (no system, no registrant) removes whatever is there. subject and check_owner as
+ * for reg_put. */
 static int l_reg_remove(lua_State *L)
 {
-    lua_settop(L, 3);
+    lua_settop(L, 5);
     reg_kind kind = check_reg_kind(L, 1);
     const char *id = luaL_checkstring(L, 2);
     const char *fn = kind == REG_CHANNEL ? "deregister_channel" : "deregister_system";
@@ -430,6 +510,12 @@ static int l_reg_remove(lua_State *L)
     int as_system = s && lua_isnoneornil(L, 3);
     const char *registrant = push_registrant(L, 3, s, fn);
     regbackend *be = backend_of(L);
+    if (lua_toboolean(L, 5) && be->cache) {
+        int n = owner_refusal(L, registry_get(be->cache, kind, id, host_now(host_of(L))), luaL_optstring(L, 4, NULL),
+                              "delete");
+        if (n)
+            return n;
+    }
     if (!be->immediate)
         check_may_wait(L, be, fn);
     reg_call here = {.op = RC_REMOVE, .be = be}, *c = be->immediate ? &here : new_call(L, be, RC_REMOVE, 0);
@@ -510,7 +596,9 @@ static int push_list(lua_State *L, reg_list *l, int as_json)
     return 1;
 }
 
-static int find(lua_State *L, const rb_query *q, int as_json)
+/* page: NULL for every match; it applies where the registry is in this process (another
+ * host's answers its own pages). */
+static int find(lua_State *L, const rb_query *q, int as_json, const reg_page *page)
 {
     host *h = host_of(L);
     regbackend *be = backend_of(L);
@@ -522,8 +610,9 @@ static int find(lua_State *L, const rb_query *q, int as_json)
         return results_or_wait(L, c);
     }
     reg_list l;
-    int rc = q->kind == REG_CHANNEL ? registry_find_channels(be->cache, q->visibility, q->name, host_now(h), &l)
-                                    : registry_find_systems(be->cache, q->capability, host_now(h), &l);
+    int rc = q->kind == REG_CHANNEL
+                 ? registry_find_channels_page(be->cache, q->visibility, q->name, host_now(h), page, &l)
+                 : registry_find_systems_page(be->cache, q->capability, host_now(h), page, &l);
     if (rc < 0)
         return sssn_error(L, "sssn: out of memory (%s)", fn);
     return push_list(L, &l, as_json);
@@ -538,14 +627,14 @@ static int l_reg_find_channels(lua_State *L)
         q.visibility = luaL_checkoption(L, 1, NULL, v);
     }
     q.name = luaL_optstring(L, 2, NULL);
-    return find(L, &q, 0);
+    return find(L, &q, 0, NULL);
 }
 
 /* core.reg_find_systems(capability or nil) -> list; or nil, type, message */
 static int l_reg_find_systems(lua_State *L)
 {
     rb_query q = {.kind = REG_SYSTEM, .visibility = -1, .capability = luaL_optstring(L, 1, NULL)};
-    return find(L, &q, 0);
+    return find(L, &q, 0, NULL);
 }
 
 /* core.reg_maintain() -> entries purged now (0 where the backend's own host purges) */
@@ -577,6 +666,30 @@ static int l_reg_counts(lua_State *L)
 
 /* Whether the event message is about registrant's entries (or takes one over from it), or
  * those of registrants starting with prefix; both NULL: every event is. */
+/* Whether the viewer (NULL: anyone) may see the event: any event about a public entry, else
+ * one about an entry of its subject or named by its scope. */
+static int event_seen(const message *m, const viewer *v, strbuf *scratch)
+{
+    if (!v)
+        return 1;
+    json_span ev, x;
+    if (json_read_value(m->data_json, m->data_len, &ev) < 0)
+        return 0;
+    if (json_read_member(ev, "private", &x) != 1)
+        return 1;
+    char id[REG_ID_MAX + 1] = "", subject[SSSN_ID_MAX + 1] = "";
+    static const char *const keys[] = {"id", "subject"};
+    char *out[] = {id, subject};
+    size_t size[] = {sizeof id, sizeof subject};
+    for (int i = 0; i < 2; i++) {
+        strbuf_reset(scratch);
+        if (json_read_member(ev, keys[i], &x) == 1 && json_read_string(x, scratch) == 0 && scratch->data &&
+            !strbuf_failed(scratch))
+            snprintf(out[i], size[i], "%s", scratch->data);
+    }
+    return viewer_sees(v, id, 0, subject[0] ? subject : NULL);
+}
+
 static int event_matches(const message *m, const char *registrant, const char *prefix, strbuf *scratch)
 {
     if (!registrant && !prefix)
@@ -604,7 +717,7 @@ static int event_matches(const message *m, const char *registrant, const char *p
  * index, and whether waiting for more makes sense (after is not beyond the newest). The index
  * moves past the events the filter leaves out. */
 static int events_here(lua_State *L, channel *events, lua_Integer after, lua_Integer limit, const char *registrant,
-                       const char *prefix)
+                       const char *prefix, const viewer *v)
 {
     host *h = host_of(L);
     channel_batch batch;
@@ -618,7 +731,7 @@ static int events_here(lua_State *L, channel *events, lua_Integer after, lua_Int
     strbuf_printf(&b, "{\"index\":%llu,\"events\":[", (unsigned long long)index);
     for (size_t i = 0; i < batch.count; i++) {
         const message *m = batch.items[i];
-        if (!event_matches(m, registrant, prefix, &scratch))
+        if (!event_matches(m, registrant, prefix, &scratch) || !event_seen(m, v, &scratch))
             continue;
         if (count++)
             strbuf_putc(&b, ',');
@@ -638,7 +751,7 @@ static int events_here(lua_State *L, channel *events, lua_Integer after, lua_Int
     return 4;
 }
 
-/* core.reg_events(index, limit, wait, registrant, registrant_prefix)
+/* core.reg_events(index, limit, wait, registrant, registrant_prefix, viewer|nil)
  *   -> json {"index": n, "events": [...]}, count, index, waitable; or nil, type, message.
  * With the events in this process the answer comes at once and `waitable` says whether to
  * wait for the channel "registry" (core.wait) and ask again; elsewhere (http) the other host
@@ -650,11 +763,14 @@ static int l_reg_events(lua_State *L)
     double wait = luaL_optnumber(L, 3, 0);
     const char *registrant = luaL_optstring(L, 4, NULL);
     const char *prefix = luaL_optstring(L, 5, NULL);
+    lua_settop(L, 6);
+    viewer v;
+    int has_viewer = check_viewer(L, 6, &v);
     if (after < 0 || limit < 1 || limit > 10000)
         return luaL_error(L, "sssn: registry events: index must be >= 0 and limit between 1 and 10000");
     regbackend *be = backend_of(L);
     if (be->events)
-        return events_here(L, be->events, after, limit, registrant, prefix);
+        return events_here(L, be->events, after, limit, registrant, prefix, has_viewer ? &v : NULL);
     check_may_wait(L, be, "events");
     rb_events_query q = {.index = (unsigned long long)after, .limit = (unsigned)limit, .wait = wait > 0 ? wait : 0,
                          .registrant = registrant, .registrant_prefix = prefix};
@@ -665,10 +781,16 @@ static int l_reg_events(lua_State *L)
 
 /* ---- for the API router: answers as JSON text ---- */
 
-/* core.api_reg_list(kind, visibility|nil, name|nil, capability|nil) -> json array; or nil,
- * type, message ("bad_request" for a visibility that is neither public nor private) */
+/* core.api_reg_list(kind, visibility|nil, name|nil, capability|nil, after|nil, limit, viewer|nil)
+ *   -> json array of at most limit entries with ids after `after`, those the viewer may see;
+ *      or nil, type, message ("bad_request" for a visibility that is neither public nor private) */
 static int l_api_reg_list(lua_State *L)
 {
+    lua_settop(L, 7);
+    viewer who;
+    int has_viewer = check_viewer(L, 7, &who);
+    reg_page page = {.after = luaL_optstring(L, 5, NULL), .limit = (size_t)luaL_optinteger(L, 6, 0),
+                     .keep = has_viewer ? entry_seen : NULL, .keep_ud = &who};
     const char *kind = luaL_checkstring(L, 1);
     rb_query q = {.kind = strcmp(kind, "channel") == 0 ? REG_CHANNEL : REG_SYSTEM, .visibility = -1};
     if (q.kind == REG_CHANNEL) {
@@ -685,13 +807,16 @@ static int l_api_reg_list(lua_State *L)
     } else {
         q.capability = luaL_optstring(L, 4, NULL);
     }
-    return find(L, &q, 1);
+    return find(L, &q, 1, &page);
 }
 
-/* core.api_reg_get(kind, id) -> json, or nil when there is no live entry; or nil, type,
- * message */
+/* core.api_reg_get(kind, id, viewer|nil) -> json, or nil when there is no live entry (or none
+ * the viewer may see); or nil, type, message */
 static int l_api_reg_get(lua_State *L)
 {
+    lua_settop(L, 3);
+    viewer v;
+    int has_viewer = check_viewer(L, 3, &v);
     host *h = host_of(L);
     const char *kind = luaL_checkstring(L, 1);
     const char *id = luaL_checkstring(L, 2);
@@ -700,7 +825,7 @@ static int l_api_reg_get(lua_State *L)
     if (!be->cache)
         return get_remote(L, be, k, id, 1);
     const reg_entry *e = registry_get(be->cache, k, id, host_now(h));
-    if (!e) {
+    if (!e || (has_viewer && !entry_seen(e, &v))) {
         lua_pushnil(L);
         return 1;
     }

@@ -266,9 +266,9 @@ static int api_start(service *svc, char *err, size_t errlen)
     h->endpoint = strdup(advertise ? advertise : url);
     host_log(h, LOG_INFO, NULL, "HTTP API on %s%s%s", url, advertise ? ", advertised as " : "",
              advertise ? advertise : "");
-    if (!a->opt.loopback)
-        host_log(h, LOG_WARN, NULL, "the HTTP API on %s has no authentication yet: anyone who can reach "
-                                    "this address can read, write and register", url);
+    if (!a->opt.loopback && !a->opt.auth)
+        host_log(h, LOG_WARN, NULL, "the HTTP API on %s is open (--insecure): anyone who can reach this "
+                                    "address can read, write and register", url);
     return 0;
 }
 

@@ -22,6 +22,9 @@ void host_config_defaults(host_config *c)
     c->maintenance = 30;
     c->step_timeout = 10;
     c->log_level = LOG_INFO;
+    c->registry_max_entries = 1000000;
+    c->registry_max_per_subject = 10000;
+    c->registry_max_ttl = 86400;
 }
 
 const char *sssn_id_problem(const char *id, size_t len)
@@ -73,7 +76,9 @@ static int put_registrant(strbuf *b, const reg_entry *e)
 /* Registry events become messages on the "registry" channel:
  * {"event": "...", "kind": "channel"|"system", "id": "...", "registrant": "..."|null,
  *  "entry": {... , "expires_at": t}}
- * and for "replaced" also "previous": {the entry taken over}, "previous_registrant". An event
+ * and for "replaced" also "previous": {the entry taken over}, "previous_registrant"; then
+ * "subject" when an HTTP caller registered it and "private": true when the entry (or the one
+ * it replaced) is private, so /registry/events can show each caller only what it may see. An event
  * that cannot be built whole (out of memory) is not written. The local backend's listener
  * (the keep-alive) hears of each event first: a takeover makes a system retry. */
 static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
@@ -92,6 +97,11 @@ static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const 
     if (!bad && prev)
         bad = strbuf_puts(b, ",\"previous\":") < 0 || host_entry_json(b, prev) < 0 ||
               strbuf_puts(b, ",\"previous_registrant\":") < 0 || put_registrant(b, prev) < 0;
+    /* who may see it: the subject that registered it, and whether it is about a private entry */
+    if (!bad && e->subject)
+        bad = strbuf_puts(b, ",\"subject\":") < 0 || json_write_string(b, e->subject, strlen(e->subject)) < 0;
+    if (!bad && (!e->is_public || (prev && !prev->is_public)))
+        bad = strbuf_puts(b, ",\"private\":true") < 0;
     if (bad || strbuf_putc(b, '}') < 0)
         return;
     message_in in = {.sender_id = HOST_OWNER, .data_json = b->data, .data_len = b->len};
@@ -146,6 +156,8 @@ regbackend *host_backend(host *h)
         h->backend = regbackend_http_new(h->rt, h->http, h->registry_url);
     } else {
         h->backend = regbackend_local_new(h->rt, h->reg, h->registry_events);
+        if (h->backend)
+            regbackend_local_limits(h->backend, h->cfg.registry_max_entries, h->cfg.registry_max_per_subject);
     }
     if (h->backend)
         keepalive_use(h->keepalive, h->backend);

@@ -30,6 +30,9 @@ typedef struct host_config {
     int test_mode;         /* `sssn-host test`: test clock and sssn.testing available */
     double started_at;     /* wall time main() began (start-up measurements) */
     int capture_log;       /* `sssn-host test`: log lines go to a buffer the specs read, not stderr */
+    size_t registry_max_entries;     /* entries the registry holds at most (0: no bound) */
+    size_t registry_max_per_subject; /* entries one HTTP subject may hold (0: no bound) */
+    double registry_max_ttl;         /* longest TTL an HTTP registration may ask for, seconds */
 } host_config;
 
 void host_config_defaults(host_config *c);

@@ -15,6 +15,10 @@ const char *rb_status_name(rb_status s)
         return "unreachable";
     case RB_BAD_REQUEST:
         return "bad_request";
+    case RB_LIMIT:
+        return "limit";
+    case RB_FORBIDDEN:
+        return "forbidden";
     case RB_FAILED:
         return "failed";
     }

@@ -33,7 +33,9 @@
  * live entry of another registrant holds the id: a refresh put, an owner-checked remove;
  * holder and holder_endpoint say whose it is), RB_UNREACHABLE (no answer from the backend;
  * message says why), RB_BAD_REQUEST (the backend refused the arguments; message), RB_FAILED
- * (anything else: out of memory, a server error, an answer that makes no sense; message).
+ * (anything else: out of memory, a server error, an answer that makes no sense; message),
+ * RB_LIMIT (the registry holds as many entries as it takes, in all or for the subject;
+ * message), RB_FORBIDDEN (the credential does not permit it; message).
  *
  * Queries (get, find, counts) and events are answered from `cache` and `events` when the
  * backend keeps them in this process (local: the registry and its event channel; etcd: the
@@ -65,10 +67,12 @@ typedef enum {
     RB_NOT_OWNER,
     RB_UNREACHABLE,
     RB_BAD_REQUEST,
+    RB_LIMIT,
+    RB_FORBIDDEN,
     RB_FAILED,
 } rb_status;
 
-/* "ok", "not_found", "not_owner", "unreachable", "bad_request", "failed" */
+/* "ok", "not_found", "not_owner", "unreachable", "bad_request", "limit", "forbidden", "failed" */
 const char *rb_status_name(rb_status s);
 
 typedef struct rb_result {
@@ -193,6 +197,8 @@ void regbackend_listen(regbackend *b, rb_event_fn fn, void *ud);
  * event channel (may be NULL). The registry's event callback must pass each event on to
  * regbackend_local_event. NULL when out of memory. */
 regbackend *regbackend_local_new(rt *r, registry *reg, channel *events);
+/* Sets the registry's limits (registry_set_limits; 0: none) and says them in refusals. */
+void regbackend_local_limits(regbackend *b, size_t max_entries, size_t max_per_subject);
 /* Tells the local backend's listener of a registry event (e, prev as reg_event_fn gets
  * them); does nothing for NULL or a backend of another kind. */
 void regbackend_local_event(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev);

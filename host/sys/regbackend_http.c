@@ -187,7 +187,10 @@ static void on_answer(void *ud, long status, const char *body, size_t len, const
         res.status = RB_NOT_OWNER;
         read_holder(&res, body, len, &reg, &ep);
     } else {
-        res.status = status == 400 ? RB_BAD_REQUEST : RB_FAILED;
+        res.status = status == 400   ? RB_BAD_REQUEST
+                     : status == 429 ? RB_LIMIT
+                     : status == 401 || status == 403 ? RB_FORBIDDEN
+                                                      : RB_FAILED;
         strbuf_printf(&msg, "%s: ", status_word(status));
         put_detail(&msg, body ? body : "", body ? len : 0);
         strbuf_printf(&msg, " (HTTP %ld from %s)", status, hb->url);
@@ -276,10 +279,12 @@ static rb_call *http_find(regbackend *b, const rb_query *q, rb_done_fn done, voi
     char sep = '?';
     if (q->kind == REG_CHANNEL) {
         sep = put_param(&u, sep, "visibility", q->visibility < 0 ? NULL : q->visibility ? "public" : "private");
-        put_param(&u, sep, "name", q->name);
+        sep = put_param(&u, sep, "name", q->name);
     } else {
-        put_param(&u, sep, "capability", q->capability);
+        sep = put_param(&u, sep, "capability", q->capability);
     }
+    /* one page, the largest the API gives: a find that matches more sees the first 10,000 ids */
+    put_param(&u, sep, "limit", "10000");
     return start_request(hb, OP_FIND, q->kind, "GET", &u, NULL, 0, RB_HTTP_TIMEOUT, done, ud);
 }
 

@@ -3,6 +3,7 @@
  * operation (the registry is the cache, its channel the events). */
 #include "sys/regbackend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "rt/timer.h"
@@ -10,6 +11,8 @@
 typedef struct local_backend {
     regbackend b;
     registry *reg;
+    size_t max_entries, max_per_subject; /* the registry's limits, to say them */
+    char message[384];                   /* a refusal's words, valid during done */
 } local_backend;
 
 static registry *reg_of(regbackend *b) { return ((local_backend *)b)->reg; }
@@ -34,7 +37,18 @@ static rb_call *local_put(regbackend *b, reg_kind kind, const reg_fields *f, dou
     } else {
         e = registry_put(reg_of(b), kind, f, ttl, rt_now(b->rt));
     }
-    if (!e) { /* the callers check the fields first: what is left is memory */
+    local_backend *lb = (local_backend *)b;
+    reg_refusal why = registry_refusal(lb->reg);
+    if (!e && (why == REG_REFUSED_FULL || why == REG_REFUSED_SUBJECT)) {
+        res.status = RB_LIMIT;
+        if (why == REG_REFUSED_FULL)
+            snprintf(lb->message, sizeof lb->message, "the registry holds %zu entries, as many as it takes "
+                     "(--registry-max-entries); nothing was registered", lb->max_entries);
+        else
+            snprintf(lb->message, sizeof lb->message, "subject '%.256s' holds %zu entries, as many as one "
+                     "subject may (--registry-max-per-subject); nothing was registered", f->subject, lb->max_per_subject);
+        res.message = lb->message;
+    } else if (!e) { /* the callers check the fields first: what is left is memory */
         res.status = RB_FAILED;
         res.message = "out of memory";
     } else {
@@ -75,6 +89,14 @@ static void local_cancel(regbackend *b, rb_call *call)
 }
 
 static void local_free(regbackend *b) { free(b); }
+
+void regbackend_local_limits(regbackend *b, size_t max_entries, size_t max_per_subject)
+{
+    local_backend *lb = (local_backend *)b;
+    lb->max_entries = max_entries;
+    lb->max_per_subject = max_per_subject;
+    registry_set_limits(lb->reg, max_entries, max_per_subject);
+}
 
 static const regbackend_ops local_ops = {
     .put = local_put,

@@ -210,20 +210,34 @@ end
 -- backend: its own registry, or with --registry another host's (the request waits for it).
 
 -- The status of a backend failure (nil, type, message from a binding).
-local FAILURE_STATUS = { bad_request = 400, not_found = 404, unreachable = 502 }
+local FAILURE_STATUS = { bad_request = 400, forbidden = 403, not_found = 404, limit = 429, unreachable = 502 }
 local function failure(etype, message)
   return err(FAILURE_STATUS[etype] or (core.registry_url() and 502 or 500), etype, message)
 end
 
-local function registry_list(kind, q)
+-- What a caller may see of the registry: nil for everything (admins, the open stage), else
+-- the viewer the bindings filter private entries with.
+local function viewer_of(who)
+  if not who.enforced or who.role >= ADMIN then return nil end
+  return { subject = who.subject, scope = who.scope }
+end
+
+local PAGE_DEFAULT, PAGE_MAX = 1000, 10000
+
+-- One page: at most ?limit= entries (default 1000) with ids after ?after=, in id order; a full
+-- page means there may be more (ask again with after= the last id).
+local function registry_list(kind, q, who)
+  local limit, e = integer(q, "limit", 1, PAGE_MAX)
+  if e then return err(400, "bad_request", e) end
   local body, etype, msg = core.api_reg_list(kind, q.visibility ~= "" and q.visibility or nil,
-    q.name ~= "" and q.name or nil, q.capability ~= "" and q.capability or nil)
+    q.name ~= "" and q.name or nil, q.capability ~= "" and q.capability or nil,
+    q.after ~= "" and q.after or nil, limit or PAGE_DEFAULT, viewer_of(who))
   if not body then return failure(etype, msg) end
   return json(200, body)
 end
 
-local function registry_get(kind, id)
-  local entry, etype, msg = core.api_reg_get(kind, id)
+local function registry_get(kind, id, who)
+  local entry, etype, msg = core.api_reg_get(kind, id, viewer_of(who))
   if entry then return json(200, entry) end
   if etype then return failure(etype, msg) end
   return err(404, "not_found", ("%s '%s' is not registered"):format(kind, id))
@@ -259,7 +273,10 @@ local function not_owner(kind, id, what, holder, endpoint)
     registrant = holder or core.null, endpoint = endpoint or core.null } })
 end
 
-local function registry_put(kind, id, q, body)
+-- Whether the caller must own what it changes (ownership is checked in the bindings).
+local function owner_checked(who) return who.enforced and who.role < ADMIN end
+
+local function registry_put(kind, id, q, body, who)
   local ttl, e = number(q, "ttl", 0.001, 1e9)
   local refresh, e2 = boolean(q, "refresh")
   local registrant, e3 = registrant_of(q)
@@ -271,6 +288,11 @@ local function registry_put(kind, id, q, body)
     return err(400, "bad_request", "the body must be a JSON object")
   end
   if value.ttl ~= nil and ttl == nil then ttl = tonumber(value.ttl) end
+  local max_ttl = core.registry_max_ttl()
+  if ttl and ttl > max_ttl then
+    return err(400, "bad_request", ("ttl %s is longer than the %s s this registry takes (--registry-max-ttl)"):format(
+      ttl, max_ttl))
+  end
   value.ttl, value.expires_at = nil, nil
   if kind == "channel" then value.id = value.id or id else value.system_id = value.system_id or id end
   if (value.id or value.system_id) ~= id then
@@ -282,10 +304,11 @@ local function registry_put(kind, id, q, body)
     if kind == "channel" then
       local c = Registry.normalize_channel(value, "register_channel")
       return core.reg_put("channel", c, c.id, c.name, c.visibility == "public", nil, ttl, false, registrant,
-        refresh, true)
+        refresh, true, who.subject, owner_checked(who))
     end
     local d, caps = Registry.normalize_system(value, "register_system")
-    return core.reg_put("system", d, d.system_id, d.system_name, true, caps, ttl, false, registrant, refresh, true)
+    return core.reg_put("system", d, d.system_id, d.system_name, d.visibility == "public", caps, ttl, false,
+      registrant, refresh, true, who.subject, owner_checked(who))
   end)
   if not ok then return err(400, "bad_request", (tostring(done):gsub("^[^:]*:%d+: ", ""))) end
   if done == false then return not_owner(kind, id, "the refresh", a, b) end
@@ -293,11 +316,15 @@ local function registry_put(kind, id, q, body)
   return json(200, a)
 end
 
-local function registry_delete(kind, id, q)
+local function registry_delete(kind, id, q, who)
   local registrant, e = registrant_of(q)
   e = e or check_entry_id(id)
   if e then return err(400, "bad_request", e) end
-  local ok, why, holder, endpoint = core.reg_remove(kind, id, registrant)
+  -- a private entry the caller may not see does not exist for it
+  if owner_checked(who) and core.api_reg_get(kind, id) and not core.api_reg_get(kind, id, viewer_of(who)) then
+    return err(404, "not_found", ("%s '%s' is not registered"):format(kind, id))
+  end
+  local ok, why, holder, endpoint = core.reg_remove(kind, id, registrant, who.subject, owner_checked(who))
   if ok then return json(200, { status = "ok", deregistered = id }) end
   if ok == nil then return failure(why, holder) end
   if why == "not_owner" then return not_owner(kind, id, "the deregistration", holder, endpoint) end
@@ -308,7 +335,7 @@ end
 -- those about R's entries or taking one over from R, with ?registrant_prefix=P those of
 -- every registrant starting with P (a host watches its own, "<instance>/"); the index moves
 -- past the others.
-local function registry_events(q)
+local function registry_events(q, who)
   local index, e1 = integer(q, "index", 0, math.maxinteger)
   local wait, e2 = number(q, "wait", 0, MAX_WAIT)
   local limit, e3 = integer(q, "limit", 1, 10000)
@@ -316,7 +343,7 @@ local function registry_events(q)
   local prefix, e5 = registrant_of(q, "registrant_prefix")
   local e = e1 or e2 or e3 or e4 or e5
   if e then return err(400, "bad_request", e) end
-  local body, etype, msg = Registry.events_json(index or 0, limit or 1000, wait, registrant, prefix)
+  local body, etype, msg = Registry.events_json(index or 0, limit or 1000, wait, registrant, prefix, viewer_of(who))
   if not body then return failure(etype, msg) end
   return json(200, body)
 end
@@ -406,20 +433,22 @@ function M.handle(method, path, query, who, body)
   elseif s1 == "registry" and n >= 2 then
     local kinds = { channels = "channel", systems = "system" }
     local kind = kinds[segs[2]]
+    local need = (method == "PUT" or method == "DELETE") and WRITE or READ
+    if (kind or segs[2] == "events") and not permits(who, need) then return forbidden(need) end
     if n == 2 and segs[2] == "events" then
       if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
-      return registry_events(q)
+      return registry_events(q, who)
     elseif kind and n == 2 then
       if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
-      return registry_list(kind, q)
+      return registry_list(kind, q, who)
     elseif kind and n == 3 then
       local id = segs[3]
       if method == "GET" then
-        return registry_get(kind, id)
+        return registry_get(kind, id, who)
       elseif method == "PUT" then
-        return registry_put(kind, id, q, body)
+        return registry_put(kind, id, q, body, who)
       elseif method == "DELETE" then
-        return registry_delete(kind, id, q)
+        return registry_delete(kind, id, q, who)
       end
       return not_allowed(method, path, { "GET", "PUT", "DELETE" })
     end

@@ -95,12 +95,16 @@ function Registry.normalize_channel(info, fn)
   }
 end
 
---- Normalized descriptor: system_id, system_name, description, services, channels_read/write.
+--- Normalized descriptor: system_id, system_name, description, services, channels_read/write,
+--- visibility ("public" or "private": who the HTTP API lists it to when authentication is on).
 function Registry.normalize_system(desc, fn)
   fn = fn or "register_system"
   check_arg(type(desc) == "table", fn, "the descriptor must be a table (got %s)", type(desc))
   check_id(desc.system_id, fn, "descriptor.system_id")
   local services, caps = array(), {}
+  local vis = desc.visibility or "public"
+  check_arg(vis == "public" or vis == "private", fn,
+    "descriptor.visibility must be \"public\" or \"private\" (got %s)", vis)
   check_arg(desc.services == nil or type(desc.services) == "table", fn, "descriptor.services must be a list")
   for i, s in ipairs(desc.services or {}) do
     check_arg(type(s) == "table" and type(s.name) == "string" and s.name ~= "", fn,
@@ -116,6 +120,7 @@ function Registry.normalize_system(desc, fn)
     channels_read = copy_strings(desc.channels_read, fn, "descriptor.channels_read"),
     channels_write = copy_strings(desc.channels_write, fn, "descriptor.channels_write"),
     endpoint = desc.endpoint,
+    visibility = vis,
   }, caps
 end
 
@@ -148,7 +153,7 @@ function Registry:register_system(descriptor, ttl, opts)
   check_self(self, "register_system")
   local d, caps = Registry.normalize_system(descriptor)
   check_ttl(ttl, "register_system")
-  local expires_at, etype, message = core.reg_put("system", d, d.system_id, d.system_name, true, caps,
+  local expires_at, etype, message = core.reg_put("system", d, d.system_id, d.system_name, d.visibility == "public", caps,
     ttl, opts == nil or keepalive(opts, "register_system"))
   if expires_at == nil and etype ~= nil then raise("register_system", etype, message) end
   d.expires_at = expires_at

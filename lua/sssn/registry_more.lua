@@ -48,11 +48,11 @@ end
 --- index beyond the newest event (a registry that restarted) is answered at once. Returns
 --- the text and how many events it holds, or nil, type, message. The API's
 --- /registry/events is this.
-function Registry.events_json(index, limit, wait, registrant, prefix)
+function Registry.events_json(index, limit, wait, registrant, prefix, viewer)
   local deadline = wait and wait > 0 and core.now() + wait
   while true do
     local body, count, next_index, waitable = core.reg_events(index, limit, deadline and deadline - core.now() or 0,
-      registrant, prefix)
+      registrant, prefix, viewer)
     if not body then return nil, count, next_index end
     if count > 0 or not waitable or not deadline then return body, count end
     local left = deadline - core.now()
