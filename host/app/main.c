@@ -17,6 +17,7 @@
 #include "app/app.h"
 #include "svc/api.h"
 #include "sys/host.h"
+#include "net/http_client.h"
 #include "net/http_server.h"
 #include "core/log.h"
 #include "svc/repl.h"
@@ -26,7 +27,7 @@
 static const char usage_text[] =
     "usage: sssn-host [options] SCRIPT...\n"
     "       sssn-host [options] (--listen [ADDR:]PORT | -e CHUNK | -i) [SCRIPT...]\n"
-    "       sssn-host repl [URL] [--json]\n"
+    "       sssn-host repl [URL] [--json] [--token-file FILE]\n"
     "       sssn-host test [busted options] [SPEC_DIR_OR_FILE...]\n"
     "       sssn-host run FILE [ARG...]\n"
     "\n"
@@ -47,6 +48,8 @@ static const char usage_text[] =
     "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
     "                      this host's own: systems register there and find each other there;\n"
     "                      add --listen too, or other hosts cannot reach this host's channels\n"
+    "  --token-file FILE   the credential (a JWT or a static token) this host sends as its Bearer\n"
+    "                      to other hosts: the --registry host and remote channels (repl too)\n"
     "  -e CHUNK            run the Lua CHUNK first, as an inline script: a system if it defines\n"
     "                      one (setup/step or return sssn.system{...}), else just run once;\n"
     "                      up to 16, run in order, as systems e1, e2, ...\n"
@@ -126,6 +129,64 @@ static int seconds_error(const char *option, const char *val, int zero_is_off)
 {
     return usage_error("%s wants %sa number of seconds between 0.001 and 1e9 (0.001 <= S < 1e9), not '%s'",
                        option, zero_is_off ? "0 (off) or " : "", val);
+}
+
+/* --token-file: the file's content, surrounding whitespace stripped, is the credential. Into
+ * *out (malloc'd), or -1 with why in err (the file is read before anything starts). */
+static int read_credential(const char *path, char **out, char *err, size_t errlen)
+{
+    enum { MAX_FILE = 64 * 1024 };
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    char *buf = malloc(MAX_FILE + 1);
+    size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
+    int rerr = ferror(f) ? errno : 0;
+    fclose(f);
+    if (!buf || rerr || n > MAX_FILE) {
+        if (rerr)
+            snprintf(err, errlen, "cannot read '%s': %s", path, strerror(rerr));
+        else
+            snprintf(err, errlen, !buf ? "out of memory reading '%s'" : "'%s' is larger than 64 KiB: it should "
+                     "hold one token", path);
+        free(buf);
+        return -1;
+    }
+    size_t start = 0, end = n;
+    while (start < end && isspace((unsigned char)buf[start]))
+        start++;
+    while (end > start && isspace((unsigned char)buf[end - 1]))
+        end--;
+    size_t len = end - start;
+    int rc = -1;
+    if (len == 0) {
+        snprintf(err, errlen, "'%s' is empty: it should hold the credential (a JWT or a static token)", path);
+    } else if (len > HTTP_CLIENT_MAX_BEARER) {
+        snprintf(err, errlen, "the credential in '%s' is %zu bytes; at most %d can be sent", path, len,
+                 HTTP_CLIENT_MAX_BEARER);
+    } else {
+        size_t bad = start;
+        while (bad < end && (unsigned char)buf[bad] > ' ' && buf[bad] != 0x7f)
+            bad++;
+        if (bad < end)
+            snprintf(err, errlen, "'%s' has %s at byte %zu inside the credential: it should hold one token on "
+                     "one line%s", path, buf[bad] == '\n' ? "a newline" : buf[bad] == ' ' ? "a space"
+                     : "a control character", bad + 1,
+                     len > 7 && strncasecmp(buf + start, "Bearer ", 7) == 0 ? " (the token alone, without 'Bearer')"
+                     : "");
+        else if ((*out = malloc(len + 1))) {
+            memcpy(*out, buf + start, len);
+            (*out)[len] = '\0';
+            rc = 0;
+        } else {
+            snprintf(err, errlen, "out of memory reading '%s'", path);
+        }
+    }
+    explicit_bzero(buf, n);
+    free(buf);
+    return rc;
 }
 
 /* An http:// URL with a host part, nothing that would cut a request line short. */
@@ -389,6 +450,7 @@ int main(int argc, char **argv)
     const char *registry_url = NULL;
     const char *registry_url_arg = NULL; /* repl's URL argument */
     const char *memory_limit_arg = NULL;
+    static char *credential; /* --token-file; static: still reachable when a usage error returns */
     const char *chunks[16];
     int nchunks = 0;
     char lua_dir[PATH_MAX];
@@ -458,7 +520,7 @@ int main(int argc, char **argv)
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0 ||
                           strcmp(a, "--registry-max-entries") == 0 || strcmp(a, "--registry-max-per-subject") == 0 ||
-                          strcmp(a, "--registry-max-ttl") == 0;
+                          strcmp(a, "--registry-max-ttl") == 0 || strcmp(a, "--token-file") == 0;
         if (!takes_value)
             return usage_error("unknown option '%s'", a);
         if (!val)
@@ -483,6 +545,16 @@ int main(int argc, char **argv)
             if (!valid_http_url(val))
                 return usage_error("--registry wants an http:// URL like http://127.0.0.1:7400, not '%s'", val);
             registry_url = val;
+        }
+        if (strcmp(a, "--token-file") == 0) {
+            char why[PATH_MAX + 200];
+            if (credential) {
+                explicit_bzero(credential, strlen(credential));
+                free(credential);
+                credential = NULL;
+            }
+            if (read_credential(val, &credential, why, sizeof why) < 0)
+                return usage_error("--token-file: %s", why);
         }
         if (strcmp(a, "--duration") == 0 && parse_seconds(val, &cfg.duration, 0) < 0)
             return seconds_error(a, val, 0);
@@ -552,6 +624,7 @@ int main(int argc, char **argv)
         app_free(a);
         return 1;
     }
+    h->credential = credential; /* the host's from now on (wiped at host_free) */
     if (run_mode)
         return run_driver(a, argc - 2, argv + 2);
     if (test_mode)

@@ -329,7 +329,8 @@ static int l_metrics(lua_State *L)
 }
 
 /* core.http(method, url, body|nil, bearer|nil, timeout) -> status, body | nil, error
- * Yields the calling task while the request is in flight. */
+ * Yields the calling task while the request is in flight. bearer `true` sends the host's
+ * credential (--token-file), refused when it has none. */
 static int l_http(lua_State *L)
 {
     host *h = host_of(L);
@@ -337,7 +338,14 @@ static int l_http(lua_State *L)
     http_client_req req = {.method = luaL_checkstring(L, 1), .url = luaL_checkstring(L, 2)};
     req.body = luaL_optlstring(L, 3, NULL, &len);
     req.len = len;
-    req.bearer = luaL_optstring(L, 4, NULL);
+    if (lua_type(L, 4) == LUA_TBOOLEAN && lua_toboolean(L, 4)) {
+        /* the host's credential: sent without ever being a Lua value */
+        if (!h->credential)
+            return luaL_error(L, "sssn: this host has no credential to send (start it with --token-file FILE)");
+        req.bearer = h->credential;
+    } else {
+        req.bearer = luaL_optstring(L, 4, NULL);
+    }
     req.timeout = luaL_optnumber(L, 5, 30);
     if (!(req.timeout > 0 && req.timeout <= HTTP_CLIENT_MAX_TIMEOUT))
         return luaL_error(L, "sssn: an HTTP time-out must be a number of seconds between 0 and %f (got %f)",
@@ -349,6 +357,13 @@ static int l_http(lua_State *L)
     if (!h->http && !(h->http = http_client_new(h->rt)))
         return luaL_error(L, "sssn: cannot start the HTTP client");
     return task_wait_http(L, h->http, &req);
+}
+
+/* core.has_credential() -> whether the host sends a credential (--token-file) of its own */
+static int l_has_credential(lua_State *L)
+{
+    lua_pushboolean(L, host_of(L)->credential != NULL);
+    return 1;
 }
 
 static int l_instance_id(lua_State *L)
@@ -391,6 +406,7 @@ static const luaL_Reg api_funcs[] = {
     {"wait", l_wait},
     {"endpoint", l_endpoint},
     {"http", l_http},
+    {"has_credential", l_has_credential},
     {"instance_id", l_instance_id},
     {"registry_url", l_registry_url},
     {NULL, NULL},

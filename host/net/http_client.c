@@ -258,14 +258,14 @@ static http_call *start(http_client *c, const http_client_req *req, http_client_
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     call->headers = curl_slist_append(NULL, "Accept: application/json");
     call->headers = curl_slist_append(call->headers, "Expect:"); /* no 100-continue round trip */
-    if (bearer && (strpbrk(bearer, "\r\n") || strlen(bearer) > 900)) {
+    if (bearer && (strpbrk(bearer, "\r\n") || strlen(bearer) > HTTP_CLIENT_MAX_BEARER)) {
         curl_slist_free_all(call->headers);
         curl_easy_cleanup(e);
         free(call);
         return NULL; /* would forge headers or be cut short */
     }
     if (bearer) {
-        char auth[1024];
+        char auth[HTTP_CLIENT_MAX_BEARER + 32];
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
         call->headers = curl_slist_append(call->headers, auth);
     }

@@ -20,7 +20,12 @@ void http_client_free(http_client *c); /* cancels what is in flight without call
 /* Seconds a request may take at most; longer time-outs are cut to this. */
 #define HTTP_CLIENT_MAX_TIMEOUT 86400.0
 
-/* Starts a request. bearer (may be NULL) is sent as "Authorization: Bearer <bearer>"; a body
+/* Bytes a bearer may have at most (a JWT with a long channel list fits; the server takes
+ * header values up to 8 KiB). */
+#define HTTP_CLIENT_MAX_BEARER 8000
+
+/* Starts a request. bearer (may be NULL; at most HTTP_CLIENT_MAX_BEARER bytes, no CR or LF)
+ * is sent as "Authorization: Bearer <bearer>"; a body
  * (may be NULL) is sent as application/json. NULL when the request could not be started. */
 http_call *http_client_request(http_client *c, const char *method, const char *url, const char *bearer,
                                const char *body, size_t len, double timeout, http_client_cb cb, void *ud);

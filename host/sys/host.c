@@ -153,7 +153,7 @@ regbackend *host_backend(host *h)
     if (h->registry_url) {
         if (!h->http && !(h->http = http_client_new(h->rt)))
             return NULL;
-        h->backend = regbackend_http_new(h->rt, h->http, h->registry_url);
+        h->backend = regbackend_http_new(h->rt, h->http, h->registry_url, h->credential);
     } else {
         h->backend = regbackend_local_new(h->rt, h->reg, h->registry_events);
         if (h->backend)
@@ -274,6 +274,10 @@ void host_free(host *h)
     timer_stop(h->rt, &h->maintenance_timer);
     free(h->endpoint);
     free(h->registry_url);
+    if (h->credential) {
+        explicit_bzero(h->credential, strlen(h->credential));
+        free(h->credential);
+    }
     strbuf_free(&h->scratch);
     strbuf_free(&h->event_buf);
     free(h);

@@ -74,6 +74,9 @@ typedef struct host {
     char instance_id[17];      /* random per run: lets remote readers notice a restart */
     char *endpoint;            /* URL other hosts reach this one at, or NULL */
     char *registry_url;        /* --registry: systems use this remote registry */
+    char *credential;          /* --token-file: the Bearer of every request this host makes to
+                                * other hosts (registry, remote channels), or NULL; kept in C,
+                                * never handed to Lua; wiped at host_free */
 
     int stopping;              /* host_stop_all ran: the app's loop ends */
     clock_listener clock_shift; /* the systems' (system.c): schedules move with the test clock */

@@ -204,9 +204,11 @@ void regbackend_local_limits(regbackend *b, size_t max_entries, size_t max_per_s
 void regbackend_local_event(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev);
 
 /* The http backend: the registry of the host at url (http://host:port, no path), through the
- * client c (the caller's, freed after the backend). One log line each time it becomes
- * unreachable or reachable again (not one per call). NULL when out of memory. */
-regbackend *regbackend_http_new(rt *r, struct http_client *c, const char *url);
+ * client c (the caller's, freed after the backend). bearer (may be NULL; copied) is sent as
+ * "Authorization: Bearer <bearer>" with every request, the watch's long-poll too. One log
+ * line each time it becomes unreachable or reachable again (not one per call). NULL when out
+ * of memory. */
+regbackend *regbackend_http_new(rt *r, struct http_client *c, const char *url, const char *bearer);
 
 /* Seconds an http backend call may take (a long-poll: its wait and this). */
 #define RB_HTTP_TIMEOUT 10.0

@@ -3,7 +3,8 @@
  * whose answer completes it; answers are read in C (core/jsonread.h), or handed on as JSON
  * text. The watch is one long-poll of /registry/events?registrant_prefix= at a time, resumed
  * after a failure with backoff. Whether the other host answers at all is tracked here, so
- * that going away and coming back are logged once each, not at every call. */
+ * that going away and coming back are logged once each, not at every call. Every request
+ * carries the host's credential (--token-file) as its Bearer, when it has one. */
 #include "sys/regbackend.h"
 
 #include <stdio.h>
@@ -22,6 +23,7 @@ typedef struct http_backend {
     regbackend b;
     http_client *c;
     char *url;                      /* without a trailing slash */
+    char *bearer;                   /* the host's credential (--token-file), or NULL */
     int reachable;                  /* 1: answered last time, -1: did not, 0: not asked yet */
     rb_call *calls;                 /* pending operations */
     /* the watch */
@@ -210,7 +212,7 @@ static rb_call *start_request(http_backend *hb, enum http_op op, reg_kind kind, 
 {
     rb_call *c = calloc(1, sizeof *c);
     if (c && !strbuf_failed(url) && url->data)
-        c->call = http_client_request(hb->c, method, url->data, NULL, body, len, timeout, on_answer, c);
+        c->call = http_client_request(hb->c, method, url->data, hb->bearer, body, len, timeout, on_answer, c);
     strbuf_free(url);
     if (!c || !c->call) {
         free(c);
@@ -436,8 +438,8 @@ static void watch_send(http_backend *hb)
     strbuf u = STRBUF_INIT;
     events_url(&u, hb, &q);
     if (!strbuf_failed(&u) && u.data)
-        hb->watch_call = http_client_request(hb->c, "GET", u.data, NULL, NULL, 0, RB_HTTP_WATCH_WAIT + RB_HTTP_TIMEOUT,
-                                             on_watch_answer, hb);
+        hb->watch_call = http_client_request(hb->c, "GET", u.data, hb->bearer, NULL, 0,
+                                             RB_HTTP_WATCH_WAIT + RB_HTTP_TIMEOUT, on_watch_answer, hb);
     strbuf_free(&u);
     if (!hb->watch_call)
         watch_retry_later(hb);
@@ -474,6 +476,10 @@ static void http_free(regbackend *b)
     while (hb->calls)
         http_cancel(b, hb->calls);
     free(hb->url);
+    if (hb->bearer) {
+        explicit_bzero(hb->bearer, strlen(hb->bearer));
+        free(hb->bearer);
+    }
     free(hb);
 }
 
@@ -490,10 +496,12 @@ static const regbackend_ops http_ops = {
     .free = http_free,
 };
 
-regbackend *regbackend_http_new(rt *r, http_client *c, const char *url)
+regbackend *regbackend_http_new(rt *r, http_client *c, const char *url, const char *bearer)
 {
     http_backend *hb = calloc(1, sizeof *hb);
-    if (!hb || !(hb->url = strdup(url))) {
+    if (!hb || !(hb->url = strdup(url)) || (bearer && !(hb->bearer = strdup(bearer)))) {
+        if (hb)
+            free(hb->url);
         free(hb);
         return NULL;
     }

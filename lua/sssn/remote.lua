@@ -2,6 +2,10 @@
 -- for a channel served by another host (its ChannelInfo has an endpoint). Every call yields
 -- the calling coroutine while the request is in flight (core.http), so nothing blocks the
 -- host. (A registry on another host is a backend in C: host/sys/regbackend_http.c.)
+-- Who calls: without a credential, the system's id is the Bearer token (an open host names
+-- its reader by it). With the host's credential (--token-file), the binding sends that as
+-- the Bearer (it never reaches Lua), reads, claims, acks and nacks name the reading system
+-- with ?reader=<system id>, and writes leave sender_id to the server (the token's subject).
 local core = require "sssn.core"
 
 local M = {}
@@ -48,15 +52,23 @@ local RemoteChannel = {}
 RemoteChannel.__index = RemoteChannel
 M.RemoteChannel = RemoteChannel
 
---- info: a ChannelInfo with an endpoint; reader: the id this side reads as (its Bearer token).
+--- info: a ChannelInfo with an endpoint; reader: the id this side reads as (its Bearer token,
+--- or with the host's credential its ?reader=).
 function RemoteChannel.new(info, reader)
   return setmetatable({ id = info.id, info = info, endpoint = (info.endpoint:gsub("/+$", "")),
-    reader = reader, subscriptions = {} }, RemoteChannel)
+    reader = reader, credential = core.has_credential(), subscriptions = {} }, RemoteChannel)
+end
+
+-- The value of ?reader= (nil without a credential: the Bearer token names the reader).
+function RemoteChannel:_reader_param()
+  return self.credential and self.reader or nil
 end
 
 function RemoteChannel:_call(fn, method, suffix, body, timeout)
   local url = ("%s/channels/%s%s"):format(self.endpoint, escape(self.id), suffix)
-  local status, resp = core.http(method, url, body and core.json_encode(body) or nil, self.reader, timeout or 30)
+  -- true: the binding sends the host's credential
+  local bearer = self.credential or self.reader
+  local status, resp = core.http(method, url, body and core.json_encode(body) or nil, bearer, timeout or 30)
   if not status then
     error(("sssn: channel '%s' at %s is unreachable: %s (%s)"):format(self.id, self.endpoint, resp, fn), 0)
   end
@@ -74,7 +86,8 @@ end
 function RemoteChannel:read(opts)
   opts = opts or {}
   local res = self:_call("read_channel", "GET", query { { "limit", opts.limit }, { "after", opts.after },
-    { "exclusive", opts.exclusive and "true" or nil }, { "wait", opts.wait } }, nil, (opts.wait or 0) + 30)
+    { "exclusive", opts.exclusive and "true" or nil }, { "wait", opts.wait }, { "reader", self:_reader_param() } },
+    nil, (opts.wait or 0) + 30)
   return messages_of(res), res.missed or 0
 end
 
@@ -85,15 +98,19 @@ end
 
 function RemoteChannel:write(data, opts)
   opts = opts or {}
-  local env = { content = { data = data }, metadata = opts.metadata or {}, sender_id = self.reader,
+  -- with a credential the server names the sender: "<subject>/<system id>" from ?reader= (a
+  -- sender_id of its own choosing would be refused)
+  local env = { content = { data = data }, metadata = opts.metadata or {},
+    sender_id = not self.credential and self.reader or nil,
     correlation_id = opts.correlation_id, reply_to = opts.reply_to, recipient_id = opts.recipient_id }
-  local res = self:_call("write_channel", "PUT", "?direct=true", env)
+  local res = self:_call("write_channel", "PUT", query { { "direct", "true" }, { "reader", self:_reader_param() } }, env)
   return res.item_id
 end
 
 function RemoteChannel:ack(ids, nack)
   local res = self:_call(nack and "nack_channel" or "acknowledge_channel", "POST",
-    nack and "/nack" or "/acknowledge", { message_ids = core.array(ids) })
+    (nack and "/nack" or "/acknowledge") .. query { { "reader", self:_reader_param() } },
+    { message_ids = core.array(ids) })
   return nack and res.nacked or res.acknowledged
 end
 
@@ -108,7 +125,8 @@ function RemoteChannel:subscribe(fn, system_id)
     while sub.active do
       -- right after a failure, ask without waiting: the host may have restarted (new epoch)
       local ok, res = pcall(self._call, self, "subscribe_channel", "GET",
-        query { { "limit", 100 }, { "wait", failing and 0 or 20 }, { "after", after } }, nil, 30)
+        query { { "limit", 100 }, { "wait", failing and 0 or 20 }, { "after", after },
+          { "reader", self:_reader_param() } }, nil, 30)
       if not sub.active then return end
       if not ok then
         if not failing then core.log("warn", ("%s; retrying"):format(res)) end
