@@ -50,7 +50,7 @@ help:
 	@echo "make bench      run the benchmarks (a few minutes); table + bench-results.json"
 	@echo "make install    install to \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "make uninstall  remove what install put there"
-	@echo "make fuzz       fuzz the JSON encoder and decoder with libFuzzer (needs clang; FUZZ_SECONDS=60)"
+	@echo "make fuzz       fuzz the JSON codec, then JWT verification, with libFuzzer (needs clang; FUZZ_SECONDS=60 each)"
 	@echo "make clean      remove build output"
 
 deps:
@@ -104,6 +104,11 @@ fuzz:
 	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -Ihost $(LUA_CFLAGS) -o build/fuzz_json spec/fuzz/fuzz_json.c host/core/json.c host/core/strbuf.c $(LUA_LIBS) -lm
 	build/fuzz_json -max_total_time=$(FUZZ_SECONDS) -dict=spec/fuzz/json.dict build/fuzz-corpus
+	@mkdir -p build/fuzz-corpus-jwt
+	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -Ihost $(LUA_CFLAGS) -o build/fuzz_jwt spec/fuzz/fuzz_jwt.c host/core/jwt.c host/core/jsonread.c \
+	    host/core/json.c host/core/strbuf.c $(LUA_LIBS) -lcrypto -lm
+	build/fuzz_jwt -max_total_time=$(FUZZ_SECONDS) -dict=spec/fuzz/json.dict build/fuzz-corpus-jwt
 
 clean:
 	rm -rf build sssn-host

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <lauxlib.h>
+#include <openssl/crypto.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,7 +20,9 @@
 #include "sys/host.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
+#include "core/jwt.h"
 #include "core/log.h"
+#include "svc/auth.h"
 #include "svc/repl.h"
 #include "svc/stdout.h"
 #include "sys/system.h"
@@ -30,6 +33,8 @@ static const char usage_text[] =
     "       sssn-host repl [URL] [--json] [--token-file FILE]\n"
     "       sssn-host test [busted options] [SPEC_DIR_OR_FILE...]\n"
     "       sssn-host run FILE [ARG...]\n"
+    "       sssn-host token --sub ID --role ROLE [--channels A,B] [--ttl S] --jwt-secret-file FILE\n"
+    "       sssn-host token --static --sub ID --role ROLE [--channels A,B]\n"
     "\n"
     "Runs each SCRIPT as a system: a Lua 5.4 file that returns sssn.system{...} or defines\n"
     "global setup/step functions. Systems share this host's channels and service registry.\n"
@@ -41,8 +46,14 @@ static const char usage_text[] =
     "  --listen [ADDR:]PORT serve the HTTP API (channels, registry, /health, /metrics); ADDR is a\n"
     "                      host name, an IPv4 address or [IPv6] ([::1]:7400); a bare PORT binds\n"
     "                      127.0.0.1; PORT 0 picks a free port. An address other than loopback\n"
-    "                      needs authentication configured, or --insecure\n"
+    "                      needs --jwt-secret-file or --auth-file, or --insecure\n"
     "  --insecure          serve --listen on a non-loopback address without authentication\n"
+    "  --jwt-secret-file FILE  with --listen: every request needs Authorization: Bearer <JWT>, an\n"
+    "                      HS256 token signed with FILE's bytes (one trailing newline stripped)\n"
+    "                      with claims sub, role (read, write, admin), exp and optionally channels\n"
+    "  --auth-file FILE    with --listen: every request needs a Bearer token listed in FILE, one\n"
+    "                      'sha256:<hex> SUBJECT ROLE [CHANNEL,...]' a line (# comments); with\n"
+    "                      --jwt-secret-file too, a token not listed there must be a valid JWT\n"
     "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT; for\n"
     "                      0.0.0.0 or [::], this machine's host name)\n"
     "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
@@ -81,6 +92,11 @@ static const char usage_text[] =
     "`sssn-host run FILE [ARG...]` runs a driver script with the testing API (sssn.testing:\n"
     "spawn systems, run the loop, control the clock), the ARGs in its ... and arg as with lua;\n"
     "the benchmarks (make bench) use it.\n"
+    "\n"
+    "`sssn-host token` prints a credential for a host started with --jwt-secret-file or\n"
+    "--auth-file: a JWT signed with FILE (valid --ttl S seconds, default 86400); or with\n"
+    "--static a fresh random token on line 1 and its --auth-file line on line 2. --channels\n"
+    "limits it to those channels (default: every channel).\n"
     "\n"
     "Exit status:\n"
     "  0  every SCRIPT and -e chunk loaded, and the host stopped (--duration, SIGINT/SIGTERM,\n"
@@ -429,6 +445,213 @@ static int run_driver(app *a, int argc, char **argv)
     return status;
 }
 
+/* A comma-separated list of channel ids (--channels) into ids[] (pointers into buf): the count,
+ * or -1 with the problem in why. */
+static int split_channels(char *buf, char **ids, int max, int no_space, char *why, size_t size)
+{
+    int n = 0;
+    for (char *item = buf;;) {
+        char *comma = strchr(item, ',');
+        if (comma)
+            *comma = '\0';
+        const char *problem = sssn_id_problem(item, strlen(item));
+        if (!problem && no_space && strpbrk(item, " \t"))
+            problem = "contains a space (an --auth-file line separates its fields with spaces)";
+        if (problem) {
+            snprintf(why, size, "channel '%.64s' %s", item, problem);
+            return -1;
+        }
+        if (n == max) {
+            snprintf(why, size, "more than %d channels", max);
+            return -1;
+        }
+        ids[n++] = item;
+        if (!comma)
+            return n;
+        item = comma + 1;
+    }
+}
+
+#define TOKEN_CHANNELS_MAX 256
+
+/* `sssn-host token ...`: prints a JWT signed with --jwt-secret-file, or with --static a random
+ * token and the --auth-file line that lists it. */
+static int run_token(int argc, char **argv)
+{
+    const char *sub = NULL, *role_arg = NULL, *channels_arg = NULL, *secret_file = NULL, *ttl_arg = NULL;
+    int is_static = 0;
+    double ttl = 86400;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char name[32];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        if (eq) {
+            size_t n = (size_t)(eq - a);
+            if (n >= sizeof name)
+                return usage_error("token: unknown option '%s'", a);
+            memcpy(name, a, n);
+            name[n] = '\0';
+            a = name;
+            val = eq + 1;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--static") == 0) {
+            if (eq)
+                return usage_error("token: option '--static' takes no value");
+            is_static = 1;
+            continue;
+        }
+        const char **slot = strcmp(a, "--sub") == 0             ? &sub
+                            : strcmp(a, "--role") == 0          ? &role_arg
+                            : strcmp(a, "--channels") == 0      ? &channels_arg
+                            : strcmp(a, "--ttl") == 0           ? &ttl_arg
+                            : strcmp(a, "--jwt-secret-file") == 0 ? &secret_file
+                                                                : NULL;
+        if (!slot)
+            return usage_error("token: unknown %s '%s'", a[0] == '-' ? "option" : "argument", argv[i]);
+        if (!val)
+            return usage_error("token: option '%s' needs a value", a);
+        if (!eq)
+            i++;
+        *slot = val;
+    }
+    if (!sub)
+        return usage_error("token needs --sub ID (the subject the token names)");
+    const char *problem = sssn_id_problem(sub, strlen(sub));
+    if (!problem && is_static && strpbrk(sub, " \t"))
+        problem = "contains a space (an --auth-file line separates its fields with spaces)";
+    if (problem)
+        return usage_error("token: --sub %s", problem);
+    if (!role_arg)
+        return usage_error("token needs --role read, write or admin");
+    int role = jwt_role_parse(role_arg, strlen(role_arg));
+    if (!role)
+        return usage_error("token: --role wants read, write or admin, not '%s'", role_arg);
+    if (ttl_arg && parse_seconds(ttl_arg, &ttl, 0) < 0)
+        return seconds_error("--ttl", ttl_arg, 0);
+    char *chan_buf = NULL, *ids[TOKEN_CHANNELS_MAX];
+    int nids = -1;
+    if (channels_arg) {
+        char why[160];
+        if (!(chan_buf = strdup(channels_arg)))
+            return 1;
+        if ((nids = split_channels(chan_buf, ids, TOKEN_CHANNELS_MAX, is_static, why, sizeof why)) < 0) {
+            free(chan_buf);
+            return usage_error("token: --channels wants channel ids separated by commas: %s", why);
+        }
+    }
+    int status = 0;
+    if (is_static) {
+        if (secret_file || ttl_arg) {
+            free(chan_buf);
+            return usage_error("token --static makes a token for --auth-file: it takes no %s",
+                               secret_file ? "--jwt-secret-file" : "--ttl (static tokens do not expire)");
+        }
+        char token[65], hex[65];
+        if (jwt_random_hex(token, 32) < 0 || auth_token_sha256_hex(token, strlen(token), hex) < 0) {
+            fprintf(stderr, "sssn-host token: no random bytes (OpenSSL's RAND_bytes failed)\n");
+            free(chan_buf);
+            return 1;
+        }
+        printf("%s\nsha256:%s %s %s", token, hex, sub, jwt_role_name(role));
+        for (int k = 0; k < nids; k++)
+            printf("%c%s", k ? ',' : ' ', ids[k]);
+        printf("\n");
+        free(chan_buf);
+        return 0;
+    }
+    if (!secret_file) {
+        free(chan_buf);
+        return usage_error("token needs --jwt-secret-file FILE (or --static for an --auth-file token)");
+    }
+    unsigned char *secret;
+    size_t secret_len;
+    int loose;
+    char err[512];
+    if (auth_secret_read(secret_file, &secret, &secret_len, &loose, err, sizeof err) < 0) {
+        free(chan_buf);
+        fprintf(stderr, "sssn-host token: --jwt-secret-file %s\n", err);
+        return 2;
+    }
+    if (loose)
+        fprintf(stderr, "sssn-host token: warning: --jwt-secret-file %s can be read by group or others: "
+                        "chmod 600 it\n", secret_file);
+    strbuf out = STRBUF_INIT;
+    if (jwt_mint(secret, secret_len, sub, role, ev_time() + ttl, nids >= 0 ? (const char *const *)ids : NULL,
+                 nids >= 0 ? (size_t)nids : 0, &out, err, sizeof err) < 0) {
+        fprintf(stderr, "sssn-host token: %s\n", err);
+        status = 1;
+    } else {
+        printf("%s\n", out.data);
+    }
+    strbuf_free(&out);
+    OPENSSL_cleanse(secret, secret_len);
+    free(secret);
+    free(chan_buf);
+    return status;
+}
+
+/* The API's authentication stage from --jwt-secret-file and --auth-file (NULL: the open stage).
+ * 0, or the exit status (2: a file that cannot be used, said on stderr). Logs what it chose. */
+static int make_auth_stage(host *h, const char *jwt_file, const char *auth_file, int listening, auth_stage **out)
+{
+    *out = NULL;
+    if (!jwt_file && !auth_file)
+        return 0;
+    char err[512];
+    auth_stage *jwt = NULL;
+    if (jwt_file) {
+        unsigned char *secret;
+        size_t len;
+        int loose;
+        if (auth_secret_read(jwt_file, &secret, &len, &loose, err, sizeof err) < 0) {
+            fprintf(stderr, "sssn-host: --jwt-secret-file %s\n", err);
+            return 2;
+        }
+        if (loose)
+            host_log(h, LOG_WARN, NULL, "--jwt-secret-file %s can be read by group or others: chmod 600 it",
+                     jwt_file);
+        if (len < 32)
+            host_log(h, LOG_WARN, NULL, "the secret in %s is %zu bytes; HS256 wants at least 32 random ones "
+                                        "(openssl rand -hex 32 > FILE)", jwt_file, len);
+        jwt = auth_jwt_new(secret, len);
+        OPENSSL_cleanse(secret, len);
+        free(secret);
+        if (!jwt)
+            return 1;
+    }
+    auth_stage *stage = jwt;
+    size_t count = 0;
+    if (auth_file && !(stage = auth_static_load(auth_file, jwt, &count, err, sizeof err))) {
+        fprintf(stderr, "sssn-host: --auth-file %s\n", err);
+        return 2;
+    }
+    if (auth_file && count == 0)
+        host_log(h, LOG_WARN, NULL, "--auth-file %s lists no tokens%s", auth_file,
+                 jwt ? "" : ": no request will be let through");
+    if (!listening) {
+        host_log(h, LOG_WARN, NULL, "%s%s%s protect%s the HTTP API, and without --listen there is none: "
+                 "checked, not used", jwt_file ? "--jwt-secret-file" : "", jwt_file && auth_file ? " and " : "",
+                 auth_file ? "--auth-file" : "", jwt_file && auth_file ? "" : "s");
+        stage->free(stage);
+        return 0;
+    }
+    if (jwt_file && auth_file)
+        host_log(h, LOG_INFO, NULL, "HTTP API authentication: %zu static token%s from %s, then HS256 JWTs "
+                 "signed with %s", count, count == 1 ? "" : "s", auth_file, jwt_file);
+    else if (jwt_file)
+        host_log(h, LOG_INFO, NULL, "HTTP API authentication: HS256 JWTs signed with %s", jwt_file);
+    else
+        host_log(h, LOG_INFO, NULL, "HTTP API authentication: %zu static token%s from %s", count,
+                 count == 1 ? "" : "s", auth_file);
+    *out = stage;
+    return 0;
+}
+
 /* Options may come anywhere among the SCRIPTs, as GNU tools take them; `--` ends them. The
  * SCRIPTs (and repl's URL) are gathered at the front of what follows argv[first]: each lands
  * at or behind the argument being read, so the array is compacted in place. */
@@ -451,16 +674,18 @@ int main(int argc, char **argv)
     const char *registry_url_arg = NULL; /* repl's URL argument */
     const char *memory_limit_arg = NULL;
     static char *credential; /* --token-file; static: still reachable when a usage error returns */
+    const char *jwt_secret_file = NULL, *auth_file = NULL;
     const char *chunks[16];
     int nchunks = 0;
     char lua_dir[PATH_MAX];
     cfg.lua_dir = find_lua_dir(lua_dir, sizeof lua_dir);
 
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return run_token(argc - 2, argv + 2);
     int run_mode = argc > 1 && strcmp(argv[1], "run") == 0;
     int test_mode = argc > 1 && (strcmp(argv[1], "test") == 0 || run_mode);
     int repl_mode = argc > 1 && strcmp(argv[1], "repl") == 0;
     int interactive = repl_mode, json = 0, insecure = 0;
-    int auth_on = 0; /* an authentication stage is configured (--jwt-secret-file, --auth-file) */
     if (test_mode || repl_mode)
         cfg.log_level = LOG_WARN; /* spec and prompt output stay readable; errors still show */
     const int first = test_mode || repl_mode ? 2 : 1;
@@ -520,7 +745,8 @@ int main(int argc, char **argv)
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0 ||
                           strcmp(a, "--registry-max-entries") == 0 || strcmp(a, "--registry-max-per-subject") == 0 ||
-                          strcmp(a, "--registry-max-ttl") == 0 || strcmp(a, "--token-file") == 0;
+                          strcmp(a, "--registry-max-ttl") == 0 || strcmp(a, "--token-file") == 0 ||
+                          strcmp(a, "--jwt-secret-file") == 0 || strcmp(a, "--auth-file") == 0;
         if (!takes_value)
             return usage_error("unknown option '%s'", a);
         if (!val)
@@ -566,6 +792,10 @@ int main(int argc, char **argv)
             return seconds_error(a, val, 1);
         if (strcmp(a, "--memory-limit") == 0)
             memory_limit_arg = val;
+        if (strcmp(a, "--jwt-secret-file") == 0)
+            jwt_secret_file = val;
+        if (strcmp(a, "--auth-file") == 0)
+            auth_file = val;
         if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
             return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s'", val);
         if (strcmp(a, "--registry-max-entries") == 0 && parse_count(val, &cfg.registry_max_entries) < 0)
@@ -605,7 +835,7 @@ int main(int argc, char **argv)
         return usage_error("--listen %s", resolve_err);
     if (registry_url_arg)
         registry_url = registry_url_arg;
-    if (listen_port >= 0 && !listen_resolved.loopback && !auth_on && !insecure)
+    if (listen_port >= 0 && !listen_resolved.loopback && !jwt_secret_file && !auth_file && !insecure)
         return usage_error("--listen %s is reachable from other machines and no authentication is configured: "
                            "anyone who reaches it could read, write and register. Give --jwt-secret-file FILE or "
                            "--auth-file FILE, or --insecure to serve it open anyway", listen_addr);
@@ -637,7 +867,15 @@ int main(int argc, char **argv)
                                "(measured at start-up), not '%s'", floor >> 10, memory_limit_arg);
         }
     }
+    auth_stage *auth = NULL;
+    int auth_status = make_auth_stage(h, jwt_secret_file, auth_file, listen_port >= 0, &auth);
+    if (auth_status) {
+        app_free(a);
+        return auth_status;
+    }
     if (app_add(a, out_service_new(h)) < 0) {
+        if (auth)
+            auth->free(auth);
         app_free(a);
         return 1;
     }
@@ -645,7 +883,7 @@ int main(int argc, char **argv)
     if (listen_port >= 0) {
         api_options opt = {.addr = listen_addr, .numeric = listen_resolved.numeric, .port = listen_port,
                            .loopback = listen_resolved.loopback, .any = listen_resolved.any,
-                           .advertise = advertise};
+                           .advertise = advertise, .auth = auth};
         if (app_add(a, api_service_new(h, &opt)) < 0) {
             app_free(a);
             return 1;

@@ -454,11 +454,13 @@ function M.handle(method, path, query, who, body)
     end
   elseif s1 == "health" and n == 1 then
     if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+    if who.enforced and who.role < READ then return json(200, { status = "ok" }) end -- no credential
     local stats = core.host_stats()
     return json(200, { status = "ok", version = core.version, systems = stats.systems,
       channels = stats.channels, registry = { channels = stats.registry_channels, systems = stats.registry_systems } })
   elseif s1 == "metrics" and n == 1 then
     if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+    if not permits(who, READ) then return forbidden(READ) end
     return 200, "text/plain; version=0.0.4", core.metrics()
   end
   return err(404, "not_found", ("no route for %s %s"):format(method, path))
