@@ -200,6 +200,43 @@ describe("authorisation with JWTs from the Python sssn's format", function()
     expect(200, "DELETE", "/registry/channels/shared", "writer")
   end)
 
+  it("takes a second host's registrations and remote reads under its --token-file credential", function()
+    testing.write_file(dir .. "/bob.token", tok.bob .. "\n")
+    expect(200, "PUT", "/registry/channels/pub?ttl=60", "admin",
+      ('{"id": "pub", "name": "pub", "endpoint": "%s"}'):format(p.base))
+    expect(200, "PUT", "/channels/pub", "writer", '{"for": "b"}')
+    testing.write_file(dir .. "/b.lua", [[
+local sssn = require "sssn"
+local s = sssn.system { id = "b-sys", services = { { name = "b-service" } } }
+function s:setup()
+  sssn.registry:register_system(self:descriptor(), 60)
+  local info = sssn.registry:get_channel("pub")
+  self:connect(info)
+  local msgs = self:read_channel("pub", { limit = 1000 })
+  self:write_channel("pub", { from = "b-sys" })
+  print(("b read %d"):format(#msgs))
+end
+function s:step() end
+return s
+]])
+    local b = testing.start_host({ "--registry", p.base, "--token-file", dir .. "/bob.token", dir .. "/b.lua" },
+      { dir = dir, name = "b" })
+    local ok, err = pcall(function()
+      b:wait_output("b read", 10)
+      -- registered as bob: alice cannot take it, and B's write carries bob/b-sys as its sender
+      expect(200, "GET", "/registry/systems/b-sys", "writer")
+      expect(403, "PUT", "/registry/systems/b-sys?ttl=60", "writer", '{"system_id": "b-sys"}')
+      local msgs = expect(200, "GET", "/channels/pub?limit=1000&reader=b-check", "admin").messages
+      assert.are.equal("bob/b-sys", msgs[#msgs].sender_id)
+    end)
+    local log = b:err()
+    b:stop()
+    assert.is_true(ok, tostring(err) .. "\n" .. log)
+    -- when B stops it deregisters what it registered, as bob
+    testing.eventually(5, function() return call("GET", "/registry/systems/b-sys", "admin") == 404 end)
+    expect(404, "GET", "/registry/systems/b-sys", "admin")
+  end)
+
   it("lists and serves private registry entries only to those who may see them", function()
     expect(200, "PUT", "/registry/channels/notes?ttl=60", "bob", '{"id": "notes", "visibility": "private"}')
     expect(200, "PUT", "/registry/systems/hidden-sys?ttl=60", "bob",
