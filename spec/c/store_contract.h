@@ -59,7 +59,7 @@ static uint64_t contract_add(store *st, const char *id, const char *data)
     message *m = contract_message(id, data);
     if (!m)
         return 0;
-    if (st->ops->append(st, m, 1) != STORE_OK) {
+    if (st->ops->append(st, m, 1, 0) != STORE_OK) {
         message_free(m);
         return 0;
     }
@@ -108,7 +108,7 @@ static void contract_append_numbers_messages_and_keeps_them_as_built(void)
 {
     store *st = contract_make(8, 0, 4);
     message *m = contract_message("first", "{\"n\":1}");
-    CHECK(st->ops->append(st, m, 0) == STORE_OK);
+    CHECK(st->ops->append(st, m, 0, 0) == STORE_OK);
     CHECK(m->seq == 1);
     CHECK(contract_add(st, "second", "2") == 2);
     CHECK(contract_add(st, "third", "3") == 3);
@@ -146,13 +146,13 @@ static void contract_a_full_store_refuses_or_makes_room(void)
         contract_add(st, NULL, "0");
     uint64_t mark = st->ops->mark(st);
     message *m = contract_message("refused", "4");
-    CHECK(st->ops->append(st, m, 0) == STORE_EFULL);
+    CHECK(st->ops->append(st, m, 0, 0) == STORE_EFULL);
     CHECK(m->seq == 0);           /* untouched, still the caller's */
     CHECK(range_is(st, 1, 4, 3)); /* nothing changed */
     CHECK(st->ops->find(st, "refused") == NULL);
     CHECK(st->ops->mark(st) == mark);
 
-    CHECK(st->ops->append(st, m, 1) == STORE_OK); /* the oldest makes room */
+    CHECK(st->ops->append(st, m, 1, 0) == STORE_OK); /* the oldest makes room */
     CHECK(m->seq == 4);
     CHECK(range_is(st, 2, 5, 3));
     CHECK(strcmp(seqs_from(st, 0, 8), "2 3 4") == 0);

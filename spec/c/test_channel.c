@@ -773,7 +773,7 @@ static void test_a_channel_starts_from_what_its_store_holds(void)
     for (int i = 0; i < 3; i++) {
         message_in in = {.data_json = "0", .id = ids[i]};
         message *m = message_new(&in, 5);
-        CHECK(st->ops->append(st, m, 0) == STORE_OK);
+        CHECK(st->ops->append(st, m, 0, 0) == STORE_OK);
     }
     const message *got[2];
     st->ops->read(st, 1, got, 2);
@@ -805,9 +805,9 @@ static store_ops failing_ops;
 static const store_ops *memory_ops;
 static int store_fails;
 
-static int failing_append(store *st, message *m, int make_room)
+static int failing_append(store *st, message *m, int make_room, size_t max_bytes)
 {
-    return store_fails ? STORE_EIO : memory_ops->append(st, m, make_room);
+    return store_fails ? STORE_EIO : memory_ops->append(st, m, make_room, max_bytes);
 }
 
 static int failing_claim(store *st, const message *const *ms, size_t n, const char *holder,
