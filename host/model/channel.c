@@ -284,16 +284,20 @@ int channel_size_problem(const channel *ch, const message_in *in, size_t *size, 
     return 0;
 }
 
-/* The bytes the log may hold after this write: max_bytes, and no more than its owner has left
- * under its limit besides what the log holds already; SIZE_MAX when nothing bounds it. */
+/* The bytes the log may hold after this write: max_bytes, and no more than what it holds plus
+ * what its owner has left under its limit (less, should the owner be past it); SIZE_MAX when
+ * nothing bounds it. */
 static size_t write_budget(const channel *ch)
 {
     size_t budget = ch->max_bytes ? ch->max_bytes : SIZE_MAX;
     if (ch->owner_used && ch->owner_limit && *ch->owner_limit) {
-        size_t used = *ch->owner_used, limit = *ch->owner_limit;
-        size_t room = used < limit ? limit - used : 0;
-        if (ch->bytes + room < budget)
-            budget = ch->bytes + room;
+        size_t used = *ch->owner_used, limit = *ch->owner_limit, share;
+        if (used <= limit)
+            share = ch->bytes + (limit - used);
+        else
+            share = ch->bytes > used - limit ? ch->bytes - (used - limit) : 0;
+        if (share < budget)
+            budget = share;
     }
     return budget;
 }
