@@ -69,8 +69,14 @@ static const char usage_text[] =
     "  --duration S        stop every system after S seconds (default: run until SIGINT/SIGTERM)\n"
     "  --ttl S             default registration TTL in seconds (default 300)\n"
     "  --maintenance S     purge expired registry entries every S seconds (default 30)\n"
-    "  --memory-limit N    cap each system's Lua heap at N bytes (suffix K, M or G; default none);\n"
+    "  --memory-limit N    cap each system's memory at N bytes: its Lua heap and the logs of the\n"
+    "                      channels it owns (suffix K, M or G; default 64M; 0 or none: no cap);\n"
     "                      at least what an idle system needs (measured at start-up, about 65K)\n"
+    "  --max-message-size N  refuse a message larger than N bytes (default 1M; at most 1G)\n"
+    "  --channel-bytes N   byte budget of each channel: past it a channel drops its oldest, a work\n"
+    "                      queue refuses (default 64M; at least --max-message-size)\n"
+    "  --max-read-bytes N  an HTTP read answers at most N bytes, then says \"more\" (default 8M;\n"
+    "                      at least --max-message-size)\n"
     "  --step-timeout S    interrupt a step that runs S seconds without yielding (default 10, 0 = off)\n"
     "  --log-level L       error, warn, info or debug (default info; warn for repl and test)\n"
     "  --registry-max-entries N      entries this host's registry holds at most (default\n"
@@ -746,7 +752,9 @@ int main(int argc, char **argv)
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0 ||
                           strcmp(a, "--registry-max-entries") == 0 || strcmp(a, "--registry-max-per-subject") == 0 ||
                           strcmp(a, "--registry-max-ttl") == 0 || strcmp(a, "--token-file") == 0 ||
-                          strcmp(a, "--jwt-secret-file") == 0 || strcmp(a, "--auth-file") == 0;
+                          strcmp(a, "--jwt-secret-file") == 0 || strcmp(a, "--auth-file") == 0 ||
+                          strcmp(a, "--max-message-size") == 0 || strcmp(a, "--channel-bytes") == 0 ||
+                          strcmp(a, "--max-read-bytes") == 0;
         if (!takes_value)
             return usage_error("unknown option '%s'", a);
         if (!val)
@@ -796,14 +804,25 @@ int main(int argc, char **argv)
             jwt_secret_file = val;
         if (strcmp(a, "--auth-file") == 0)
             auth_file = val;
-        if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
-            return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s'", val);
         if (strcmp(a, "--registry-max-entries") == 0 && parse_count(val, &cfg.registry_max_entries) < 0)
             return usage_error("%s wants a number of entries (0: no bound), not '%s'", a, val);
         if (strcmp(a, "--registry-max-per-subject") == 0 && parse_count(val, &cfg.registry_max_per_subject) < 0)
             return usage_error("%s wants a number of entries (0: no bound), not '%s'", a, val);
         if (strcmp(a, "--registry-max-ttl") == 0 && parse_seconds(val, &cfg.registry_max_ttl, 0) < 0)
             return seconds_error(a, val, 0);
+        if (strcmp(a, "--memory-limit") == 0 && (strcmp(val, "none") == 0 || strcmp(val, "0") == 0))
+            cfg.memory_limit = 0; /* no cap */
+        else if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
+            return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s' (0 or none: "
+                               "no limit)", val);
+        if (strcmp(a, "--max-message-size") == 0 &&
+            (parse_bytes(val, &cfg.max_message_size) < 0 || cfg.max_message_size > ((size_t)1 << 30)))
+            return usage_error("--max-message-size wants a byte count like 65536, 512K or 8M, at most 1G, not '%s'",
+                               val);
+        if (strcmp(a, "--channel-bytes") == 0 && parse_bytes(val, &cfg.channel_bytes) < 0)
+            return usage_error("--channel-bytes wants a byte count like 65536, 512K or 64M, not '%s'", val);
+        if (strcmp(a, "--max-read-bytes") == 0 && parse_bytes(val, &cfg.max_read_bytes) < 0)
+            return usage_error("--max-read-bytes wants a byte count like 65536, 512K or 8M, not '%s'", val);
         if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
             return usage_error("--log-level wants error, warn, info or debug, not '%s'", val);
     }
@@ -829,6 +848,13 @@ int main(int argc, char **argv)
         return usage_error("%s", "no SCRIPT given (and no --listen, -e or -i)");
     if (json && !interactive)
         return usage_error("%s", "--json goes with -i or repl");
+    /* a message of the largest size must fit in a channel, and in one read's answer */
+    if (cfg.channel_bytes < cfg.max_message_size)
+        return usage_error("--channel-bytes (%zu) must be at least --max-message-size (%zu)", cfg.channel_bytes,
+                           cfg.max_message_size);
+    if (cfg.max_read_bytes < cfg.max_message_size)
+        return usage_error("--max-read-bytes (%zu) must be at least --max-message-size (%zu)", cfg.max_read_bytes,
+                           cfg.max_message_size);
     char resolve_err[256];
     if (listen_port >= 0 &&
         http_resolve(listen_addr, listen_port, &listen_resolved, resolve_err, sizeof resolve_err) < 0)

@@ -55,6 +55,22 @@ void api_message_json(strbuf *b, const message *m)
     strbuf_putc(b, '}');
 }
 
+/* At most what api_message_json writes for m, and its comma: a string escapes to at most six
+ * bytes a byte (\u00XX), the numbers and the keys take less than 200. Found without writing,
+ * so a read can stop before a message that would take its answer past the bound. */
+static size_t str_bound(const char *s) { return s ? 6 * strlen(s) + 2 : 4; }
+
+static size_t message_json_bound(const message *m, void *ud)
+{
+    (void)ud;
+    return 200 + str_bound(m->id) + str_bound(m->sender_id) + m->data_len + strlen(m->metadata_json) +
+           str_bound(m->correlation_id) + str_bound(m->reply_to) + str_bound(m->recipient_id);
+}
+
+/* What a read's answer holds besides its messages: {"messages":[ ... ],"missed":N,
+ * "epoch":"...","more":false} */
+#define READ_FRAME 128
+
 void api_channel_info_json(strbuf *b, const host *h, const channel *ch)
 {
     strbuf_puts(b, "{\"id\":");
@@ -119,7 +135,11 @@ static int kind_error(lua_State *L, const channel *ch, int exclusive)
 }
 
 /* core.api_read(id, reader, limit, after_seq|nil, after_id|nil, exclusive)
- *   -> json {"messages": [...]}, count, last_seq | nil, status, type, message */
+ *   -> json {"messages": [...], "missed", "epoch", "more"}, count, last_seq | nil, status, type,
+ *   message. The answer is at most --max-read-bytes (one message larger than that by itself,
+ *   which only escapes in its envelope's strings can make, comes alone): the read stops before
+ *   the message that would pass it, with "more": true, and the reader's cursor (or its
+ *   claims) cover only what it holds: read again, or pass the last message's seq as after. */
 static int l_api_read(lua_State *L)
 {
     host *h = host_of(L);
@@ -149,8 +169,11 @@ static int l_api_read(lua_State *L)
         after = m->seq;
     }
     channel_batch batch;
-    int rc = exclusive ? channel_claim(ch, reader, (size_t)limit, host_now(h), &batch)
-                       : channel_read(ch, reader, (size_t)limit, has_after, after, host_now(h), &batch);
+    size_t most = h->cfg.max_read_bytes;
+    channel_read_bound bound = {.max = most > READ_FRAME ? most - READ_FRAME : 1, .cost = message_json_bound};
+    int rc = exclusive ? channel_claim_bounded(ch, reader, (size_t)limit, host_now(h), most ? &bound : NULL, &batch)
+                       : channel_read_bounded(ch, reader, (size_t)limit, has_after, after, host_now(h),
+                                              most ? &bound : NULL, &batch);
     if (rc == CHANNEL_EKIND)
         return kind_error(L, ch, exclusive);
     if (rc != CHANNEL_OK)
@@ -162,13 +185,48 @@ static int l_api_read(lua_State *L)
             strbuf_putc(&b, ',');
         api_message_json(&b, batch.items[i]);
     }
-    strbuf_printf(&b, "],\"missed\":%llu,\"epoch\":\"%s\"}", (unsigned long long)batch.missed, h->instance_id);
+    strbuf_printf(&b, "],\"missed\":%llu,\"epoch\":\"%s\",\"more\":%s}", (unsigned long long)batch.missed,
+                  h->instance_id, batch.more ? "true" : "false");
+    h->reads_cut += (uint64_t)batch.more;
     size_t count = batch.count;
     channel_batch_free(&batch);
     push_buf(L, &b);
     lua_pushinteger(L, (lua_Integer)count);
     lua_pushinteger(L, (lua_Integer)channel_last_seq(ch));
     return 3;
+}
+
+/* A write the channel refused: what the answer says, taken while the message's text is there
+ * (the caller frees it before raising). */
+typedef struct refusal {
+    int rc;
+    size_t size, limit;
+} refusal;
+
+static refusal refusal_of(const channel *ch, int rc, const message_in *in)
+{
+    refusal r = {rc, 0, 0};
+    if (rc != CHANNEL_ETOOBIG && rc != CHANNEL_EFULL)
+        return r;
+    r.size = message_in_size(in);
+    if (rc == CHANNEL_ETOOBIG)
+        channel_size_problem(ch, in, &r.size, &r.limit);
+    return r;
+}
+
+/* As the API answers it: 413 too large, 429 full (a work queue at its count or byte budget, or
+ * an owner without room for it under its memory limit). */
+static int write_refused(lua_State *L, const channel *ch, refusal r)
+{
+    if (r.rc == CHANNEL_ETOOBIG)
+        return bind_raise_plain(L, 413, "payload_too_large", "the message is %I bytes, more than the %I a message "
+                                "of channel '%s' may have", (LUAI_UACINT)r.size, (LUAI_UACINT)r.limit, ch->id);
+    if (ch->kind == CHANNEL_WORK_QUEUE)
+        return bind_raise_plain(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more",
+                                ch->id);
+    return bind_raise_plain(L, 429, "channel_full", "channel '%s' is full: its owner '%s' has no room left for "
+                            "%I bytes under its memory limit", ch->id, ch->owner ? ch->owner : "?",
+                            (LUAI_UACINT)r.size);
 }
 
 /* core.api_write(id, sender, data, metadata|nil, correlation_id, reply_to, recipient_id, msg_id)
@@ -220,10 +278,11 @@ static int l_api_write(lua_State *L)
     };
     const message *m;
     int rc = channel_write(ch, &in, host_now(h), &m);
+    refusal why = refusal_of(ch, rc, &in);
     strbuf_free(&data);
     strbuf_free(&meta);
-    if (rc == CHANNEL_EFULL)
-        return bind_raise_plain(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more", id);
+    if (rc == CHANNEL_ETOOBIG || rc == CHANNEL_EFULL)
+        return write_refused(L, ch, why);
     if (rc != CHANNEL_OK)
         return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     lua_pushstring(L, m->id);
@@ -258,8 +317,8 @@ static int l_api_write_text(lua_State *L)
     message_in in = {.sender_id = sender, .data_json = data->data, .data_len = data->len};
     const message *m;
     int rc = channel_write(ch, &in, host_now(h), &m);
-    if (rc == CHANNEL_EFULL)
-        return bind_raise_plain(L, 429, "channel_full", "channel '%s' is full: acknowledge work before writing more", id);
+    if (rc == CHANNEL_ETOOBIG || rc == CHANNEL_EFULL)
+        return write_refused(L, ch, refusal_of(ch, rc, &in));
     if (rc != CHANNEL_OK)
         return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     lua_pushstring(L, m->id);

@@ -240,9 +240,10 @@ static const char *check_id_field(lua_State *L, int t, const char *key, const ch
 static int l_channel_new(lua_State *L)
 {
     static const char *const fields[] = {"id", "name", "description", "visibility", "capacity", "retention",
-                                         "claim_timeout", NULL};
+                                         "claim_timeout", "max_bytes", NULL};
     static const char *const periodic_fields[] = {"id", "name", "description", "visibility", "capacity",
-                                                  "retention", "claim_timeout", "period", "pull", NULL};
+                                                  "retention", "claim_timeout", "max_bytes", "period", "pull",
+                                                  NULL};
     host *h = host_of(L);
     channel_config c = {0};
     const char *kind = luaL_checkstring(L, 1);
@@ -269,6 +270,8 @@ static int l_channel_new(lua_State *L)
         c.capacity = (size_t)cap;
     }
     lua_pop(L, 1);
+    /* a lower byte budget than the host's --channel-bytes; a higher one is capped at it */
+    c.max_bytes = (size_t)opt_number_field(L, 2, "max_bytes", ctor, 0, 1, 1e15, "bytes");
     c.retention = opt_number_field(L, 2, "retention", ctor, 0, 0.001, 1e9, "seconds");
     c.claim_timeout = opt_number_field(L, 2, "claim_timeout", ctor, 0, 0.001, 1e9, "seconds");
     if (c.kind == CHANNEL_PERIODIC) {
@@ -397,6 +400,7 @@ static int l_add_channel(lua_State *L)
         return sssn_error(L, "sssn: out of memory (add_channel)");
     }
     ch->owner = owner; /* from now on the host owns the channel, not the handle */
+    channel_set_account(ch, &s->vm->bytes, &s->vm->limit); /* its log counts against s's limit */
     if (ch->kind == CHANNEL_PERIODIC) {
         lua_getiuservalue(L, 2, 1);
         if (system_add_periodic(s, ch, L) < 0)
@@ -464,7 +468,17 @@ static int l_write(lua_State *L)
     };
     const message *m;
     int rc = channel_write(ch, &in, host_now(h), &m);
+    size_t size = message_in_size(&in), limit = 0;
+    int big = rc == CHANNEL_ETOOBIG && channel_size_problem(ch, &in, &size, &limit);
     strbuf_free(&meta);
+    if (b->cap > h->cfg.max_message_size + 65536)
+        strbuf_free(b); /* a huge encoding is not kept for the next write */
+    if (big)
+        return sssn_error(L, "sssn: the message is %I bytes, more than the %I a message of channel '%s' may "
+                             "have (write_channel)", (LUAI_UACINT)size, (LUAI_UACINT)limit, id);
+    if (rc == CHANNEL_EFULL && ch->kind != CHANNEL_WORK_QUEUE)
+        return sssn_error(L, "sssn: channel '%s' is full: its owner '%s' has no room left for %I bytes under "
+                             "its memory limit (write_channel)", id, ch->owner ? ch->owner : "?", (LUAI_UACINT)size);
     if (rc != CHANNEL_OK)
         return channel_error(L, rc, ch, "write_channel");
     lua_pushstring(L, m->id);

@@ -59,6 +59,8 @@ const char *channel_strerror(int err)
         return "operation not allowed for this channel kind";
     case CHANNEL_EIO:
         return "channel store failed";
+    case CHANNEL_ETOOBIG:
+        return "message is too large";
     default:
         return "unknown error";
     }
@@ -122,10 +124,14 @@ static void make_uuid(channel *ch, char out[37])
 
 /* ---- the log ---- */
 
-/* The channel's copy of what the store holds, taken after every change to it. */
+/* The channel's copy of what the store holds, taken after every change to it; the owner's
+ * account follows the bytes. */
 static void sync_range(channel *ch)
 {
     store_range r = ch->store->ops->range(ch->store);
+    if (ch->owner_used)
+        *ch->owner_used = *ch->owner_used - ch->bytes + r.bytes;
+    ch->bytes = r.bytes;
     ch->first_seq = r.first_seq;
     ch->next_seq = r.next_seq;
     ch->count = r.count;
@@ -220,6 +226,8 @@ channel *channel_new_with_store(const channel_config *cfg, store *st)
     ch->retention = cfg->retention;
     ch->claim_timeout = cfg->claim_timeout > 0 ? cfg->claim_timeout : DEFAULT_CLAIM_TIMEOUT;
     ch->capacity = sc.capacity;
+    ch->max_bytes = cfg->max_bytes;
+    ch->max_message = cfg->max_message;
     ch->done_at_head = ch->kind == CHANNEL_WORK_QUEUE; /* a store may open with finished work */
     ch->rng = seed_rng(ch);
 
@@ -250,17 +258,69 @@ void channel_stop(channel *ch)
     ch->stopped = 1;
 }
 
+void channel_set_account(channel *ch, size_t *used, const size_t *limit)
+{
+    if (ch->owner_used)
+        *ch->owner_used -= ch->bytes;
+    ch->owner_used = used;
+    ch->owner_limit = used ? limit : NULL;
+    if (used)
+        *used += ch->bytes;
+}
+
+int channel_size_problem(const channel *ch, const message_in *in, size_t *size, size_t *limit)
+{
+    size_t content = ch->max_message ? message_in_content_size(in) : 0, need = message_in_size(in);
+    if (ch->max_message && content > ch->max_message) {
+        *size = content;
+        *limit = ch->max_message;
+        return 1;
+    }
+    if (ch->max_bytes && need > ch->max_bytes) {
+        *size = need;
+        *limit = ch->max_bytes;
+        return 1;
+    }
+    return 0;
+}
+
+/* The bytes the log may hold after this write: max_bytes, and no more than what it holds plus
+ * what its owner has left under its limit (less, should the owner be past it); SIZE_MAX when
+ * nothing bounds it. */
+static size_t write_budget(const channel *ch)
+{
+    size_t budget = ch->max_bytes ? ch->max_bytes : SIZE_MAX;
+    if (ch->owner_used && ch->owner_limit && *ch->owner_limit) {
+        size_t used = *ch->owner_used, limit = *ch->owner_limit, share;
+        if (used <= limit)
+            share = ch->bytes + (limit - used);
+        else
+            share = ch->bytes > used - limit ? ch->bytes - (used - limit) : 0;
+        if (share < budget)
+            budget = share;
+    }
+    return budget;
+}
+
 /* ---- writing ---- */
 
 int channel_write(channel *ch, const message_in *in, double now, const message **out)
 {
     if (ch->stopped)
         return CHANNEL_ESTOPPED;
+    size_t need = message_in_size(in), size, limit;
+    if (channel_size_problem(ch, in, &size, &limit)) {
+        ch->refused_large++;
+        return CHANNEL_ETOOBIG;
+    }
     trim(ch, now);
     /* trim() has already forgotten acknowledged work at the head. */
     int wq = ch->kind == CHANNEL_WORK_QUEUE;
-    if (wq && ch->count == ch->capacity)
+    size_t budget = write_budget(ch);
+    if (need > budget || (wq && (ch->count == ch->capacity || ch->bytes + need > budget))) {
+        ch->refused_full++;
         return CHANNEL_EFULL;
+    }
 
     /* Build the whole message before the store sees it, and the store does everything that
      * can fail before it changes: a failure changes nothing. */
@@ -269,14 +329,20 @@ int channel_write(channel *ch, const message_in *in, double now, const message *
         return CHANNEL_ENOMEM;
     if (!m->id[0])
         make_uuid(ch, m->id);
-    int full = ch->count == ch->capacity;
-    int rc = ch->store->ops->append(ch->store, m, !wq); /* full: the oldest makes room */
+    size_t before = ch->count;
+    int full = before == ch->capacity;
+    /* full, or over budget: the oldest make room */
+    int rc = ch->store->ops->append(ch->store, m, !wq, budget == SIZE_MAX ? 0 : budget);
     if (rc != STORE_OK) {
         message_free(m);
+        if (rc == STORE_EFULL)
+            ch->refused_full++;
         return from_store(rc);
     }
     sync_range(ch);
-    ch->dropped += (uint64_t)full;
+    uint64_t gone = before + 1 - ch->count; /* the one capacity makes room for, and the bytes' */
+    ch->dropped += gone;
+    ch->dropped_bytes += gone - (uint64_t)(full && gone > 0);
     ch->writes++;
     if (out)
         *out = m;
@@ -299,6 +365,25 @@ void channel_batch_free(channel_batch *b)
     b->items = NULL;
     b->count = 0;
     b->missed = 0;
+    b->more = 0;
+}
+
+/* A read's running total against its bound. */
+typedef struct tally {
+    const channel_read_bound *bound; /* NULL: none */
+    size_t used;
+} tally;
+
+/* Whether m still fits in the batch (counting it if so); the first message always does. */
+static int fits(tally *t, const message *m, size_t taken)
+{
+    if (!t->bound)
+        return 1;
+    size_t c = t->bound->cost(m, t->bound->ud);
+    if (taken > 0 && (c > t->bound->max || t->used > t->bound->max - c))
+        return 0;
+    t->used += c;
+    return 1;
 }
 
 /* Sizes out->items for n messages; an empty batch allocates nothing. */
@@ -311,8 +396,9 @@ static int batch_alloc(channel_batch *out, size_t n)
 }
 
 /* Fills out with up to n messages from `seq` on that are for `reader` (addressed to it or to
- * nobody); returns the seq after the last message examined. */
-static uint64_t mailbox_fill(channel *ch, const char *reader, uint64_t seq, size_t n,
+ * nobody), within the tally's bound; returns the seq after the last message examined (a
+ * message left out by the bound is not examined: the reader gets it next time). */
+static uint64_t mailbox_fill(channel *ch, const char *reader, uint64_t seq, size_t n, tally *t,
                              channel_batch *out)
 {
     store *st = ch->store;
@@ -321,8 +407,13 @@ static uint64_t mailbox_fill(channel *ch, const char *reader, uint64_t seq, size
         size_t k = st->ops->read(st, seq, buf, SCAN), i = 0;
         for (; i < k && out->count < n; i++) {
             const message *m = buf[i];
-            if (!m->recipient_id || strcmp(m->recipient_id, reader) == 0)
-                out->items[out->count++] = m;
+            if (m->recipient_id && strcmp(m->recipient_id, reader) != 0)
+                continue;
+            if (!fits(t, m, out->count)) {
+                out->more = 1;
+                return m->seq;
+            }
+            out->items[out->count++] = m;
         }
         if (i < k) /* stopped at the n-th: buf[i - 1] was the last examined */
             return buf[i - 1]->seq + 1;
@@ -336,9 +427,17 @@ static uint64_t mailbox_fill(channel *ch, const char *reader, uint64_t seq, size
 int channel_read(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
                  double now, channel_batch *out)
 {
+    return channel_read_bounded(ch, reader, limit, has_after, after, now, NULL, out);
+}
+
+int channel_read_bounded(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
+                         double now, const channel_read_bound *bound, channel_batch *out)
+{
     out->items = NULL;
     out->count = 0;
     out->missed = 0;
+    out->more = 0;
+    tally t = {bound, 0};
     if (ch->kind == CHANNEL_WORK_QUEUE)
         return CHANNEL_EKIND;
     trim(ch, now);
@@ -365,10 +464,14 @@ int channel_read(channel *ch, const char *reader, size_t limit, int has_after, u
 
     uint64_t seq; /* the reader's next seq: past every message examined */
     if (ch->kind == CHANNEL_MAILBOX) {
-        seq = mailbox_fill(ch, reader, start, n, out);
+        seq = mailbox_fill(ch, reader, start, n, &t, out);
     } else {
-        out->count = st->ops->read(st, start, out->items, n);
-        seq = out->count == n && n > 0 ? out->items[n - 1]->seq + 1 : ch->next_seq;
+        size_t k = st->ops->read(st, start, out->items, n);
+        while (out->count < k && fits(&t, out->items[out->count], out->count))
+            out->count++;
+        out->more = out->count < k;
+        seq = (out->count == n || out->more) && out->count > 0 ? out->items[out->count - 1]->seq + 1
+                                                               : ch->next_seq;
     }
     int rc = st->ops->cursor_set(st, reader, r, seq, (r ? r->missed : 0) + missed);
     if (rc != STORE_OK) {
@@ -387,9 +490,17 @@ static int claimable(const message *m, double now)
 
 int channel_claim(channel *ch, const char *reader, size_t limit, double now, channel_batch *out)
 {
+    return channel_claim_bounded(ch, reader, limit, now, NULL, out);
+}
+
+int channel_claim_bounded(channel *ch, const char *reader, size_t limit, double now,
+                          const channel_read_bound *bound, channel_batch *out)
+{
     out->items = NULL;
     out->count = 0;
     out->missed = 0;
+    out->more = 0;
+    tally t = {bound, 0};
     if (ch->kind != CHANNEL_WORK_QUEUE && ch->kind != CHANNEL_PASSTHROUGH)
         return CHANNEL_EKIND;
     trim(ch, now);
@@ -415,15 +526,20 @@ int channel_claim(channel *ch, const char *reader, size_t limit, double now, cha
     size_t cap = ch->next_seq - first->seq < want ? (size_t)(ch->next_seq - first->seq) : want;
     if (batch_alloc(out, cap) != 0)
         return CHANNEL_ENOMEM;
-    for (uint64_t from = first->seq; out->count < cap;) {
+    for (uint64_t from = first->seq; out->count < cap && !out->more;) {
         const message **got = out->items + out->count;
         size_t k = st->ops->read(st, from, got, cap - out->count);
         if (k == 0)
             break;
         from = got[k - 1]->seq + 1;
-        for (size_t i = 0; i < k; i++)
-            if (claimable(got[i], now))
+        for (size_t i = 0; i < k && !out->more; i++) {
+            if (!claimable(got[i], now))
+                continue;
+            if (fits(&t, got[i], out->count))
                 out->items[out->count++] = got[i];
+            else
+                out->more = 1;
+        }
     }
 
     if (ch->kind == CHANNEL_PASSTHROUGH) {

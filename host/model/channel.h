@@ -28,9 +28,11 @@ enum {
     CHANNEL_OK = 0,
     CHANNEL_ENOMEM = -1,
     CHANNEL_ESTOPPED = -2, /* write to a stopped channel */
-    CHANNEL_EFULL = -3,    /* work queue at capacity with unfinished work: write refused */
+    CHANNEL_EFULL = -3,    /* work queue at capacity or at its byte budget with unfinished work,
+                            * or an owner without room left for the message: write refused */
     CHANNEL_EKIND = -4,    /* operation not allowed for this kind (exclusive read of broadcast...) */
     CHANNEL_EIO = -5,      /* the store failed (a durable store that cannot commit) */
+    CHANNEL_ETOOBIG = -6,  /* the message is too large for the channel (channel_size_problem) */
 };
 
 const char *channel_kind_name(channel_kind k);          /* "broadcast", "work_queue", ... */
@@ -47,6 +49,8 @@ typedef struct channel_config {
     size_t capacity;         /* 0 -> 1000 messages; at most CHANNEL_MAX_CAPACITY */
     double retention;        /* seconds a message is kept; 0 -> no time limit */
     double claim_timeout;    /* seconds; 0 -> 30 */
+    size_t max_bytes;        /* bytes of messages (message->bytes) the log holds at most; 0 -> no bound */
+    size_t max_message;      /* bytes a message may have at most; 0 -> no bound */
 } channel_config;
 
 /* Called after every successful write (m is the message) and after a nack that released work
@@ -71,6 +75,8 @@ typedef struct channel {
     channel_kind kind;
     double period, retention, claim_timeout;
     size_t capacity;
+    size_t max_bytes;   /* the byte budget of the log, 0 = none; may be changed at any time */
+    size_t max_message; /* bytes a message may have at most, 0 = none; may be changed too */
     char *owner;    /* system id of the owner, set by the host; NULL when none */
     int stopped;
 
@@ -78,12 +84,20 @@ typedef struct channel {
      * store's range after every change */
     store *store;
     size_t count;       /* messages held */
+    size_t bytes;       /* their sizes, summed (the store's range().bytes) */
     uint64_t first_seq; /* seq of the oldest message held (== next_seq when empty) */
     uint64_t next_seq;  /* seq the next write gets */
     channel_watcher *watchers;
 
     /* counters */
     uint64_t writes, reads, dropped, acked, nacked, claims;
+    uint64_t dropped_bytes; /* of `dropped`: messages dropped to keep within the byte budget */
+    uint64_t refused_large; /* writes refused with CHANNEL_ETOOBIG */
+    uint64_t refused_full;  /* writes refused with CHANNEL_EFULL */
+
+    /* the owner's memory account (channel_set_account), or NULL */
+    size_t *owner_used;
+    const size_t *owner_limit;
 
     /* private */
     uint64_t rng;     /* splitmix64 state for message UUIDs, seeded in channel_new */
@@ -101,18 +115,45 @@ int channel_store_config(const channel_config *cfg, store_config *out);
 void channel_free(channel *ch);                  /* frees the store; watchers are the caller's */
 void channel_stop(channel *ch);                  /* later writes fail with CHANNEL_ESTOPPED; reads go on */
 
+/* Charges the bytes of the channel's log to an owner's memory account from now on: *used
+ * goes up and down with ch->bytes (this channel's share is added at once), and a write may
+ * take the log only as far as *limit (0 = none) leaves room: the write's byte budget is the
+ * smaller of max_bytes and ch->bytes plus what is left under *limit. Pass NULLs to detach
+ * (its share is taken back). Detach before the account's memory goes: channel_free does not
+ * touch it. */
+void channel_set_account(channel *ch, size_t *used, const size_t *limit);
+
+/* Whether the channel takes a message this large: 0 when it does; else 1, with *size and *limit
+ * the sizes compared: its content size (message_in_content_size) over max_message, or the
+ * bytes it would take (message_in_size) over max_bytes, the whole budget. */
+int channel_size_problem(const channel *ch, const message_in *in, size_t *size, size_t *limit);
+
 /* Appends a message. On success *out (if out) points at the stored message.
- * Full broadcast/mailbox/periodic/passthrough channels drop their oldest message (counted in
- * `dropped`, and as `missed` for readers that had not read it). A full work queue first forgets
- * acknowledged messages at its head, then refuses with CHANNEL_EFULL.
- * Messages older than `retention` are dropped first. */
+ * A message too large for the channel (channel_size_problem) is refused with CHANNEL_ETOOBIG.
+ * Full broadcast/mailbox/periodic/passthrough channels (at capacity, or at their byte budget)
+ * drop their oldest messages until the new one fits (counted in `dropped`, by bytes also in
+ * `dropped_bytes`, and as `missed` for readers that had not read them). A full work queue
+ * first forgets acknowledged messages at its head, then refuses with CHANNEL_EFULL; so does
+ * any channel when the message is larger than what its owner has left (see
+ * channel_set_account). Messages older than `retention` are dropped first. */
 int channel_write(channel *ch, const message_in *in, double now, const message **out);
 
 typedef struct channel_batch {
     const message **items; /* malloc'd array; free with channel_batch_free */
     size_t count;
     uint64_t missed;       /* messages this reader lost to capacity/retention since it last read */
+    int more;              /* the read stopped at its byte bound (channel_read_bound) */
 } channel_batch;
+
+/* A bound on what one read hands out, in bytes as the caller counts them: cost(m, ud) is what
+ * m adds to the answer. A bounded read stops before the message that would take the sum past
+ * max (it always takes the first, so a reader never stalls) and sets the batch's `more`; the
+ * reader's cursor, or the claims, cover only what the batch holds. */
+typedef struct channel_read_bound {
+    size_t max;
+    size_t (*cost)(const message *m, void *ud);
+    void *ud;
+} channel_read_bound;
 
 void channel_batch_free(channel_batch *b);
 
@@ -123,6 +164,9 @@ void channel_batch_free(channel_batch *b);
  * past every message examined. */
 int channel_read(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
                  double now, channel_batch *out);
+/* The same within a byte bound (NULL: none). */
+int channel_read_bounded(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
+                         double now, const channel_read_bound *bound, channel_batch *out);
 
 /* Exclusive read (work_queue, passthrough; other kinds give CHANNEL_EKIND).
  * Work queue: up to `limit` messages that are not done and not under a live claim (never
@@ -130,6 +174,9 @@ int channel_read(channel *ch, const char *reader, size_t limit, int has_after, u
  * claimed by `reader` until now + claim_timeout. Passthrough: up to `limit` messages not yet
  * taken exclusively; each is marked done (taken) at once. */
 int channel_claim(channel *ch, const char *reader, size_t limit, double now, channel_batch *out);
+/* The same within a byte bound (NULL: none). */
+int channel_claim_bounded(channel *ch, const char *reader, size_t limit, double now,
+                          const channel_read_bound *bound, channel_batch *out);
 
 /* Work queue acknowledge / negative-acknowledge of message ids. Only the reader holding the
  * claim may do either; ids of other readers' claims, unknown ids and done messages are ignored.

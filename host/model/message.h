@@ -23,6 +23,7 @@ typedef struct message {
     char *claimed_by;       /* reader holding the claim, NULL when unclaimed */
     double claim_deadline;  /* the claim lapses when now >= claim_deadline */
     int done;               /* acknowledged (work_queue) or taken (passthrough exclusive) */
+    size_t bytes;           /* its size: the one allocation, struct and strings (message_in_size) */
 } message;
 
 /* What a writer supplies. Strings are copied; NULL means unset. */
@@ -42,6 +43,15 @@ typedef struct message_in {
  * data_len 0 means data_json is NUL-terminated; NULL data_json is "null". NULL when out of
  * memory. The caller owns the result until a store's append takes it. */
 message *message_new(const message_in *in, double timestamp);
+
+/* The bytes message_new would allocate for `in`: what a message costs a channel's byte budget.
+ * Computed without allocating, so a write can be refused before it builds anything. */
+size_t message_in_size(const message_in *in);
+/* The size of what the writer sent: its data's JSON, its metadata's when given, and the routing
+ * strings it set (correlation_id, reply_to, recipient_id); not the sender (the host names it),
+ * the id or the record around them. What a limit on a message's size (--max-message-size)
+ * bounds, so a PUT of N bytes of JSON is a message of N bytes. */
+size_t message_in_content_size(const message_in *in);
 
 /* Frees a message and its claim holder's name; NULL is allowed. */
 void message_free(message *m);

@@ -21,6 +21,8 @@
  *   hands out (read, find) stay valid until the next append, trim or free of that store; claim,
  *   done and release change a message's claim fields in place and never move it. Callers
  *   only read messages: every change goes through the store, so a durable one sees it.
+ * - Bytes: a store accounts the bytes of what it holds (message->bytes, summed, in range), so
+ *   the channel can bound its log by bytes as well as by count.
  * - Seqs: the store numbers appended messages 1, 2, 3... and never reuses one, not even once
  *   every message is trimmed; a durable store goes on counting after a restart.
  * - Cursors: a cursor is a reader's place (the next seq it has not seen) and how many messages
@@ -63,6 +65,7 @@ typedef struct store_config {
 typedef struct store_range {
     uint64_t first_seq, next_seq;
     size_t count;
+    size_t bytes; /* the sizes (message->bytes) of the messages held, summed */
 } store_range;
 
 typedef struct store_cursor {
@@ -75,9 +78,14 @@ struct store_ops {
 
     /* ---- the log ---- */
     /* Takes m (built by message_new), gives it the next seq and keeps it. When the store holds
-     * capacity messages, the oldest is dropped in the same step if make_room, else STORE_EFULL.
-     * Fails with STORE_ENOMEM or STORE_EIO too; on any failure m is still the caller's. */
-    int (*append)(store *st, message *m, int make_room);
+     * capacity messages, or holding m too would take its bytes (range().bytes) past max_bytes
+     * (0: no bound), the oldest are dropped in the same step until m fits if make_room, else
+     * STORE_EFULL. A message larger than max_bytes by itself is STORE_EFULL either way (nothing
+     * is dropped for it). The byte bound is an argument, not a setting: the channel works it
+     * out for each write (its own budget, and what its owner has left). Fails with
+     * STORE_ENOMEM or STORE_EIO too; on any failure m is still the caller's and the store is
+     * unchanged. */
+    int (*append)(store *st, message *m, int make_room, size_t max_bytes);
     /* Fills out with up to max messages held whose seq >= from_seq, in seq order; returns how
      * many. Fewer than max means there are no more. Never fails (a durable store reads memory). */
     size_t (*read)(store *st, uint64_t from_seq, const message **out, size_t max);

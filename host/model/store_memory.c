@@ -24,6 +24,7 @@ typedef struct mem_store {
     size_t ring_size;   /* slots allocated */
     size_t head;        /* ring index of first_seq */
     size_t count;       /* messages held */
+    size_t bytes;       /* their sizes (message->bytes), summed */
     uint64_t first_seq; /* seq of the oldest message held (== next_seq when empty) */
     uint64_t next_seq;  /* seq the next append gets */
     hashmap *by_id;     /* message id -> message*, for messages held; NULL without index_ids */
@@ -71,17 +72,19 @@ static void drop_head(mem_store *s)
     s->ring[s->head] = NULL;
     s->head = s->head + 1 < s->ring_size ? s->head + 1 : 0;
     s->count--;
+    s->bytes -= m->bytes;
     s->first_seq++;
     if (s->by_id && hashmap_get(s->by_id, m->id) == m)
         hashmap_remove(s->by_id, m->id);
     message_free(m);
 }
 
-static int mem_append(store *st, message *m, int make_room)
+static int mem_append(store *st, message *m, int make_room, size_t max_bytes)
 {
     mem_store *s = mem(st);
     int full = s->count == s->capacity;
-    if (full && !make_room)
+    int over = max_bytes && s->bytes + m->bytes > max_bytes;
+    if ((max_bytes && m->bytes > max_bytes) || ((full || over) && !make_room))
         return STORE_EFULL;
     /* Everything that can fail comes first: room in the ring, then the index entry. */
     if (ring_reserve(s) < 0)
@@ -90,10 +93,13 @@ static int mem_append(store *st, message *m, int make_room)
         return STORE_ENOMEM;
     if (full)
         drop_head(s);
+    while (max_bytes && s->bytes + m->bytes > max_bytes) /* m alone fits: this ends */
+        drop_head(s);
     m->seq = s->next_seq++;
     size_t pos = s->head + s->count;
     s->ring[pos < s->ring_size ? pos : pos - s->ring_size] = m;
     s->count++;
+    s->bytes += m->bytes;
     s->csn++;
     return STORE_OK;
 }
@@ -128,7 +134,8 @@ static size_t mem_read(store *st, uint64_t from_seq, const message **out, size_t
 static store_range mem_range(const store *st)
 {
     const mem_store *s = cmem(st);
-    return (store_range){.first_seq = s->first_seq, .next_seq = s->next_seq, .count = s->count};
+    return (store_range){.first_seq = s->first_seq, .next_seq = s->next_seq, .count = s->count,
+                         .bytes = s->bytes};
 }
 
 static void mem_trim(store *st, uint64_t before_seq)

@@ -19,7 +19,8 @@
 #include "core/log.h"
 #include "sys/system.h"
 
-#define MAX_BODY (1u << 20)
+/* A request body may hold a message of --max-message-size and, with direct=true, its envelope. */
+#define MAX_BODY(h) ((h)->cfg.max_message_size + (64u << 10))
 
 typedef struct api {
     host *h;
@@ -254,7 +255,7 @@ static int api_start(service *svc, char *err, size_t errlen)
     lua_getfield(L, -1, "handle");
     a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
-    http_limits lim = {.max_body = MAX_BODY, .idle_timeout = 120};
+    http_limits lim = {.max_body = MAX_BODY(h), .idle_timeout = 120};
     a->srv = http_server_start(h->rt, a->opt.numeric, a->opt.port, &lim, on_request, a, err, errlen);
     if (!a->srv)
         return -1;

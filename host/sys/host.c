@@ -21,6 +21,10 @@ void host_config_defaults(host_config *c)
     c->ttl = 300;
     c->maintenance = 30;
     c->step_timeout = 10;
+    c->memory_limit = HOST_MEMORY_LIMIT;
+    c->max_message_size = HOST_MAX_MESSAGE;
+    c->channel_bytes = HOST_CHANNEL_BYTES;
+    c->max_read_bytes = HOST_MAX_READ_BYTES;
     c->log_level = LOG_INFO;
     c->registry_max_entries = 1000000;
     c->registry_max_per_subject = 10000;
@@ -179,6 +183,14 @@ static void on_maintenance(rt *r, rt_timer *t)
     timer_start(h->rt, t, host_now(h) + h->cfg.maintenance);
 }
 
+/* The host's limits on a channel's log and messages. */
+static void limit_channel(const host *h, channel *ch)
+{
+    if (h->cfg.channel_bytes && (!ch->max_bytes || ch->max_bytes > h->cfg.channel_bytes))
+        ch->max_bytes = h->cfg.channel_bytes;
+    ch->max_message = h->cfg.max_message_size;
+}
+
 host *host_new(const host_config *cfg, rt *r)
 {
     host *h = calloc(1, sizeof *h);
@@ -201,6 +213,7 @@ host *host_new(const host_config *cfg, rt *r)
         return NULL;
     }
     h->registry_events->owner = strdup(HOST_OWNER);
+    limit_channel(h, h->registry_events);
     hashmap_put(h->channels, REGISTRY_CHANNEL_ID, h->registry_events);
     if (h->cfg.maintenance > 0)
         timer_start(h->rt, &h->maintenance_timer, host_now(h) + h->cfg.maintenance);
@@ -226,12 +239,14 @@ int host_add_channel(host *h, channel *ch)
 {
     if (hashmap_get(h->channels, ch->id))
         return -1;
+    limit_channel(h, ch);
     return hashmap_put(h->channels, ch->id, ch);
 }
 
 void host_retire_channel(host *h, channel *ch)
 {
     channel_stop(ch);
+    channel_set_account(ch, NULL, NULL); /* the owner's state may go before the channel */
     if (hashmap_get(h->channels, ch->id) == ch)
         hashmap_remove(h->channels, ch->id);
     /* other systems may still hold the pointer (connections): keep it until host_free */

@@ -22,7 +22,12 @@ struct sssn_system;
 typedef struct host_config {
     double ttl;            /* default registration TTL, seconds */
     double maintenance;    /* registry maintenance interval, seconds */
-    size_t memory_limit;   /* bytes of Lua heap per system, 0 = unlimited */
+    size_t memory_limit;   /* bytes per system: its Lua heap and the logs of the channels it owns;
+                            * 0 = unlimited (default HOST_MEMORY_LIMIT) */
+    size_t max_message_size; /* bytes a message may have at most (default HOST_MAX_MESSAGE) */
+    size_t channel_bytes;  /* byte budget of each channel's log (default HOST_CHANNEL_BYTES) */
+    size_t max_read_bytes; /* bytes an HTTP read answers at most (default HOST_MAX_READ_BYTES);
+                            * at least max_message_size */
     double step_timeout;   /* seconds a step may run without yielding before the watchdog interrupts it */
     double duration;       /* stop after this many seconds, 0 = run until signalled */
     int log_level;
@@ -36,6 +41,12 @@ typedef struct host_config {
 } host_config;
 
 void host_config_defaults(host_config *c);
+
+/* The limits' defaults (issue 10): see README, Command line. */
+#define HOST_MEMORY_LIMIT ((size_t)64 << 20)
+#define HOST_MAX_MESSAGE ((size_t)1 << 20)
+#define HOST_CHANNEL_BYTES ((size_t)64 << 20)
+#define HOST_MAX_READ_BYTES ((size_t)8 << 20)
 
 /* Bytes an id may have at most: system, channel and registry entry ids, and the reader names
  * HTTP tokens give. Longer ones are refused with an error naming the id. */
@@ -91,6 +102,7 @@ typedef struct host {
 
     /* counters */
     uint64_t steps, step_errors, overruns;
+    uint64_t reads_cut;        /* HTTP reads cut short by max_read_bytes */
     /* how late steps start after their slot, microseconds (see host_lateness_*) */
     uint64_t lateness[LATENESS_BUCKETS];
     uint64_t lateness_count;
@@ -107,8 +119,11 @@ static inline double host_now(const host *h) { return rt_now(h->rt); }
 
 /* Channel table. */
 channel *host_channel(const host *h, const char *id);
-int host_add_channel(host *h, channel *ch);      /* 0, or -1 when the id is taken / out of memory */
-void host_retire_channel(host *h, channel *ch);  /* stop it, drop it from the table */
+/* 0, or -1 when the id is taken / out of memory. The channel gets the host's limits: its
+ * max_bytes at most channel_bytes (a lower one it has is kept), max_message_size. */
+int host_add_channel(host *h, channel *ch);
+/* Stop it, drop it from the table, and take its log off its owner's memory account. */
+void host_retire_channel(host *h, channel *ch);
 
 void host_record_lateness(host *h, double seconds);
 double host_lateness_percentile(const host *h, double p); /* seconds; 0 when no samples */

@@ -3,6 +3,44 @@
 
 #include "net/http_server.h"
 
+/* The limits' refusals (issue 10): over every channel, live or retired, so none is forgotten. */
+typedef struct refusals {
+    unsigned long long large, full, by_bytes;
+} refusals;
+
+static void add_refusals(refusals *r, const channel *ch)
+{
+    r->large += ch->refused_large;
+    r->full += ch->refused_full;
+    r->by_bytes += ch->dropped_bytes;
+}
+
+static void host_limits_metrics(strbuf *b, const host *h)
+{
+    refusals r = {0, 0, 0};
+    hashmap_iter it;
+    void *v;
+    hashmap_iter_init(h->channels, &it);
+    while (hashmap_iter_next(h->channels, &it, NULL, &v))
+        add_refusals(&r, v);
+    for (size_t i = 0; i < h->nretired; i++)
+        add_refusals(&r, h->retired[i]);
+    strbuf_printf(b,
+                  "# HELP sssn_messages_refused_total Writes refused: too_large (--max-message-size), busy (a work "
+                  "queue full by count or bytes, or an owner at its --memory-limit).\n"
+                  "# TYPE sssn_messages_refused_total counter\n"
+                  "sssn_messages_refused_total{reason=\"too_large\"} %llu\n"
+                  "sssn_messages_refused_total{reason=\"busy\"} %llu\n"
+                  "# HELP sssn_channel_dropped_bytes_total Messages dropped to keep a channel within its byte budget.\n"
+                  "# TYPE sssn_channel_dropped_bytes_total counter\nsssn_channel_dropped_bytes_total %llu\n"
+                  "# HELP sssn_reads_cut_total HTTP reads cut short by --max-read-bytes (answered with more=true).\n"
+                  "# TYPE sssn_reads_cut_total counter\nsssn_reads_cut_total %llu\n"
+                  "# HELP sssn_memory_refusals_total Allocations refused by a system's --memory-limit.\n"
+                  "# TYPE sssn_memory_refusals_total counter\nsssn_memory_refusals_total %llu\n",
+                  r.large, r.full, r.by_bytes, (unsigned long long)h->reads_cut,
+                  (unsigned long long)h->vmenv.memory_refusals);
+}
+
 void host_metrics_text(strbuf *b, const host *h)
 {
     unsigned long long writes = 0, reads = 0, dropped = 0;
@@ -37,6 +75,7 @@ void host_metrics_text(strbuf *b, const host *h)
                   (unsigned long long)h->overruns, hashmap_count(h->channels), writes, reads, dropped,
                   registry_count(h->reg, REG_CHANNEL), registry_count(h->reg, REG_SYSTEM),
                   registry_expired_total(h->reg));
+    host_limits_metrics(b, h);
     if (h->http_stats) {
         const http_stats *st = h->http_stats;
         strbuf_printf(b, "# HELP sssn_http_requests_total HTTP requests answered, by status class.\n"

@@ -21,9 +21,12 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         v->bytes -= old;
         return NULL;
     }
-    /* refuse growth past the cap: Lua raises "not enough memory" in this state only */
-    if (v->limit && nsize > old && v->bytes - old + nsize > v->limit)
+    /* refuse growth past the cap (v->bytes counts the logs of the channels the state's system
+     * owns too): Lua raises "not enough memory" in this state only */
+    if (v->limit && nsize > old && v->bytes - old + nsize > v->limit) {
+        v->env->memory_refusals++;
         return NULL;
+    }
     void *p = realloc(ptr, nsize);
     if (!p)
         return NULL;

@@ -28,12 +28,14 @@ typedef struct vm_env {
      * layer above counts it for the task's owner. May be NULL. */
     void (*on_task_error)(task *t);
     void *ud;
+    uint64_t memory_refusals;   /* allocations a state's cap (limit) refused, in every state */
 } vm_env;
 
 struct vm {
     lua_State *L;
     vm_env *env;
-    size_t bytes;           /* Lua heap in use */
+    size_t bytes;           /* Lua heap in use, and the logs of channels charged to it
+                             * (channel_set_account): the cap covers both */
     size_t peak;
     size_t limit;           /* 0 = unlimited; growth past it is refused ("not enough memory") */
     void *default_owner;    /* whom calls outside a task act for (a system), or NULL */

@@ -59,7 +59,7 @@ static uint64_t contract_add(store *st, const char *id, const char *data)
     message *m = contract_message(id, data);
     if (!m)
         return 0;
-    if (st->ops->append(st, m, 1) != STORE_OK) {
+    if (st->ops->append(st, m, 1, 0) != STORE_OK) {
         message_free(m);
         return 0;
     }
@@ -108,7 +108,7 @@ static void contract_append_numbers_messages_and_keeps_them_as_built(void)
 {
     store *st = contract_make(8, 0, 4);
     message *m = contract_message("first", "{\"n\":1}");
-    CHECK(st->ops->append(st, m, 0) == STORE_OK);
+    CHECK(st->ops->append(st, m, 0, 0) == STORE_OK);
     CHECK(m->seq == 1);
     CHECK(contract_add(st, "second", "2") == 2);
     CHECK(contract_add(st, "third", "3") == 3);
@@ -146,13 +146,13 @@ static void contract_a_full_store_refuses_or_makes_room(void)
         contract_add(st, NULL, "0");
     uint64_t mark = st->ops->mark(st);
     message *m = contract_message("refused", "4");
-    CHECK(st->ops->append(st, m, 0) == STORE_EFULL);
+    CHECK(st->ops->append(st, m, 0, 0) == STORE_EFULL);
     CHECK(m->seq == 0);           /* untouched, still the caller's */
     CHECK(range_is(st, 1, 4, 3)); /* nothing changed */
     CHECK(st->ops->find(st, "refused") == NULL);
     CHECK(st->ops->mark(st) == mark);
 
-    CHECK(st->ops->append(st, m, 1) == STORE_OK); /* the oldest makes room */
+    CHECK(st->ops->append(st, m, 1, 0) == STORE_OK); /* the oldest makes room */
     CHECK(m->seq == 4);
     CHECK(range_is(st, 2, 5, 3));
     CHECK(strcmp(seqs_from(st, 0, 8), "2 3 4") == 0);
@@ -228,6 +228,79 @@ static void contract_find_gives_the_newest_message_with_an_id(void)
         CHECK(st->ops->find(st, "same") == NULL);
         st->ops->free(st);
     }
+}
+
+/* ---- bytes ---- */
+
+static size_t bytes_held(const store *st) { return st->ops->range(st).bytes; }
+
+static void contract_the_store_accounts_the_bytes_it_holds(void)
+{
+    store *st = contract_make(3, 1, 4);
+    CHECK(bytes_held(st) == 0);
+    message *a = contract_message("a", "\"aaaaaaaaaa\"");
+    size_t sa = a->bytes;
+    CHECK(sa == message_in_size(&(message_in){.data_json = "\"aaaaaaaaaa\"", .id = "a"}));
+    CHECK(st->ops->append(st, a, 0, 0) == STORE_OK);
+    CHECK(bytes_held(st) == sa);
+    contract_add(st, "b", "1");
+    contract_add(st, "c", "2");
+    const message *got[3];
+    CHECK(st->ops->read(st, 0, got, 3) == 3);
+    size_t sb = got[1]->bytes, sc = got[2]->bytes;
+    CHECK(bytes_held(st) == sa + sb + sc);
+    contract_add(st, "d", "3"); /* full by count: "a" makes room, and its bytes go with it */
+    const message *d = st->ops->find(st, "d");
+    CHECK(d && bytes_held(st) == sb + sc + d->bytes);
+    st->ops->trim(st, d->seq);
+    CHECK(bytes_held(st) == d->bytes);
+    st->ops->trim(st, UINT64_MAX);
+    CHECK(bytes_held(st) == 0);
+    st->ops->free(st);
+}
+
+static void contract_a_byte_bound_drops_the_oldest_or_refuses(void)
+{
+    store *st = contract_make(100, 1, 4);
+    for (int i = 0; i < 5; i++)
+        contract_add(st, NULL, "\"0123456789\"");
+    size_t one = bytes_held(st) / 5;
+    CHECK(bytes_held(st) == 5 * one);
+
+    /* Room for three: without make_room refused and nothing changes, with it the two oldest go. */
+    uint64_t mark = st->ops->mark(st);
+    message *m = contract_message("sixth", "\"0123456789\"");
+    CHECK(m->bytes == one);
+    CHECK(st->ops->append(st, m, 0, 3 * one) == STORE_EFULL);
+    CHECK(range_is(st, 1, 6, 5) && bytes_held(st) == 5 * one && st->ops->mark(st) == mark);
+    CHECK(st->ops->append(st, m, 1, 3 * one) == STORE_OK);
+    CHECK(range_is(st, 4, 7, 3) && bytes_held(st) == 3 * one);
+    CHECK(strcmp(seqs_from(st, 0, 8), "4 5 6") == 0);
+
+    /* Exactly at the bound fits; 0 is no bound. */
+    CHECK(contract_add(st, NULL, "\"0123456789\"") == 7); /* make_room, no bound */
+    message *exact = contract_message("exact", "\"0123456789\"");
+    CHECK(st->ops->append(st, exact, 0, 5 * one) == STORE_OK);
+    CHECK(range_is(st, 4, 9, 5));
+
+    /* A message larger than the bound by itself is refused either way, dropping nothing. */
+    message *huge = contract_message("huge", "\"0123456789\"");
+    CHECK(st->ops->append(st, huge, 1, one - 1) == STORE_EFULL);
+    CHECK(huge->seq == 0 && st->ops->find(st, "huge") == NULL);
+    CHECK(range_is(st, 4, 9, 5) && bytes_held(st) == 5 * one);
+    message_free(huge);
+
+    /* A large one makes several small ones go at once. */
+    char big[2048];
+    CHECK(2 * one + 3 < sizeof big);
+    snprintf(big, sizeof big, "\"%0*d\"", (int)(2 * one), 0);
+    message *two = contract_message("two", big); /* more than three small ones' bytes */
+    CHECK(two->bytes > 2 * one && two->bytes < 3 * one + one);
+    CHECK(st->ops->append(st, two, 1, 5 * one) == STORE_OK);
+    size_t left = (5 * one - two->bytes) / one; /* the newest small ones that still fit */
+    CHECK(bytes_held(st) <= 5 * one && st->ops->range(st).count == 1 + left && left < 3);
+    CHECK(st->ops->find(st, "two") == two);
+    st->ops->free(st);
 }
 
 /* ---- claims ---- */
@@ -388,6 +461,8 @@ static void store_contract(const store_factory *f)
     RUN(contract_the_log_wraps_and_keeps_order);
     RUN(contract_trim_drops_the_oldest_and_seqs_go_on);
     RUN(contract_find_gives_the_newest_message_with_an_id);
+    RUN(contract_the_store_accounts_the_bytes_it_holds);
+    RUN(contract_a_byte_bound_drops_the_oldest_or_refuses);
     RUN(contract_claims_are_set_released_and_finished);
     RUN(contract_cursors_are_kept_per_reader);
     RUN(contract_past_max_cursors_the_least_recently_set_goes);

@@ -773,7 +773,7 @@ static void test_a_channel_starts_from_what_its_store_holds(void)
     for (int i = 0; i < 3; i++) {
         message_in in = {.data_json = "0", .id = ids[i]};
         message *m = message_new(&in, 5);
-        CHECK(st->ops->append(st, m, 0) == STORE_OK);
+        CHECK(st->ops->append(st, m, 0, 0) == STORE_OK);
     }
     const message *got[2];
     st->ops->read(st, 1, got, 2);
@@ -805,9 +805,9 @@ static store_ops failing_ops;
 static const store_ops *memory_ops;
 static int store_fails;
 
-static int failing_append(store *st, message *m, int make_room)
+static int failing_append(store *st, message *m, int make_room, size_t max_bytes)
 {
-    return store_fails ? STORE_EIO : memory_ops->append(st, m, make_room);
+    return store_fails ? STORE_EIO : memory_ops->append(st, m, make_room, max_bytes);
 }
 
 static int failing_claim(store *st, const message *const *ms, size_t n, const char *holder,
@@ -869,6 +869,216 @@ static void test_a_store_failure_fails_the_operation_and_changes_nothing(void)
     channel_free(ch);
 }
 
+
+/* ---- limits: message size, byte budgets, the owner's account, bounded reads ---- */
+
+static channel *make_limited(channel_kind kind, size_t capacity, size_t max_bytes, size_t max_message)
+{
+    channel_config cfg = {.id = "limited", .kind = kind, .capacity = capacity, .max_bytes = max_bytes,
+                          .max_message = max_message};
+    return channel_new(&cfg);
+}
+
+/* A JSON string of n bytes, quotes included (n >= 2). */
+static const char *json_of(size_t n)
+{
+    static char text[8192];
+    if (n > sizeof text - 1)
+        n = sizeof text - 1;
+    memset(text, 'x', n);
+    text[0] = text[n - 1] = '"';
+    text[n] = '\0';
+    return text;
+}
+
+static size_t size_of(const char *data) { return message_in_size(&(message_in){.data_json = data}); }
+
+static void test_a_message_over_the_size_limit_is_refused(void)
+{
+    channel *ch = make_limited(CHANNEL_BROADCAST, 10, 0, 100);
+    CHECK(put(ch, json_of(100), 1) == 1); /* exactly at the limit: the data's JSON is what counts */
+    message_in big = {.data_json = json_of(101)};
+    CHECK(channel_write(ch, &big, 1, NULL) == CHANNEL_ETOOBIG);
+    size_t size = 0, limit = 0;
+    CHECK(channel_size_problem(ch, &big, &size, &limit) == 1 && size == 101 && limit == 100);
+    /* metadata and routing strings count, the sender does not */
+    message_in meta = {.data_json = json_of(90), .metadata_json = "{\"k\":\"0123456789\"}"};
+    CHECK(channel_write(ch, &meta, 1, NULL) == CHANNEL_ETOOBIG);
+    message_in sender = {.data_json = json_of(100), .sender_id = "a-long-sender-name"};
+    CHECK(channel_write(ch, &sender, 1, NULL) == CHANNEL_OK);
+    CHECK(ch->refused_large == 2 && ch->writes == 2 && ch->count == 2);
+    CHECK(strcmp(channel_strerror(CHANNEL_ETOOBIG), "message is too large") == 0);
+
+    /* a channel's byte budget bounds a message too: its whole size */
+    channel *small = make_limited(CHANNEL_BROADCAST, 10, size_of(json_of(50)), 0);
+    CHECK(put(small, json_of(50), 1) == 1);
+    message_in over = {.data_json = json_of(51)};
+    CHECK(channel_write(small, &over, 1, NULL) == CHANNEL_ETOOBIG);
+    CHECK(channel_size_problem(small, &over, &size, &limit) == 1 && limit == small->max_bytes);
+    CHECK(small->count == 1 && small->refused_large == 1);
+    channel_free(small);
+    channel_free(ch);
+}
+
+static void test_a_broadcast_over_its_byte_budget_drops_its_oldest_counted_as_missed(void)
+{
+    size_t one = size_of(json_of(1000));
+    channel *ch = make_limited(CHANNEL_BROADCAST, 1000, 4 * one, 0);
+    channel_batch b;
+    for (int i = 0; i < 4; i++)
+        put(ch, json_of(1000), 1);
+    CHECK(channel_read(ch, "slow", 1, 0, 0, 1, &b) == CHANNEL_OK && b.count == 1 && b.items[0]->seq == 1);
+    channel_batch_free(&b);
+    CHECK(ch->count == 4 && ch->bytes == 4 * one && ch->dropped == 0);
+    for (int i = 0; i < 3; i++)
+        put(ch, json_of(1000), 1);
+    CHECK(ch->count == 4 && ch->bytes == 4 * one && ch->first_seq == 4);
+    CHECK(ch->dropped == 3 && ch->dropped_bytes == 3);
+    /* a message as large as two makes two go at once */
+    put(ch, json_of(1000 + one), 1);
+    CHECK(ch->count == 3 && ch->first_seq == 6 && ch->dropped == 5 && ch->dropped_bytes == 5);
+    CHECK(ch->bytes <= 4 * one);
+    CHECK(channel_read(ch, "slow", 100, 0, 0, 1, &b) == CHANNEL_OK);
+    CHECK(b.count == 3 && b.missed == 4 && b.items[0]->seq == 6); /* seqs 2..5 were dropped unread */
+    channel_batch_free(&b);
+    channel_free(ch);
+}
+
+static void test_a_work_queue_over_its_byte_budget_refuses_until_work_is_acked(void)
+{
+    size_t one = size_of(json_of(500));
+    channel *ch = make_limited(CHANNEL_WORK_QUEUE, 1000, 3 * one, 0);
+    for (int i = 0; i < 3; i++)
+        CHECK(put(ch, json_of(500), 1) != 0);
+    message_in in = {.data_json = json_of(500)};
+    CHECK(channel_write(ch, &in, 1, NULL) == CHANNEL_EFULL);
+    CHECK(ch->count == 3 && ch->refused_full == 1 && ch->dropped == 0);
+    channel_batch b;
+    CHECK(channel_claim(ch, "w", 1, 1, &b) == CHANNEL_OK && b.count == 1);
+    const char *id = b.items[0]->id;
+    CHECK(channel_ack(ch, "w", &id, 1, 1) == 1);
+    channel_batch_free(&b);
+    CHECK(ch->count == 2 && ch->bytes == 2 * one);
+    CHECK(channel_write(ch, &in, 1, NULL) == CHANNEL_OK);
+    CHECK(channel_write(ch, &in, 1, NULL) == CHANNEL_EFULL);
+    channel_free(ch);
+}
+
+static void test_the_log_counts_against_its_owners_account(void)
+{
+    size_t one = size_of(json_of(1000));
+    size_t used = 100, limit = 100 + 3 * one; /* the owner's heap is 100 bytes: room for three */
+    channel *ch = make_limited(CHANNEL_BROADCAST, 1000, 0, 0);
+    put(ch, json_of(1000), 1);
+    channel_set_account(ch, &used, &limit); /* what it holds is charged at once */
+    CHECK(used == 100 + one);
+    put(ch, json_of(1000), 1);
+    put(ch, json_of(1000), 1);
+    CHECK(used == 100 + 3 * one && ch->count == 3);
+    put(ch, json_of(1000), 1); /* no room left: the oldest goes, the account stays */
+    CHECK(used == 100 + 3 * one && ch->count == 3 && ch->dropped_bytes == 1);
+    used += one; /* the owner's heap grew: the log's share shrinks at the next write */
+    put(ch, json_of(1000), 1);
+    CHECK(ch->count == 2 && used == 100 + one + 2 * one && used <= limit);
+
+    /* a work queue refuses instead; so does any kind when the owner has no room at all */
+    channel *wq = make_limited(CHANNEL_WORK_QUEUE, 1000, 0, 0);
+    channel_set_account(wq, &used, &limit);
+    message_in in = {.data_json = json_of(1000)};
+    CHECK(channel_write(wq, &in, 1, NULL) == CHANNEL_EFULL && wq->refused_full == 1);
+    used = limit + 1;
+    channel *empty = make_limited(CHANNEL_BROADCAST, 1000, 0, 0);
+    channel_set_account(empty, &used, &limit);
+    CHECK(channel_write(empty, &in, 1, NULL) == CHANNEL_EFULL && empty->count == 0);
+    used = 100 + 3 * one;
+
+    /* detaching takes the log's share back; an unlimited account only counts */
+    channel_set_account(ch, NULL, NULL);
+    CHECK(used == 100 + one);
+    size_t none = 0;
+    channel_set_account(ch, &used, &none);
+    for (int i = 0; i < 10; i++)
+        put(ch, json_of(1000), 1);
+    CHECK(ch->count == 12 && used == 100 + one + 12 * one);
+    channel_set_account(ch, NULL, NULL);
+    channel_set_account(wq, NULL, NULL);
+    channel_set_account(empty, NULL, NULL);
+    CHECK(used == 100 + one);
+    channel_free(empty);
+    channel_free(wq);
+    channel_free(ch);
+}
+
+static size_t data_cost(const message *m, void *ud)
+{
+    (void)ud;
+    return m->data_len;
+}
+
+static void test_a_bounded_read_stops_at_its_bound_and_the_next_read_goes_on(void)
+{
+    channel *ch = make_limited(CHANNEL_BROADCAST, 1000, 0, 0);
+    for (int i = 0; i < 10; i++)
+        put(ch, json_of(100), 1);
+    channel_read_bound bound = {.max = 350, .cost = data_cost};
+    channel_batch b;
+    uint64_t next = 1;
+    int reads = 0;
+    for (;;) {
+        CHECK(channel_read_bounded(ch, "r", 100, 0, 0, 1, &bound, &b) == CHANNEL_OK);
+        if (b.count == 0)
+            break;
+        reads++;
+        CHECK(b.count <= 3);
+        for (size_t i = 0; i < b.count; i++)
+            CHECK(b.items[i]->seq == next + i); /* nothing skipped, nothing twice */
+        next += b.count;
+        CHECK(b.more == (next <= 10));
+        channel_batch_free(&b);
+    }
+    CHECK(next == 11 && reads == 4);
+    /* with after: from the last seq returned */
+    CHECK(channel_read_bounded(ch, "r2", 100, 1, 3, 1, &bound, &b) == CHANNEL_OK);
+    CHECK(b.count == 3 && b.items[0]->seq == 4 && b.more);
+    channel_batch_free(&b);
+    /* the first message always comes, even past the bound */
+    channel_read_bound tiny = {.max = 10, .cost = data_cost};
+    CHECK(channel_read_bounded(ch, "r3", 100, 0, 0, 1, &tiny, &b) == CHANNEL_OK);
+    CHECK(b.count == 1 && b.more && b.items[0]->seq == 1);
+    channel_batch_free(&b);
+    CHECK(channel_read_bounded(ch, "r3", 100, 0, 0, 1, &tiny, &b) == CHANNEL_OK);
+    CHECK(b.count == 1 && b.items[0]->seq == 2);
+    channel_batch_free(&b);
+    channel_free(ch);
+
+    /* a mailbox: the bound counts only the reader's messages, the cursor stops before the rest */
+    ch = make_limited(CHANNEL_MAILBOX, 1000, 0, 0);
+    for (int i = 0; i < 6; i++) {
+        message_in in = {.data_json = json_of(100), .recipient_id = i % 2 ? "bob" : "alice"};
+        channel_write(ch, &in, 1, NULL);
+    }
+    channel_read_bound two = {.max = 200, .cost = data_cost};
+    CHECK(channel_read_bounded(ch, "alice", 100, 0, 0, 1, &two, &b) == CHANNEL_OK);
+    CHECK(b.count == 2 && b.more && b.items[0]->seq == 1 && b.items[1]->seq == 3);
+    channel_batch_free(&b);
+    CHECK(channel_read_bounded(ch, "alice", 100, 0, 0, 1, &two, &b) == CHANNEL_OK);
+    CHECK(b.count == 1 && !b.more && b.items[0]->seq == 5);
+    channel_batch_free(&b);
+    channel_free(ch);
+
+    /* claims: only what the batch holds is claimed */
+    ch = make_limited(CHANNEL_WORK_QUEUE, 1000, 0, 0);
+    for (int i = 0; i < 5; i++)
+        put(ch, json_of(100), 1);
+    CHECK(channel_claim_bounded(ch, "w", 100, 1, &two, &b) == CHANNEL_OK);
+    CHECK(b.count == 2 && b.more);
+    channel_batch_free(&b);
+    CHECK(channel_claim_bounded(ch, "w2", 100, 1, NULL, &b) == CHANNEL_OK);
+    CHECK(b.count == 3 && !b.more && b.items[0]->seq == 3);
+    channel_batch_free(&b);
+    channel_free(ch);
+}
+
 int main(void)
 {
     RUN(test_readers_are_capped_and_the_stalest_goes);
@@ -899,5 +1109,10 @@ int main(void)
     RUN(test_watchers_are_called_and_can_leave_from_their_callback);
     RUN(test_a_channel_starts_from_what_its_store_holds);
     RUN(test_a_store_failure_fails_the_operation_and_changes_nothing);
+    RUN(test_a_message_over_the_size_limit_is_refused);
+    RUN(test_a_broadcast_over_its_byte_budget_drops_its_oldest_counted_as_missed);
+    RUN(test_a_work_queue_over_its_byte_budget_refuses_until_work_is_acked);
+    RUN(test_the_log_counts_against_its_owners_account);
+    RUN(test_a_bounded_read_stops_at_its_bound_and_the_next_read_goes_on);
     return check_report();
 }
