@@ -17,6 +17,7 @@
 #include "app/app.h"
 #include "svc/api.h"
 #include "sys/host.h"
+#include "net/http_client.h"
 #include "net/http_server.h"
 #include "core/log.h"
 #include "svc/repl.h"
@@ -41,11 +42,21 @@ static const char usage_text[] =
     "                      host name, an IPv4 address or [IPv6] ([::1]:7400); a bare PORT binds\n"
     "                      127.0.0.1; PORT 0 picks a free port. The API has no authentication yet:\n"
     "                      an address other than loopback is warned about.\n"
-    "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT; for\n"
-    "                      0.0.0.0 or [::], this machine's host name)\n"
-    "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
-    "                      this host's own: systems register there and find each other there;\n"
+    "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT, or\n"
+    "                      https:// with --tls-cert; for 0.0.0.0 or [::], this machine's host name)\n"
+    "  --registry URL      use the registry of the host at URL (http:// or https://; a host started\n"
+    "                      with --listen) instead of this host's own: systems register there and\n"
+    "                      find each other there;\n"
     "                      add --listen too, or other hosts cannot reach this host's channels\n"
+    "  --tls-cert FILE     with --tls-key: serve the API over HTTPS with this PEM certificate (chain)\n"
+    "  --tls-key FILE      the certificate's PEM private key\n"
+    "  --ca-file FILE      trust the PEM CA certificates in FILE (instead of the system's) for\n"
+    "                      https:// URLs: --registry, remote channels, repl; peers are always verified\n"
+    "  --max-connections N open API connections at most (default 1024); more are closed at once\n"
+    "  --max-connections-per-address N\n"
+    "                      open API connections from one client address at most (default 128)\n"
+    "  --request-timeout S seconds a client has to send a whole request, headers and body (default\n"
+    "                      10); past it: 408 and the connection is closed\n"
     "  -e CHUNK            run the Lua CHUNK first, as an inline script: a system if it defines\n"
     "                      one (setup/step or return sssn.system{...}), else just run once;\n"
     "                      up to 16, run in order, as systems e1, e2, ...\n"
@@ -123,15 +134,30 @@ static int seconds_error(const char *option, const char *val, int zero_is_off)
                        option, zero_is_off ? "0 (off) or " : "", val);
 }
 
-/* An http:// URL with a host part, nothing that would cut a request line short. */
+/* An http:// or https:// URL with a host part, nothing that would cut a request line short. */
 static int valid_http_url(const char *s)
 {
-    if (strncmp(s, "http://", 7) != 0 || s[7] == '\0' || s[7] == '/' || s[7] == ':')
+    size_t n = strncmp(s, "https://", 8) == 0 ? 8 : 7;
+    if ((n == 7 && strncmp(s, "http://", 7) != 0) || s[n] == '\0' || s[n] == '/' || s[n] == ':')
         return 0;
     for (const char *p = s; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f)
             return 0;
     return 1;
+}
+
+/* A count 1 <= N <= 1000000 (connections). */
+static int parse_count(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v < 1 || v > 1000000)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
 }
 
 static int parse_bytes(const char *s, size_t *out)
@@ -370,6 +396,9 @@ int main(int argc, char **argv)
     const char *registry_url = NULL;
     const char *registry_url_arg = NULL; /* repl's URL argument */
     const char *memory_limit_arg = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL;
+    double request_timeout = 0;
+    unsigned max_connections = 0, max_per_address = 0;
     const char *chunks[16];
     int nchunks = 0;
     char lua_dir[PATH_MAX];
@@ -432,7 +461,11 @@ int main(int argc, char **argv)
                           strcmp(a, "--advertise") == 0 || strcmp(a, "--registry") == 0 ||
                           strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
-                          strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0;
+                          strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0 ||
+                          strcmp(a, "--tls-cert") == 0 || strcmp(a, "--tls-key") == 0 ||
+                          strcmp(a, "--ca-file") == 0 || strcmp(a, "--max-connections") == 0 ||
+                          strcmp(a, "--max-connections-per-address") == 0 ||
+                          strcmp(a, "--request-timeout") == 0;
         if (!takes_value)
             return usage_error("unknown option '%s'", a);
         if (!val)
@@ -470,6 +503,21 @@ int main(int argc, char **argv)
             memory_limit_arg = val;
         if (strcmp(a, "--memory-limit") == 0 && parse_bytes(val, &cfg.memory_limit) < 0)
             return usage_error("--memory-limit wants a byte count like 65536, 512K or 8M, not '%s'", val);
+        if (strcmp(a, "--tls-cert") == 0)
+            tls_cert = val;
+        if (strcmp(a, "--tls-key") == 0)
+            tls_key = val;
+        if (strcmp(a, "--ca-file") == 0) {
+            char ca_err[512];
+            if (http_client_set_ca_file(val, ca_err, sizeof ca_err) < 0)
+                return usage_error("--ca-file: %s", ca_err);
+        }
+        if (strcmp(a, "--max-connections") == 0 && parse_count(val, &max_connections) < 0)
+            return usage_error("--max-connections wants a count between 1 and 1000000, not '%s'", val);
+        if (strcmp(a, "--max-connections-per-address") == 0 && parse_count(val, &max_per_address) < 0)
+            return usage_error("--max-connections-per-address wants a count between 1 and 1000000, not '%s'", val);
+        if (strcmp(a, "--request-timeout") == 0 && parse_seconds(val, &request_timeout, 0) < 0)
+            return seconds_error(a, val, 0);
         if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
             return usage_error("--log-level wants error, warn, info or debug, not '%s'", val);
     }
@@ -495,6 +543,11 @@ int main(int argc, char **argv)
         return usage_error("%s", "no SCRIPT given (and no --listen, -e or -i)");
     if (json && !interactive)
         return usage_error("%s", "--json goes with -i or repl");
+    if (!tls_cert != !tls_key)
+        return usage_error("%s", tls_cert ? "--tls-cert needs --tls-key (the certificate's private key)"
+                                          : "--tls-key needs --tls-cert (the certificate it belongs to)");
+    if (tls_cert && listen_port < 0)
+        return usage_error("%s", "--tls-cert and --tls-key go with --listen (they serve the HTTP API over HTTPS)");
     char resolve_err[256];
     if (listen_port >= 0 &&
         http_resolve(listen_addr, listen_port, &listen_resolved, resolve_err, sizeof resolve_err) < 0)
@@ -536,7 +589,9 @@ int main(int argc, char **argv)
     if (listen_port >= 0) {
         api_options opt = {.addr = listen_addr, .numeric = listen_resolved.numeric, .port = listen_port,
                            .loopback = listen_resolved.loopback, .any = listen_resolved.any,
-                           .advertise = advertise};
+                           .advertise = advertise, .tls_cert = tls_cert, .tls_key = tls_key,
+                           .request_timeout = request_timeout, .max_connections = max_connections,
+                           .max_per_address = max_per_address};
         if (app_add(a, api_service_new(h, &opt)) < 0) {
             app_free(a);
             return 1;
