@@ -513,6 +513,7 @@ static void conn_parse(http_conn *c)
 {
     http_server *s = c->srv;
     size_t bound = max_output(s);
+again:
     c->in_parse = 1;
     /* stop taking requests while answers pile up unsent: on_writable resumes */
     while (!c->closed && !c->busy && c->in_len > 0 && !c->closing && c->out.len - c->out_off < bound) {
@@ -547,10 +548,15 @@ static void conn_parse(http_conn *c)
         c->paused = 1;
         s->stats.output_paused++;
     }
-    if (c->out.len > c->out_off)
-        conn_flush(c);
-    else if ((c->closing || (c->eof && c->in_len == 0)) && !c->busy)
+    if (c->out.len > c->out_off) {
+        /* the socket may take it all at once: then nothing else would come back for the
+         * requests still buffered, so go on with them here */
+        if (conn_flush(c) == 0 && !c->busy && !c->closing && !c->draining && c->in_len > 0 &&
+            c->out.len - c->out_off < bound)
+            goto again;
+    } else if ((c->closing || (c->eof && c->in_len == 0)) && !c->busy) {
         conn_close(c);
+    }
 }
 
 /* Reads what the connection has (the socket's readiness, or a pipe's fed bytes). */
