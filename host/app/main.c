@@ -54,13 +54,23 @@ static const char usage_text[] =
     "  --auth-file FILE    with --listen: every request needs a Bearer token listed in FILE, one\n"
     "                      'sha256:<hex> SUBJECT ROLE [CHANNEL,...]' a line (# comments); with\n"
     "                      --jwt-secret-file too, a token not listed there must be a valid JWT\n"
-    "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT; for\n"
-    "                      0.0.0.0 or [::], this machine's host name)\n"
-    "  --registry URL      use the registry of the host at URL (started with --listen) instead of\n"
-    "                      this host's own: systems register there and find each other there;\n"
+    "  --advertise URL     the URL other hosts reach this one at (default http://ADDR:PORT, or\n"
+    "                      https:// with --tls-cert; for 0.0.0.0 or [::], this machine's host name)\n"
+    "  --registry URL      use the registry of the host at URL (http:// or https://; a host started\n"
+    "                      with --listen) instead of this host's own: systems register there and\n"
+    "                      find each other there;\n"
     "                      add --listen too, or other hosts cannot reach this host's channels\n"
     "  --token-file FILE   the credential (a JWT or a static token) this host sends as its Bearer\n"
     "                      to other hosts: the --registry host and remote channels (repl too)\n"
+    "  --tls-cert FILE     with --tls-key: serve the API over HTTPS with this PEM certificate (chain)\n"
+    "  --tls-key FILE      the certificate's PEM private key\n"
+    "  --ca-file FILE      trust the PEM CA certificates in FILE (instead of the system's) for\n"
+    "                      https:// URLs: --registry, remote channels, repl; peers are always verified\n"
+    "  --max-connections N open API connections at most (default 1024); more are closed at once\n"
+    "  --max-connections-per-address N\n"
+    "                      open API connections from one client address at most (default 128)\n"
+    "  --request-timeout S seconds a client has to send a whole request, headers and body (default\n"
+    "                      10); past it: 408 and the connection is closed\n"
     "  -e CHUNK            run the Lua CHUNK first, as an inline script: a system if it defines\n"
     "                      one (setup/step or return sssn.system{...}), else just run once;\n"
     "                      up to 16, run in order, as systems e1, e2, ...\n"
@@ -211,15 +221,30 @@ static int read_credential(const char *path, char **out, char *err, size_t errle
     return rc;
 }
 
-/* An http:// URL with a host part, nothing that would cut a request line short. */
+/* An http:// or https:// URL with a host part, nothing that would cut a request line short. */
 static int valid_http_url(const char *s)
 {
-    if (strncmp(s, "http://", 7) != 0 || s[7] == '\0' || s[7] == '/' || s[7] == ':')
+    size_t n = strncmp(s, "https://", 8) == 0 ? 8 : 7;
+    if ((n == 7 && strncmp(s, "http://", 7) != 0) || s[n] == '\0' || s[n] == '/' || s[n] == ':')
         return 0;
     for (const char *p = s; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f)
             return 0;
     return 1;
+}
+
+/* A count 1 <= N <= 1000000 (connections). */
+static int parse_connections(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    if (!isdigit((unsigned char)*s))
+        return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v < 1 || v > 1000000)
+        return -1;
+    *out = (unsigned)v;
+    return 0;
 }
 
 static int parse_bytes(const char *s, size_t *out)
@@ -681,6 +706,9 @@ int main(int argc, char **argv)
     const char *memory_limit_arg = NULL;
     static char *credential; /* --token-file; static: still reachable when a usage error returns */
     const char *jwt_secret_file = NULL, *auth_file = NULL;
+    const char *tls_cert = NULL, *tls_key = NULL;
+    double request_timeout = 0;
+    unsigned max_connections = 0, max_per_address = 0;
     const char *chunks[16];
     int nchunks = 0;
     char lua_dir[PATH_MAX];
@@ -754,7 +782,11 @@ int main(int argc, char **argv)
                           strcmp(a, "--registry-max-ttl") == 0 || strcmp(a, "--token-file") == 0 ||
                           strcmp(a, "--jwt-secret-file") == 0 || strcmp(a, "--auth-file") == 0 ||
                           strcmp(a, "--max-message-size") == 0 || strcmp(a, "--channel-bytes") == 0 ||
-                          strcmp(a, "--max-read-bytes") == 0;
+                          strcmp(a, "--max-read-bytes") == 0 ||
+                          strcmp(a, "--tls-cert") == 0 || strcmp(a, "--tls-key") == 0 ||
+                          strcmp(a, "--ca-file") == 0 || strcmp(a, "--max-connections") == 0 ||
+                          strcmp(a, "--max-connections-per-address") == 0 ||
+                          strcmp(a, "--request-timeout") == 0;
         if (!takes_value)
             return usage_error("unknown option '%s'", a);
         if (!val)
@@ -823,6 +855,21 @@ int main(int argc, char **argv)
             return usage_error("--channel-bytes wants a byte count like 65536, 512K or 64M, not '%s'", val);
         if (strcmp(a, "--max-read-bytes") == 0 && parse_bytes(val, &cfg.max_read_bytes) < 0)
             return usage_error("--max-read-bytes wants a byte count like 65536, 512K or 8M, not '%s'", val);
+        if (strcmp(a, "--tls-cert") == 0)
+            tls_cert = val;
+        if (strcmp(a, "--tls-key") == 0)
+            tls_key = val;
+        if (strcmp(a, "--ca-file") == 0) {
+            char ca_err[512];
+            if (http_client_set_ca_file(val, ca_err, sizeof ca_err) < 0)
+                return usage_error("--ca-file: %s", ca_err);
+        }
+        if (strcmp(a, "--max-connections") == 0 && parse_connections(val, &max_connections) < 0)
+            return usage_error("--max-connections wants a count between 1 and 1000000, not '%s'", val);
+        if (strcmp(a, "--max-connections-per-address") == 0 && parse_connections(val, &max_per_address) < 0)
+            return usage_error("--max-connections-per-address wants a count between 1 and 1000000, not '%s'", val);
+        if (strcmp(a, "--request-timeout") == 0 && parse_seconds(val, &request_timeout, 0) < 0)
+            return seconds_error(a, val, 0);
         if (strcmp(a, "--log-level") == 0 && (cfg.log_level = log_level_parse(val)) < 0)
             return usage_error("--log-level wants error, warn, info or debug, not '%s'", val);
     }
@@ -855,6 +902,11 @@ int main(int argc, char **argv)
     if (cfg.max_read_bytes < cfg.max_message_size)
         return usage_error("--max-read-bytes (%zu) must be at least --max-message-size (%zu)", cfg.max_read_bytes,
                            cfg.max_message_size);
+    if (!tls_cert != !tls_key)
+        return usage_error("%s", tls_cert ? "--tls-cert needs --tls-key (the certificate's private key)"
+                                          : "--tls-key needs --tls-cert (the certificate it belongs to)");
+    if (tls_cert && listen_port < 0)
+        return usage_error("%s", "--tls-cert and --tls-key go with --listen (they serve the HTTP API over HTTPS)");
     char resolve_err[256];
     if (listen_port >= 0 &&
         http_resolve(listen_addr, listen_port, &listen_resolved, resolve_err, sizeof resolve_err) < 0)
@@ -909,7 +961,10 @@ int main(int argc, char **argv)
     if (listen_port >= 0) {
         api_options opt = {.addr = listen_addr, .numeric = listen_resolved.numeric, .port = listen_port,
                            .loopback = listen_resolved.loopback, .any = listen_resolved.any,
-                           .advertise = advertise, .auth = auth};
+                           .advertise = advertise, .auth = auth,
+                           .tls_cert = tls_cert, .tls_key = tls_key,
+                           .request_timeout = request_timeout, .max_connections = max_connections,
+                           .max_per_address = max_per_address};
         if (app_add(a, api_service_new(h, &opt)) < 0) {
             app_free(a);
             return 1;

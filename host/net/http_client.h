@@ -15,6 +15,11 @@ typedef struct http_call http_call;
 typedef void (*http_client_cb)(void *ud, long status, const char *body, size_t len, const char *error);
 
 http_client *http_client_new(struct rt *rt);
+
+/* https:// URLs verify the peer's certificate and name, always, against the system's trusted
+ * CAs or, once this is called (--ca-file), the PEM certificates in path instead. For every
+ * client in the process; path is copied. 0, or -1 with err saying why the file is no use. */
+int http_client_set_ca_file(const char *path, char *err, size_t errlen);
 void http_client_free(http_client *c); /* cancels what is in flight without callbacks */
 
 /* Seconds a request may take at most; longer time-outs are cut to this. */

@@ -14,6 +14,7 @@
 #include "svc/auth.h"
 #include "sys/host.h"
 #include "net/http_server.h"
+#include "net/tls.h"
 #include "core/json.h"
 #include "bind/lua_api.h"
 #include "core/log.h"
@@ -21,6 +22,9 @@
 
 /* A request body may hold a message of --max-message-size and, with direct=true, its envelope. */
 #define MAX_BODY(h) ((h)->cfg.max_message_size + (64u << 10))
+#define DEFAULT_REQUEST_TIMEOUT 10.0
+#define DEFAULT_MAX_CONNECTIONS 1024
+#define DEFAULT_MAX_PER_ADDRESS 128
 
 typedef struct api {
     host *h;
@@ -223,11 +227,11 @@ static void on_request(void *ud, http_request *r)
     principal_clear(&who);
 }
 
-/* http://ADDR:PORT, with an IPv6 ADDR in brackets. */
-static void format_url(char *buf, size_t size, const char *addr, int port)
+/* http(s)://ADDR:PORT, with an IPv6 ADDR in brackets. */
+static void format_url(char *buf, size_t size, const char *scheme, const char *addr, int port)
 {
     int v6 = strchr(addr, ':') != NULL;
-    snprintf(buf, size, "http://%s%s%s:%d", v6 ? "[" : "", addr, v6 ? "]" : "", port);
+    snprintf(buf, size, "%s://%s%s%s:%d", scheme, v6 ? "[" : "", addr, v6 ? "]" : "", port);
 }
 
 /* Binds, loads the router, and tells the host where others reach it (its endpoint). */
@@ -255,18 +259,29 @@ static int api_start(service *svc, char *err, size_t errlen)
     lua_getfield(L, -1, "handle");
     a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
-    http_limits lim = {.max_body = MAX_BODY(h), .idle_timeout = 120};
-    a->srv = http_server_start(h->rt, a->opt.numeric, a->opt.port, &lim, on_request, a, err, errlen);
-    if (!a->srv)
+    tls_server *tls = NULL;
+    if (a->opt.tls_cert && !(tls = tls_server_new(a->opt.tls_cert, a->opt.tls_key, err, errlen)))
         return -1;
+    http_limits lim = {.max_body = MAX_BODY(h), .idle_timeout = 120,
+                       .request_timeout = a->opt.request_timeout > 0 ? a->opt.request_timeout : DEFAULT_REQUEST_TIMEOUT,
+                       .max_connections = a->opt.max_connections ? a->opt.max_connections : DEFAULT_MAX_CONNECTIONS,
+                       .max_per_address = a->opt.max_per_address ? a->opt.max_per_address : DEFAULT_MAX_PER_ADDRESS};
+    a->srv = http_server_start(h->rt, a->opt.numeric, a->opt.port, &lim, on_request, a, err, errlen);
+    if (!a->srv) {
+        tls_server_free(tls);
+        return -1;
+    }
+    if (tls)
+        http_server_set_tls(a->srv, tls);
+    const char *scheme = tls ? "https" : "http";
     h->http_stats = http_server_stats(a->srv);
     int port = http_server_port(a->srv);
     char url[320], name[64] = "", guess[160];
-    format_url(url, sizeof url, a->opt.addr, port);
+    format_url(url, sizeof url, scheme, a->opt.addr, port);
     const char *advertise = a->opt.advertise;
     if (!advertise && a->opt.any && gethostname(name, sizeof name - 1) == 0 && *name) {
         /* 0.0.0.0 and :: are no address to give others: offer the host name, say how to change it */
-        format_url(guess, sizeof guess, name, port);
+        format_url(guess, sizeof guess, scheme, name, port);
         advertise = guess;
         host_log(h, LOG_INFO, NULL, "advertising %s; set --advertise URL if other hosts reach this one "
                                     "under another name", guess);
@@ -311,7 +326,8 @@ service *api_service_new(host *h, const api_options *opt)
     service *svc = calloc(1, sizeof *svc);
     api *a = calloc(1, sizeof *a);
     size_t n1 = strlen(opt->addr) + 1, n2 = strlen(opt->numeric) + 1, n3 = opt->advertise ? strlen(opt->advertise) + 1 : 0;
-    char *strings = malloc(n1 + n2 + n3);
+    size_t n4 = opt->tls_cert ? strlen(opt->tls_cert) + 1 : 0, n5 = opt->tls_key ? strlen(opt->tls_key) + 1 : 0;
+    char *strings = malloc(n1 + n2 + n3 + n4 + n5);
     if (!svc || !a || !strings) {
         if (opt->auth)
             opt->auth->free(opt->auth);
@@ -326,6 +342,8 @@ service *api_service_new(host *h, const api_options *opt)
     a->opt.addr = memcpy(strings, opt->addr, n1);
     a->opt.numeric = memcpy(strings + n1, opt->numeric, n2);
     a->opt.advertise = opt->advertise ? memcpy(strings + n1 + n2, opt->advertise, n3) : NULL;
+    a->opt.tls_cert = opt->tls_cert ? memcpy(strings + n1 + n2 + n3, opt->tls_cert, n4) : NULL;
+    a->opt.tls_key = opt->tls_key ? memcpy(strings + n1 + n2 + n3 + n4, opt->tls_key, n5) : NULL;
     a->auth = opt->auth;
     *svc = (service){.name = "HTTP API", .start = api_start, .stop = api_stop, .free = api_free,
                      .keeps_running = api_keeps_running, .impl = a};

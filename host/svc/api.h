@@ -18,6 +18,11 @@ typedef struct api_options {
     const char *advertise; /* --advertise URL, or NULL */
     auth_stage *auth;      /* the authentication stage, NULL for the open one; the API owns it
                             * from api_service_new on (also when that fails) */
+    const char *tls_cert;  /* --tls-cert and --tls-key: serve HTTPS (both, or neither) */
+    const char *tls_key;
+    double request_timeout;        /* --request-timeout (0: the default, 10 s) */
+    unsigned max_connections;      /* --max-connections (0: the default, 1024) */
+    unsigned max_per_address;      /* --max-connections-per-address (0: the default, 128) */
 } api_options;
 
 /* The options are copied; NULL when out of memory. */

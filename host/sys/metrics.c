@@ -84,5 +84,17 @@ void host_metrics_text(strbuf *b, const host *h)
             strbuf_printf(b, "sssn_http_requests_total{status=\"%dxx\"} %llu\n", c, st->by_class[c]);
         strbuf_printf(b, "# HELP sssn_http_connections Open HTTP connections.\n# TYPE sssn_http_connections gauge\n"
                          "sssn_http_connections %llu\n", st->open_connections);
+        strbuf_printf(b, "# HELP sssn_http_connections_rejected_total Connections closed at accept, over a limit.\n"
+                         "# TYPE sssn_http_connections_rejected_total counter\n"
+                         "sssn_http_connections_rejected_total{limit=\"max_connections\"} %llu\n"
+                         "sssn_http_connections_rejected_total{limit=\"per_address\"} %llu\n"
+                         "# HELP sssn_http_request_timeouts_total Requests not received within --request-timeout (408).\n"
+                         "# TYPE sssn_http_request_timeouts_total counter\nsssn_http_request_timeouts_total %llu\n"
+                         "# HELP sssn_http_output_paused_total Times a connection stopped reading: its unsent output was at the bound.\n"
+                         "# TYPE sssn_http_output_paused_total counter\nsssn_http_output_paused_total %llu\n"
+                         "# HELP sssn_http_tls_errors_total TLS connections ended by a failed handshake or record.\n"
+                         "# TYPE sssn_http_tls_errors_total counter\nsssn_http_tls_errors_total %llu\n",
+                      st->rejected_total, st->rejected_per_address, st->request_timeouts, st->output_paused,
+                      st->tls_errors);
     }
 }

@@ -1,7 +1,8 @@
 /* test_http_server.c - unit tests for host/net/http_server.c on a real loop over loopback sockets:
  * answers, keep-alive, pipelining, a request a byte at a time, a large answer to a slow reader
  * (partial writes), 414 / 413 / 400 as JSON errors followed by a drain and close, the idle
- * timeout (and what a client that trickles bytes gets today), asynchronous answers, a client
+ * timeout (and what a client that trickles bytes gets without a deadline), the request deadline
+ * (408), the connection limits, the output bound, socketless pipes, asynchronous answers, a client
  * that leaves before its answer, and http_server_stop with connections open.
  * The clients are non-blocking sockets watched by the same loop; every wait runs the loop with
  * EVRUN_ONCE until the outcome or a deadline (a guard timer wakes it every 10 ms), never sleeps.
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -97,7 +99,7 @@ static void on_guard(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* manual: on the test clock at t = 1000 (timers move only with timer_clock_advance). */
-static int fixture_start(fixture *f, size_t max_body, double idle_timeout, int manual)
+static int fixture_start_lim(fixture *f, const http_limits *lim, int manual)
 {
     memset(f, 0, sizeof *f);
     f->rt = rt_new(LOG_WARN, 1);
@@ -105,9 +107,8 @@ static int fixture_start(fixture *f, size_t max_body, double idle_timeout, int m
         return -1;
     if (manual)
         timer_clock_set(f->rt, 1000);
-    http_limits lim = {.max_body = max_body, .idle_timeout = idle_timeout};
     char err[256];
-    f->srv = http_server_start(f->rt, "127.0.0.1", 0, &lim, on_request, f, err, sizeof err);
+    f->srv = http_server_start(f->rt, "127.0.0.1", 0, lim, on_request, f, err, sizeof err);
     if (!f->srv) {
         fprintf(stderr, "  http_server_start: %s\n", err);
         rt_free(f->rt);
@@ -117,6 +118,13 @@ static int fixture_start(fixture *f, size_t max_body, double idle_timeout, int m
     timer_init(&f->answer_timer, on_answer_timer, f);
     ev_timer_init(&f->guard, on_guard, 0.01, 0.01);
     return 0;
+}
+
+/* No request deadline and no connection limits; output bound 4 MiB. */
+static int fixture_start(fixture *f, size_t max_body, double idle_timeout, int manual)
+{
+    http_limits lim = {.max_body = max_body, .idle_timeout = idle_timeout, .max_output = 4u << 20};
+    return fixture_start_lim(f, &lim, manual);
 }
 
 static void fixture_stop(fixture *f)
@@ -209,6 +217,8 @@ static int client_open(client *c, fixture *f, int rcvbuf)
         return -1;
     if (rcvbuf > 0)
         setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    int one = 1; /* a byte sent at once, not held by Nagle while the test clock runs ahead */
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
@@ -820,10 +830,11 @@ static void test_idle_timeout_counts_from_the_last_answer_on_the_test_clock(void
     fixture_stop(&f);
 }
 
-/* Today every byte received re-arms the idle timer and nothing bounds how long a request may
- * take to arrive: a client that sends a byte now and then holds its connection open forever
- * (issue 10 changes this). The request, once complete, is answered. */
-static void test_trickling_client_is_never_idle_today(void)
+/* Every byte received counts as activity for the idle timeout; without a request deadline
+ * (request_timeout 0) nothing bounds how long a request may take to arrive: a client that
+ * sends a byte now and then holds its connection open. The request, once complete, is
+ * answered. (The API always sets a deadline: see the request deadline tests below.) */
+static void test_trickling_client_is_never_idle_without_a_request_deadline(void)
 {
     fixture f;
     client c;
@@ -944,6 +955,277 @@ static void test_half_close_while_the_answer_is_pending_drops_it_today(void)
     fixture_stop(&f);
 }
 
+/* ---- the request deadline ---- */
+
+static const char *const JSON_408 =
+    "{\"detail\":\"the request did not arrive within 1 s\",\"error\":{\"type\":\"request_timeout\","
+    "\"message\":\"the request did not arrive within 1 s\"}}";
+
+static int fixture_deadline(fixture *f, double request_timeout, double idle)
+{
+    http_limits lim = {.max_body = 1024, .idle_timeout = idle, .request_timeout = request_timeout};
+    return fixture_start_lim(f, &lim, 1);
+}
+
+/* Sends s a byte per `step` seconds of test clock, stopping if the server closes. */
+static void trickle(fixture *f, client *c, const char *s, double step)
+{
+    for (size_t i = 0; s[i] && !c->eof; i++) {
+        timer_clock_advance(f->rt, step);
+        settle(f);
+        if (!c->eof)
+            client_send(c, s + i, 1);
+        settle(f);
+    }
+}
+
+static void test_request_trickling_past_the_deadline_gets_408_and_is_closed(void)
+{
+    fixture f;
+    client c;
+    if (fixture_deadline(&f, 1, 0.5) < 0 || client_open(&c, &f, 0) < 0) {
+        CHECK(0);
+        return;
+    }
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 1, 5);
+    /* a byte every 0.2 s: never idle for 0.5 s, but the whole request is not there after 1 s */
+    trickle(&f, &c, "GET /slow HTTP/1.1\r\nHost: t\r\nX-Padding: aaaaaaaaaaaaaaaaaaaa\r\n\r\n", 0.2);
+    PUMP_UNTIL(&f, c.eof, 5);
+    char want[512];
+    expected(want, sizeof want, 408, "Request Timeout", "application/json", JSON_408, 0);
+    CHECK(c.eof && c.buf && strcmp(c.buf, want) == 0);
+    if (!c.buf || strcmp(c.buf, want) != 0)
+        fprintf(stderr, "  got: %s\n", c.buf ? c.buf : "(nothing)");
+    CHECK(f.handled == 0 && stats(&f)->request_timeouts == 1 && stats(&f)->by_class[4] == 1);
+    timer_clock_advance(f.rt, 2.5); /* the drain after the answer ends too */
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 0, 5);
+    CHECK(stats(&f)->open_connections == 0);
+    client_close(&c);
+    fixture_stop(&f);
+}
+
+/* Blank lines before a request never start one in the parser: they count all the same. */
+static void test_blank_lines_trickled_forever_get_408(void)
+{
+    fixture f;
+    client c;
+    if (fixture_deadline(&f, 1, 0.5) < 0 || client_open(&c, &f, 0) < 0) {
+        CHECK(0);
+        return;
+    }
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 1, 5);
+    CHECK(client_sends(&c, "GET /a HTTP/1.1\r\n\r\n") == 0);
+    response r[2];
+    PUMP_UNTIL(&f, responses(&c, r, 2) == 1, 5);
+    CHECK(responses(&c, r, 2) == 1);
+    trickle(&f, &c, "\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n", 0.2);
+    PUMP_UNTIL(&f, c.eof, 5);
+    CHECK(c.eof && stats(&f)->request_timeouts == 1 && strstr(c.buf, "HTTP/1.1 408 ") != NULL);
+    client_close(&c);
+    fixture_stop(&f);
+}
+
+/* The deadline starts at a request's first byte: the time a keep-alive connection sat idle
+ * before it does not count, and each request has its own. */
+static void test_each_request_has_its_own_deadline_from_its_first_byte(void)
+{
+    fixture f;
+    client c;
+    if (fixture_deadline(&f, 1, 5) < 0 || client_open(&c, &f, 0) < 0) {
+        CHECK(0);
+        return;
+    }
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 1, 5);
+    CHECK(client_sends(&c, "GET /one HTTP/1.1\r\n\r\n") == 0);
+    response r[3];
+    PUMP_UNTIL(&f, responses(&c, r, 3) == 1, 5);
+    timer_clock_advance(f.rt, 3); /* idle between requests: under the idle timeout */
+    settle(&f);
+    trickle(&f, &c, "GET /two HTTP/1.1\r\n\r\n", 0.04); /* 21 bytes over 0.84 s */
+    PUMP_UNTIL(&f, responses(&c, r, 3) == 2, 5);
+    CHECK(responses(&c, r, 3) == 2 && body_is(&r[1], "GET /two ? #0 ") && !c.eof);
+    trickle(&f, &c, "GET /three HTTP/1.1\r\n\r\n", 0.06); /* 1.38 s: too slow */
+    PUMP_UNTIL(&f, c.eof, 5);
+    CHECK(c.eof && stats(&f)->request_timeouts == 1 && f.handled == 2);
+    client_close(&c);
+    fixture_stop(&f);
+}
+
+/* The deadline is the client's: a request with the handler (a long-poll) may wait longer. */
+static void test_the_handlers_wait_is_not_under_the_deadline(void)
+{
+    fixture f;
+    client c;
+    if (fixture_deadline(&f, 1, 30) < 0 || client_open(&c, &f, 0) < 0) {
+        CHECK(0);
+        return;
+    }
+    CHECK(client_sends(&c, "GET /later HTTP/1.1\r\n\r\n") == 0);
+    PUMP_UNTIL(&f, f.nheld == 1, 5);
+    timer_start(f.rt, &f.answer_timer, rt_now(f.rt) + 3);
+    timer_clock_advance(f.rt, 3.5);
+    response r[2];
+    PUMP_UNTIL(&f, responses(&c, r, 2) == 1, 5);
+    CHECK(responses(&c, r, 2) == 1 && body_is(&r[0], "later") && !c.eof);
+    CHECK(stats(&f)->request_timeouts == 0);
+    client_close(&c);
+    fixture_stop(&f);
+}
+
+/* A connection that never sends a byte is under the deadline from accept. */
+static void test_connection_that_sends_nothing_gets_408_at_the_deadline(void)
+{
+    fixture f;
+    client c;
+    if (fixture_deadline(&f, 1, 30) < 0 || client_open(&c, &f, 0) < 0) {
+        CHECK(0);
+        return;
+    }
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 1, 5);
+    timer_clock_advance(f.rt, 0.9);
+    settle(&f);
+    CHECK(!c.eof && c.len == 0);
+    timer_clock_advance(f.rt, 0.2);
+    PUMP_UNTIL(&f, c.eof, 5);
+    CHECK(c.eof && c.buf && strstr(c.buf, "HTTP/1.1 408 ") == c.buf);
+    client_close(&c);
+    fixture_stop(&f);
+}
+
+/* ---- connection limits ---- */
+
+static void test_connections_over_the_total_limit_are_closed_at_once(void)
+{
+    fixture f;
+    client a, b, over, later;
+    http_limits lim = {.max_body = 1024, .idle_timeout = 30, .max_connections = 2};
+    if (fixture_start_lim(&f, &lim, 0) < 0 || client_open(&a, &f, 0) < 0 || client_open(&b, &f, 0) < 0) {
+        CHECK(0);
+        return;
+    }
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 2, 5);
+    CHECK(client_open(&over, &f, 0) == 0);
+    PUMP_UNTIL(&f, over.eof, 5);
+    CHECK(over.eof && over.len == 0 && stats(&f)->rejected_total == 1);
+    CHECK(client_sends(&a, "GET /still HTTP/1.1\r\n\r\n") == 0);
+    response r[2];
+    PUMP_UNTIL(&f, responses(&a, r, 2) == 1, 5);
+    CHECK(responses(&a, r, 2) == 1 && body_is(&r[0], "GET /still ? #0 "));
+    client_close(&b);
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 1, 5);
+    CHECK(client_open(&later, &f, 0) == 0 && client_sends(&later, "GET /room HTTP/1.1\r\n\r\n") == 0);
+    PUMP_UNTIL(&f, responses(&later, r, 2) == 1, 5);
+    CHECK(responses(&later, r, 2) == 1 && stats(&f)->rejected_total == 1);
+    client_close(&a);
+    client_close(&over);
+    client_close(&later);
+    fixture_stop(&f);
+}
+
+static void test_connections_over_the_per_address_limit_are_closed_at_once(void)
+{
+    fixture f;
+    client c[4];
+    http_limits lim = {.max_body = 1024, .idle_timeout = 30, .max_per_address = 3};
+    if (fixture_start_lim(&f, &lim, 0) < 0) {
+        CHECK(0);
+        return;
+    }
+    for (int i = 0; i < 3; i++)
+        CHECK(client_open(&c[i], &f, 0) == 0);
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 3, 5);
+    CHECK(client_open(&c[3], &f, 0) == 0);
+    PUMP_UNTIL(&f, c[3].eof, 5);
+    CHECK(c[3].eof && stats(&f)->rejected_per_address == 1 && stats(&f)->open_connections == 3);
+    client_close(&c[3]);
+    client_close(&c[0]); /* its place is free again */
+    PUMP_UNTIL(&f, stats(&f)->open_connections == 2, 5);
+    CHECK(client_open(&c[0], &f, 0) == 0 && client_sends(&c[0], "GET /back HTTP/1.1\r\n\r\n") == 0);
+    response r[2];
+    PUMP_UNTIL(&f, responses(&c[0], r, 2) == 1, 5);
+    CHECK(responses(&c[0], r, 2) == 1 && stats(&f)->rejected_per_address == 1);
+    for (int i = 0; i < 3; i++)
+        client_close(&c[i]);
+    fixture_stop(&f);
+}
+
+/* ---- the output bound ---- */
+
+/* A client that pipelines requests for big answers and reads none: once max_output is unsent
+ * the server parses no further request, so what it holds stays bounded; when the client reads,
+ * every answer comes, in order. */
+static void test_client_that_stops_reading_holds_a_bounded_output(void)
+{
+    fixture f;
+    client c;
+    http_limits lim = {.max_body = 1024, .idle_timeout = 30, .max_output = 1u << 20};
+    if (fixture_start_lim(&f, &lim, 0) < 0 || client_open(&c, &f, 4096) < 0) {
+        CHECK(0);
+        return;
+    }
+    f.big_size = 1u << 20;
+    f.big = malloc(f.big_size);
+    big_fill(f.big, f.big_size);
+    enum { N = 40 };
+    strbuf req = STRBUF_INIT;
+    for (int i = 0; i < N; i++)
+        strbuf_puts(&req, "GET /big HTTP/1.1\r\n\r\n");
+    ev_io_stop(f.rt->loop, &c.rio); /* the client reads nothing for now */
+    CHECK(client_send(&c, req.data, req.len) == 0);
+    strbuf_free(&req);
+    PUMP_UNTIL(&f, 0, 0.5);
+    /* the kernel's buffers hold some answers; the server at most one over the bound */
+    size_t held = kernel_buffering() / f.big_size + 3;
+    CHECK(f.handled >= 1 && (size_t)f.handled <= held && f.handled < N);
+    CHECK(stats(&f)->output_paused >= 1);
+    ev_io_start(f.rt->loop, &c.rio);
+    response r[N + 1];
+    PUMP_UNTIL(&f, responses(&c, r, N + 1) == N || c.eof, 60);
+    CHECK(responses(&c, r, N + 1) == N && f.handled == N);
+    CHECK(r[N - 1].body_len == f.big_size && memcmp(r[N - 1].body, f.big, f.big_size) == 0);
+    client_close(&c);
+    fixture_stop(&f);
+}
+
+/* ---- socketless pipes ---- */
+
+static void test_pipe_answers_fed_bytes_like_a_socket(void)
+{
+    fixture f;
+    memset(&f, 0, sizeof f);
+    f.rt = rt_new(LOG_WARN, 1);
+    timer_clock_set(f.rt, 1000);
+    http_limits lim = {.max_body = 16, .idle_timeout = 5, .request_timeout = 1};
+    f.srv = http_server_new_detached(f.rt, &lim, on_request, &f);
+    timer_init(&f.answer_timer, on_answer_timer, &f);
+    http_pipe p;
+    CHECK(f.srv && http_pipe_open(f.srv, &p) == 0);
+    const char *two = "GET /a HTTP/1.1\r\n\r\nPUT /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz";
+    for (const char *q = two; *q; q++)
+        http_pipe_feed(&p, q, 1, 0); /* a byte at a time */
+    char want[1024], w2[512];
+    expected(want, sizeof want, 200, "OK", "text/plain", "GET /a ? #0 ", 1);
+    expected(w2, sizeof w2, 200, "OK", "text/plain", "PUT /b ? #3 xyz", 1);
+    strcat(want, w2);
+    CHECK(p.out.data && strcmp(p.out.data, want) == 0);
+    strbuf_reset(&p.out);
+    http_pipe_feed(&p, "GET /c HTTP/1.1\r\n", 17, 0);
+    timer_clock_advance(f.rt, 1.5); /* its deadline passes */
+    CHECK(p.out.data && strstr(p.out.data, "HTTP/1.1 408 ") == p.out.data && p.shut);
+    http_pipe_feed(&p, NULL, 0, 1); /* the client's EOF ends the drain */
+    CHECK(p.conn == NULL && stats(&f)->open_connections == 0);
+    http_pipe_close(&p);
+    http_pipe q;
+    CHECK(http_pipe_open(f.srv, &q) == 0);
+    http_pipe_feed(&q, "POST /x HTTP/1.1\r\nContent-Length: 99\r\n\r\n", 40, 0);
+    CHECK(q.out.data && strstr(q.out.data, "HTTP/1.1 413 ") == q.out.data);
+    http_pipe_feed(&q, "GET /later HTTP/1.1\r\n\r\n", 23, 0); /* drained, not answered */
+    CHECK(f.handled == 2);
+    http_pipe_close(&q); /* open still: closed by the server now */
+    CHECK(stats(&f)->open_connections == 0);
+    fixture_stop(&f);
+}
+
 /* ---- stopping ---- */
 
 static void test_stop_closes_the_listener_and_every_connection(void)
@@ -1012,11 +1294,20 @@ int main(void)
     RUN(test_draining_connection_is_closed_two_seconds_after_the_error);
     RUN(test_silent_connection_is_closed_after_the_idle_timeout);
     RUN(test_idle_timeout_counts_from_the_last_answer_on_the_test_clock);
-    RUN(test_trickling_client_is_never_idle_today);
+    RUN(test_trickling_client_is_never_idle_without_a_request_deadline);
     RUN(test_partial_request_then_silence_is_closed_at_the_idle_timeout);
     RUN(test_answer_given_later_from_a_timer_is_sent_and_the_next_request_waits);
     RUN(test_client_leaving_before_the_answer_drops_it);
     RUN(test_half_close_while_the_answer_is_pending_drops_it_today);
+    RUN(test_request_trickling_past_the_deadline_gets_408_and_is_closed);
+    RUN(test_blank_lines_trickled_forever_get_408);
+    RUN(test_each_request_has_its_own_deadline_from_its_first_byte);
+    RUN(test_the_handlers_wait_is_not_under_the_deadline);
+    RUN(test_connection_that_sends_nothing_gets_408_at_the_deadline);
+    RUN(test_connections_over_the_total_limit_are_closed_at_once);
+    RUN(test_connections_over_the_per_address_limit_are_closed_at_once);
+    RUN(test_client_that_stops_reading_holds_a_bounded_output);
+    RUN(test_pipe_answers_fed_bytes_like_a_socket);
     RUN(test_stop_closes_the_listener_and_every_connection);
     return check_report();
 }
