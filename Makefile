@@ -50,7 +50,7 @@ help:
 	@echo "make bench      run the benchmarks (a few minutes); table + bench-results.json"
 	@echo "make install    install to \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "make uninstall  remove what install put there"
-	@echo "make fuzz       fuzz the JSON encoder and decoder with libFuzzer (needs clang; FUZZ_SECONDS=60)"
+	@echo "make fuzz       fuzz JSON, the JSON text checker and the HTTP request path with libFuzzer (needs clang; FUZZ_SECONDS=60 each)"
 	@echo "make clean      remove build output"
 
 deps:
@@ -104,6 +104,15 @@ fuzz:
 	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	    -Ihost $(LUA_CFLAGS) -o build/fuzz_json spec/fuzz/fuzz_json.c host/core/json.c host/core/strbuf.c $(LUA_LIBS) -lm
 	build/fuzz_json -max_total_time=$(FUZZ_SECONDS) -dict=spec/fuzz/json.dict build/fuzz-corpus
+	@mkdir -p build/fuzz-corpus-http build/fuzz-corpus-json-text
+	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -Ihost -o build/fuzz_http spec/fuzz/fuzz_http.c host/net/http_server.c host/net/tls.c $(wildcard host/rt/*.c) \
+	    host/core/strbuf.c host/core/hashmap.c host/core/heap.c host/core/log.c -lev -lhttp_parser -lssl -lcrypto -lm
+	build/fuzz_http -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/ build/fuzz-corpus-http
+	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -Ihost $(LUA_CFLAGS) -o build/fuzz_json_text spec/fuzz/fuzz_json_text.c host/core/json_text.c host/core/json.c \
+	    host/core/strbuf.c $(LUA_LIBS) -lm
+	build/fuzz_json_text -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/ -dict=spec/fuzz/json.dict build/fuzz-corpus-json-text
 
 clean:
 	rm -rf build sssn-host
