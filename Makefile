@@ -50,7 +50,7 @@ help:
 	@echo "make bench      run the benchmarks (a few minutes); table + bench-results.json"
 	@echo "make install    install to \$$(DESTDIR)\$$(PREFIX) (PREFIX=$(PREFIX))"
 	@echo "make uninstall  remove what install put there"
-	@echo "make fuzz       fuzz the JSON codec, then JWT verification, with libFuzzer (needs clang; FUZZ_SECONDS=60 each)"
+	@echo "make fuzz       fuzz JSON, the JSON text checker, the HTTP request path and JWT verification with libFuzzer (needs clang; FUZZ_SECONDS=60 each)"
 	@echo "make clean      remove build output"
 
 deps:
@@ -109,6 +109,15 @@ fuzz:
 	    -Ihost $(LUA_CFLAGS) -o build/fuzz_jwt spec/fuzz/fuzz_jwt.c host/core/jwt.c host/core/jsonread.c \
 	    host/core/json.c host/core/strbuf.c $(LUA_LIBS) -lcrypto -lm
 	build/fuzz_jwt -max_total_time=$(FUZZ_SECONDS) -dict=spec/fuzz/json.dict build/fuzz-corpus-jwt
+	@mkdir -p build/fuzz-corpus-http build/fuzz-corpus-json-text
+	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -Ihost -o build/fuzz_http spec/fuzz/fuzz_http.c host/net/http_server.c host/net/tls.c $(wildcard host/rt/*.c) \
+	    host/core/strbuf.c host/core/hashmap.c host/core/heap.c host/core/log.c -lev -lhttp_parser -lssl -lcrypto -lm
+	build/fuzz_http -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/ build/fuzz-corpus-http
+	clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	    -Ihost $(LUA_CFLAGS) -o build/fuzz_json_text spec/fuzz/fuzz_json_text.c host/core/json_text.c host/core/json.c \
+	    host/core/strbuf.c $(LUA_LIBS) -lm
+	build/fuzz_json_text -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/ -dict=spec/fuzz/json.dict build/fuzz-corpus-json-text
 
 clean:
 	rm -rf build sssn-host
