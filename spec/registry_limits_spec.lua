@@ -42,6 +42,8 @@ describe("registry limits over HTTP", function()
     assert.are.equal(200, (put_channel(p.base, "a1")))
     assert.are.equal(200, (put_channel(p.base, "b1", "bob")))
     assert.are.equal(404, (request(p.base, "GET", "/registry/channels/a6")))
+    local _, _, metrics = request(p.base, "GET", "/metrics")
+    assert.matches('sssn_registry_refused_total{reason="subject"} 1\n', metrics, 1, true)
   end)
 
   it("refuses any entry past the total with 429, and takes one again once an entry goes", function()

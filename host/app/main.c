@@ -804,12 +804,12 @@ int main(int argc, char **argv)
                                val, hint ? ": " : "", hint ? hint : "");
         if (strcmp(a, "--advertise") == 0) {
             if (!valid_http_url(val))
-                return usage_error("--advertise wants an http:// URL like http://myhost:7400, not '%s'", val);
+                return usage_error("--advertise wants an http:// or https:// URL like http://myhost:7400, not '%s'", val);
             advertise = val;
         }
         if (strcmp(a, "--registry") == 0) {
             if (!valid_http_url(val))
-                return usage_error("--registry wants an http:// URL like http://127.0.0.1:7400, not '%s'", val);
+                return usage_error("--registry wants an http:// or https:// URL like http://127.0.0.1:7400, not '%s'", val);
             registry_url = val;
         }
         if (strcmp(a, "--token-file") == 0) {
@@ -878,7 +878,7 @@ int main(int argc, char **argv)
     if (repl_mode && nscripts > 0) {
         registry_url_arg = scripts[0];
         if (!valid_http_url(registry_url_arg))
-            return usage_error("repl wants the http:// URL of a host started with --listen, not '%s'",
+            return usage_error("repl wants the http:// or https:// URL of a host started with --listen, not '%s'",
                                registry_url_arg);
         scripts++;
         nscripts--;

@@ -32,6 +32,7 @@ struct registry {
     hashmap *subjects;   /* subject -> (void *)(entries held + 1), for max_per_subject */
     size_t max_entries, max_per_subject;
     reg_refusal refusal; /* why the last put failed */
+    size_t refused_full, refused_subject; /* puts the limits refused */
 };
 
 const char *reg_event_name(reg_event ev)
@@ -381,6 +382,12 @@ void registry_set_limits(registry *r, size_t max_entries, size_t max_per_subject
 
 reg_refusal registry_refusal(const registry *r) { return r->refusal; }
 
+void registry_refusals(const registry *r, size_t *full, size_t *subject)
+{
+    *full = r->refused_full;
+    *subject = r->refused_subject;
+}
+
 size_t registry_subject_count(const registry *r, const char *subject) { return subject_count(r, subject); }
 
 /* Whether a put of f may add what it adds under the limits (purging what has expired when a
@@ -397,6 +404,10 @@ static int within_limits(registry *r, reg_kind kind, const reg_fields *f, double
             return 1;
         if (purged) {
             r->refusal = full ? REG_REFUSED_FULL : REG_REFUSED_SUBJECT;
+            if (full)
+                r->refused_full++;
+            else
+                r->refused_subject++;
             return 0;
         }
         registry_maintain(r, now);

@@ -96,6 +96,8 @@ typedef enum {
 } reg_refusal;
 /* Why the last registry_put or registry_refresh failed. */
 reg_refusal registry_refusal(const registry *r);
+/* Puts refused by the limits since creation: max_entries and max_per_subject. */
+void registry_refusals(const registry *r, size_t *full, size_t *subject);
 /* Entries held for subject (live or not yet purged). */
 size_t registry_subject_count(const registry *r, const char *subject);
 

@@ -39,6 +39,15 @@ static void host_limits_metrics(strbuf *b, const host *h)
                   "# TYPE sssn_memory_refusals_total counter\nsssn_memory_refusals_total %llu\n",
                   r.large, r.full, r.by_bytes, (unsigned long long)h->reads_cut,
                   (unsigned long long)h->vmenv.memory_refusals);
+    size_t full = 0, subject = 0;
+    registry_refusals(h->reg, &full, &subject);
+    strbuf_printf(b,
+                  "# HELP sssn_registry_refused_total Registrations refused: full (--registry-max-entries), "
+                  "subject (--registry-max-per-subject).\n"
+                  "# TYPE sssn_registry_refused_total counter\n"
+                  "sssn_registry_refused_total{reason=\"full\"} %zu\n"
+                  "sssn_registry_refused_total{reason=\"subject\"} %zu\n",
+                  full, subject);
 }
 
 void host_metrics_text(strbuf *b, const host *h)
