@@ -1121,6 +1121,18 @@ describe("HTTP API /health, /metrics and errors", function()
     assert.is_true(value('sssn_http_requests_total{status="4xx"}') >= 1)
     assert.truthy(text:find("# TYPE sssn_steps_total counter", 1, true))
     assert.truthy(text:find("# TYPE sssn_systems gauge", 1, true))
+    -- tick lateness as a histogram: cumulative buckets, +Inf equal to the count of steps timed
+    assert.truthy(text:find("# TYPE sssn_tick_lateness_seconds histogram", 1, true))
+    local previous, buckets = 0, 0
+    for le, n in text:gmatch('\nsssn_tick_lateness_seconds_bucket{le="([^"]+)"} (%d+)') do
+      assert.is_true(tonumber(n) >= previous, le)
+      previous, buckets = tonumber(n), buckets + 1
+    end
+    assert.are.equal(10, buckets)
+    local count = value("sssn_tick_lateness_seconds_count")
+    assert.is_true(count >= 1)
+    assert.are.equal(count, value('sssn_tick_lateness_seconds_bucket{le="%+Inf"}'))
+    assert.is_not_nil(text:match("\nsssn_tick_lateness_seconds_sum [%d.e+-]+\n"), text)
   end)
 
   it("answers unknown routes with 404 and wrong methods with 405, always as JSON errors", function()

@@ -128,6 +128,7 @@ void host_record_lateness(host *h, double seconds)
 {
     h->lateness[lateness_bucket(seconds * 1e6)]++;
     h->lateness_count++;
+    h->lateness_sum += seconds > 0 ? seconds : 0;
 }
 
 double host_lateness_percentile(const host *h, double p)
@@ -144,10 +145,22 @@ double host_lateness_percentile(const host *h, double p)
     return bucket_us(LATENESS_BUCKETS - 1) / 1e6;
 }
 
+uint64_t host_lateness_at_most(const host *h, double seconds)
+{
+    /* the fine buckets' edges are whole microseconds below 1 ms and multiples of 50 us above,
+     * so every bound the histogram uses falls on an edge */
+    double us = seconds * 1e6;
+    uint64_t n = 0;
+    for (size_t b = 0; b < LATENESS_BUCKETS - 1 && bucket_us(b + 1) <= us + 1e-6; b++)
+        n += h->lateness[b];
+    return n;
+}
+
 void host_lateness_reset(host *h)
 {
     memset(h->lateness, 0, sizeof h->lateness);
     h->lateness_count = 0;
+    h->lateness_sum = 0;
 }
 
 regbackend *host_backend(host *h)

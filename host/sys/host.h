@@ -106,6 +106,7 @@ typedef struct host {
     /* how late steps start after their slot, microseconds (see host_lateness_*) */
     uint64_t lateness[LATENESS_BUCKETS];
     uint64_t lateness_count;
+    double lateness_sum;       /* seconds, for the histogram's _sum */
 } host;
 
 /* The host runs on r (the app's); NULL when out of memory. */
@@ -128,6 +129,8 @@ void host_retire_channel(host *h, channel *ch);
 void host_record_lateness(host *h, double seconds);
 double host_lateness_percentile(const host *h, double p); /* seconds; 0 when no samples */
 void host_lateness_reset(host *h);
+/* Steps that started at most `seconds` late (seconds at most 0.1, a multiple of 50 us above 1 ms). */
+uint64_t host_lateness_at_most(const host *h, double seconds);
 
 /* The registry backend the systems and the API use: on the first call, the local one (this
  * host's registry) or, when registry_url is set by then, the http one to that host. NULL when

@@ -85,6 +85,15 @@ void host_metrics_text(strbuf *b, const host *h)
                   registry_count(h->reg, REG_CHANNEL), registry_count(h->reg, REG_SYSTEM),
                   registry_expired_total(h->reg));
     host_limits_metrics(b, h);
+    static const double bounds[] = {0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
+    strbuf_puts(b, "# HELP sssn_tick_lateness_seconds How late steps start after their slot.\n"
+                   "# TYPE sssn_tick_lateness_seconds histogram\n");
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++)
+        strbuf_printf(b, "sssn_tick_lateness_seconds_bucket{le=\"%g\"} %llu\n", bounds[i],
+                      (unsigned long long)host_lateness_at_most(h, bounds[i]));
+    strbuf_printf(b, "sssn_tick_lateness_seconds_bucket{le=\"+Inf\"} %llu\nsssn_tick_lateness_seconds_sum %.9g\n"
+                     "sssn_tick_lateness_seconds_count %llu\n",
+                  (unsigned long long)h->lateness_count, h->lateness_sum, (unsigned long long)h->lateness_count);
     if (h->http_stats) {
         const http_stats *st = h->http_stats;
         strbuf_printf(b, "# HELP sssn_http_requests_total HTTP requests answered, by status class.\n"
