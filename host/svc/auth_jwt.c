@@ -1,13 +1,11 @@
 /* auth_jwt.c - the jwt authentication stage (see auth.h): a Bearer token must be an HS256 JWT
  * (core/jwt.h) signed with the --jwt-secret-file secret; its claims become the principal.
  * Also the Bearer header parser the enforcing stages share, and the secret file reader. */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,29 +21,6 @@ _Static_assert((int)JWT_ROLE_READ == (int)ROLE_READ && (int)JWT_ROLE_WRITE == (i
                "jwt roles are auth roles");
 
 #define SECRET_MAX (64 * 1024)
-
-const char *auth_bearer_token(const char *auth, size_t *len)
-{
-    if (!auth)
-        return NULL;
-    while (*auth == ' ' || *auth == '\t')
-        auth++;
-    if (strncasecmp(auth, "bearer", 6) != 0 || (auth[6] != ' ' && auth[6] != '\t'))
-        return NULL;
-    const char *t = auth + 6;
-    while (*t == ' ' || *t == '\t')
-        t++;
-    size_t n = 0;
-    while (t[n] && !isspace((unsigned char)t[n]))
-        n++;
-    const char *rest = t + n;
-    while (*rest == ' ' || *rest == '\t')
-        rest++;
-    if (n == 0 || *rest)
-        return NULL;
-    *len = n;
-    return t;
-}
 
 typedef struct jwt_state {
     size_t len;

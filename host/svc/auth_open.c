@@ -7,8 +7,8 @@
 
 #include "svc/auth.h"
 
-/* The token of "Bearer <token>" (spaces around allowed), or NULL when there is none. */
-static const char *bearer_token(const char *auth, size_t *len)
+/* auth_bearer_token (auth.h): shared by every stage. */
+const char *auth_bearer_token(const char *auth, size_t *len)
 {
     if (!auth)
         return NULL;
@@ -26,7 +26,7 @@ static const char *bearer_token(const char *auth, size_t *len)
     while (*rest == ' ' || *rest == '\t')
         rest++;
     if (n == 0 || *rest)
-        return NULL; /* "Bearer" alone, or two words: no token, as before */
+        return NULL;
     *len = n;
     return t;
 }
@@ -36,7 +36,7 @@ static int open_authenticate(auth_stage *a, const http_request *r, principal *p,
 {
     (void)a;
     size_t n = 0;
-    const char *token = bearer_token(r->authorization, &n);
+    const char *token = auth_bearer_token(r->authorization, &n);
     if (token && n > SSSN_ID_MAX) {
         *status = 400;
         snprintf(detail, detail_size, "the Bearer token is %zu characters long; at most %d are allowed", n,
