@@ -18,6 +18,7 @@
 #include "bind/errors.h"
 #include "bind/lua_api.h"
 #include "bind/lua_registry.h"
+#include "vm/envelope.h"
 #include "vm/marshal.h"
 #include "sys/system.h"
 #include "bind/test_support.h"

@@ -430,9 +430,16 @@ int channel_read(channel *ch, const char *reader, size_t limit, int has_after, u
     return channel_read_bounded(ch, reader, limit, has_after, after, now, NULL, out);
 }
 
+void channel_sync(channel *ch)
+{
+    if (ch->before_read)
+        ch->before_read(ch, ch->before_read_ud);
+}
+
 int channel_read_bounded(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
                          double now, const channel_read_bound *bound, channel_batch *out)
 {
+    channel_sync(ch);
     out->items = NULL;
     out->count = 0;
     out->missed = 0;
@@ -496,6 +503,7 @@ int channel_claim(channel *ch, const char *reader, size_t limit, double now, cha
 int channel_claim_bounded(channel *ch, const char *reader, size_t limit, double now,
                           const channel_read_bound *bound, channel_batch *out)
 {
+    channel_sync(ch);
     out->items = NULL;
     out->count = 0;
     out->missed = 0;

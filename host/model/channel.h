@@ -95,6 +95,12 @@ typedef struct channel {
     uint64_t refused_large; /* writes refused with CHANNEL_ETOOBIG */
     uint64_t refused_full;  /* writes refused with CHANNEL_EFULL */
 
+    /* called at the start of every read and claim (and by channel_sync), before the store is
+     * looked at: lets whoever writes into the channel lazily append what it deferred (the
+     * registry's events after a purge). NULL when none. It may write to the channel. */
+    void (*before_read)(struct channel *ch, void *ud);
+    void *before_read_ud;
+
     /* the owner's memory account (channel_set_account), or NULL */
     size_t *owner_used;
     const size_t *owner_limit;
@@ -184,6 +190,10 @@ int channel_claim_bounded(channel *ch, const char *reader, size_t limit, double 
  * released (claim cleared, offered again at once), or CHANNEL_EKIND for other kinds. */
 int channel_ack(channel *ch, const char *reader, const char *const *ids, size_t n, double now);
 int channel_nack(channel *ch, const char *reader, const char *const *ids, size_t n, double now);
+
+/* Runs the channel's before_read hook, if any: callers that look at the channel's range or
+ * counters without reading (info, last_seq, waits) call it first. */
+void channel_sync(channel *ch);
 
 const message *channel_find(const channel *ch, const char *message_id); /* held message or NULL */
 uint64_t channel_last_seq(const channel *ch); /* seq of the newest message written, 0 if none */

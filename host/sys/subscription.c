@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "sys/system.h"
+#include "vm/envelope.h"
 #include "vm/marshal.h"
 
 /* A subscription or periodic source can be dropped (unsubscribe, stop) from inside its own

@@ -1,7 +1,6 @@
-/* marshal.h - the model's objects as Lua values, for bindings and the systems layer: message
- * envelopes (content decoded from its JSON text), batches of them, registry entries (decoded
- * once per state and cached while they do not change: results are shared, read-only
- * snapshots), and texts built in a strbuf. Every function here may raise (memory) and frees
+/* marshal.h - the model's objects as Lua values, for bindings and the systems layer (message
+ * envelopes are in envelope.h): registry entries (decoded once per state and cached while they
+ * do not change: results are shared, read-only snapshots), and texts built in a strbuf. Every function here may raise (memory) and frees
  * what it was handed either way. */
 #ifndef SSSN_MARSHAL_H
 #define SSSN_MARSHAL_H
@@ -9,17 +8,10 @@
 #include <lua.h>
 
 #include "core/strbuf.h"
-#include "model/channel.h"
 #include "model/registry.h"
 
 /* t[key] = value for the table on top, when value is not NULL. */
 void vm_set_string_field(lua_State *L, const char *key, const char *value);
-
-/* Pushes the envelope {id, seq, timestamp, sender_id, content = {data = ...}, metadata,
- * correlation_id, reply_to, recipient_id}. */
-void vm_push_message(lua_State *L, const message *m);
-/* Pushes the batch's messages as a list of envelopes and frees the batch. */
-void vm_push_batch_then_free(lua_State *L, channel_batch *b);
 
 /* Pushes the decoded entry (with expires_at), from this state's cache when unchanged. */
 void vm_push_entry(lua_State *L, const reg_entry *e);

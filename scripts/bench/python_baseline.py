@@ -32,7 +32,7 @@ import uuid
 
 GROUP = "peer-python"
 PAYLOAD = {"celsius": 22.4}
-# Batch sizes and capacities as the host's own loops (scripts/bench/local.lua) use them.
+# Batch sizes and capacities as the host's own loops (scripts/bench/local_*.lua) use them.
 CAPACITY = 100000
 BATCH_1TO1 = 1000       # 1 writer -> 1 reader: messages written, then read, per round
 BATCH_FANOUT = 100      # fan-out: messages written per round, then read by every reader

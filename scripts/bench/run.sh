@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: runs every benchmark on this machine and prints one table, also written to
-# bench-results.json. Groups: in-process (scripts/bench/local.lua), start-up, HTTP with wrk
+# bench-results.json. Groups: in-process (scripts/bench/local_*.lua), start-up, HTTP with wrk
 # (http.sh), and the peers: redis-benchmark (redis.sh) and a plain-Python baseline.
 # Every part is bounded in time; servers it starts listen on 127.0.0.1 only and are stopped.
 set -uo pipefail
@@ -14,7 +14,7 @@ section() { echo "== $*" >&2; }
 section "in-process: channels, registry, ticks"
 # one process per group: the registry group leaves a million entries behind
 for group in channels registry ticks; do
-  "$exe" run scripts/bench/local.lua "$group" | grep '^RESULT ' >> "$raw"
+  "$exe" run "scripts/bench/local_$group.lua" | grep '^RESULT ' >> "$raw"
 done
 
 section "start-up to first tick"
