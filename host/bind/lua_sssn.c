@@ -401,7 +401,7 @@ static int l_add_channel(lua_State *L)
         return sssn_error(L, "sssn: out of memory (add_channel)");
     }
     ch->owner = owner; /* from now on the host owns the channel, not the handle */
-    channel_set_account(ch, &s->vm->bytes, &s->vm->limit); /* its log counts against s's limit */
+    channel_set_account(ch, &s->vm->heap.bytes, &s->vm->heap.limit); /* its log counts against s's limit */
     if (ch->kind == CHANNEL_PERIODIC) {
         lua_getiuservalue(L, 2, 1);
         if (system_add_periodic(s, ch, L) < 0)
@@ -646,9 +646,9 @@ static int l_sys_stats(lua_State *L)
     set_int_field(L, "steps", s->steps);
     set_int_field(L, "errors", s->errors);
     set_int_field(L, "overruns", s->overruns);
-    set_int_field(L, "memory", s->vm->bytes);
-    set_int_field(L, "memory_peak", s->vm->peak);
-    set_int_field(L, "memory_limit", s->vm->limit);
+    set_int_field(L, "memory", s->vm->heap.bytes);
+    set_int_field(L, "memory_peak", s->vm->heap.peak);
+    set_int_field(L, "memory_limit", s->vm->heap.limit);
     lua_pushnumber(L, s->tick_rate);
     lua_setfield(L, -2, "tick_rate");
     return 1;

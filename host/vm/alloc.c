@@ -3,11 +3,9 @@
 
 #include <stdlib.h>
 
-#include "vm/vm.h"
-
 void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
-    vm *v = ud;
+    vm_heap *v = ud;
     size_t old = ptr ? osize : 0;
     if (nsize == 0) {
         free(ptr);
@@ -17,7 +15,8 @@ void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     /* refuse growth past the cap (v->bytes counts the logs of the channels the state's system
      * owns too): Lua raises "not enough memory" in this state only */
     if (v->limit && nsize > old && v->bytes - old + nsize > v->limit) {
-        v->env->memory_refusals++;
+        if (v->refusals)
+            (*v->refusals)++;
         return NULL;
     }
     void *p = realloc(ptr, nsize);

@@ -141,8 +141,8 @@ static void log_task_error(task *t, lua_State *co, int status)
         return;
     lua_State *L = v->L;
     const char *fallback = status == LUA_ERRMEM ? "not enough memory" : "(error object could not be printed)";
-    size_t limit = v->limit;
-    v->limit = 0; /* room to describe the error, even for a state at its cap */
+    size_t limit = v->heap.limit;
+    v->heap.limit = 0; /* room to describe the error, even for a state at its cap */
     if (lua_checkstack(L, 4)) {
         lua_pushcfunction(L, format_error_protected);
         lua_pushlightuserdata(L, co);
@@ -155,7 +155,7 @@ static void log_task_error(task *t, lua_State *co, int status)
     } else {
         rt_log(v->env->rt, LOG_ERROR, t->who, "error in %s: %s", task_kind_name(t->kind), fallback);
     }
-    v->limit = limit;
+    v->heap.limit = limit;
 }
 
 static void task_resume(task *t, int nargs)

@@ -4,13 +4,13 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "core/strbuf.h"
-#include "vm/alloc.h"
 #include "vm/task.h"
 
 static int vm_panic(lua_State *L)
@@ -165,9 +165,10 @@ vm *vm_new(vm_env *env, size_t limit)
     if (!v)
         return NULL;
     v->env = env;
-    v->limit = limit;
+    v->heap.limit = limit;
+    v->heap.refusals = &env->memory_refusals;
     v->watchdog_limit = env->watchdog_limit;
-    v->L = lua_newstate(vm_alloc, v);
+    v->L = lua_newstate(vm_alloc, &v->heap);
     if (!v->L) {
         free(v);
         return NULL;
@@ -188,8 +189,8 @@ vm *vm_new(vm_env *env, size_t limit)
 vm *vm_of(lua_State *L)
 {
     void *ud;
-    lua_getallocf(L, &ud);
-    return ud;
+    lua_getallocf(L, &ud); /* the allocator's ud is the vm's heap */
+    return (vm *)((char *)ud - offsetof(vm, heap));
 }
 
 void vm_free(vm *v)

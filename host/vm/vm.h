@@ -12,6 +12,7 @@
 
 #include "core/hashmap.h"
 #include "rt/rt.h"
+#include "vm/alloc.h"
 
 typedef struct task task;
 typedef struct vm vm;
@@ -34,10 +35,7 @@ typedef struct vm_env {
 struct vm {
     lua_State *L;
     vm_env *env;
-    size_t bytes;           /* Lua heap in use, and the logs of channels charged to it
-                             * (channel_set_account): the cap covers both */
-    size_t peak;
-    size_t limit;           /* 0 = unlimited; growth past it is refused ("not enough memory") */
+    vm_heap heap;           /* what the state's allocator counts: bytes, peak, limit */
     void *default_owner;    /* whom calls outside a task act for (a system), or NULL */
     task *tasks;            /* live tasks in this state */
     double watchdog_start;  /* real time the running task was resumed */
