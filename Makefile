@@ -18,6 +18,8 @@ LDLIBS  += $(LUA_LIBS) -lev -lhttp_parser -lcurl -lssl -lcrypto -lreadline -lm
 ifeq ($(SANITIZE),1)
 VARIANT  = san
 CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# Lua blocks from malloc, not the pool (host.c), so ASan sees every use after free
+CPPFLAGS += -DSSSN_NO_POOL
 LDFLAGS += -fsanitize=address,undefined
 else
 VARIANT  = normal

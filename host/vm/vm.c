@@ -167,6 +167,7 @@ vm *vm_new(vm_env *env, size_t limit)
     v->env = env;
     v->heap.limit = limit;
     v->heap.refusals = &env->memory_refusals;
+    v->heap.pool = env->pool;
     v->watchdog_limit = env->watchdog_limit;
     v->L = lua_newstate(vm_alloc, &v->heap);
     if (!v->L) {

@@ -23,6 +23,7 @@ typedef struct vm_env {
     rt *rt;
     const char *lua_dir;        /* holds sssn/init.lua */
     hashmap *bytecode;          /* module name -> its stripped bytecode; NULL: no cache */
+    pool *pool;                 /* small blocks of every state (vm/alloc.h); NULL: malloc's */
     lua_CFunction open_core;    /* preloaded as "sssn.core"; may be NULL */
     double watchdog_limit;      /* default seconds a task may run without yielding (0 = off) */
     /* an error ended a task (already logged, unless the error said it was reported): the
