@@ -382,6 +382,23 @@ describe("channels", function()
       assert.are.same({}, b:claim_channel(id))
     end)
 
+    it("takes claimed messages or their ids, mixed, in the binding too, and names a bad item", function()
+      local core = require "sssn.core"
+      local owner, id = channel_of("work_queue")
+      for i = 1, 3 do owner:write_channel(id, "job-" .. i) end
+      local w = reader(id, "worker")
+      local claimed = w:claim_channel(id)
+      local handle = rawget(w, "_sys")
+      -- the messages themselves, as claim_channel gave them, and a plain id
+      assert.are.equal(2, core.ack(handle, id, { claimed[1], claimed[2].id }))
+      assert.are.equal(1, sssn.channel_stats(id).pending)
+      assert_mentions(error_of(core.ack, handle, id, { claimed[3], {} }), "strings or messages", "item 2")
+      assert_mentions(error_of(core.nack, handle, id, { 42 }), "item 1")
+      assert.are.equal(1, sssn.channel_stats(id).pending) -- a refused call acknowledged nothing
+      assert.are.equal(1, core.ack(handle, id, { claimed[3] }))
+      assert.are.equal(0, sssn.channel_stats(id).pending)
+    end)
+
     it("refuses writes when full of unfinished work", function()
       local owner, id = channel_of("work_queue", { capacity = 2 })
       owner:write_channel(id, "job-1")

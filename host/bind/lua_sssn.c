@@ -553,11 +553,16 @@ static int ack_or_nack(lua_State *L, int nack)
         return sssn_error(L, "sssn: at most 100000 message ids at once (got %d) (%s)", (int)n, op);
     const char **ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0); /* freed by the GC */
     for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, 3, (lua_Integer)i + 1);
+        /* an id, or a message as claim_channel returned it (its id is taken) */
+        if (lua_rawgeti(L, 3, (lua_Integer)i + 1) == LUA_TTABLE) {
+            lua_pushliteral(L, "id");
+            lua_rawget(L, -2);
+            lua_remove(L, -2);
+        }
         if (lua_type(L, -1) != LUA_TSTRING)
-            return sssn_error(L, "sssn: message ids must be strings (%s, item %d)", op, (int)i + 1);
+            return sssn_error(L, "sssn: message ids must be strings or messages (%s, item %d)", op, (int)i + 1);
         ids[i] = lua_tostring(L, -1);
-        lua_pop(L, 1); /* the string stays alive in the table at arg 3 */
+        lua_pop(L, 1); /* the string stays alive in the table at arg 3, or in the message there */
     }
     double now = host_now(host_of(L));
     int rc = nack ? channel_nack(ch, s->id, ids, n, now) : channel_ack(ch, s->id, ids, n, now);
