@@ -548,10 +548,11 @@ static int reg_get_cached(lua_State *L, reg_kind kind)
         return get_remote(L, be, kind, id, 0);
     const reg_entry *e = registry_get(be->cache, kind, id, host_now(h));
     if (!e) {
+        vm_forget_entry(L, 1, lua_upvalueindex(2), lua_upvalueindex(3));
         lua_pushnil(L);
         return 1;
     }
-    vm_push_entry_at(L, e, lua_upvalueindex(1), lua_upvalueindex(2));
+    vm_push_entry_at(L, e, 1, lua_upvalueindex(1), lua_upvalueindex(2), lua_upvalueindex(3));
     return 1;
 }
 
@@ -859,8 +860,8 @@ void lua_registry_register(lua_State *L)
         vm_push_entry_caches(L, cached[i].kind);
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
-        lua_remove(L, -3);
-        lua_pushcclosure(L, cached[i].fn, 2);
+        lua_rotate(L, -3, -1); /* ids, vers, caches */
+        lua_pushcclosure(L, cached[i].fn, 3);
         lua_setfield(L, -2, cached[i].name);
     }
 }
