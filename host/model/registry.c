@@ -28,6 +28,7 @@ struct registry {
     reg_event_fn on_event;
     void *ud;
     int in_event;        /* > 0 while on_event runs: changes are refused (queries are fine) */
+    int kept;            /* the listener kept the expired entry it was told of (registry_keep) */
     size_t expired_total;
     hashmap *subjects;   /* subject -> (void *)(entries held + 1), for max_per_subject */
     size_t max_entries, max_per_subject;
@@ -317,12 +318,29 @@ static void entry_unlink(registry *r, reg_entry *e)
     index_drop_empty(r, e->caps, e->ncaps);
 }
 
+/* Reports an unlinked entry as expired and frees it, unless the listener kept it. */
+static void emit_expired(registry *r, reg_entry *e)
+{
+    r->expired_total++;
+    r->kept = 0;
+    emit(r, REG_EXPIRED, e, NULL);
+    if (!r->kept)
+        entry_free(e);
+    r->kept = 0;
+}
+
+void registry_keep(registry *r)
+{
+    if (r && r->in_event)
+        r->kept = 1;
+}
+
+void registry_entry_free(const reg_entry *e) { entry_free((reg_entry *)e); }
+
 static void purge_expired(registry *r, reg_entry *e)
 {
     entry_unlink(r, e);
-    r->expired_total++;
-    emit(r, REG_EXPIRED, e, NULL);
-    entry_free(e);
+    emit_expired(r, e);
 }
 
 /* ---- lifecycle ---- */
@@ -538,9 +556,7 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
      * yet live (queries see neither), then make the new one live and report it. */
     double expires_at = old->expires_at;
     old->expires_at = n->expires_at;
-    r->expired_total++;
-    emit(r, REG_EXPIRED, n, NULL);
-    entry_free(n);
+    emit_expired(r, n);
     old->expires_at = expires_at;
     heap_update(&r->expiry, &old->expiry, old->expires_at);
     emit(r, REG_REGISTERED, old, NULL);

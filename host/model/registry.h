@@ -80,6 +80,13 @@ typedef struct registry registry;
  * for REG_EXPIRED / REG_DEREGISTERED the entry, and for REG_REPLACED prev, is freed after the
  * call returns. Changes from inside the callback are refused; queries are fine. */
 registry *registry_new(reg_event_fn on_event, void *ud);
+
+/* From inside on_event for REG_EXPIRED: the listener keeps the entry (it is not freed after
+ * the call; it is unlinked from the registry and never changes again) and frees it later with
+ * registry_entry_free. Lets the listener describe the expiry later than it happened (the
+ * host renders expired events when their channel is read). */
+void registry_keep(registry *r);
+void registry_entry_free(const reg_entry *e);
 void registry_free(registry *r);
 
 /* Bounds on what the registry holds: entries in all (both kinds, live or not yet purged) and
