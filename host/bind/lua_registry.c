@@ -722,6 +722,7 @@ static int events_here(lua_State *L, channel *events, lua_Integer after, lua_Int
 {
     host *h = host_of(L);
     channel_batch batch;
+    channel_sync(events); /* the events a purge left to be written, before the index is taken */
     uint64_t last = channel_last_seq(events);
     if (channel_read(events, "\x01registry-watch", (size_t)limit, 1, (uint64_t)after, host_now(h), &batch) !=
         CHANNEL_OK)
