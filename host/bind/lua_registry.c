@@ -837,7 +837,29 @@ static int l_api_reg_get(lua_State *L)
     return 1;
 }
 
+/* core.reg_test_limits(max_entries, max_per_subject) -> nothing: the local registry's bounds
+ * (0: none), as --registry-max-entries and --registry-max-per-subject set them. For
+ * `sssn-host test` and `run` only (benchmarks that hold more than the default million,
+ * specs of the limits): `run` takes no host options. */
+static int l_reg_test_limits(lua_State *L)
+{
+    host *h = host_of(L);
+    lua_Integer max_entries = luaL_checkinteger(L, 1), per_subject = luaL_checkinteger(L, 2);
+    if (!h->cfg.test_mode)
+        return sssn_error(L, "sssn: reg_test_limits is for `sssn-host test` and `sssn-host run` only");
+    if (max_entries < 0 || per_subject < 0)
+        return sssn_error(L, "sssn: reg_test_limits: the limits must be >= 0 (0: no bound)");
+    regbackend *be = backend_of(L);
+    if (strcmp(be->name, "local") != 0)
+        return sssn_error(L, "sssn: reg_test_limits: the registry is another host's");
+    h->cfg.registry_max_entries = (size_t)max_entries;
+    h->cfg.registry_max_per_subject = (size_t)per_subject;
+    regbackend_local_limits(be, h->cfg.registry_max_entries, h->cfg.registry_max_per_subject);
+    return 0;
+}
+
 static const luaL_Reg registry_funcs[] = {
+    {"reg_test_limits", l_reg_test_limits},
     {"reg_put", l_reg_put},
     {"reg_remove", l_reg_remove},
     {"reg_find_channels", l_reg_find_channels},
