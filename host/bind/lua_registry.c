@@ -469,29 +469,32 @@ static int l_reg_put(lua_State *L)
     }
     if (!be->immediate)
         check_may_wait(L, be, fn);
-    strbuf b = STRBUF_INIT;
+    /* the host's buffer, reused: no allocation per registration (the backend copies the text;
+     * nothing that runs before it is done encodes into this buffer) */
+    strbuf *b = &host_of(L)->reg_buf;
+    strbuf_reset(b);
     char err[256];
-    if (json_encode(L, 2, kind == REG_CHANNEL ? "info" : "descriptor", &b, err, sizeof err) < 0 || !b.data) {
-        int oom = !b.data;
-        strbuf_free(&b);
+    if (json_encode(L, 2, kind == REG_CHANNEL ? "info" : "descriptor", b, err, sizeof err) < 0 || !b->data ||
+        strbuf_failed(b)) {
+        int oom = !b->data || strbuf_failed(b);
+        strbuf_free(b);
         return sssn_error(L, "sssn: %s (%s '%s')", oom ? "out of memory" : err, fn, id);
     }
     /* a backend that answers at once needs no call that outlives this function */
     reg_call here = {.op = RC_PUT, .as_json = as_json, .be = be}, *c = &here;
-    if (!be->immediate && !(c = calloc(1, sizeof *c))) {
-        strbuf_free(&b);
+    if (!be->immediate && !(c = calloc(1, sizeof *c)))
         return sssn_error(L, "sssn: out of memory (%s '%s')", fn, id);
-    }
     if (c != &here)
         *c = (reg_call){.op = RC_PUT, .as_json = as_json, .be = be, .on_heap = 1};
     reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
-                    .json = b.data, .json_len = b.len, .registrant = registrant, .endpoint = endpoint,
+                    .json = b->data, .json_len = b->len, .registrant = registrant, .endpoint = endpoint,
                     .subject = subject};
     if (as_system)
         c->kop = keepalive_register(&s->kept, kind, &f, ttl, keep, on_result, c);
     else
         c->call = rb_put(be, kind, &f, ttl, refresh, on_result, c);
-    strbuf_free(&b); /* the backend read what it needed */
+    if (b->cap > 65536)
+        strbuf_free(b); /* a large registration does not keep its buffer */
     return results_or_wait(L, c);
 }
 

@@ -400,5 +400,6 @@ void host_free(host *h)
     }
     strbuf_free(&h->scratch);
     strbuf_free(&h->event_buf);
+    strbuf_free(&h->reg_buf);
     free(h);
 }

@@ -106,6 +106,7 @@ typedef struct host {
 
     strbuf scratch;            /* reusable buffer for encoding message content */
     strbuf event_buf;          /* reusable buffer for registry event messages */
+    strbuf reg_buf;            /* reusable buffer for the JSON of a registration (reg_put) */
 
     /* counters */
     uint64_t steps, step_errors, overruns;
