@@ -469,29 +469,32 @@ static int l_reg_put(lua_State *L)
     }
     if (!be->immediate)
         check_may_wait(L, be, fn);
-    strbuf b = STRBUF_INIT;
+    /* the host's buffer, reused: no allocation per registration (the backend copies the text;
+     * nothing that runs before it is done encodes into this buffer) */
+    strbuf *b = &host_of(L)->reg_buf;
+    strbuf_reset(b);
     char err[256];
-    if (json_encode(L, 2, kind == REG_CHANNEL ? "info" : "descriptor", &b, err, sizeof err) < 0 || !b.data) {
-        int oom = !b.data;
-        strbuf_free(&b);
+    if (json_encode(L, 2, kind == REG_CHANNEL ? "info" : "descriptor", b, err, sizeof err) < 0 || !b->data ||
+        strbuf_failed(b)) {
+        int oom = !b->data || strbuf_failed(b);
+        strbuf_free(b);
         return sssn_error(L, "sssn: %s (%s '%s')", oom ? "out of memory" : err, fn, id);
     }
     /* a backend that answers at once needs no call that outlives this function */
     reg_call here = {.op = RC_PUT, .as_json = as_json, .be = be}, *c = &here;
-    if (!be->immediate && !(c = calloc(1, sizeof *c))) {
-        strbuf_free(&b);
+    if (!be->immediate && !(c = calloc(1, sizeof *c)))
         return sssn_error(L, "sssn: out of memory (%s '%s')", fn, id);
-    }
     if (c != &here)
         *c = (reg_call){.op = RC_PUT, .as_json = as_json, .be = be, .on_heap = 1};
     reg_fields f = {.id = id, .name = name, .is_public = is_public, .caps = caps, .ncaps = ncaps,
-                    .json = b.data, .json_len = b.len, .registrant = registrant, .endpoint = endpoint,
+                    .json = b->data, .json_len = b->len, .registrant = registrant, .endpoint = endpoint,
                     .subject = subject};
     if (as_system)
         c->kop = keepalive_register(&s->kept, kind, &f, ttl, keep, on_result, c);
     else
         c->call = rb_put(be, kind, &f, ttl, refresh, on_result, c);
-    strbuf_free(&b); /* the backend read what it needed */
+    if (b->cap > 65536)
+        strbuf_free(b); /* a large registration does not keep its buffer */
     return results_or_wait(L, c);
 }
 
@@ -548,10 +551,11 @@ static int reg_get_cached(lua_State *L, reg_kind kind)
         return get_remote(L, be, kind, id, 0);
     const reg_entry *e = registry_get(be->cache, kind, id, host_now(h));
     if (!e) {
+        vm_forget_entry(L, 1, lua_upvalueindex(2), lua_upvalueindex(3));
         lua_pushnil(L);
         return 1;
     }
-    vm_push_entry_at(L, e, lua_upvalueindex(1), lua_upvalueindex(2));
+    vm_push_entry_at(L, e, 1, lua_upvalueindex(1), lua_upvalueindex(2), lua_upvalueindex(3));
     return 1;
 }
 
@@ -721,6 +725,7 @@ static int events_here(lua_State *L, channel *events, lua_Integer after, lua_Int
 {
     host *h = host_of(L);
     channel_batch batch;
+    channel_sync(events); /* the events a purge left to be written, before the index is taken */
     uint64_t last = channel_last_seq(events);
     if (channel_read(events, "\x01registry-watch", (size_t)limit, 1, (uint64_t)after, host_now(h), &batch) !=
         CHANNEL_OK)
@@ -835,7 +840,29 @@ static int l_api_reg_get(lua_State *L)
     return 1;
 }
 
+/* core.reg_test_limits(max_entries, max_per_subject) -> nothing: the local registry's bounds
+ * (0: none), as --registry-max-entries and --registry-max-per-subject set them. For
+ * `sssn-host test` and `run` only (benchmarks that hold more than the default million,
+ * specs of the limits): `run` takes no host options. */
+static int l_reg_test_limits(lua_State *L)
+{
+    host *h = host_of(L);
+    lua_Integer max_entries = luaL_checkinteger(L, 1), per_subject = luaL_checkinteger(L, 2);
+    if (!h->cfg.test_mode)
+        return sssn_error(L, "sssn: reg_test_limits is for `sssn-host test` and `sssn-host run` only");
+    if (max_entries < 0 || per_subject < 0)
+        return sssn_error(L, "sssn: reg_test_limits: the limits must be >= 0 (0: no bound)");
+    regbackend *be = backend_of(L);
+    if (strcmp(be->name, "local") != 0)
+        return sssn_error(L, "sssn: reg_test_limits: the registry is another host's");
+    h->cfg.registry_max_entries = (size_t)max_entries;
+    h->cfg.registry_max_per_subject = (size_t)per_subject;
+    regbackend_local_limits(be, h->cfg.registry_max_entries, h->cfg.registry_max_per_subject);
+    return 0;
+}
+
 static const luaL_Reg registry_funcs[] = {
+    {"reg_test_limits", l_reg_test_limits},
     {"reg_put", l_reg_put},
     {"reg_remove", l_reg_remove},
     {"reg_find_channels", l_reg_find_channels},
@@ -859,8 +886,8 @@ void lua_registry_register(lua_State *L)
         vm_push_entry_caches(L, cached[i].kind);
         lua_rawgeti(L, -1, 1);
         lua_rawgeti(L, -2, 2);
-        lua_remove(L, -3);
-        lua_pushcclosure(L, cached[i].fn, 2);
+        lua_rotate(L, -3, -1); /* ids, vers, caches */
+        lua_pushcclosure(L, cached[i].fn, 3);
         lua_setfield(L, -2, cached[i].name);
     }
 }

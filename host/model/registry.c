@@ -24,10 +24,12 @@ struct registry {
     uint64_t versions;   /* last version handed to an entry */
     hashmap *maps[2];    /* by kind: id -> reg_entry* */
     hashmap *caps;       /* service name -> cap_list* (never empty) */
+    cap_list vis[2];     /* channels by visibility: [0] private, [1] public */
     heap expiry;         /* every entry, keyed by expires_at */
     reg_event_fn on_event;
     void *ud;
     int in_event;        /* > 0 while on_event runs: changes are refused (queries are fine) */
+    int kept;            /* the listener kept the expired entry it was told of (registry_keep) */
     size_t expired_total;
     hashmap *subjects;   /* subject -> (void *)(entries held + 1), for max_per_subject */
     size_t max_entries, max_per_subject;
@@ -249,8 +251,23 @@ static void index_drop_empty(registry *r, char *const *caps, size_t ncaps)
 /* Makes room for one more item in the list of every capability of e, creating missing lists.
  * On failure the index holds the same entries as before (empty lists created here are
  * dropped; capacity grown here is kept). */
+static int list_reserve(cap_list *l)
+{
+    if (l->count < l->cap)
+        return 0;
+    size_t cap = l->cap ? l->cap * 2 : 4;
+    reg_entry **items = realloc(l->items, cap * sizeof *items);
+    if (!items)
+        return -1;
+    l->items = items;
+    l->cap = cap;
+    return 0;
+}
+
 static int index_reserve(registry *r, const reg_entry *e)
 {
+    if (e->kind == REG_CHANNEL && list_reserve(&r->vis[e->is_public]) != 0)
+        return -1;
     for (size_t i = 0; i < e->ncaps; i++) {
         cap_list *l = hashmap_get(r->caps, e->caps[i]);
         if (!l) {
@@ -280,6 +297,11 @@ fail:
 /* Appends e to the list of each of its capabilities; index_reserve must have succeeded. */
 static void index_add(registry *r, reg_entry *e)
 {
+    if (e->kind == REG_CHANNEL) {
+        cap_list *v = &r->vis[e->is_public];
+        e->vis_pos = v->count;
+        v->items[v->count++] = e;
+    }
     for (size_t i = 0; i < e->ncaps; i++) {
         cap_list *l = hashmap_get(r->caps, e->caps[i]);
         e->cap_pos[i] = l->count;
@@ -291,6 +313,12 @@ static void index_add(registry *r, reg_entry *e)
  * index_drop_empty, so a replacement can reuse them without allocating. */
 static void index_unlink(registry *r, reg_entry *e)
 {
+    if (e->kind == REG_CHANNEL) {
+        cap_list *v = &r->vis[e->is_public];
+        reg_entry *last = v->items[--v->count];
+        v->items[e->vis_pos] = last;
+        last->vis_pos = e->vis_pos;
+    }
     for (size_t i = 0; i < e->ncaps; i++) {
         cap_list *l = hashmap_get(r->caps, e->caps[i]);
         size_t pos = e->cap_pos[i];
@@ -317,12 +345,29 @@ static void entry_unlink(registry *r, reg_entry *e)
     index_drop_empty(r, e->caps, e->ncaps);
 }
 
+/* Reports an unlinked entry as expired and frees it, unless the listener kept it. */
+static void emit_expired(registry *r, reg_entry *e)
+{
+    r->expired_total++;
+    r->kept = 0;
+    emit(r, REG_EXPIRED, e, NULL);
+    if (!r->kept)
+        entry_free(e);
+    r->kept = 0;
+}
+
+void registry_keep(registry *r)
+{
+    if (r && r->in_event)
+        r->kept = 1;
+}
+
+void registry_entry_free(const reg_entry *e) { entry_free((reg_entry *)e); }
+
 static void purge_expired(registry *r, reg_entry *e)
 {
     entry_unlink(r, e);
-    r->expired_total++;
-    emit(r, REG_EXPIRED, e, NULL);
-    entry_free(e);
+    emit_expired(r, e);
 }
 
 /* ---- lifecycle ---- */
@@ -371,6 +416,8 @@ void registry_free(registry *r)
     }
     hashmap_free(r->caps);
     hashmap_free(r->subjects);
+    free(r->vis[0].items);
+    free(r->vis[1].items);
     free(r);
 }
 
@@ -538,9 +585,7 @@ const reg_entry *registry_put(registry *r, reg_kind kind, const reg_fields *f, d
      * yet live (queries see neither), then make the new one live and report it. */
     double expires_at = old->expires_at;
     old->expires_at = n->expires_at;
-    r->expired_total++;
-    emit(r, REG_EXPIRED, n, NULL);
-    entry_free(n);
+    emit_expired(r, n);
     old->expires_at = expires_at;
     heap_update(&r->expiry, &old->expiry, old->expires_at);
     emit(r, REG_REGISTERED, old, NULL);
@@ -731,9 +776,20 @@ int registry_find_channels_page(const registry *r, int visibility, const char *n
             *p = (char)tolower((unsigned char)*p);
     }
     const hashmap *map = r->maps[REG_CHANNEL];
-    if (list_alloc(out, hashmap_count(map)) != 0) {
+    const cap_list *vis = visibility >= 0 ? &r->vis[visibility != 0] : NULL;
+    if (list_alloc(out, vis ? vis->count : hashmap_count(map)) != 0) {
         free(needle);
         return -1;
+    }
+    if (vis) { /* the channels of that visibility only */
+        for (size_t i = 0; i < vis->count; i++) {
+            const reg_entry *e = vis->items[i];
+            if (is_live(e, now) && (!needle || strstr(e->name_lower, needle)) && on_page(e, page))
+                out->items[out->count++] = e;
+        }
+        free(needle);
+        list_finish(out, page);
+        return 0;
     }
     hashmap_iter it;
     void *v;
@@ -741,8 +797,6 @@ int registry_find_channels_page(const registry *r, int visibility, const char *n
     while (hashmap_iter_next(map, &it, NULL, &v)) {
         const reg_entry *e = v;
         if (!is_live(e, now))
-            continue;
-        if (visibility >= 0 && e->is_public != (visibility != 0))
             continue;
         if (needle && !strstr(e->name_lower, needle))
             continue;

@@ -46,6 +46,7 @@ typedef struct reg_entry {
     char **caps;         /* systems: service names (capabilities), distinct */
     size_t ncaps;
     size_t *cap_pos;     /* internal: position of this entry in each capability's list */
+    size_t vis_pos;      /* internal: channels: position in the list of their visibility */
     char *registrant;    /* who registered it ("<host instance>/<system id>"), NULL: an operator */
     char *subject;       /* the authenticated subject that registered it over HTTP, NULL: this
                           * host's own systems or an operator (who owns it, for authorisation) */
@@ -80,6 +81,13 @@ typedef struct registry registry;
  * for REG_EXPIRED / REG_DEREGISTERED the entry, and for REG_REPLACED prev, is freed after the
  * call returns. Changes from inside the callback are refused; queries are fine. */
 registry *registry_new(reg_event_fn on_event, void *ud);
+
+/* From inside on_event for REG_EXPIRED: the listener keeps the entry (it is not freed after
+ * the call; it is unlinked from the registry and never changes again) and frees it later with
+ * registry_entry_free. Lets the listener describe the expiry later than it happened (the
+ * host renders expired events when their channel is read). */
+void registry_keep(registry *r);
+void registry_entry_free(const reg_entry *e);
 void registry_free(registry *r);
 
 /* Bounds on what the registry holds: entries in all (both kinds, live or not yet purged) and
@@ -139,8 +147,10 @@ typedef struct reg_list {
 } reg_list;
 void reg_list_free(reg_list *l);
 
-/* Live channels, sorted by id. visibility: -1 any, 0 private, 1 public. name_substr: NULL or
- * a case-insensitive substring of the name. Returns 0, or -1 when out of memory. */
+/* Live channels, sorted by id. visibility: -1 any, 0 private, 1 public (found through the
+ * index of channels by visibility: the cost grows with the channels of that visibility, not
+ * with all). name_substr: NULL or a case-insensitive substring of the name. Returns 0, or -1
+ * when out of memory. */
 int registry_find_channels(const registry *r, int visibility, const char *name_substr, double now,
                            reg_list *out);
 /* Live systems, sorted by id; capability NULL -> all, else systems with a service of exactly

@@ -83,14 +83,9 @@ static int put_registrant(strbuf *b, const reg_entry *e)
  * and for "replaced" also "previous": {the entry taken over}, "previous_registrant"; then
  * "subject" when an HTTP caller registered it and "private": true when the entry (or the one
  * it replaced) is private, so /registry/events can show each caller only what it may see. An event
- * that cannot be built whole (out of memory) is not written. The local backend's listener
- * (the keep-alive) hears of each event first: a takeover makes a system retry. */
-static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
+ * that cannot be built whole (out of memory) is not written. `at` is the message's timestamp. */
+static void write_event(host *h, reg_event ev, const reg_entry *e, const reg_entry *prev, double at)
 {
-    host *h = ud;
-    regbackend_local_event(h->backend, ev, e, prev);
-    if (!h->registry_events)
-        return;
     strbuf *b = &h->event_buf;
     strbuf_reset(b);
     int bad = strbuf_puts(b, "{\"event\":\"") < 0 || strbuf_puts(b, reg_event_name(ev)) < 0 ||
@@ -109,7 +104,94 @@ static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const 
     if (bad || strbuf_putc(b, '}') < 0)
         return;
     message_in in = {.sender_id = HOST_OWNER, .data_json = b->data, .data_len = b->len};
-    channel_write(h->registry_events, &in, host_now(h), NULL);
+    channel_write(h->registry_events, &in, at, NULL);
+}
+
+/* An expired entry whose event is not written yet, and when it was purged (the timestamp its
+ * event gets, as when it was written at once). */
+struct host_expired {
+    const reg_entry *e;
+    double at;
+};
+
+/* Purged entries per loop turn whose events are written when nobody reads: bounds the turn. */
+#define EXPIRED_PER_TURN 1000
+
+/* Writes up to `limit` of the deferred "expired" events (0: all), oldest first. */
+static void flush_expired(host *h, size_t limit)
+{
+    size_t n = h->expired_count;
+    if (limit && n > limit)
+        n = limit;
+    for (size_t i = 0; i < n; i++) {
+        struct host_expired *x = &h->expired[h->expired_first];
+        h->expired_first = (h->expired_first + 1) % h->expired_cap;
+        h->expired_count--;
+        write_event(h, REG_EXPIRED, x->e, NULL, x->at);
+        registry_entry_free(x->e);
+    }
+    if (!h->expired_count)
+        h->expired_first = 0;
+}
+
+void host_registry_events_sync(host *h)
+{
+    if (h->expired_count)
+        flush_expired(h, 0);
+}
+
+static void before_events_read(channel *ch, void *ud)
+{
+    (void)ch;
+    host_registry_events_sync(ud);
+}
+
+/* From the loop: a bounded step of the deferred events, so long-poll waiters on the channel
+ * wake (its watchers run on the first write) and the kept entries go without a reader. */
+static void on_expired_flush(rt *r, deferred *d)
+{
+    host *h = d->data;
+    flush_expired(h, EXPIRED_PER_TURN);
+    if (h->expired_count)
+        defer(r, d);
+}
+
+/* Queues an expired entry's event; 0, or -1 when out of memory (the caller writes it now). */
+static int defer_expired(host *h, const reg_entry *e)
+{
+    if (h->expired_count == h->expired_cap) {
+        size_t cap = h->expired_cap ? h->expired_cap * 2 : 1024;
+        struct host_expired *q = malloc(cap * sizeof *q);
+        if (!q)
+            return -1;
+        for (size_t i = 0; i < h->expired_count; i++) /* unroll the ring */
+            q[i] = h->expired[(h->expired_first + i) % h->expired_cap];
+        free(h->expired);
+        h->expired = q;
+        h->expired_first = 0;
+        h->expired_cap = cap;
+    }
+    h->expired[(h->expired_first + h->expired_count) % h->expired_cap] = (struct host_expired){e, host_now(h)};
+    h->expired_count++;
+    registry_keep(h->reg);
+    defer(h->rt, &h->expired_flush);
+    return 0;
+}
+
+/* The local backend's listener (the keep-alive) hears of each event first: a takeover makes a
+ * system retry. An "expired" event is written later (defer_expired); any other is written at
+ * once, after those still deferred, so the channel holds the events in the order they
+ * happened. */
+static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
+{
+    host *h = ud;
+    regbackend_local_event(h->backend, ev, e, prev);
+    if (!h->registry_events)
+        return;
+    if (ev == REG_EXPIRED && defer_expired(h, e) == 0)
+        return;
+    host_registry_events_sync(h);
+    write_event(h, ev, e, prev, host_now(h));
 }
 
 static size_t lateness_bucket(double us)
@@ -237,6 +319,9 @@ host *host_new(const host_config *cfg, rt *r)
         return NULL;
     }
     h->registry_events->owner = strdup(HOST_OWNER);
+    h->registry_events->before_read = before_events_read;
+    h->registry_events->before_read_ud = h;
+    defer_init(&h->expired_flush, on_expired_flush, h);
     limit_channel(h, h->registry_events);
     hashmap_put(h->channels, REGISTRY_CHANNEL_ID, h->registry_events);
     if (h->cfg.maintenance > 0)
@@ -310,6 +395,13 @@ void host_free(host *h)
     vm_bytecode_free(h->bytecode);
     pool_free(h->vmenv.pool); /* after every state is closed */
     free(h->retired);
+    /* the events nobody read: the entries go without them */
+    defer_cancel(h->rt, &h->expired_flush);
+    for (; h->expired_count; h->expired_count--) {
+        registry_entry_free(h->expired[h->expired_first].e);
+        h->expired_first = (h->expired_first + 1) % h->expired_cap;
+    }
+    free(h->expired);
     registry_free(h->reg);
     timer_stop(h->rt, &h->maintenance_timer);
     free(h->endpoint);
@@ -320,5 +412,6 @@ void host_free(host *h)
     }
     strbuf_free(&h->scratch);
     strbuf_free(&h->event_buf);
+    strbuf_free(&h->reg_buf);
     free(h);
 }

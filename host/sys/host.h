@@ -97,8 +97,16 @@ typedef struct host {
     struct regbackend *backend;
     struct keepalive *keepalive; /* the keep-alive and ownership policy over it (keepalive.h) */
 
+    /* "expired" events not yet in the registry channel: a purge keeps the expired entries
+     * (registry_keep) and their events are rendered when the channel is read (its
+     * before_read), before any later registry event, or a bounded number per loop turn */
+    struct host_expired *expired;
+    size_t expired_first, expired_count, expired_cap;
+    deferred expired_flush;
+
     strbuf scratch;            /* reusable buffer for encoding message content */
     strbuf event_buf;          /* reusable buffer for registry event messages */
+    strbuf reg_buf;            /* reusable buffer for the JSON of a registration (reg_put) */
 
     /* counters */
     uint64_t steps, step_errors, overruns;
@@ -139,6 +147,10 @@ struct regbackend *host_backend(host *h);
 
 /* Registry maintenance now (also runs on its timer). */
 void host_registry_maintain(host *h);
+
+/* Writes the "expired" events a purge left to be rendered into the registry channel, all of
+ * them (the channel's before_read does this: a reader sees every event in order). */
+void host_registry_events_sync(host *h);
 
 /* Appends the entry's JSON with "expires_at" spliced in. 0, or -1 when out of memory. */
 int host_entry_json(strbuf *b, const reg_entry *e);

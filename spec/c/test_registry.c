@@ -878,6 +878,119 @@ static void test_pages(void)
     registry_free(r);
 }
 
+/* The channels of one visibility as a scan of every channel finds them (the reference). */
+static const char *scan_vis(const registry *r, int vis, const char *name, double now, char *buf, size_t size)
+{
+    reg_list l;
+    if (registry_find_channels(r, -1, name, now, &l) != 0)
+        return "(error)";
+    size_t used = 0, k = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < l.count && used < size; i++)
+        if (l.items[i]->is_public == vis)
+            used += (size_t)snprintf(buf + used, size - used, "%s%s", k++ ? "," : "", l.items[i]->id);
+    reg_list_free(&l);
+    return buf;
+}
+
+/* The visibility index answers what a scan answers, through registrations, replacements that
+ * change the visibility, removals, expiry and purges, with a name filter and by pages. */
+static void test_visibility_index_matches_scan(void)
+{
+    rec c;
+    registry *r = new_reg(&c);
+    static const char *const names[] = {"Alpha", "beta", "ALPHABET", "gamma"};
+    char id[16], want[4096], got[4096];
+    unsigned x = 12345;
+    int same = 1, paged = 1;
+    for (int step = 0; step < 3000; step++) {
+        x = x * 1103515245u + 12345u;
+        unsigned k = (x >> 8) % 64, op = (x >> 16) % 10;
+        double now = step * 0.01;
+        c.now = now;
+        snprintf(id, sizeof id, "ch%02u", k);
+        if (op < 6)
+            put_channel(r, id, names[(x >> 20) % 4], (int)((x >> 24) & 1), 0.5 + (double)((x >> 4) % 300) / 100, now);
+        else if (op < 8)
+            registry_remove(r, REG_CHANNEL, id, NULL, now);
+        else if (op == 8)
+            registry_maintain(r, now);
+        for (int vis = 0; vis <= 1; vis++) {
+            const char *name = step % 3 == 0 ? "alpha" : NULL;
+            if (strcmp(find_ch(r, vis, name, now, got, sizeof got), scan_vis(r, vis, name, now, want, sizeof want)) != 0)
+                same = 0;
+        }
+        if (step % 100 == 0) { /* by pages of 5: the same ids in the same order */
+            char all[4096] = "", after[16] = "";
+            size_t used = 0;
+            reg_page page = {.limit = 5};
+            reg_list l;
+            for (;;) {
+                page.after = after[0] ? after : NULL;
+                if (registry_find_channels_page(r, 1, NULL, now, &page, &l) != 0)
+                    break;
+                for (size_t i = 0; i < l.count; i++) {
+                    used += (size_t)snprintf(all + used, sizeof all - used, "%s%s", used ? "," : "", l.items[i]->id);
+                    snprintf(after, sizeof after, "%s", l.items[i]->id);
+                }
+                size_t n = l.count;
+                reg_list_free(&l);
+                if (n < page.limit)
+                    break;
+            }
+            if (strcmp(all, scan_vis(r, 1, NULL, now, want, sizeof want)) != 0)
+                paged = 0;
+        }
+    }
+    CHECK(same);
+    CHECK(paged);
+    registry_free(r);
+}
+
+/* A listener that keeps the expired entries it hears of (registry_keep). */
+typedef struct keeper {
+    registry *r;
+    const reg_entry *kept[8];
+    size_t n, other;
+} keeper;
+
+static void keep_expired(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
+{
+    (void)prev;
+    keeper *k = ud;
+    if (ev == REG_EXPIRED && k->n < 8) {
+        registry_keep(k->r);
+        k->kept[k->n++] = e;
+    } else {
+        k->other++;
+    }
+}
+
+/* Kept expired entries stay whole after the purge (and after a put over an expired entry),
+ * unlinked, until the listener frees them; registry_keep outside a callback does nothing. */
+static void test_keep_expired_entries(void)
+{
+    keeper k = {0};
+    registry *r = k.r = registry_new(keep_expired, &k);
+    registry_keep(r); /* outside a callback: no effect */
+    reg_fields f = {.id = "a", .name = "A", .json = "{\"v\":1}", .json_len = 7};
+    CHECK(registry_put(r, REG_CHANNEL, &f, 1, 0) != NULL);
+    f.id = "b";
+    CHECK(registry_put(r, REG_CHANNEL, &f, 2, 0) != NULL);
+    CHECK(registry_maintain(r, 1.5) == 1);
+    CHECK(k.n == 1 && strcmp(k.kept[0]->id, "a") == 0 && k.kept[0]->expires_at == 1);
+    CHECK(k.kept[0]->json_len == 7 && memcmp(k.kept[0]->json, "{\"v\":1}", 7) == 0);
+    CHECK(registry_get(r, REG_CHANNEL, "a", 1.5) == NULL && registry_count(r, REG_CHANNEL) == 1);
+    f.json = "{\"v\":2}";
+    CHECK(registry_put(r, REG_CHANNEL, &f, 2, 3) != NULL); /* b had expired: reported, kept */
+    CHECK(k.n == 2 && strcmp(k.kept[1]->id, "b") == 0 && memcmp(k.kept[1]->json, "{\"v\":1}", 7) == 0);
+    CHECK(strcmp(registry_get(r, REG_CHANNEL, "b", 3)->json, "{\"v\":2}") == 0);
+    CHECK(registry_expired_total(r) == 2);
+    registry_free(r);
+    for (size_t i = 0; i < k.n; i++) /* outlive the registry */
+        registry_entry_free(k.kept[i]);
+}
+
 int main(void)
 {
     RUN(test_names);
@@ -905,5 +1018,7 @@ int main(void)
     RUN(test_limit_per_subject);
     RUN(test_limit_total);
     RUN(test_pages);
+    RUN(test_visibility_index_matches_scan);
+    RUN(test_keep_expired_entries);
     return check_report();
 }
