@@ -866,7 +866,7 @@ describe("a remote subscriber and a serving host that restarts", function()
     marks.a1_rc = a1:wait_exit(5)
     marks.down = #b:out() + 1
     -- while A is down: B retries its subscription and its local system keeps ticking
-    marks.retry = wait_until(4, function()
+    marks.retry = wait_until(8, function() -- generous: a loaded CI machine
       local rest = b:out():sub(marks.down)
       return b:err():find("retrying", 1, true) and rest:find("registry error", 1, true)
         and count(rest, "local tick %d+") >= 3

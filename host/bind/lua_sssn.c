@@ -363,6 +363,7 @@ static int l_channel_stats(lua_State *L)
     channel *ch = host_channel(h, id);
     if (!ch)
         return sssn_error(L, "sssn: channel '%s' not found (channel_stats)", id);
+    channel_sync(ch); /* what a writer deferred (the registry's expired events) is counted */
     push_channel_stats(L, ch);
     return 1;
 }
