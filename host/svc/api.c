@@ -6,6 +6,7 @@
 #include "svc/api.h"
 
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "net/http_server.h"
 #include "net/tls.h"
 #include "core/json.h"
+#include "bind/api_channel.h"
 #include "bind/lua_api.h"
 #include "core/log.h"
 #include "sys/system.h"
@@ -35,6 +37,7 @@ typedef struct api {
     int handler_ref;
     http_server *srv;
     strbuf out;        /* the fast routes' response bodies */
+    strbuf text;       /* a fast PUT's body, checked and compacted */
 } api;
 
 static void request_done(task *t, int ok)
@@ -103,24 +106,28 @@ static void respond_error(api *a, http_request *r, int status, const char *type,
     http_respond(r, status, "application/json", b->data, b->len);
 }
 
-/* Percent-decodes one path segment into out (NUL-terminated); -1 when malformed or long. */
+static int hex_digit(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Percent-decodes one path segment into out (NUL-terminated) as the router does (%XX with two
+ * hex digits); -1 when it is one the fast routes leave to the router: a malformed escape, %00,
+ * a byte past ASCII (the router checks UTF-8), or too long. */
 static int decode_segment(const char *s, size_t n, char *out, size_t size)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
         if (c == '%') {
-            if (i + 2 >= n)
+            int hi = i + 2 < n ? hex_digit((unsigned char)s[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit((unsigned char)s[i + 2]) : -1;
+            if (lo < 0)
                 return -1;
-            char hex[3] = {s[i + 1], s[i + 2], 0};
-            char *end;
-            long v = strtol(hex, &end, 16);
-            if (*end || v <= 0) /* %00 would cut the id short: refuse it */
-                return -1;
-            c = (int)v;
+            c = hi * 16 + lo;
             i += 2;
         }
-        if (o + 1 >= size)
+        if (c == 0 || c >= 0x80 || o + 1 >= size)
             return -1;
         out[o++] = (char)c;
     }
@@ -128,25 +135,143 @@ static int decode_segment(const char *s, size_t n, char *out, size_t size)
     return 0;
 }
 
-/* The read-only lookups that carry most traffic are answered here in C, without a task; a
- * miss (unknown id) goes to the router like any other request, so its errors are the same,
- * and so does anything whose access is not plain (a private channel or entry, a channel out
- * of the token's scope, the registry's event channel): the router decides those. */
+/* Whether `who` may do `need` on channel id as the router's check_channel decides it, without
+ * asking: the open stage; a role that suffices within the token's scope, on a public channel
+ * other than the registry's event channel; an admin within its scope. Anything else (a
+ * private channel, a refusal) is the router's to answer. */
+static int plain_access(const principal *who, const channel *ch, const char *id, auth_role need)
+{
+    if (!who->enforced)
+        return 1;
+    if (who->role < need || !principal_scope_allows(who, id))
+        return 0;
+    return who->role >= ROLE_ADMIN || (ch->is_public && strcmp(id, "registry") != 0);
+}
+
+/* A decimal of plain digits (what Lua's tonumber reads as an integer) no larger than max into
+ * *v; 0 when it is something else (the router reads those). */
+static int plain_decimal(const char *s, size_t n, uint64_t max, uint64_t *v)
+{
+    uint64_t x = 0;
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+        if (d > 9 || x > (max - d) / 10)
+            return 0;
+        x = x * 10 + d;
+    }
+    *v = x;
+    return 1;
+}
+
+/* The query of a read the fast path takes: only limit and after (the last of each counts, an
+ * empty one is left out), as plain decimals in their ranges. Anything else - reader, wait,
+ * exclusive, an escape, a message id as after, a bad limit - is the router's. */
+static int fast_read_query(const char *q, size_t *limit, int *has_after, uint64_t *after)
+{
+    *limit = 100;
+    *has_after = 0;
+    while (*q) {
+        const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
+        const char *eq = memchr(q, '=', (size_t)(end - q));
+        const char *v = eq ? eq + 1 : end;
+        size_t kn = (size_t)((eq ? eq : end) - q), vn = (size_t)(end - v);
+        uint64_t x;
+        if (kn == 5 && memcmp(q, "limit", 5) == 0) {
+            if (vn == 0)
+                *limit = 100;
+            else if (plain_decimal(v, vn, 10000, &x) && x >= 1)
+                *limit = (size_t)x;
+            else
+                return 0;
+        } else if (kn == 5 && memcmp(q, "after", 5) == 0) {
+            if (vn == 0)
+                *has_after = 0;
+            else if (plain_decimal(v, vn, (uint64_t)INT64_MAX, &x))
+                *has_after = 1, *after = x;
+            else
+                return 0;
+        } else if (end != q) {
+            return 0;
+        }
+        q = amp ? amp + 1 : end;
+    }
+    return 1;
+}
+
+static void respond_failure(api *a, http_request *r, const api_failure *f)
+{
+    respond_error(a, r, f->status, f->type, f->message);
+}
+
+/* GET /channels/{id}?limit=&after= and PUT /channels/{id} with the data itself, answered here
+ * exactly as the router would (same checks, same bindings' semantics through bind/api_channel.h,
+ * same errors) when the principal's access is plain. Returns 0 to leave the request to the
+ * router; what it leaves has changed nothing. */
+static int answer_channel(api *a, http_request *r, const principal *who, const char *id)
+{
+    int get = strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
+    int put = !get && (strcmp(r->method, "PUT") == 0 || strcmp(r->method, "POST") == 0);
+    size_t limit = 0;
+    int has_after = 0;
+    uint64_t after = 0;
+    if (get ? !fast_read_query(r->query, &limit, &has_after, &after) : !put || r->query[0] || !r->body.len)
+        return 0;
+    channel *ch = host_channel(a->h, id);
+    if (!ch || !plain_access(who, ch, id, get ? ROLE_READ : ROLE_WRITE))
+        return 0;
+    if (get && ch->kind == CHANNEL_WORK_QUEUE)
+        return 0; /* a shared read of it is refused: the router words that */
+    api_failure f;
+    strbuf *b = &a->out;
+    strbuf_reset(b);
+    if (get) {
+        size_t count;
+        if (api_read_json(a->h, ch, who->subject, limit, has_after, after, 0, b, &count, &f) < 0) {
+            respond_failure(a, r, &f);
+            return 1;
+        }
+    } else {
+        const message *m;
+        if (api_write_json_text(a->h, ch, who->subject, r->body.data, r->body.len, &a->text, &m, &f) < 0) {
+            respond_failure(a, r, &f);
+            return 1;
+        }
+        strbuf_append(b, "{\"status\":\"accepted\",\"item_id\":", 31);
+        json_write_string(b, m->id, strlen(m->id));
+        strbuf_putc(b, '}');
+    }
+    if (strbuf_failed(b) || !b->data) {
+        respond_error(a, r, 500, "internal", "out of memory");
+        return 1;
+    }
+    http_respond(r, 200, "application/json", b->data, b->len);
+    return 1;
+}
+
+/* The requests that carry most traffic are answered here in C, without a task: the read-only
+ * lookups (channel info, registry entries) and a channel's plain read and write. A miss
+ * (unknown id) goes to the router like any other request, so its errors are the same, and so
+ * does anything whose access is not plain (a private channel or entry, a channel out of the
+ * token's scope, the registry's event channel): the router decides those. */
 static int answer_fast(api *a, http_request *r, const principal *who)
 {
-    int checked = who->enforced && who->role < ROLE_ADMIN;
-    if ((strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) || r->query[0])
-        return 0;
     const char *p = r->path, *id;
     size_t n;
-    int kind; /* 0: channel info, 1: registered channel, 2: registered system */
+    int kind; /* 0: channel info, 1: registered channel, 2: registered system, 3: the channel */
     if (strncmp(p, "/channels/", 10) == 0) {
         id = p + 10;
         const char *slash = strchr(id, '/');
-        if (!slash || strcmp(slash, "/info") != 0)
+        if (!slash) {
+            n = strlen(id);
+            kind = 3;
+        } else if (strcmp(slash, "/info") == 0) {
+            n = (size_t)(slash - id);
+            kind = 0;
+        } else {
             return 0;
-        n = (size_t)(slash - id);
-        kind = 0;
+        }
     } else if (strncmp(p, "/registry/channels/", 19) == 0) {
         id = p + 19;
         n = strlen(id);
@@ -161,16 +286,21 @@ static int answer_fast(api *a, http_request *r, const principal *who)
     char buf[512];
     if (n == 0 || memchr(id, '/', n) || decode_segment(id, n, buf, sizeof buf) < 0)
         return 0;
+    if (kind == 3)
+        return answer_channel(a, r, who, buf);
+    if ((strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) || r->query[0])
+        return 0;
     strbuf *b = &a->out;
     strbuf_reset(b);
     if (kind == 0) {
         channel *ch = host_channel(a->h, buf);
-        if (!ch || (checked && (!ch->is_public || !principal_scope_allows(who, buf) || strcmp(buf, "registry") == 0)))
+        if (!ch || !plain_access(who, ch, buf, ROLE_READ))
             return 0;
         api_channel_info_json(b, a->h, ch);
     } else {
+        int checked = who->enforced && who->role < ROLE_ADMIN;
         const reg_entry *e = registry_get(a->h->reg, kind == 1 ? REG_CHANNEL : REG_SYSTEM, buf, host_now(a->h));
-        if (!e || (checked && !e->is_public))
+        if (!e || (checked && (who->role < ROLE_READ || !e->is_public)))
             return 0;
         host_entry_json(b, e);
     }
@@ -314,6 +444,7 @@ static void api_free(service *svc)
     if (a->auth)
         a->auth->free(a->auth);
     strbuf_free(&a->out);
+    strbuf_free(&a->text);
     free(a->opt_strings);
     free(a);
     free(svc);

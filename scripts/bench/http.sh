@@ -6,7 +6,13 @@
 #   bash scripts/bench/http.sh [path/to/sssn-host]      (default ./sssn-host)
 #
 # stdout carries only the figures, one line each:
-#   RESULT {"group":"http","name":"...","value":N|null,"unit":"...","p99_us":N,"note":"..."}
+#   RESULT {"group":"http","name":"...","key":"http_put",...,"value":N|null,"unit":"...","p99_us":N,"note":"..."}
+# (keys http_info, http_read, http_lookup, http_put, as issue 11's report puts them side by side).
+#
+# Fair against redis.sh in the same `make bench` run: both drive the server from one client thread
+# with 50 keep-alive connections and no pipelining (wrk -t1 -c50, redis-benchmark -c 50 -P 1), and
+# on a machine with 2 or more cores both pin the server to CPU 1 and the client to CPU 0
+# (taskset; BENCH_PIN=0 turns it off), so neither server shares its core with its client.
 # everything else (progress, wrk output, host logs on failure) goes to stderr. The script exits 0
 # even when a measurement fails: that figure is printed with "value": null and a note saying why.
 # Bounded in time: about 35 s (4 wrk runs of 5 s, a two-host run of ~7 s), hard caps on each step.
@@ -15,6 +21,11 @@ set -u
 BIN=${1:-./sssn-host}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WRK_THREADS=1 WRK_CONNS=50 WRK_SECS=5
+# the same pinning as redis.sh: server on CPU 1, client on CPU 0
+PIN_SERVER=() PIN_CLIENT=()
+if [[ ${BENCH_PIN:-1} != 0 ]] && command -v taskset >/dev/null && [[ $(nproc 2>/dev/null || echo 1) -ge 2 ]]; then
+  PIN_SERVER=(taskset -c 1) PIN_CLIENT=(taskset -c 0)
+fi
 LP_SAMPLES=100          # messages the remote reader times
 LP_PERIOD_HZ=20         # the writer writes every 50 ms
 
@@ -30,11 +41,20 @@ json_str() { # a JSON string literal for $1 (quotes, backslashes, control charac
 }
 is_number() { [[ $1 =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]]; }
 # result NAME VALUE UNIT [P99_US] [NOTE]; VALUE/P99_US that are not numbers become null / absent
+key_of() {
+  case $1 in
+    *"/info"*) echo http_info ;; *"(read)"*) echo http_read ;; *"(write)"*) echo http_put ;;
+    *"(lookup)"*) echo http_lookup ;; *) echo "" ;;
+  esac
+}
 result() {
   local name=$1 value=$2 unit=$3 p99=${4:-} note=${5:-}
-  local line
+  local line key
   is_number "$value" || value=null
-  line="{\"group\":\"http\",\"name\":$(json_str "$name"),\"value\":$value,\"unit\":$(json_str "$unit")"
+  key=$(key_of "$name")
+  line="{\"group\":\"http\",\"name\":$(json_str "$name")"
+  [[ -n $key ]] && line+=",\"key\":\"$key\""
+  line+=",\"value\":$value,\"unit\":$(json_str "$unit")"
   is_number "$p99" && line+=",\"p99_us\":$p99"
   [[ -n $note ]] && line+=",\"note\":$(json_str "$note")"
   printf 'RESULT %s}\n' "$line"
@@ -130,7 +150,7 @@ start_fixture() {
     FIX_PORT=$(free_port) || return 1
     FIX_URL=http://127.0.0.1:$FIX_PORT
     FIX_STARTS=$((FIX_STARTS + 1))
-    "$BIN" --listen "127.0.0.1:$FIX_PORT" --duration 90 --log-level warn "$TMP/fixture.lua" \
+    "${PIN_SERVER[@]}" "$BIN" --listen "127.0.0.1:$FIX_PORT" --duration 90 --log-level warn "$TMP/fixture.lua" \
       >"$TMP/fixture.$FIX_STARTS.out" 2>"$TMP/fixture.$FIX_STARTS.err" &
     FIX_PID=$!; PIDS+=("$FIX_PID")
     if wait_http "$FIX_URL/health" 5 "$FIX_PID" &&
@@ -156,7 +176,7 @@ wrk_bench() {
     start_fixture || { result "$name" null "req/s" "" "the fixture sssn-host did not start"; return; }
   fi
   log "http.sh: wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECS}s --latency $* $FIX_URL$path"
-  timeout $((WRK_SECS + 15)) wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECS}s" --latency --timeout 2s \
+  timeout $((WRK_SECS + 15)) "${PIN_CLIENT[@]}" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${WRK_SECS}s" --latency --timeout 2s \
     "$@" "$FIX_URL$path" >"$out" 2>&1
   rc=$?
   cat "$out" >&2
@@ -183,7 +203,7 @@ wrk_bench() {
     result "$name" null "req/s" "$p99_us" "${note%; }"
   else
     result "$name" "$(awk -v n="$rps" 'BEGIN{printf "%.0f", n}')" "req/s" "$p99_us" \
-      "${note}wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECS}s keep-alive, wrk and host on the same 2 cores"
+      "${note}wrk -t$WRK_THREADS -c$WRK_CONNS -d${WRK_SECS}s keep-alive, $([[ ${#PIN_SERVER[@]} -gt 0 ]] && echo "host on CPU 1, wrk on CPU 0" || echo "wrk and host not pinned")"
   fi
 }
 

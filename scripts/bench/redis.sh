@@ -3,6 +3,11 @@
 # redis-benchmark: PUBLISH, SET with EX, GET (and plain SET), 50 clients, no pipelining,
 # one benchmark thread (the default).
 #
+# Fair against http.sh in the same `make bench` run: one client thread, 50 connections, no
+# pipelining on both sides (redis-benchmark -c 50 -P 1, wrk -t1 -c50), and on 2 or more cores
+# both pin the server to CPU 1 and the client to CPU 0 (taskset; BENCH_PIN=0 turns it off).
+# GET and plain SET carry the keys redis_get and redis_set (issue 11's HTTP read and PUT peers).
+#
 # Output contract: one line per figure on stdout,
 #   RESULT {"group":"peer-redis","name":"GET","value":<req/s>,"unit":"req/s","p99_us":<us>}
 # everything else goes to stderr. Exits 0 even when a measurement fails (value null + note).
@@ -16,6 +21,10 @@ N=${REDIS_BENCH_N:-200000}
 C=${REDIS_BENCH_C:-50}
 BUDGET=${REDIS_BENCH_BUDGET:-50}
 GROUP=peer-redis
+PIN_SERVER=() PIN_CLIENT=()
+if [ "${BENCH_PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
+  PIN_SERVER=(taskset -c 1) PIN_CLIENT=(taskset -c 0)
+fi
 
 log() { printf '[redis.sh] %s\n' "$*" >&2; }
 
@@ -29,7 +38,11 @@ json_str() {  # minimal JSON string escaping (backslash, quote, control chars)
 result() {
   local name=$1 value=$2 unit=$3 p99=${4:-} note=${5:-}
   local line
-  line="{\"group\":\"$GROUP\",\"name\":$(json_str "$name"),\"value\":${value:-null},\"unit\":$(json_str "$unit")"
+  local key=""
+  case $name in GET) key=redis_get ;; SET) key=redis_set ;; esac
+  line="{\"group\":\"$GROUP\",\"name\":$(json_str "$name")"
+  [ -n "$key" ] && line+=",\"key\":\"$key\""
+  line+=",\"value\":${value:-null},\"unit\":$(json_str "$unit")"
   [ -n "$p99" ] && line+=",\"p99_us\":$p99"
   [ -n "$note" ] && line+=",\"note\":$(json_str "$note")"
   line+="}"
@@ -91,7 +104,7 @@ for _try in 1 2 3 4 5; do
   p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
   port_free "$p" || continue
   # started directly (not in a subshell) so $! is the server's own pid
-  redis-server --save '' --appendonly no --port "$p" --bind 127.0.0.1 --daemonize no \
+  "${PIN_SERVER[@]}" redis-server --save '' --appendonly no --port "$p" --bind 127.0.0.1 --daemonize no \
     --dir "$TMPD" --logfile "$TMPD/redis.log" &
   RPID=$!
   for _ in $(seq 1 50); do
@@ -120,7 +133,7 @@ bench() {
   local left; left=$(remaining)
   if [ "$left" -le 1 ]; then echo "time budget exhausted" >"$out.err"; return 1; fi
   [ "$left" -gt 25 ] && left=25
-  timeout -k 2 "$left" redis-benchmark -h 127.0.0.1 -p "$PORT" -q -c "$C" -n "$N" -P 1 --csv "$@" \
+  timeout -k 2 "$left" "${PIN_CLIENT[@]}" redis-benchmark -h 127.0.0.1 -p "$PORT" -q -c "$C" -n "$N" -P 1 --csv "$@" \
     >"$out" 2>"$out.err"
   local rc=$?
   [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && echo "timed out after ${left}s (budget ${BUDGET}s)" >>"$out.err"
@@ -137,7 +150,7 @@ emit() {
     rps=$(awk -v v="$rps" 'BEGIN { printf "%d", v + 0.5 }')
     log "$name: $rps req/s, p50 ${BASH_REMATCH[5]} ms, p99 $p99_ms ms"
     result "$name" "$rps" "req/s" "$p99_us" \
-      "redis-benchmark -c $C -n $N -P 1 on 127.0.0.1, redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"
+      "redis-benchmark -c $C -n $N -P 1 on 127.0.0.1, $([ ${#PIN_SERVER[@]} -gt 0 ] && echo "server on CPU 1, client on CPU 0" || echo "not pinned"), redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')"
   else
     local why
     why=$(tr -d '\r' <"$file.err" 2>/dev/null | tail -1)
