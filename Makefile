@@ -85,10 +85,11 @@ test: deps
 	@$(MAKE) --no-print-directory all $(CTESTS)
 	@bash scripts/run-tests.sh $(CTESTS)
 
+# SSSN_PY_SRC=DIR make bench: also measures the Python sssn v0.0.1 from its source tree DIR.
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
-	bash scripts/bench/run.sh ./sssn-host
+	SSSN_PY_SRC="$(SSSN_PY_SRC)" bash scripts/bench/run.sh ./sssn-host
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/sssn

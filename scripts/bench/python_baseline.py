@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Plain-Python peer baseline for `make bench`.
+"""A plain dict-and-list Python BASELINE for `make bench` (not the Python sssn: that is
+python_sssn.py, run when SSSN_PY_SRC is set).
 
 The same in-process loops the host measures, written the way the Python sssn keeps its
 state: plain dicts and lists, JSON encoded once by the writer with json.dumps and decoded
@@ -17,7 +18,7 @@ interpreted implementation: no pydantic models, no asyncio, no locks, no HTTP.
               capability held by 10 systems; purge = scan for expired entries + delete.
 
 Output contract: one line per figure on stdout,
-    RESULT {"group":"peer-python","name":...,"value":...,"unit":...,"p99_us":...,"note":...}
+    RESULT {"group":"python-baseline","key":...,"name":...,"value":...,"unit":...,"p99_us":...,"note":...}
 everything else on stderr. Exits 0 even when a measurement fails (value null + note).
 """
 
@@ -30,7 +31,7 @@ import time
 import traceback
 import uuid
 
-GROUP = "peer-python"
+GROUP = "python-baseline"
 PAYLOAD = {"celsius": 22.4}
 # Batch sizes and capacities as the host's own loops (scripts/bench/local_*.lua) use them.
 CAPACITY = 100000
@@ -46,8 +47,24 @@ def log(*args):
     print("[python_baseline]", *args, file=sys.stderr, flush=True)
 
 
+# the contract's figure keys, so report.lua can list the baseline next to the host's figures
+KEYS = {
+    "broadcast 1 writer -> 1 reader": "bcast_l1000",
+    "fan-out 10 readers": "fanout10",
+    "work queue claim+ack": "wq",
+    "registry register (upsert, TTL)": "reg_upsert",
+    "registry get_channel": "get1000",
+    "find_systems p99 @10k": "find_sys_10k",
+    "find_systems p99 @100k": "find_sys_100k",
+    "find_systems p99 @1M": "find_sys_1M",
+    "purge 100k expired": "purge100k",
+}
+
+
 def result(name, value, unit, p99_us=None, note=None, p50_us=None):
     obj = {"group": GROUP, "name": name, "value": value, "unit": unit}
+    if name in KEYS:
+        obj["key"] = KEYS[name]
     if p99_us is not None:
         obj["p99_us"] = p99_us
     if p50_us is not None:
@@ -326,7 +343,7 @@ def bench_register(seconds):
 
 def bench_get(seconds):
     reg = Registry()
-    ids = [f"chan-{i}" for i in range(10000)]
+    ids = [f"chan-{i}" for i in range(1000)]
     for c in ids:
         reg.register_channel({"id": c}, 300.0)
 
@@ -437,7 +454,7 @@ def main():
                      f"{impl}; dict upsert of a normalized ChannelInfo copy with expires_at, 10k ids"))
     measure("registry get_channel", "op/s",
             lambda: (int(round(bench_get(secs))), None,
-                     f"{impl}; dict lookup + expiry check, 10k entries (the Python sssn's "
+                     f"{impl}; dict lookup + expiry check, cycling over 1,000 entries (the Python sssn's "
                      "DiscoveryChannel scans its whole store instead: this is its best case)"))
 
     def find(n, label):

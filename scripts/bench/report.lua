@@ -1,5 +1,7 @@
 -- Turns the RESULT lines of a `make bench` run into one table (stdout) and bench-results.json:
--- each figure with its target (issue 5) and, where a peer measured the same thing, the ratio.
+-- each figure with its target (issue 5) and, where a peer measured the same key, the ratio
+-- (higher is better for the host): vs the Python sssn v0.0.1 (group python-sssn) and, for
+-- HTTP, vs redis (http_put / redis_set, http_read / redis_get).
 -- Run as: sssn-host run scripts/bench/report.lua RAW_FILE OUT_JSON
 local sssn = require "sssn"
 local json = sssn.json
@@ -44,7 +46,46 @@ local function fmt(v)
   return ("%.3g"):format(v)
 end
 
+-- Peers are paired by figure key (issue 11's contract). Lines written before keys existed get
+-- theirs from their name.
+local key_of_name = {
+  ["broadcast 1 writer -> 1 reader"] = "bcast_l1000",
+  ["fan-out 10 readers"] = "fanout10",
+  ["work queue claim+ack"] = "wq",
+  ["registry register (upsert, TTL)"] = "reg_upsert",
+  ["registry get_channel"] = "get1000",
+  ["find_systems p99 @10k"] = "find_sys_10k",
+  ["find_systems p99 @100k"] = "find_sys_100k",
+  ["find_systems p99 @1M"] = "find_sys_1M",
+  ["purge 100k expired"] = "purge100k",
+  ["Lua heap per idle system"] = "heap_idle",
+}
+local redis_key_of_name = { ["SET EX"] = "redis_set", SET = "redis_set", GET = "redis_get" }
+for _, r in ipairs(results) do
+  if not r.key then
+    r.key = (r.group == "peer-redis" and redis_key_of_name[r.name]) or (r.group ~= "peer-redis" and key_of_name[r.name]) or nil
+  end
+end
+local function by_key(group, key)
+  if not key then return nil end
+  for _, r in ipairs(results) do
+    if r.group == group and r.key == key then return r end
+  end
+end
+-- the redis figure an HTTP key is held against
+local redis_pair = { http_put = "redis_set", http_read = "redis_get", http_lookup = "redis_get", http_info = "redis_get" }
+
 local lower_is_better = { us = true, ms = true, KiB = true, ["% of one core"] = true, ["us p50"] = true }
+local function ratio(r, peer)
+  if peer and type(peer.value) == "number" and type(r.value) == "number" and peer.value > 0 and r.value > 0 then
+    return lower_is_better[r.unit] and peer.value / r.value or r.value / peer.value
+  end
+end
+
+local python_ran = false
+for _, r in ipairs(results) do
+  if r.group == "python-sssn" and type(r.value) == "number" then python_ran = true end
+end
 
 local rows = {}
 for _, r in ipairs(results) do
@@ -57,33 +98,49 @@ for _, r in ipairs(results) do
       r.target = t[2]
       r.target_met = met
     end
-    local peer = find("peer-python", r.name)
-    local ratio = ""
-    if peer and type(peer.value) == "number" and type(r.value) == "number" and peer.value > 0 and r.value > 0 then
-      local x = lower_is_better[r.unit] and peer.value / r.value or r.value / peer.value
-      ratio = ("%.1fx Python"):format(x)
-      r.vs_python = x
+    local vs_py, vs_redis = "", ""
+    local py = by_key("python-sssn", r.key)
+    local x = ratio(r, py)
+    if x then
+      vs_py = ("%.2fx"):format(x)
+      r.vs_python_sssn = x
+    end
+    local rd = by_key("peer-redis", redis_pair[r.key])
+    x = ratio(r, rd)
+    if x then
+      vs_redis = ("%.2fx %s"):format(x, rd.key == "redis_set" and "SET" or "GET")
+      r.vs_redis = x
     end
     rows[#rows + 1] = { r.group, r.name, fmt(r.value) .. " " .. (r.unit or ""),
-      r.p99_us and fmt(r.p99_us) .. " us" or "", status, ratio }
+      r.p99_us and fmt(r.p99_us) .. " us" or "", status, vs_py, vs_redis }
   end
 end
 -- HTTP registry lookups against redis GET over the same loopback
-local lookup, rget = find("http", "GET /registry/channels/{id} (lookup)"), find("peer-redis", "GET")
+local lookup, rget = find("http", "GET /registry/channels/{id} (lookup)"), by_key("peer-redis", "redis_get")
 if lookup and rget and type(lookup.value) == "number" and type(rget.value) == "number" then
   rows[#rows + 1] = { "http", "registry lookups vs redis GET", ("%.2fx"):format(lookup.value / rget.value), "",
-    lookup.value >= rget.value and "met >= redis" or "MISSED < redis", "" }
+    lookup.value >= rget.value and "met >= redis" or "MISSED < redis", "", "" }
   lookup.vs_redis_get = lookup.value / rget.value
 end
-for _, r in ipairs(results) do
-  if r.group == "peer-redis" or r.group == "peer-python" then
-    rows[#rows + 1] = { r.group, r.name, fmt(r.value) .. " " .. (r.unit or ""),
-      r.p99_us and fmt(r.p99_us) .. " us" or "", "", r.note and r.note:sub(1, 40) or "" }
+-- the peers' own figures: redis, the Python sssn v0.0.1, and the plain-Python baseline (which is
+-- NOT the Python sssn: dicts and lists, no pydantic, no asyncio)
+local peer_label = { ["peer-redis"] = "redis", ["python-sssn"] = "Python sssn 0.0.1",
+  ["python-baseline"] = "Python baseline (dict+list)" }
+for _, g in ipairs { "peer-redis", "python-sssn", "python-baseline" } do
+  for _, r in ipairs(results) do
+    if r.group == g then
+      rows[#rows + 1] = { peer_label[g], (r.key and r.key .. ": " or "") .. r.name,
+        type(r.value) == "number" and fmt(r.value) .. " " .. (r.unit or "") or "-",
+        r.p99_us and fmt(r.p99_us) .. " us" or "", "", "", "" }
+    end
   end
+end
+if not python_ran then
+  rows[#rows + 1] = { "Python sssn 0.0.1", "not run: SSSN_PY_SRC=DIR make bench measures it", "", "", "", "", "" }
 end
 
 local widths = {}
-local header = { "group", "figure", "value", "p99", "target", "ratio" }
+local header = { "group", "figure", "value", "p99", "target", "vs Python sssn", "vs redis" }
 for _, row in ipairs({ header, table.unpack(rows) }) do
   for i, c in ipairs(row) do widths[i] = math.max(widths[i] or 0, #c) end
 end
@@ -107,6 +164,7 @@ local doc = {
   machine = { cpu = cmd("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"), cores = tonumber(cmd("nproc")),
     kernel = cmd("uname -r") },
   results = sssn.array(results),
+  python_sssn_ran = python_ran,
 }
 local f = assert(io.open(out_path, "w"))
 f:write(json.encode(doc), "\n")
