@@ -11,8 +11,9 @@
 #include "sys/host.h"
 #include "net/http_client.h"
 #include "core/json.h"
-#include "core/json_text.h"
 #include "bind/lua_api.h"
+
+#include "bind/api_channel.h"
 #include "bind/errors.h"
 #include "vm/marshal.h"
 #include "sys/system.h"
@@ -54,22 +55,6 @@ void api_message_json(strbuf *b, const message *m)
     put_str_or_null(b, m->recipient_id);
     strbuf_putc(b, '}');
 }
-
-/* At most what api_message_json writes for m, and its comma: a string escapes to at most six
- * bytes a byte (\u00XX), the numbers and the keys take less than 200. Found without writing,
- * so a read can stop before a message that would take its answer past the bound. */
-static size_t str_bound(const char *s) { return s ? 6 * strlen(s) + 2 : 4; }
-
-static size_t message_json_bound(const message *m, void *ud)
-{
-    (void)ud;
-    return 200 + str_bound(m->id) + str_bound(m->sender_id) + m->data_len + strlen(m->metadata_json) +
-           str_bound(m->correlation_id) + str_bound(m->reply_to) + str_bound(m->recipient_id);
-}
-
-/* What a read's answer holds besides its messages: {"messages":[ ... ],"missed":N,
- * "epoch":"...","more":false} */
-#define READ_FRAME 128
 
 void api_channel_info_json(strbuf *b, const host *h, const channel *ch)
 {
@@ -127,13 +112,6 @@ static int l_api_info(lua_State *L)
     return push_buf(L, &b);
 }
 
-static int kind_error(lua_State *L, const channel *ch, int exclusive)
-{
-    if (ch->kind == CHANNEL_WORK_QUEUE && !exclusive)
-        return bind_raise_plain(L, 400, "bad_request", "channel '%s' is a work_queue: read it with exclusive=true", ch->id);
-    return bind_raise_plain(L, 400, "bad_request", "channel '%s' does not allow exclusive reads", ch->id);
-}
-
 /* core.api_read(id, reader, limit, after_seq|nil, after_id|nil, exclusive)
  *   -> json {"messages": [...], "missed", "epoch", "more"}, count, last_seq | nil, status, type,
  *   message. The answer is at most --max-read-bytes (one message larger than that by itself,
@@ -168,28 +146,13 @@ static int l_api_read(lua_State *L)
         has_after = 1;
         after = m->seq;
     }
-    channel_batch batch;
-    size_t most = h->cfg.max_read_bytes;
-    channel_read_bound bound = {.max = most > READ_FRAME ? most - READ_FRAME : 1, .cost = message_json_bound};
-    int rc = exclusive ? channel_claim_bounded(ch, reader, (size_t)limit, host_now(h), most ? &bound : NULL, &batch)
-                       : channel_read_bounded(ch, reader, (size_t)limit, has_after, after, host_now(h),
-                                              most ? &bound : NULL, &batch);
-    if (rc == CHANNEL_EKIND)
-        return kind_error(L, ch, exclusive);
-    if (rc != CHANNEL_OK)
-        return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     strbuf b = STRBUF_INIT;
-    strbuf_puts(&b, "{\"messages\":[");
-    for (size_t i = 0; i < batch.count; i++) {
-        if (i)
-            strbuf_putc(&b, ',');
-        api_message_json(&b, batch.items[i]);
+    size_t count;
+    api_failure f;
+    if (api_read_json(h, ch, reader, (size_t)limit, has_after, after, exclusive, &b, &count, &f) < 0) {
+        strbuf_free(&b);
+        return bind_raise_plain(L, f.status, f.type, "%s", f.message);
     }
-    strbuf_printf(&b, "],\"missed\":%llu,\"epoch\":\"%s\",\"more\":%s}", (unsigned long long)batch.missed,
-                  h->instance_id, batch.more ? "true" : "false");
-    h->reads_cut += (uint64_t)batch.more;
-    size_t count = batch.count;
-    channel_batch_free(&batch);
     push_buf(L, &b);
     lua_pushinteger(L, (lua_Integer)count);
     lua_pushinteger(L, (lua_Integer)channel_last_seq(ch));
@@ -305,22 +268,10 @@ static int l_api_write_text(lua_State *L)
         return bind_raise_plain(L, 404, "not_found", "channel '%s' not found", id);
     if (ch->owner && strcmp(ch->owner, HOST_OWNER) == 0)
         return bind_raise_plain(L, 405, "method_not_allowed", "channel '%s' is read-only", id);
-    strbuf *data = &h->scratch;
-    strbuf_reset(data);
-    char err[256];
-    if (json_normalize(body, len, data, err, sizeof err) < 0) {
-        if (!err[0])
-            return bind_raise_plain(L, 500, "internal", "out of memory%s", "");
-        const char *why = strncmp(err, "invalid JSON: ", 14) == 0 ? err + 14 : err;
-        return bind_raise_plain(L, 400, "bad_request", "malformed JSON body: %s", why);
-    }
-    message_in in = {.sender_id = sender, .data_json = data->data, .data_len = data->len};
     const message *m;
-    int rc = channel_write(ch, &in, host_now(h), &m);
-    if (rc == CHANNEL_ETOOBIG || rc == CHANNEL_EFULL)
-        return write_refused(L, ch, refusal_of(ch, rc, &in));
-    if (rc != CHANNEL_OK)
-        return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
+    api_failure f;
+    if (api_write_json_text(h, ch, sender, body, len, &h->scratch, &m, &f) < 0)
+        return bind_raise_plain(L, f.status, f.type, "%s", f.message);
     lua_pushstring(L, m->id);
     lua_pushinteger(L, (lua_Integer)m->seq);
     return 2;
