@@ -154,8 +154,16 @@ function System:connect(info_or_id)
   return info
 end
 
+local core_write = core.write
+
 --- Writes data; opts: metadata, correlation_id, reply_to, recipient_id. Returns message id, seq.
 function System:write_channel(id, data, opts)
+  -- the common call, a local channel by id and no options, straight to the binding (which
+  -- checks the rest); anything else takes the checks below
+  if opts == nil and type(id) == "string" and rawget(self, "_remote") == nil then
+    local handle = rawget(self, "_sys")
+    if handle then return core_write(handle, id, data) end
+  end
   if opts == nil then
     opts = NO_OPTS
   else
@@ -213,14 +221,15 @@ function System:acknowledge_channel(id, ids)
   check_table(ids, "the message ids", "acknowledge_channel")
   local rc = remote_of(self, id)
   if rc then return rc:ack(message_ids(ids)) end
-  return core.ack(sys(self, "acknowledge_channel"), channel_id(id, "acknowledge_channel"), message_ids(ids))
+  -- the binding takes the claimed messages themselves, or their ids
+  return core.ack(sys(self, "acknowledge_channel"), channel_id(id, "acknowledge_channel"), ids)
 end
 
 function System:nack_channel(id, ids)
   check_table(ids, "the message ids", "nack_channel")
   local rc = remote_of(self, id)
   if rc then return rc:ack(message_ids(ids), true) end
-  return core.nack(sys(self, "nack_channel"), channel_id(id, "nack_channel"), message_ids(ids))
+  return core.nack(sys(self, "nack_channel"), channel_id(id, "nack_channel"), ids)
 end
 
 --- Calls fn(message) for every new message, in order, through the loop.
