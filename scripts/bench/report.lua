@@ -53,7 +53,6 @@ local key_of_name = {
   ["fan-out 10 readers"] = "fanout10",
   ["work queue claim+ack"] = "wq",
   ["registry register (upsert, TTL)"] = "reg_upsert",
-  ["registry get_channel"] = "get1000",
   ["find_systems p99 @10k"] = "find_sys_10k",
   ["find_systems p99 @100k"] = "find_sys_100k",
   ["find_systems p99 @1M"] = "find_sys_1M",
