@@ -53,14 +53,13 @@ local key_of_name = {
   ["fan-out 10 readers"] = "fanout10",
   ["work queue claim+ack"] = "wq",
   ["registry register (upsert, TTL)"] = "reg_upsert",
-  ["registry get_channel"] = "get1000",
   ["find_systems p99 @10k"] = "find_sys_10k",
   ["find_systems p99 @100k"] = "find_sys_100k",
   ["find_systems p99 @1M"] = "find_sys_1M",
   ["purge 100k expired"] = "purge100k",
   ["Lua heap per idle system"] = "heap_idle",
 }
-local redis_key_of_name = { ["SET EX"] = "redis_set", SET = "redis_set", GET = "redis_get" }
+local redis_key_of_name = { ["SET EX"] = "redis_set", GET = "redis_get" }
 for _, r in ipairs(results) do
   if not r.key then
     r.key = (r.group == "peer-redis" and redis_key_of_name[r.name]) or (r.group ~= "peer-redis" and key_of_name[r.name]) or nil
@@ -77,7 +76,8 @@ local redis_pair = { http_put = "redis_set", http_read = "redis_get", http_looku
 
 local lower_is_better = { us = true, ms = true, KiB = true, ["% of one core"] = true, ["us p50"] = true }
 local function ratio(r, peer)
-  if peer and type(peer.value) == "number" and type(r.value) == "number" and peer.value > 0 and r.value > 0 then
+  -- a peer line with "comparable": false is listed, but no ratio is drawn from it
+  if peer and peer.comparable ~= false and type(peer.value) == "number" and type(r.value) == "number" and peer.value > 0 and r.value > 0 then
     return lower_is_better[r.unit] and peer.value / r.value or r.value / peer.value
   end
 end
