@@ -4,6 +4,8 @@
 local sssn = require "sssn"
 local testing = require "sssn.testing"
 
+local readers = {} -- stopped after each test, so their ids are free for the next spec file
+
 -- A system whose step is `body`; trace(t) writes t to its trace channel, which traces() reads.
 local function spawn(body, opts)
   opts = opts or {}
@@ -20,6 +22,7 @@ local function spawn(body, opts)
   local h = testing.spawn { id = id, source = source, step_timeout = opts.step_timeout }
   local reader = testing.system(testing.uid("reader"))
   reader:connect(id .. "-trace")
+  readers[#readers + 1] = reader
   local function traces()
     local out = {}
     for _, m in ipairs(reader:read_channel(id .. "-trace", { limit = 10000 })) do
@@ -47,6 +50,8 @@ describe("a step's coroutine", function()
   end)
   after_each(function()
     for _, h in ipairs(handles) do h:stop() end
+    for _, r in ipairs(readers) do r:stop() end
+    readers = {}
     testing.real()
   end)
   local function track(h, ...)
