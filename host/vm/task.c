@@ -52,11 +52,58 @@ static int make_thread_protected(lua_State *L)
     return 1;
 }
 
+/* A task that ended normally leaves its thread clean (no frames, no open upvalues, no
+ * pending to-be-closed variables), so the next task of the state runs in it: making a thread
+ * (and collecting it) is most of what a trivial step costs. Threads that ended any other way
+ * (an error, a cancel while waiting) are dropped: a hook that raised leaves the thread with
+ * hooks off, and reusing it would blind the watchdog. */
+#define TASK_IDLE_MAX 4
+
+static task *take_idle(vm *v, int nargs)
+{
+    task *t = v->idle;
+    if (!t || !lua_checkstack(t->co, nargs + 1))
+        return NULL;
+    v->idle = t->next;
+    v->nidle--;
+    lua_xmove(v->L, t->co, nargs + 1);
+    int co_ref = t->co_ref;
+    lua_State *co = t->co;
+    *t = (task){.co = co, .co_ref = co_ref};
+    return t;
+}
+
+/* Keeps t (its thread and struct) for the next task; 0 when it cannot be kept. */
+static int keep_idle(task *t)
+{
+    vm *v = t->vm;
+    if (v->nidle >= TASK_IDLE_MAX || t->failed || t->cancelled || lua_status(t->co) != LUA_OK)
+        return 0;
+    lua_settop(t->co, 0); /* the results of its function */
+    t->next = v->idle;
+    v->idle = t;
+    v->nidle++;
+    return 1;
+}
+
+void task_free_idle(vm *v)
+{
+    while (v->idle) {
+        task *t = v->idle;
+        v->idle = t->next;
+        free(t); /* the threads go with the state */
+    }
+    v->nidle = 0;
+}
+
 task *task_new(vm *v, void *owner, const char *who, enum task_kind kind, int nargs,
                void (*on_done)(task *t, int ok), void *data)
 {
     lua_State *L = v->L;
-    task *t = calloc(1, sizeof *t);
+    task *t = take_idle(v, nargs);
+    if (t)
+        goto made;
+    t = calloc(1, sizeof *t);
     if (!t || !lua_checkstack(L, 2)) {
         free(t);
         lua_pop(L, nargs + 1);
@@ -83,6 +130,7 @@ task *task_new(vm *v, void *owner, const char *who, enum task_kind kind, int nar
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
     t->co = lua_tothread(L, -1);
     lua_pop(L, 1);
+made:
     *(task **)lua_getextraspace(t->co) = t;
     t->id = ++v->task_ids;
     t->vm = v;
@@ -211,9 +259,12 @@ static void task_finish(task *t, int ok)
         wait_end(t->wait);
     if (t->on_done)
         t->on_done(t, ok);
-    /* pending to-be-closed variables run now, as code of no task: they cannot wait */
+    /* an idle thread is no task: coroutine.resume on it says it is dead, as before */
     *(task **)lua_getextraspace(t->co) = NULL;
-    /* for a thread that died of an error, lua_resetthread reports that error again */
+    if (keep_idle(t))
+        return;
+    /* pending to-be-closed variables run now, as code of no task: they cannot wait; for a
+     * thread that died of an error, lua_resetthread reports that error again */
     if (lua_resetthread(t->co) != LUA_OK && !t->failed)
         rt_log(v->env->rt, LOG_ERROR, t->who, "error closing a %s: %s", task_kind_name(t->kind),
                lua_isstring(t->co, -1) ? lua_tostring(t->co, -1) : "(not a string)");

@@ -59,6 +59,8 @@ task *task_find(vm *v, uint64_t id); /* a live task by id, or NULL */
 void task_cancel(task *t);
 /* Ends a task at once without running it again (vm_free, as its state closes). */
 void task_drop(task *t);
+/* Frees the ended tasks kept for their threads (vm_free, before the state closes). */
+void task_free_idle(vm *v);
 
 /* Waits, for bindings: each suspends the current task (raising a clear error outside one)
  * and returns what the binding must return: lua_yield's result, or the results at once when

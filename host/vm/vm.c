@@ -200,6 +200,7 @@ void vm_free(vm *v)
         return;
     while (v->tasks)
         task_drop(v->tasks);
+    task_free_idle(v);
     lua_close(v->L);
     free(v);
 }

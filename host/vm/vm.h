@@ -39,6 +39,8 @@ struct vm {
     vm_heap heap;           /* what the state's allocator counts: bytes, peak, limit */
     void *default_owner;    /* whom calls outside a task act for (a system), or NULL */
     task *tasks;            /* live tasks in this state */
+    task *idle;             /* ended tasks whose threads the next tasks reuse (task.c) */
+    unsigned nidle;
     double watchdog_start;  /* real time the running task was resumed */
     double watchdog_limit;  /* seconds, 0 = off */
     int interruptible;      /* Ctrl-C interrupts code running in this state (the REPL's) */
