@@ -35,27 +35,6 @@ static void put_str_or_null(strbuf *b, const char *s)
         strbuf_puts(b, "null");
 }
 
-void api_message_json(strbuf *b, const message *m)
-{
-    strbuf_puts(b, "{\"id\":");
-    json_write_string(b, m->id, strlen(m->id));
-    strbuf_printf(b, ",\"seq\":%llu,\"timestamp\":", (unsigned long long)m->seq);
-    json_write_double(b, m->timestamp);
-    strbuf_puts(b, ",\"sender_id\":");
-    put_str_or_null(b, m->sender_id);
-    strbuf_puts(b, ",\"content\":{\"data\":");
-    strbuf_append(b, m->data_json, m->data_len);
-    strbuf_puts(b, "},\"metadata\":");
-    strbuf_puts(b, m->metadata_json);
-    strbuf_puts(b, ",\"correlation_id\":");
-    put_str_or_null(b, m->correlation_id);
-    strbuf_puts(b, ",\"reply_to\":");
-    put_str_or_null(b, m->reply_to);
-    strbuf_puts(b, ",\"recipient_id\":");
-    put_str_or_null(b, m->recipient_id);
-    strbuf_putc(b, '}');
-}
-
 void api_channel_info_json(strbuf *b, const host *h, const channel *ch)
 {
     strbuf_puts(b, "{\"id\":");

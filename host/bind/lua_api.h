@@ -1,5 +1,5 @@
-/* lua_api.h - bindings for the HTTP API router, added to sssn.core; and the JSON text of
- * messages and channel infos that the API serves. */
+/* lua_api.h - bindings for the HTTP API router, added to sssn.core; and the JSON text of the
+ * channel infos the API serves (messages: bind/api_channel.c). */
 #ifndef SSSN_LUA_API_H
 #define SSSN_LUA_API_H
 
@@ -11,7 +11,6 @@
 struct host;
 
 void lua_api_register(lua_State *L); /* adds the functions to the table on top of the stack */
-void api_message_json(strbuf *b, const message *m);
 void api_channel_info_json(strbuf *b, const struct host *h, const channel *ch);
 
 #endif
