@@ -98,6 +98,19 @@ describe("expired events after a purge", function()
     return out
   end
 
+  it("are counted in /metrics right after the purge, before any loop turn", function()
+    local core = require "sssn.core"
+    local prefix, t = testing.uid("lazymetrics") .. "-", 1700000000
+    fill(prefix, t)
+    local function writes()
+      return tonumber(core.metrics():match("\nsssn_channel_writes_total (%d+)"))
+    end
+    local before = writes()
+    testing.freeze(t + 10)
+    assert.is_true(registry:maintain() >= N)
+    assert.is_true(writes() >= before + N, "the expired events are not in sssn_channel_writes_total")
+  end)
+
   it("are all there, in order and before later events, for a reader right after the purge", function()
     local prefix, t = testing.uid("lazy") .. "-", 1700000000
     fill(prefix, t)

@@ -313,6 +313,7 @@ static int l_wait(lua_State *L)
 static int l_metrics(lua_State *L)
 {
     strbuf b = STRBUF_INIT;
+    host_registry_events_sync(host_of(L)); /* a purge's deferred events are counted */
     host_metrics_text(&b, host_of(L));
     return push_buf(L, &b);
 }

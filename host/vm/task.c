@@ -466,6 +466,7 @@ int task_wait_channel(lua_State *L, channel *ch, uint64_t after, double timeout)
     if (!task_current(L))
         return luaL_error(L, "sssn: waiting for a channel needs a system's setup, step, subscriber "
                              "or an HTTP request coroutine");
+    channel_sync(ch); /* what a writer deferred (a purge's events) counts as written */
     if (channel_last_seq(ch) > after) {
         lua_pushboolean(L, 1);
         return 1;
