@@ -503,6 +503,24 @@ static int split_channels(char *buf, char **ids, int max, int no_space, char *wh
     }
 }
 
+/* --name=value is --name value: copies the name into buf, points *arg at it and *val at the
+ * value, and returns 1; 0 for an argument without '=' (left as it is); -1 when the name does
+ * not fit buf (no option is that long). */
+static int split_inline_value(const char **arg, char *buf, size_t size, const char **val)
+{
+    const char *a = *arg, *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    if (!eq)
+        return 0;
+    size_t n = (size_t)(eq - a);
+    if (n >= size)
+        return -1;
+    memcpy(buf, a, n);
+    buf[n] = '\0';
+    *arg = buf;
+    *val = eq + 1;
+    return 1;
+}
+
 #define TOKEN_CHANNELS_MAX 256
 
 /* `sssn-host token ...`: prints a JWT signed with --jwt-secret-file, or with --static a random
@@ -516,22 +534,15 @@ static int run_token(int argc, char **argv)
         const char *a = argv[i];
         char name[32];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
-        if (eq) {
-            size_t n = (size_t)(eq - a);
-            if (n >= sizeof name)
-                return usage_error("token: unknown option '%s'", a);
-            memcpy(name, a, n);
-            name[n] = '\0';
-            a = name;
-            val = eq + 1;
-        }
+        int inline_val = split_inline_value(&a, name, sizeof name, &val);
+        if (inline_val < 0)
+            return usage_error("token: unknown option '%s'", a);
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage_text, stdout);
             return 0;
         }
         if (strcmp(a, "--static") == 0) {
-            if (eq)
+            if (inline_val)
                 return usage_error("token: option '--static' takes no value");
             is_static = 1;
             continue;
@@ -546,7 +557,7 @@ static int run_token(int argc, char **argv)
             return usage_error("token: unknown %s '%s'", a[0] == '-' ? "option" : "argument", argv[i]);
         if (!val)
             return usage_error("token: option '%s' needs a value", a);
-        if (!eq)
+        if (!inline_val)
             i++;
         *slot = val;
     }
@@ -738,17 +749,9 @@ int main(int argc, char **argv)
         /* --name=value is --name value */
         char name[32];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
-        int inline_val = eq != NULL;
-        if (eq) {
-            size_t n = (size_t)(eq - a);
-            if (n >= sizeof name)
-                return usage_error("unknown option '%s'", a);
-            memcpy(name, a, n);
-            name[n] = '\0';
-            a = name;
-            val = eq + 1;
-        }
+        int inline_val = split_inline_value(&a, name, sizeof name, &val);
+        if (inline_val < 0)
+            return usage_error("unknown option '%s'", a);
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage_text, stdout);
             return 0;

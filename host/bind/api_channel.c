@@ -50,6 +50,27 @@ static void put_str_or_null(strbuf *b, const char *s)
         PUT_LIT(b, "null");
 }
 
+void api_channel_info_json(strbuf *b, const host *h, const channel *ch)
+{
+    strbuf_puts(b, "{\"id\":");
+    put_str_or_null(b, ch->id);
+    strbuf_puts(b, ",\"name\":");
+    put_str_or_null(b, ch->name);
+    strbuf_puts(b, ",\"description\":");
+    put_str_or_null(b, ch->description);
+    strbuf_printf(b, ",\"visibility\":\"%s\",\"kind\":\"%s\",\"period\":", ch->is_public ? "public" : "private",
+                  channel_kind_name(ch->kind));
+    if (ch->period > 0)
+        json_write_double(b, ch->period);
+    else
+        strbuf_puts(b, "null");
+    strbuf_puts(b, ",\"owner\":");
+    put_str_or_null(b, ch->owner);
+    strbuf_puts(b, ",\"endpoint\":");
+    put_str_or_null(b, h->endpoint);
+    strbuf_putc(b, '}');
+}
+
 /* One message as the API serves it (the Python sssn's envelope). */
 static void message_json(strbuf *b, const message *m)
 {

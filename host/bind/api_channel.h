@@ -19,6 +19,9 @@ typedef struct api_failure {
     char message[768];
 } api_failure;
 
+/* A channel's info as GET /channels/{id}/info serves it. */
+void api_channel_info_json(strbuf *out, const struct host *h, const channel *ch);
+
 /* A read for `reader`, as GET /channels/{id} answers it: appends {"messages":[...],"missed":N,
  * "epoch":"...","more":false} to out, with at most `limit` (1 to 10000) messages after `after`
  * (has_after) or from the reader's cursor, or claimed (exclusive); at most --max-read-bytes (one

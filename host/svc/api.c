@@ -18,7 +18,6 @@
 #include "net/tls.h"
 #include "core/json.h"
 #include "bind/api_channel.h"
-#include "bind/lua_api.h"
 #include "core/log.h"
 #include "sys/system.h"
 
