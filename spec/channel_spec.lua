@@ -511,6 +511,93 @@ return s
       testing.run_pending()
       assert.are.same({ "early" }, got)
     end)
+    it("drains what is there in one task per subscription, not one per message", function()
+      testing.freeze(1700000000)
+      local owner, id = channel_of("broadcast", { capacity = 1000 })
+      local sub = reader(id, "subscriber")
+      local got = {}
+      sub:subscribe_channel(id, function(m) got[#got + 1] = m.content.data end)
+      testing.run_pending()
+      for i = 1, 200 do owner:write_channel(id, i) end
+      local before = sub:stats().tasks
+      testing.run_pending()
+      assert.are.equal(200, #got)
+      for i = 1, 200 do assert.are.equal(i, got[i]) end
+      -- batches of at most 64: four tasks for 200 messages
+      assert.are.equal(4, sub:stats().tasks - before)
+    end)
+
+    it("goes on with the next message after a callback that fails", function()
+      testing.freeze(1700000000)
+      local owner, id = channel_of("broadcast")
+      local sub = reader(id, "subscriber")
+      local got = {}
+      sub:subscribe_channel(id, function(m)
+        if m.content.data == 2 then error("no twos") end
+        got[#got + 1] = m.content.data
+      end)
+      for i = 1, 5 do owner:write_channel(id, i) end
+      testing.run_pending()
+      assert.are.same({ 1, 3, 4, 5 }, got)
+      assert.are.equal(1, sub:stats().errors)
+      testing.assert_logged("no twos")
+    end)
+
+    it("keeps order when a callback waits, and delivers later messages after it", function()
+      testing.freeze(1700000000)
+      local owner, id = channel_of("broadcast")
+      local sub = reader(id, "subscriber")
+      local got = {}
+      sub:subscribe_channel(id, function(m)
+        if m.content.data == 2 then sssn.sleep(1) end
+        got[#got + 1] = m.content.data
+      end)
+      for i = 1, 4 do owner:write_channel(id, i) end
+      testing.run_pending()
+      assert.are.same({ 1 }, got)
+      owner:write_channel(id, 5)
+      testing.advance(1.5)
+      assert.are.same({ 1, 2, 3, 4, 5 }, got)
+    end)
+
+    it("gives back to the cursor what it took but did not deliver when unsubscribed", function()
+      testing.freeze(1700000000)
+      local owner, id = channel_of("broadcast")
+      local sub = reader(id, "subscriber")
+      local got = {}
+      sub:subscribe_channel(id, function(m)
+        got[#got + 1] = m.content.data
+        if m.content.data == 2 then sub:unsubscribe_channel(id) end
+      end)
+      for i = 1, 5 do owner:write_channel(id, i) end
+      testing.run_pending()
+      assert.are.same({ 1, 2 }, got)
+      assert.are.same({ 3, 4, 5 }, datas(sub:read_channel(id)))
+    end)
+
+    it("still has the watchdog for each callback of a batch", function()
+      testing.freeze(1700000000)
+      local source = ([[
+        local sssn = require "sssn"
+        local sys = sssn.system { id = %q, tick_rate = 1 }
+        function sys:setup()
+          self:add_channel(sssn.broadcast { id = self.id .. "-in" })
+          self:add_channel(sssn.broadcast { id = self.id .. "-out" })
+          self:subscribe_channel(self.id .. "-in", function(m)
+            if m.content.data == 2 or m.content.data == 4 then while true do end end
+            self:write_channel(self.id .. "-out", m.content.data)
+          end)
+          for i = 1, 5 do self:write_channel(self.id .. "-in", i) end
+        end
+        return sys
+      ]]):format(testing.uid("watched"))
+      local h = spawn { source = source, step_timeout = 0.05 }
+      testing.advance(1)
+      local r = reader(h.id .. "-out", "out-reader")
+      assert.are.same({ 1, 3, 5 }, datas(r:read_channel(h.id .. "-out")))
+      assert.are.equal(2, h:stats().errors)
+      testing.assert_logged("interrupted by the watchdog")
+    end)
   end)
 
   describe("errors", function()

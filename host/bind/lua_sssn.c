@@ -646,12 +646,13 @@ static int l_sys_stats(lua_State *L)
     system_handle *hd = luaL_checkudata(L, 1, SYSTEM_MT);
     sssn_system *s = hd->s;
     static const char *const states[] = {"setup", "running", "stopped"};
-    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, 10);
     vm_set_string_field(L, "id", s->id);
     vm_set_string_field(L, "state", states[s->state]);
     set_int_field(L, "steps", s->steps);
     set_int_field(L, "errors", s->errors);
     set_int_field(L, "overruns", s->overruns);
+    set_int_field(L, "tasks", s->vm->task_ids);
     set_int_field(L, "memory", s->vm->heap.bytes);
     set_int_field(L, "memory_peak", s->vm->heap.peak);
     set_int_field(L, "memory_limit", s->vm->heap.limit);

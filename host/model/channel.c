@@ -490,6 +490,21 @@ int channel_read_bounded(channel *ch, const char *reader, size_t limit, int has_
     return CHANNEL_OK;
 }
 
+uint64_t channel_cursor(channel *ch, const char *reader)
+{
+    store_cursor *r = ch->store->ops->cursor_get(ch->store, reader);
+    return r ? r->next_seq : 0;
+}
+
+int channel_rewind(channel *ch, const char *reader, uint64_t at, uint64_t back_to)
+{
+    store *st = ch->store;
+    store_cursor *r = st->ops->cursor_get(st, reader);
+    if (!r || r->next_seq != at || back_to > at)
+        return 0;
+    return st->ops->cursor_set(st, reader, r, back_to, r->missed) == STORE_OK;
+}
+
 static int claimable(const message *m, double now)
 {
     return !m->done && (!m->claimed_by || now >= m->claim_deadline);

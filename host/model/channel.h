@@ -174,6 +174,13 @@ int channel_read(channel *ch, const char *reader, size_t limit, int has_after, u
 int channel_read_bounded(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
                          double now, const channel_read_bound *bound, channel_batch *out);
 
+/* The reader's next seq (what its next read starts at), or 0 when it has no cursor. */
+uint64_t channel_cursor(channel *ch, const char *reader);
+/* Gives a reader back the tail of its last read that it did not use: when its cursor is still
+ * at `at` (nothing read since), moves it back to `back_to` (<= at); else changes nothing.
+ * Returns 1 when it moved. Messages dropped meanwhile count as missed on the next read. */
+int channel_rewind(channel *ch, const char *reader, uint64_t at, uint64_t back_to);
+
 /* Exclusive read (work_queue, passthrough; other kinds give CHANNEL_EKIND).
  * Work queue: up to `limit` messages that are not done and not under a live claim (never
  * claimed, nacked, or claim expired: now >= claim_deadline), in seq order; each becomes

@@ -23,6 +23,13 @@ static void wait_end(task_wait *w);
 
 task *task_current(lua_State *L) { return *(task **)lua_getextraspace(L); }
 
+void task_watchdog_restart(lua_State *L)
+{
+    task *t = task_current(L);
+    if (t)
+        t->vm->watchdog_start = rt_monotonic();
+}
+
 /* Watchdog: a task that runs too long without yielding is interrupted with an error, and so
  * is one running when SIGINT/SIGTERM arrives (the loop only sees the signal once it yields). */
 static void watchdog_hook(lua_State *L, lua_Debug *ar)

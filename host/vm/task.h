@@ -54,6 +54,9 @@ int task_spawn(vm *v, void *owner, const char *who, enum task_kind kind, int nar
 
 task *task_current(lua_State *L);    /* the task running in coroutine L, or NULL */
 task *task_find(vm *v, uint64_t id); /* a live task by id, or NULL */
+/* Starts the running task's watchdog period again: a task that runs a list of callbacks
+ * (a subscription's batch) gives each one the whole limit. */
+void task_watchdog_restart(lua_State *L);
 /* Ends a task where it waits (its on_done sees t->cancelled); a task inside lua_resume right
  * now ends when it next yields or returns. */
 void task_cancel(task *t);
