@@ -8,6 +8,7 @@ packages=(
   liblua5.4-dev lua5.4 libev-dev lua-busted libreadline-dev
   libhttp-parser-dev libcurl4-openssl-dev curl tmux procps iproute2
   libssl-dev openssl clang python3
+  etcd-server etcd-client
 )
 
 missing=()

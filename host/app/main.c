@@ -18,6 +18,7 @@
 #include "app/app.h"
 #include "svc/api.h"
 #include "sys/host.h"
+#include "sys/regbackend.h"
 #include "net/http_client.h"
 #include "net/http_server.h"
 #include "core/jwt.h"
@@ -58,8 +59,10 @@ static const char usage_text[] =
     "                      https:// with --tls-cert; for 0.0.0.0 or [::], this machine's host name)\n"
     "  --registry URL      use the registry of the host at URL (http:// or https://; a host started\n"
     "                      with --listen) instead of this host's own: systems register there and\n"
-    "                      find each other there;\n"
+    "                      find each other there; or an etcd cluster's, shared by a fleet of hosts:\n"
+    "                      etcd://HOST:PORT[,HOST:PORT...] (etcd+https:// with TLS);\n"
     "                      add --listen too, or other hosts cannot reach this host's channels\n"
+    "  --etcd-prefix P     the keys of an etcd registry: P/channels/ID, P/systems/ID (default /sssn)\n"
     "  --token-file FILE   the credential (a JWT or a static token) this host sends as its Bearer\n"
     "                      to other hosts: the --registry host and remote channels (repl too)\n"
     "  --tls-cert FILE     with --tls-key: serve the API over HTTPS with this PEM certificate (chain)\n"
@@ -778,6 +781,7 @@ int main(int argc, char **argv)
         }
         int takes_value = strcmp(a, "-e") == 0 || strcmp(a, "--listen") == 0 ||
                           strcmp(a, "--advertise") == 0 || strcmp(a, "--registry") == 0 ||
+                          strcmp(a, "--etcd-prefix") == 0 ||
                           strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0 ||
@@ -811,9 +815,25 @@ int main(int argc, char **argv)
             advertise = val;
         }
         if (strcmp(a, "--registry") == 0) {
-            if (!valid_http_url(val))
-                return usage_error("--registry wants an http:// or https:// URL like http://127.0.0.1:7400, not '%s'", val);
+            if (strncmp(val, "etcd", 4) == 0) {
+                char why[512], **members;
+                size_t n;
+                if (regbackend_etcd_parse(val, &members, &n, why, sizeof why) < 0)
+                    return usage_error("--registry: %s", why);
+                for (size_t k = 0; k < n; k++)
+                    free(members[k]);
+                free(members);
+            } else if (!valid_http_url(val)) {
+                return usage_error("--registry wants an http:// or https:// URL like http://127.0.0.1:7400, or "
+                                   "etcd://HOST:PORT[,HOST:PORT...], not '%s'", val);
+            }
             registry_url = val;
+        }
+        if (strcmp(a, "--etcd-prefix") == 0) {
+            if (val[0] != '/' || strlen(val) > 60 || strpbrk(val, " \t\r\n"))
+                return usage_error("--etcd-prefix wants a key prefix like /sssn (a '/' first, at most 60 bytes), "
+                                   "not '%s'", val);
+            cfg.etcd_prefix = val;
         }
         if (strcmp(a, "--token-file") == 0) {
             char why[PATH_MAX + 200];

@@ -60,6 +60,7 @@ struct http_call {
     char *request_body;
     http_client_cb cb;
     http_client_response_cb rcb; /* instead of cb, from http_client_send */
+    int (*on_body)(void *ud, const char *data, size_t len); /* a stream's pieces, or NULL */
     void *ud;
     char error[CURL_ERROR_SIZE];
     http_call *prev, *next;
@@ -202,6 +203,8 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     http_call *call = userdata;
     size_t n = size * nmemb;
+    if (call->on_body)
+        return call->on_body(call->ud, ptr, n) == 0 ? n : 0;
     if (call->body.len + n > MAX_RESPONSE || strbuf_append(&call->body, ptr, n) < 0)
         return 0; /* curl reports a write error */
     return n;
@@ -261,6 +264,7 @@ static http_call *start(http_client *c, const http_client_req *req, http_client_
     call->c = c;
     call->cb = cb;
     call->rcb = rcb;
+    call->on_body = req->on_body;
     call->ud = ud;
     call->easy = curl_easy_init();
     if (!call->easy) {

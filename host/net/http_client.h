@@ -46,6 +46,12 @@ typedef struct http_client_req {
     double timeout;              /* seconds, cut to (0.001, HTTP_CLIENT_MAX_TIMEOUT] */
     const char *const *headers;  /* extra "Name: value" lines, NULL-terminated; may be NULL */
     int fresh_connect;           /* open a new connection rather than reuse a kept-alive one */
+    /* May be NULL. When set, the body is not kept: each piece is handed to on_body(ud, data,
+     * len) as it arrives (a stream: etcd's watch), and the final callback gets an empty body.
+     * It runs inside the client's socket handling: it must not call the client (start or
+     * cancel a request; defer that); it returns 0 to go on, non-zero to end the transfer,
+     * which the final callback then reports as an error. */
+    int (*on_body)(void *ud, const char *data, size_t len);
 } http_client_req;
 
 /* Valid during the callback only. */

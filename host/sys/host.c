@@ -185,7 +185,7 @@ static int defer_expired(host *h, const reg_entry *e)
 static void on_registry_event(void *ud, reg_event ev, const reg_entry *e, const reg_entry *prev)
 {
     host *h = ud;
-    regbackend_local_event(h->backend, ev, e, prev);
+    regbackend_cache_event(h->backend, ev, e, prev);
     if (!h->registry_events)
         return;
     if (ev == REG_EXPIRED && defer_expired(h, e) == 0)
@@ -252,7 +252,15 @@ regbackend *host_backend(host *h)
     if (h->registry_url) {
         if (!h->http && !(h->http = http_client_new(h->rt)))
             return NULL;
-        h->backend = regbackend_http_new(h->rt, h->http, h->registry_url, h->credential);
+        if (strncmp(h->registry_url, "etcd", 4) == 0) {
+            char err[512];
+            h->backend = regbackend_etcd_new(h->rt, h->http, h->reg, h->registry_events, h->registry_url,
+                                             h->cfg.etcd_prefix, err, sizeof err);
+            if (!h->backend)
+                host_log(h, LOG_ERROR, NULL, "cannot use the etcd registry: %s", err);
+        } else {
+            h->backend = regbackend_http_new(h->rt, h->http, h->registry_url, h->credential);
+        }
     } else {
         h->backend = regbackend_local_new(h->rt, h->reg, h->registry_events);
         if (h->backend)

@@ -38,6 +38,7 @@ typedef struct host_config {
     size_t registry_max_entries;     /* entries the registry holds at most (0: no bound) */
     size_t registry_max_per_subject; /* entries one HTTP subject may hold (0: no bound) */
     double registry_max_ttl;         /* longest TTL an HTTP registration may ask for, seconds */
+    const char *etcd_prefix;         /* --etcd-prefix: the keys of an etcd registry (NULL: /sssn) */
 } host_config;
 
 void host_config_defaults(host_config *c);

@@ -1,5 +1,5 @@
 /* regbackend.c - what every registry backend shares (see regbackend.h): result names, the
- * listener, freeing. The implementations are regbackend_local.c and regbackend_http.c. */
+ * listener, freeing. The implementations are regbackend_local.c, regbackend_http.c and regbackend_etcd.c. */
 #include "sys/regbackend.h"
 
 const char *rb_status_name(rb_status s)
@@ -29,6 +29,12 @@ void regbackend_listen(regbackend *b, rb_event_fn fn, void *ud)
 {
     b->on_event = fn;
     b->on_event_ud = ud;
+}
+
+void regbackend_cache_event(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev)
+{
+    if (b && b->ops->cache_event)
+        b->ops->cache_event(b, ev, e, prev);
 }
 
 void regbackend_free(regbackend *b)

@@ -6,13 +6,12 @@
  *   local  (regbackend_local.c) model/registry.c in this process (the host's own).
  *   http   (regbackend_http.c)  another host's registry API (--registry URL), through
  *                               net/http_client on the loop, never blocking it.
- *   etcd   (issue 12, next)     an etcd cluster through its v3 JSON gateway: a lease per host
- *                               and TTL (the keep-alive renews the lease, one request a beat),
- *                               takeover, refresh and owner-checked delete as transactions
- *                               comparing the key's lease or version, a watch on the prefix
- *                               feeding a registry in this process that serves as `cache` (and
- *                               writes the events channel), staleness reported when etcd is
- *                               unreachable (queries answered from the cache, marked stale).
+ *   etcd   (regbackend_etcd.c)  an etcd cluster through its v3 JSON gateway: a lease per host
+ *                               and TTL (renewed with one request a beat), refresh and
+ *                               owner-checked delete as transactions comparing the key's
+ *                               mod_revision, a watch on the prefix feeding the host's own
+ *                               registry, which serves as `cache` (and writes the events
+ *                               channel); queries answered from it while etcd is unreachable.
  *
  * Completion. Every operation takes done(ud, result) and runs it exactly once, unless it is
  * cancelled first: before the starting call returns when the backend can answer without
@@ -158,6 +157,10 @@ typedef struct regbackend_ops {
     void (*cancel)(regbackend *b, rb_call *call);
     /* Cancels what is pending (no done runs) and frees the backend. */
     void (*free)(regbackend *b);
+    /* May be NULL. For a backend whose cache is the host's registry: each of its events (e,
+     * prev as reg_event_fn gets them), from inside the registry's change (nothing here may
+     * change the registry or start operations at once: it schedules them). */
+    void (*cache_event)(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev);
 } regbackend_ops;
 
 struct regbackend {
@@ -193,15 +196,39 @@ void regbackend_free(regbackend *b); /* NULL is fine */
 /* Makes fn(ud, event) the listener. */
 void regbackend_listen(regbackend *b, rb_event_fn fn, void *ud);
 
+/* The host's registry's event callback passes each event on here (to ops->cache_event);
+ * nothing for NULL or a backend without a cache of that registry. */
+void regbackend_cache_event(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev);
+
 /* The local backend over reg (which the caller owns and frees after the backend) and its
  * event channel (may be NULL). The registry's event callback must pass each event on to
- * regbackend_local_event. NULL when out of memory. */
+ * regbackend_cache_event. NULL when out of memory. */
 regbackend *regbackend_local_new(rt *r, registry *reg, channel *events);
 /* Sets the registry's limits (registry_set_limits; 0: none) and says them in refusals. */
 void regbackend_local_limits(regbackend *b, size_t max_entries, size_t max_per_subject);
-/* Tells the local backend's listener of a registry event (e, prev as reg_event_fn gets
- * them); does nothing for NULL or a backend of another kind. */
-void regbackend_local_event(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev);
+
+/* The etcd backend (regbackend_etcd.c): the registry in the etcd cluster at url
+ * (etcd://HOST:PORT[,HOST:PORT...], or etcd+https://... verified as every https peer),
+ * under prefix (NULL: "/sssn"), through the client c (the caller's, freed after the
+ * backend). cache is the host's registry and events its event channel: the backend keeps
+ * them current from etcd's watch (the registry's event callback must pass each event on to
+ * regbackend_cache_event); the caller owns both and frees them after the backend. NULL with
+ * err saying why (a malformed url, memory). */
+regbackend *regbackend_etcd_new(rt *r, struct http_client *c, registry *cache, channel *events, const char *url,
+                                const char *prefix, char *err, size_t errlen);
+/* Splits an etcd url into its members' base URLs (http://HOST:PORT; malloc'd, as the
+ * array): 0, or -1 with err. */
+int regbackend_etcd_parse(const char *url, char ***members, size_t *n, char *err, size_t errlen);
+
+/* What /health and /metrics say of an etcd backend (all 0 for another kind). */
+typedef struct regbackend_etcd_counts {
+    int is_etcd;
+    int reachable;        /* the last request was answered */
+    int synced;           /* the cache holds a full read and the watch goes on from it */
+    unsigned long long requests, failures;
+    unsigned long long lag; /* revisions the newest answer reported beyond what the cache has */
+} regbackend_etcd_counts;
+void regbackend_etcd_stats(const regbackend *b, regbackend_etcd_counts *out);
 
 /* The http backend: the registry of the host at url (http://host:port, no path), through the
  * client c (the caller's, freed after the backend). bearer (may be NULL; copied) is sent as

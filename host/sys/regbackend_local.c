@@ -78,7 +78,7 @@ static size_t local_maintain(regbackend *b) { return registry_maintain(reg_of(b)
 
 static void local_watch(regbackend *b, const char *prefix)
 {
-    (void)b; /* every event reaches the listener anyway (regbackend_local_event) */
+    (void)b; /* every event reaches the listener anyway (local_cache_event) */
     (void)prefix;
 }
 
@@ -89,6 +89,16 @@ static void local_cancel(regbackend *b, rb_call *call)
 }
 
 static void local_free(regbackend *b) { free(b); }
+
+/* Every event of the registry reaches the listener. */
+static void local_cache_event(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev)
+{
+    if (!b->on_event)
+        return;
+    rb_event x = {.ev = ev, .kind = e->kind, .id = e->id, .registrant = e->registrant, .endpoint = e->endpoint,
+                  .previous_registrant = prev ? prev->registrant : NULL};
+    b->on_event(b->on_event_ud, &x);
+}
 
 void regbackend_local_limits(regbackend *b, size_t max_entries, size_t max_per_subject)
 {
@@ -105,6 +115,7 @@ static const regbackend_ops local_ops = {
     .watch = local_watch,
     .cancel = local_cancel,
     .free = local_free,
+    .cache_event = local_cache_event,
 };
 
 regbackend *regbackend_local_new(rt *r, registry *reg, channel *events)
@@ -117,11 +128,3 @@ regbackend *regbackend_local_new(rt *r, registry *reg, channel *events)
     return &lb->b;
 }
 
-void regbackend_local_event(regbackend *b, reg_event ev, const reg_entry *e, const reg_entry *prev)
-{
-    if (!b || b->ops != &local_ops || !b->on_event)
-        return;
-    rb_event x = {.ev = ev, .kind = e->kind, .id = e->id, .registrant = e->registrant, .endpoint = e->endpoint,
-                  .previous_registrant = prev ? prev->registrant : NULL};
-    b->on_event(b->on_event_ud, &x);
-}
