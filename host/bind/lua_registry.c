@@ -113,7 +113,7 @@ static void check_may_wait(lua_State *L, regbackend *be, const char *fn)
 
 /* ---- calls to the backend, waited for ---- */
 
-enum reg_op { RC_PUT, RC_REMOVE, RC_GET, RC_FIND, RC_COUNTS, RC_EVENTS };
+enum reg_op { RC_PUT, RC_REMOVE, RC_GET, RC_FIND, RC_COUNTS, RC_EVENTS, RC_READY };
 
 /* One call in flight: what the backend answered, copied, until the results are pushed. */
 typedef struct reg_call {
@@ -283,6 +283,9 @@ static int push_results(lua_State *L, reg_call *c)
         if (c->status != RB_OK)
             return push_failure(L, c);
         return push_events_answer(L, c);
+    case RC_READY:
+        lua_pushboolean(L, c->status == RB_OK);
+        return 1;
     }
     return 0;
 }
@@ -347,6 +350,25 @@ static reg_call *new_call(lua_State *L, regbackend *be, enum reg_op op, int as_j
     c->be = be;
     c->on_heap = 1;
     return c;
+}
+
+/* core.reg_ready() -> true once the backend's cache holds the registry (at once for a cache
+ * that is always current), false when the backend could not fill it (the cache answers as
+ * it is), nil outside a task, which cannot wait. Waits in a task until then. */
+static int l_reg_ready(lua_State *L)
+{
+    regbackend *be = backend_of(L);
+    if (!be->ops->ready) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (!task_current(L)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    reg_call *c = new_call(L, be, RC_READY, 0);
+    c->call = be->ops->ready(be, on_result, c);
+    return results_or_wait(L, c);
 }
 
 /* ---- registering ---- */
@@ -864,6 +886,7 @@ static int l_reg_test_limits(lua_State *L)
 static const luaL_Reg registry_funcs[] = {
     {"reg_test_limits", l_reg_test_limits},
     {"reg_put", l_reg_put},
+    {"reg_ready", l_reg_ready},
     {"reg_remove", l_reg_remove},
     {"reg_find_channels", l_reg_find_channels},
     {"reg_find_systems", l_reg_find_systems},

@@ -157,6 +157,10 @@ typedef struct regbackend_ops {
     void (*cancel)(regbackend *b, rb_call *call);
     /* Cancels what is pending (no done runs) and frees the backend. */
     void (*free)(regbackend *b);
+    /* May be NULL (a cache that is always current). Completes with RB_OK once the cache holds
+     * what the registry held when the backend started (etcd: its first full read), at once
+     * when it does; RB_UNREACHABLE when that read failed (the cache answers as it is). */
+    rb_call *(*ready)(regbackend *b, rb_done_fn done, void *ud);
     /* May be NULL. For a backend whose cache is the host's registry: each of its events (e,
      * prev as reg_event_fn gets them), from inside the registry's change (nothing here may
      * change the registry or start operations at once: it schedules them). */

@@ -84,7 +84,7 @@ typedef struct lease {
     struct lease *next;
 } lease;
 
-enum op { OP_PUT, OP_REMOVE };
+enum op { OP_PUT, OP_REMOVE, OP_READY };
 enum step { ST_LEASE, ST_PUT, ST_CREATE, ST_READ, ST_SWAP, ST_DELETE };
 
 struct rb_call {
@@ -1092,6 +1092,41 @@ static rb_call *etcd_remove(regbackend *b, reg_kind kind, const char *id, const 
     return c;
 }
 
+static rb_call *etcd_ready(regbackend *b, rb_done_fn done, void *ud)
+{
+    etcd_backend *eb = eb_of(b);
+    if (eb->synced) {
+        rb_result res = {.status = RB_OK};
+        done(ud, &res);
+        return NULL;
+    }
+    rb_call *c = call_new(eb, OP_READY, REG_CHANNEL, "", NULL, done, ud);
+    if (!c) {
+        rb_result res = {.status = RB_FAILED, .message = "out of memory"};
+        done(ud, &res);
+    }
+    return c; /* completed by the full read (ready_done) */
+}
+
+/* The full read is in (ok) or failed: every ready call completes. */
+static void ready_done(etcd_backend *eb, int ok)
+{
+    rb_call *c = eb->calls, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->op != OP_READY)
+            continue;
+        if (ok) {
+            rb_result res = {.status = RB_OK};
+            finish(c, &res);
+        } else {
+            fail(c, RB_UNREACHABLE, "etcd did not answer the first read of the registry: answered from what this "
+                 "host has");
+        }
+        next = eb->calls; /* done may have changed the list: start over (ready calls are gone) */
+    }
+}
+
 static size_t etcd_maintain(regbackend *b)
 {
     (void)b; /* the host maintains its registry, which is this backend's cache */
@@ -1304,6 +1339,8 @@ static void on_read_answer(void *ud, long status, const char *body, size_t len, 
     eb->read_req = NULL;
     json_span v, kvs, kv, k, val;
     if (status != 200 || json_read_value(body, len, &v) < 0) {
+        if (!eb->synced)
+            ready_done(eb, 0);
         watch_later(eb);
         return;
     }
@@ -1336,6 +1373,7 @@ static void on_read_answer(void *ud, long status, const char *body, size_t len, 
     eb->synced = eb->ahead != NULL;
     eb->watch_backoff = 0.1;
     watch_stream(eb);
+    ready_done(eb, 1);
 }
 
 static void watch_read(etcd_backend *eb)
@@ -1405,6 +1443,7 @@ static const regbackend_ops etcd_ops = {
     .watch = etcd_watch,
     .cancel = etcd_cancel,
     .free = etcd_free,
+    .ready = etcd_ready,
     .cache_event = etcd_cache_event,
 };
 

@@ -6,6 +6,14 @@
 -- message and is raised here with the call's name.
 local core = require "sssn.core"
 
+-- A backend whose cache fills at start (etcd) is waited for by the first query that can
+-- wait (in a task), once: a system that starts with a lookup finds what the registry
+-- already holds. Once it was filled, or could not be, queries answer from the cache.
+local synced = false
+local function await_cache()
+  if core.reg_ready() ~= nil then synced = true end
+end
+
 local Registry = {}
 Registry.__index = Registry
 
@@ -169,6 +177,7 @@ function Registry:find_channels(query)
   check_arg(vis == nil or vis == "public" or vis == "private", "find_channels",
     "visibility must be \"public\" or \"private\"")
   check_arg(query.name == nil or type(query.name) == "string", "find_channels", "name must be a string")
+  if not synced then await_cache() end
   return (checked("find_channels", core.reg_find_channels(vis, query.name)))
 end
 
@@ -180,6 +189,7 @@ function Registry:find_systems(query)
   check_arg(type(query) == "table", "find_systems", "the query must be a table")
   check_arg(query.capability == nil or type(query.capability) == "string", "find_systems",
     "capability must be a string")
+  if not synced then await_cache() end
   return (checked("find_systems", core.reg_find_systems(query.capability)))
 end
 
@@ -189,6 +199,7 @@ local reg_get_channel, reg_get_system = core.reg_get_channel, core.reg_get_syste
 -- the descriptive errors.
 function Registry:get_channel(id)
   if getmetatable(self) == Registry and type(id) == "string" then
+    if not synced then await_cache() end
     local e, etype, message = reg_get_channel(id)
     if etype then raise("get_channel", etype, message) end
     return e
@@ -199,6 +210,7 @@ end
 
 function Registry:get_system(id)
   if getmetatable(self) == Registry and type(id) == "string" then
+    if not synced then await_cache() end
     local e, etype, message = reg_get_system(id)
     if etype then raise("get_system", etype, message) end
     return e
