@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "sys/host.h"
+#include "sys/regbackend.h"
 #include "core/json.h"
 #include "bind/errors.h"
 #include "bind/lua_api.h"
@@ -680,6 +681,12 @@ static int l_host_stats(lua_State *L)
     set_int_field(L, "registry_channels", registry_count(h->reg, REG_CHANNEL));
     set_int_field(L, "registry_systems", registry_count(h->reg, REG_SYSTEM));
     set_int_field(L, "registry_expired", registry_expired_total(h->reg));
+    regbackend_etcd_counts etcd;
+    regbackend_etcd_stats(h->backend, &etcd);
+    if (etcd.is_etcd) { /* "ok", or "unreachable": queries are answered from the cache (stale) */
+        lua_pushstring(L, etcd.reachable && etcd.synced ? "ok" : "unreachable");
+        lua_setfield(L, -2, "etcd");
+    }
     lua_pushnumber(L, h->cfg.ttl);
     lua_setfield(L, -2, "ttl");
     lua_pushnumber(L, h->cfg.started_at);

@@ -1,6 +1,8 @@
 /* metrics.c - the host's counters as Prometheus text (GET /metrics). */
 #include "sys/metrics.h"
 
+#include "sys/regbackend.h"
+
 #include "net/http_server.h"
 
 /* The limits' refusals (issue 10): over every channel, live or retired, so none is forgotten. */
@@ -50,6 +52,26 @@ static void host_limits_metrics(strbuf *b, const host *h)
                   full, subject);
 }
 
+/* An etcd registry's calls, failures and how far the cache is behind (nothing otherwise). */
+static void host_etcd_metrics(strbuf *b, const host *h)
+{
+    regbackend_etcd_counts e;
+    regbackend_etcd_stats(h->backend, &e);
+    if (!e.is_etcd)
+        return;
+    strbuf_printf(b,
+                  "# HELP sssn_etcd_requests_total Requests to etcd's gateway answered or given up on.\n"
+                  "# TYPE sssn_etcd_requests_total counter\nsssn_etcd_requests_total %llu\n"
+                  "# HELP sssn_etcd_failures_total Requests to etcd that got no answer or a 5xx (then tried on "
+                  "the next member).\n"
+                  "# TYPE sssn_etcd_failures_total counter\nsssn_etcd_failures_total %llu\n"
+                  "# HELP sssn_etcd_reachable 1 when etcd answered the last request and the cache holds a full read.\n"
+                  "# TYPE sssn_etcd_reachable gauge\nsssn_etcd_reachable %d\n"
+                  "# HELP sssn_etcd_cache_lag_revisions Revisions etcd reported beyond what this host's cache has.\n"
+                  "# TYPE sssn_etcd_cache_lag_revisions gauge\nsssn_etcd_cache_lag_revisions %llu\n",
+                  e.requests, e.failures, e.reachable && e.synced, e.lag);
+}
+
 void host_metrics_text(strbuf *b, const host *h)
 {
     unsigned long long writes = 0, reads = 0, dropped = 0;
@@ -85,6 +107,7 @@ void host_metrics_text(strbuf *b, const host *h)
                   registry_count(h->reg, REG_CHANNEL), registry_count(h->reg, REG_SYSTEM),
                   registry_expired_total(h->reg));
     host_limits_metrics(b, h);
+    host_etcd_metrics(b, h);
     static const double bounds[] = {0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
     strbuf_puts(b, "# HELP sssn_tick_lateness_seconds How late steps start after their slot.\n"
                    "# TYPE sssn_tick_lateness_seconds histogram\n");

@@ -457,7 +457,8 @@ function M.handle(method, path, query, who, body)
     if who.enforced and who.role < READ then return json(200, { status = "ok" }) end -- no credential
     local stats = core.host_stats()
     return json(200, { status = "ok", version = core.version, systems = stats.systems,
-      channels = stats.channels, registry = { channels = stats.registry_channels, systems = stats.registry_systems } })
+      channels = stats.channels, registry = { channels = stats.registry_channels, systems = stats.registry_systems },
+      etcd = stats.etcd })
   elseif s1 == "metrics" and n == 1 then
     if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
     if not permits(who, READ) then return forbidden(READ) end
