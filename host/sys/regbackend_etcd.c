@@ -1266,6 +1266,7 @@ static void on_watch_work(rt *r, deferred *d)
 static int on_watch_body(void *ud, const char *data, size_t len)
 {
     etcd_backend *eb = ud;
+    note_reachable(eb, 1, NULL); /* only logs: nothing here calls the client */
     if (eb->watch_buf.len + len > WATCH_MAX_LINE || strbuf_append(&eb->watch_buf, data, len) < 0)
         return -1;
     defer(eb->b.rt, &eb->watch_work); /* processed from the loop, outside the client */
@@ -1277,10 +1278,13 @@ static void on_watch_end(void *ud, const http_client_resp *r)
     etcd_backend *eb = ud;
     eb->watch_call = NULL;
     defer_cancel(eb->b.rt, &eb->watch_work);
-    if (watch_drain(eb) == 0 && r->status == 200)
+    if (watch_drain(eb) == 0 && r->status == 200) {
         eb->watch_backoff = 0.1; /* ended after working (its time-out): again soon */
-    else if (r->status != 200)
+    } else if (r->status != 200) {
         eb->current = (eb->current + 1) % eb->nmembers;
+        if (retryable(r->status))
+            note_reachable(eb, 0, r->error ? r->error : "the watch ended");
+    }
     strbuf_reset(&eb->watch_buf);
     watch_later(eb);
 }
