@@ -955,6 +955,11 @@ int main(int argc, char **argv)
         app_free(a);
         return 1;
     }
+    /* an etcd registry starts at once: its cache fills and its watch runs before any system asks */
+    if (registry_url && strncmp(registry_url, "etcd", 4) == 0 && !host_backend(h)) {
+        app_free(a);
+        return 1;
+    }
     h->credential = credential; /* the host's from now on (wiped at host_free) */
     if (run_mode)
         return run_driver(a, argc - 2, argv + 2);

@@ -258,6 +258,9 @@ regbackend *host_backend(host *h)
                                              h->cfg.etcd_prefix, err, sizeof err);
             if (!h->backend)
                 host_log(h, LOG_ERROR, NULL, "cannot use the etcd registry: %s", err);
+            else
+                host_log(h, LOG_INFO, NULL, "registry: etcd at %s (prefix %s)", strstr(h->registry_url, "://") + 3,
+                         h->cfg.etcd_prefix ? h->cfg.etcd_prefix : "/sssn");
         } else {
             h->backend = regbackend_http_new(h->rt, h->http, h->registry_url, h->credential);
         }
