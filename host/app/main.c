@@ -63,6 +63,8 @@ static const char usage_text[] =
     "                      etcd://HOST:PORT[,HOST:PORT...] (etcd+https:// with TLS);\n"
     "                      add --listen too, or other hosts cannot reach this host's channels\n"
     "  --etcd-prefix P     the keys of an etcd registry: P/channels/ID, P/systems/ID (default /sssn)\n"
+    "  --etcd-user NAME    with --etcd-password-file: log in to an etcd registry with auth enabled\n"
+    "  --etcd-password-file FILE  the etcd user's password (the file's one line)\n"
     "  --token-file FILE   the credential (a JWT or a static token) this host sends as its Bearer\n"
     "                      to other hosts: the --registry host and remote channels (repl too)\n"
     "  --tls-cert FILE     with --tls-key: serve the API over HTTPS with this PEM certificate (chain)\n"
@@ -168,7 +170,7 @@ static int seconds_error(const char *option, const char *val, int zero_is_off)
 
 /* --token-file: the file's content, surrounding whitespace stripped, is the credential. Into
  * *out (malloc'd), or -1 with why in err (the file is read before anything starts). */
-static int read_credential(const char *path, char **out, char *err, size_t errlen)
+static int read_credential(const char *path, const char *what, char **out, char *err, size_t errlen)
 {
     enum { MAX_FILE = 64 * 1024 };
     FILE *f = fopen(path, "rb");
@@ -197,18 +199,18 @@ static int read_credential(const char *path, char **out, char *err, size_t errle
     size_t len = end - start;
     int rc = -1;
     if (len == 0) {
-        snprintf(err, errlen, "'%s' is empty: it should hold the credential (a JWT or a static token)", path);
+        snprintf(err, errlen, "'%s' is empty: it should hold %s", path, what);
     } else if (len > HTTP_CLIENT_MAX_BEARER) {
-        snprintf(err, errlen, "the credential in '%s' is %zu bytes; at most %d can be sent", path, len,
+        snprintf(err, errlen, "%s in '%s' is %zu bytes; at most %d can be sent", what, path, len,
                  HTTP_CLIENT_MAX_BEARER);
     } else {
         size_t bad = start;
         while (bad < end && (unsigned char)buf[bad] > ' ' && buf[bad] != 0x7f)
             bad++;
         if (bad < end)
-            snprintf(err, errlen, "'%s' has %s at byte %zu inside the credential: it should hold one token on "
-                     "one line%s", path, buf[bad] == '\n' ? "a newline" : buf[bad] == ' ' ? "a space"
-                     : "a control character", bad + 1,
+            snprintf(err, errlen, "'%s' has %s at byte %zu inside %s: it should hold it on one line, alone%s",
+                     path, buf[bad] == '\n' ? "a newline" : buf[bad] == ' ' ? "a space"
+                     : "a control character", bad + 1, what,
                      len > 7 && strncasecmp(buf + start, "Bearer ", 7) == 0 ? " (the token alone, without 'Bearer')"
                      : "");
         else if ((*out = malloc(len + 1))) {
@@ -719,6 +721,7 @@ int main(int argc, char **argv)
     const char *registry_url_arg = NULL; /* repl's URL argument */
     const char *memory_limit_arg = NULL;
     static char *credential; /* --token-file; static: still reachable when a usage error returns */
+    static char *etcd_password; /* --etcd-password-file; static for the same reason */
     const char *jwt_secret_file = NULL, *auth_file = NULL;
     const char *tls_cert = NULL, *tls_key = NULL;
     double request_timeout = 0;
@@ -781,7 +784,8 @@ int main(int argc, char **argv)
         }
         int takes_value = strcmp(a, "-e") == 0 || strcmp(a, "--listen") == 0 ||
                           strcmp(a, "--advertise") == 0 || strcmp(a, "--registry") == 0 ||
-                          strcmp(a, "--etcd-prefix") == 0 ||
+                          strcmp(a, "--etcd-prefix") == 0 || strcmp(a, "--etcd-user") == 0 ||
+                          strcmp(a, "--etcd-password-file") == 0 ||
                           strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0 ||
@@ -829,6 +833,22 @@ int main(int argc, char **argv)
             }
             registry_url = val;
         }
+        if (strcmp(a, "--etcd-user") == 0) {
+            if (!*val || strlen(val) > 255 || strpbrk(val, "\"\\\r\n"))
+                return usage_error("--etcd-user wants an etcd user name (1 to 255 bytes, no quote, backslash or "
+                                   "newline), not '%s'", val);
+            cfg.etcd_user = val;
+        }
+        if (strcmp(a, "--etcd-password-file") == 0) {
+            char why[PATH_MAX + 200];
+            if (etcd_password) {
+                explicit_bzero(etcd_password, strlen(etcd_password));
+                free(etcd_password);
+                etcd_password = NULL;
+            }
+            if (read_credential(val, "the etcd password", &etcd_password, why, sizeof why) < 0)
+                return usage_error("--etcd-password-file: %s", why);
+        }
         if (strcmp(a, "--etcd-prefix") == 0) {
             if (val[0] != '/' || strlen(val) > 60 || strpbrk(val, " \t\r\n"))
                 return usage_error("--etcd-prefix wants a key prefix like /sssn (a '/' first, at most 60 bytes), "
@@ -842,7 +862,7 @@ int main(int argc, char **argv)
                 free(credential);
                 credential = NULL;
             }
-            if (read_credential(val, &credential, why, sizeof why) < 0)
+            if (read_credential(val, "the credential (a JWT or a static token)", &credential, why, sizeof why) < 0)
                 return usage_error("--token-file: %s", why);
         }
         if (strcmp(a, "--duration") == 0 && parse_seconds(val, &cfg.duration, 0) < 0)
@@ -943,6 +963,10 @@ int main(int argc, char **argv)
 
     if (!test_mode && out_install() < 0)
         fprintf(stderr, "sssn-host: warning: cannot wrap standard output: a closed pipe will not stop the host\n");
+    if (!cfg.etcd_user != !etcd_password)
+        return usage_error("--etcd-user and --etcd-password-file go together: etcd's auth needs both");
+    if (cfg.etcd_user && (!registry_url || strncmp(registry_url, "etcd", 4) != 0))
+        return usage_error("--etcd-user goes with --registry etcd://...");
     cfg.test_mode = test_mode;
     cfg.capture_log = test_mode && !run_mode; /* specs read the log; a failed spec shows it */
     if (cfg.capture_log)
@@ -955,6 +979,7 @@ int main(int argc, char **argv)
         app_free(a);
         return 1;
     }
+    h->etcd_password = etcd_password; /* the host's from now on (wiped at host_free) */
     /* an etcd registry starts at once: its cache fills and its watch runs before any system asks */
     if (registry_url && strncmp(registry_url, "etcd", 4) == 0 && !host_backend(h)) {
         app_free(a);

@@ -254,8 +254,9 @@ regbackend *host_backend(host *h)
             return NULL;
         if (strncmp(h->registry_url, "etcd", 4) == 0) {
             char err[512];
+            regbackend_etcd_auth auth = {.user = h->cfg.etcd_user, .password = h->etcd_password};
             h->backend = regbackend_etcd_new(h->rt, h->http, h->reg, h->registry_events, h->registry_url,
-                                             h->cfg.etcd_prefix, err, sizeof err);
+                                             h->cfg.etcd_prefix, &auth, err, sizeof err);
             if (!h->backend)
                 host_log(h, LOG_ERROR, NULL, "cannot use the etcd registry: %s", err);
             else
@@ -417,6 +418,10 @@ void host_free(host *h)
     timer_stop(h->rt, &h->maintenance_timer);
     free(h->endpoint);
     free(h->registry_url);
+    if (h->etcd_password) {
+        explicit_bzero(h->etcd_password, strlen(h->etcd_password));
+        free(h->etcd_password);
+    }
     if (h->credential) {
         explicit_bzero(h->credential, strlen(h->credential));
         free(h->credential);

@@ -39,6 +39,7 @@ typedef struct host_config {
     size_t registry_max_per_subject; /* entries one HTTP subject may hold (0: no bound) */
     double registry_max_ttl;         /* longest TTL an HTTP registration may ask for, seconds */
     const char *etcd_prefix;         /* --etcd-prefix: the keys of an etcd registry (NULL: /sssn) */
+    const char *etcd_user;           /* --etcd-user: etcd's auth (with host.etcd_password), or NULL */
 } host_config;
 
 void host_config_defaults(host_config *c);
@@ -86,6 +87,7 @@ typedef struct host {
     char instance_id[17];      /* random per run: lets remote readers notice a restart */
     char *endpoint;            /* URL other hosts reach this one at, or NULL */
     char *registry_url;        /* --registry: systems use this remote registry */
+    char *etcd_password;       /* --etcd-password-file (wiped at host_free), or NULL */
     char *credential;          /* --token-file: the Bearer of every request this host makes to
                                 * other hosts (registry, remote channels), or NULL; kept in C,
                                 * never handed to Lua; wiped at host_free */

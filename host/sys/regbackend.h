@@ -214,12 +214,16 @@ void regbackend_local_limits(regbackend *b, size_t max_entries, size_t max_per_s
 /* The etcd backend (regbackend_etcd.c): the registry in the etcd cluster at url
  * (etcd://HOST:PORT[,HOST:PORT...], or etcd+https://... verified as every https peer),
  * under prefix (NULL: "/sssn"), through the client c (the caller's, freed after the
- * backend). cache is the host's registry and events its event channel: the backend keeps
+ * backend), logging in as auth's user when given (a token from /v3/auth/authenticate, sent
+ * with every request and fetched again when etcd refuses it). cache is the host's registry and events its event channel: the backend keeps
  * them current from etcd's watch (the registry's event callback must pass each event on to
  * regbackend_cache_event); the caller owns both and frees them after the backend. NULL with
  * err saying why (a malformed url, memory). */
+typedef struct regbackend_etcd_auth {
+    const char *user, *password; /* etcd's auth (both copied), or NULL: none */
+} regbackend_etcd_auth;
 regbackend *regbackend_etcd_new(rt *r, struct http_client *c, registry *cache, channel *events, const char *url,
-                                const char *prefix, char *err, size_t errlen);
+                                const char *prefix, const regbackend_etcd_auth *auth, char *err, size_t errlen);
 /* Splits an etcd url into its members' base URLs (http://HOST:PORT; malloc'd, as the
  * array): 0, or -1 with err. */
 int regbackend_etcd_parse(const char *url, char ***members, size_t *n, char *err, size_t errlen);

@@ -71,6 +71,10 @@ struct ereq {
     rt_timer retry;
     ereq_cb cb;
     void *ud;
+    int no_auth;         /* the login itself */
+    int reauthed;        /* sent again once with a new token after a refusal */
+    unsigned token_gen;  /* the token it was sent with */
+    ereq *auth_next;     /* waiting for a token */
 };
 
 typedef struct lease {
@@ -143,6 +147,13 @@ struct etcd_backend {
     sweep *sweeps;               /* to send */
     sweep *sweeping;             /* sent, not answered */
     deferred sweep_work;
+    /* etcd's auth: a token from the user and password, fetched when first needed and again
+     * when etcd refuses it */
+    char *user, *password, *token;
+    unsigned token_gen;
+    ereq *login;                 /* in flight, or NULL */
+    int login_refused;           /* the last login was refused (logged once) */
+    ereq *auth_wait;             /* requests waiting for a token */
     /* counters for /metrics */
     uint64_t requests, failures;
     char message[512];           /* a failure's words, valid during done */
@@ -234,10 +245,17 @@ static void ereq_free(ereq *q)
 {
     if (!q)
         return;
+    for (ereq **p = &q->eb->auth_wait; *p; p = &(*p)->auth_next)
+        if (*p == q) {
+            *p = q->auth_next;
+            break;
+        }
     if (q->call)
         http_client_cancel(q->call);
     timer_stop(q->eb->b.rt, &q->retry);
     free(q->path);
+    if (q->no_auth && q->body)
+        explicit_bzero(q->body, q->len); /* the login's password */
     free(q->body);
     free(q);
 }
@@ -251,6 +269,15 @@ static void on_ereq_answer(void *ud, long status, const char *body, size_t len, 
     etcd_backend *eb = q->eb;
     q->call = NULL;
     eb->requests++;
+    if (status == 401 && eb->user && !q->no_auth && !q->reauthed) {
+        q->reauthed = 1; /* the token expired (or etcd restarted): a new one, and once more */
+        if (q->token_gen == eb->token_gen) {
+            free(eb->token);
+            eb->token = NULL;
+        }
+        ereq_send(q);
+        return;
+    }
     if (retryable(status)) {
         eb->failures++;
         q->tried++;
@@ -282,20 +309,103 @@ static void on_ereq_answer(void *ud, long status, const char *body, size_t len, 
     cb(cud, status, body, len, error); /* frees q through the owner, or not: see ereq_done */
 }
 
+static void on_ereq_response(void *ud, const http_client_resp *r)
+{
+    on_ereq_answer(ud, r->status, r->body, r->len, r->error);
+}
+
 static void on_ereq_retry(rt *r, rt_timer *t)
 {
     (void)r;
     ereq_send(t->data);
 }
 
+static void login(etcd_backend *eb);
+
+/* The header that carries the token ("Authorization: <token>", no "Bearer"), or "". */
+static void auth_header(const etcd_backend *eb, char *buf, size_t size)
+{
+    if (eb->token)
+        snprintf(buf, size, "Authorization: %s", eb->token);
+    else
+        buf[0] = '\0';
+}
+
 static void ereq_send(ereq *q)
 {
     etcd_backend *eb = q->eb;
-    char url[1024];
+    if (eb->user && !q->no_auth && !eb->token) { /* after the login */
+        q->auth_next = eb->auth_wait;
+        eb->auth_wait = q;
+        login(eb);
+        return;
+    }
+    char url[1024], auth[1200];
     snprintf(url, sizeof url, "%s%s", eb->members[eb->current], q->path);
-    q->call = http_client_request(eb->http, "POST", url, NULL, q->body, q->len, ETCD_TIMEOUT, on_ereq_answer, q);
+    auth_header(eb, auth, sizeof auth);
+    const char *headers[] = {auth, NULL};
+    http_client_req req = {.method = "POST", .url = url, .body = q->body, .len = q->len, .timeout = ETCD_TIMEOUT,
+                           .headers = auth[0] && !q->no_auth ? headers : NULL};
+    q->token_gen = eb->token_gen;
+    q->call = http_client_send(eb->http, &req, on_ereq_response, q);
     if (!q->call) /* not even started: as no answer, from the loop */
         timer_start(eb->b.rt, &q->retry, rt_now(eb->b.rt) + 0.1);
+}
+
+static const char *answer_error(etcd_backend *eb, long status, const char *body, size_t len, const char *error);
+
+/* The login's answer: the token, then every request that waited for it goes (or fails with
+ * the login's answer: a wrong password is the caller's error to see). */
+static void on_login_answer(void *ud, long status, const char *body, size_t len, const char *error)
+{
+    ereq *q = ud;
+    etcd_backend *eb = q->eb;
+    eb->login = NULL;
+    json_span v, t;
+    strbuf token = STRBUF_INIT;
+    if (status == 200 && json_read_value(body, len, &v) == 0 && json_read_member(v, "token", &t) == 1 &&
+        json_read_string(t, &token) == 0 && token.data) {
+        free(eb->token);
+        eb->token = strbuf_steal(&token, NULL);
+        eb->token_gen++;
+    } else if (status != 0 && !eb->login_refused) { /* said once, until a login works */
+        rt_log(eb->b.rt, LOG_ERROR, NULL, "etcd refused the login of user '%s': %s", eb->user,
+               answer_error(eb, status, body, len, error));
+    }
+    eb->login_refused = !eb->token && status != 0;
+    strbuf_free(&token);
+    ereq *waiting = eb->auth_wait;
+    eb->auth_wait = NULL;
+    while (waiting) {
+        ereq *w = waiting;
+        waiting = w->auth_next;
+        w->auth_next = NULL;
+        if (eb->token) {
+            ereq_send(w);
+        } else {
+            ereq_cb cb = w->cb;
+            w->cb = NULL;
+            cb(w->ud, status, body, len, error);
+        }
+    }
+    ereq_free(q);
+}
+
+static ereq *ereq_post(etcd_backend *eb, const char *path, strbuf *body, ereq_cb cb, void *ud);
+
+static void login(etcd_backend *eb)
+{
+    if (eb->login)
+        return;
+    strbuf b = STRBUF_INIT;
+    strbuf_puts(&b, "{\"name\":");
+    json_write_string(&b, eb->user, strlen(eb->user));
+    strbuf_puts(&b, ",\"password\":");
+    json_write_string(&b, eb->password, strlen(eb->password));
+    strbuf_putc(&b, '}');
+    eb->login = ereq_post(eb, "/v3/auth/authenticate", &b, on_login_answer, NULL);
+    if (eb->login)
+        eb->login->ud = eb->login;
 }
 
 /* Posts body (taken over: freed with the request) to path. cb runs once (unless the request
@@ -316,6 +426,7 @@ static ereq *ereq_post(etcd_backend *eb, const char *path, strbuf *body, ereq_cb
     q->backoff = 0.2;
     q->cb = cb;
     q->ud = ud;
+    q->no_auth = cb == on_login_answer;
     timer_init(&q->retry, on_ereq_retry, q);
     ereq_send(q);
     return q;
@@ -1280,6 +1391,9 @@ static void on_watch_end(void *ud, const http_client_resp *r)
     defer_cancel(eb->b.rt, &eb->watch_work);
     if (watch_drain(eb) == 0 && r->status == 200) {
         eb->watch_backoff = 0.1; /* ended after working (its time-out): again soon */
+    } else if (r->status == 401 && eb->token) {
+        free(eb->token); /* refused: log in again before the next stream */
+        eb->token = NULL;
     } else if (r->status != 200) {
         eb->current = (eb->current + 1) % eb->nmembers;
         if (retryable(r->status))
@@ -1300,10 +1414,18 @@ static void watch_stream(etcd_backend *eb)
     strbuf_puts(&b, "\",\"range_end\":\"");
     put_b64(&b, end, strlen(end));
     strbuf_printf(&b, "\",\"start_revision\":\"%llu\"}}", (unsigned long long)eb->watch_rev + 1);
-    char url[1024];
+    if (eb->user && !eb->token) { /* a full read logs in first */
+        strbuf_free(&b);
+        eb->synced = 0;
+        watch_read(eb);
+        return;
+    }
+    char url[1024], auth[1200];
     snprintf(url, sizeof url, "%s/v3/watch", eb->members[eb->current]);
+    auth_header(eb, auth, sizeof auth);
+    const char *headers[] = {auth, NULL};
     http_client_req req = {.method = "POST", .url = url, .body = b.data, .len = b.len, .timeout = 300,
-                           .on_body = on_watch_body};
+                           .on_body = on_watch_body, .headers = auth[0] ? headers : NULL};
     if (!strbuf_failed(&b))
         eb->watch_call = http_client_send(eb->http, &req, on_watch_end, eb);
     strbuf_free(&b);
@@ -1434,8 +1556,14 @@ static void etcd_free(regbackend *b)
     for (size_t i = 0; i < eb->nmembers; i++)
         free(eb->members[i]);
     free(eb->members);
+    ereq_free(eb->login);
     free(eb->prefix);
     free(eb->watch_prefix);
+    free(eb->user);
+    if (eb->password)
+        explicit_bzero(eb->password, strlen(eb->password));
+    free(eb->password);
+    free(eb->token);
     free((char *)b->where);
     free(eb);
 }
@@ -1507,7 +1635,7 @@ bad:
 }
 
 regbackend *regbackend_etcd_new(rt *r, struct http_client *c, registry *cache, channel *events, const char *url,
-                                const char *prefix, char *err, size_t errlen)
+                                const char *prefix, const regbackend_etcd_auth *auth, char *err, size_t errlen)
 {
     etcd_backend *eb = calloc(1, sizeof *eb);
     if (!eb) {
@@ -1523,7 +1651,7 @@ regbackend *regbackend_etcd_new(rt *r, struct http_client *c, registry *cache, c
         plen--;
     eb->prefix = prefix && plen ? strndup(prefix, plen) : strdup("/sssn");
     strbuf where = STRBUF_INIT;
-    strbuf_printf(&where, "in etcd at %s", url);
+    strbuf_printf(&where, "%s", url);
     eb->b = (regbackend){.ops = &etcd_ops, .name = "etcd", .where = strbuf_steal(&where, NULL), .cache = cache,
                          .events = events, .rt = r};
     eb->http = c;
@@ -1534,7 +1662,12 @@ regbackend *regbackend_etcd_new(rt *r, struct http_client *c, registry *cache, c
     timer_init(&eb->watch_timer, on_watch_timer, eb);
     defer_init(&eb->watch_work, on_watch_work, eb);
     defer_init(&eb->sweep_work, on_sweep_work, eb);
-    if (!eb->prefix || !eb->b.where || !eb->ahead || !eb->mine || strlen(eb->prefix) > 60) {
+    if (auth && auth->user && auth->password) {
+        eb->user = strdup(auth->user);
+        eb->password = strdup(auth->password);
+    }
+    if (!eb->prefix || !eb->b.where || !eb->ahead || !eb->mine || strlen(eb->prefix) > 60 ||
+        (auth && auth->user && (!eb->user || !eb->password))) {
         snprintf(err, errlen, eb->prefix && strlen(eb->prefix) > 60 ? "the etcd prefix is longer than 60 bytes"
                                                                     : "out of memory");
         etcd_free(&eb->b);
