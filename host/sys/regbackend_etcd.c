@@ -384,8 +384,8 @@ static void on_login_answer(void *ud, long status, const char *body, size_t len,
             ereq_send(w);
         } else {
             ereq_cb cb = w->cb;
-            w->cb = NULL;
-            cb(w->ud, status, body, len, error);
+            w->cb = NULL; /* a refused login refuses the call: 401, whatever etcd's own code */
+            cb(w->ud, status >= 400 && status < 500 ? 401 : status, body, len, error);
         }
     }
     ereq_free(q);
