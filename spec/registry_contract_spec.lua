@@ -128,6 +128,10 @@ function h:setup()
       print("DONE")
       return
     end
+    -- where the cases go: the runner checks that the backend holds this probe
+    local probe_ok, probe_err = pcall(reg.register_channel, reg, { id = "contract-probe", name = "Contract Probe" }, 60)
+    print(("KIND %s %s %s"):format(reg.kind, tostring(reg.url), probe_ok and core.instance_id() or
+      sssn.json.encode(tostring(probe_err))))
     local done, left = {}, #cases
     for i, c in ipairs(cases) do
       local ctx = setmetatable({}, { __index = base })
@@ -226,18 +230,54 @@ local function etcd_missing()
   return nil
 end
 
--- Each backend: start(env) starts what it needs and returns the child's --registry arguments.
+-- Each backend: start(env) starts what it needs and returns the child's --registry arguments;
+-- check(env, run) raises unless the child's registry is that backend and holds the probe the
+-- harness registered (channel "contract-probe", registrant "<child instance>/contract-harness").
+local function probe_registrant(run) return run.instance .. "/contract-harness" end
+
 local BACKENDS = {
-  { name = "in-process", start = function() return {} end },
+  { name = "in-process", start = function() return {} end,
+    check = function(_, run)
+      assert.are.equal("local", run.kind)
+    end },
   { name = "http", start = function(env)
       local r = env.host("registry", { "--listen", "127.0.0.1:0", "--maintenance", "0.5" })
       r:ready()
+      env.base = r.base
       return { "--registry", r.base }
+    end,
+    check = function(env, run)
+      assert.are.equal("remote", run.kind)
+      assert.are.equal(env.base, run.url)
+      local status, body = testing.http("GET", env.base .. "/registry/channels/contract-probe")
+      assert.are.equal(200, status, body)
+      local e = sssn.json.decode(body)
+      assert.are.equal("Contract Probe", e.name)
+      -- GET answers no registrant: the registry host's events name it
+      local es, eb = testing.http("GET", env.base .. "/registry/events?index=0&limit=10000")
+      assert.are.equal(200, es, eb)
+      local by
+      for _, ev in ipairs(sssn.json.decode(eb).events) do
+        if ev.id == "contract-probe" and ev.event == "registered" then by = ev.registrant end
+      end
+      assert.are.equal(probe_registrant(run), by)
     end },
   { name = "etcd", missing = etcd_missing, start = function(env)
       local c = require("sssn.testing_etcd").start { members = 1 }
       env.on_stop(function() c:stop() end)
+      env.cluster = c
       return { "--registry", c.url }
+    end,
+    check = function(env, run)
+      local c = env.cluster
+      assert.truthy(run.child:err():find("registry: etcd at " .. c.endpoints, 1, true), run.child:err())
+      local value = c:get("/sssn/channels/contract-probe")
+      assert.truthy(value, "no key /sssn/channels/contract-probe in etcd")
+      local e = sssn.json.decode(value)
+      assert.are.equal("contract-probe", e.id)
+      assert.are.equal("Contract Probe", e.name)
+      assert.are.equal(probe_registrant(run), e.registrant)
+      assert.is_number(e.expires_at)
     end },
 }
 
@@ -288,6 +328,8 @@ local function run_backend(backend)
     end
     for n, ids in out:gmatch("IDS (%d+) ([^\n]*)") do run.ids[tonumber(n)] = sssn.json.decode(ids) end
     run.harness_failure = out:match("HARNESS fail ([^\n]*)")
+    run.kind, run.url, run.instance = out:match("KIND (%S+) (%S+) ([^\n]*)")
+    run.env = env
   end)
   if not ok then
     local logs = {}
@@ -344,6 +386,12 @@ describe("the registry contract", function()
             run.stop()
             testing.rmtree(run.dir)
           end
+        end)
+
+        it("runs the cases through that backend", function()
+          assert.truthy(run.instance and run.instance:match("^%x+$"),
+            "the harness could not register its probe: " .. tostring(run.instance))
+          backend.check(run.env, run)
         end)
 
         for n, c in ipairs(cases) do
