@@ -145,10 +145,12 @@ function h:setup()
         print(("LOG %d %s"):format(i, sssn.json.encode(sssn.array { ... })))
       end
       sssn.spawn(function()
+        local t0 = sssn.now()
         local passed, err = xpcall(c.run, debug.traceback, ctx)
         done[i] = true
         left = left - 1
         print(("IDS %d %s"):format(i, sssn.json.encode(sssn.array(ids))))
+        print(("TIME %d %.2f"):format(i, sssn.now() - t0))
         if passed then
           print(("CASE %d ok"):format(i))
         else
@@ -315,7 +317,14 @@ local function run_backend(backend)
     args[#args + 1] = harness
     run.t0 = testing.walltime()
     run.child = env.host("child", args)
-    run.child:wait_output("DONE\n", CASES_DEADLINE + 15)
+    local child = run.child
+    testing.eventually(CASES_DEADLINE + 15, function()
+      return child:out():find("DONE\n", 1, true) or not child:alive()
+    end, 0.05)
+    if not child:out():find("DONE\n", 1, true) then
+      error(child:alive() and ("the child host reported no DONE within %d s"):format(CASES_DEADLINE + 15)
+        or ("the child host exited (%s) before it reported DONE"):format(tostring(child:status())), 0)
+    end
     run.seconds = testing.walltime() - run.t0
     local out = run.child:out()
     for n, status, rest in out:gmatch("CASE (%d+) (%a+) ?([^\n]*)") do
