@@ -10,7 +10,9 @@
 -- that make registry calls on command (a second and a third registrant). This runner starts
 -- what the backend needs (nothing; a registry host with --listen 127.0.0.1:0; an etcd by
 -- sssn.testing_etcd), the child, reads the lines and makes one test per backend and case.
--- Every process is stopped in lazy_teardown, whatever failed.
+-- The child also serves --listen 127.0.0.1:0: the cases of cases.http then run here, against
+-- its /registry routes, which answer from the same backend. Every process is stopped in
+-- lazy_teardown, whatever failed.
 local sssn = require "sssn"
 local testing = require "sssn.testing"
 
@@ -28,6 +30,9 @@ local KNOWN = {
     ["reports registered, refreshed, replaced, deregistered and expired on the registry channel"] =
       "a host with --registry http://... does not carry the registry host's events on its own `registry` channel "
       .. "(sssn.registry:events and /registry/events have them)",
+    ["over HTTP: lists live channels and systems by name, visibility and capability, a page at a time"] =
+      "the /registry list routes of a host with --registry http://... ignore limit and after (find() asks the "
+      .. "registry host for one page of 10000 and the route answers all of it)",
   },
 }
 
@@ -305,7 +310,7 @@ local function run_backend(backend)
     local harness = run.dir .. "/harness.lua"
     testing.write_file(harness, (HARNESS:gsub("@CASES@", ("%q"):format(CASES_FILE))
       :gsub("@DEADLINE@", tostring(CASES_DEADLINE))))
-    for _, a in ipairs { "--maintenance", "0.5", "--duration", tostring(CASES_DEADLINE + 30) } do
+    for _, a in ipairs { "--listen", "127.0.0.1:0", "--maintenance", "0.5", "--duration", tostring(CASES_DEADLINE + 60) } do
       args[#args + 1] = a
     end
     -- the agents first: their channels exist when the harness starts
@@ -326,6 +331,7 @@ local function run_backend(backend)
         or ("the child host exited (%s) before it reported DONE"):format(tostring(child:status())), 0)
     end
     run.seconds = testing.walltime() - run.t0
+    child:listening()
     local out = run.child:out()
     for n, status, rest in out:gmatch("CASE (%d+) (%a+) ?([^\n]*)") do
       run.results[tonumber(n)] = { ok = status == "ok", message = status ~= "ok" and sssn.json.decode(rest) or nil }
@@ -379,6 +385,19 @@ local function has_line(text, needles)
   return false
 end
 
+-- Fails the test of case `name` on `backend` with why and what the hosts logged about ids;
+-- pending instead while the case is known to fail there (KNOWN).
+local function fail(backend, run, name, why, ids)
+  local known = KNOWN[backend.name] and KNOWN[backend.name][name]
+  if known then pending(("%s backend: %s (failing: %s)"):format(backend.name, known, why:match("[^\n]*"))) end
+  local logs = {}
+  for _, p in ipairs(run.hosts) do
+    local about = lines_about(p:err(), ids)
+    if about ~= "" then logs[#logs + 1] = ("--- %s's log about this case's ids:\n%s"):format(p.name, about) end
+  end
+  error(("%s backend: %s\n%s"):format(backend.name, why, table.concat(logs, "\n")), 0)
+end
+
 -- Specs -------------------------------------------------------------------------------------
 
 describe("the registry contract", function()
@@ -421,15 +440,28 @@ describe("the registry contract", function()
                 end
               end
             end
-            if not why then return end
-            local known = KNOWN[backend.name] and KNOWN[backend.name][c.name]
-            if known then pending(("%s backend: %s (failing: %s)"):format(backend.name, known, why:match("[^\n]*"))) end
-            local logs = {}
-            for _, p in ipairs(run.hosts) do
-              local about = lines_about(p:err(), run.ids[n])
-              if about ~= "" then logs[#logs + 1] = ("--- %s's log about this case's ids:\n%s"):format(p.name, about) end
+            if why then fail(backend, run, c.name, why, run.ids[n]) end
+          end)
+        end
+
+        -- the HTTP routes of the child (its --listen), from this runner
+        for _, c in ipairs(cases.http) do
+          it(c.name, function()
+            local ids = {}
+            local ctx = { now = sssn.now, eventually = function(s, fn) return testing.eventually(s, fn, 0.05) end }
+            function ctx.uid(prefix)
+              local id = testing.uid("runner-" .. (prefix or "id"))
+              ids[#ids + 1] = id
+              return id
             end
-            error(("%s backend: %s\n%s"):format(backend.name, why, table.concat(logs, "\n")), 0)
+            function ctx.http(method, path, body)
+              if type(body) == "table" then body = sssn.json.encode(body) end
+              local status, text = testing.http(method, run.child.base .. path, { body = body, timeout = 10 })
+              local ok, decoded = pcall(sssn.json.decode, text or "")
+              return status, ok and decoded or nil, text
+            end
+            local ok, err = xpcall(c.run, debug.traceback, ctx)
+            if not ok then fail(backend, run, c.name, tostring(err), ids) end
           end)
         end
       end)

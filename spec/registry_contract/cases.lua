@@ -597,4 +597,132 @@ case("takes ids of 256 bytes and refuses longer ones, naming the limit", functio
   assert.is_true(reg:deregister_system(longest))
 end)
 
+-- The same registry through the host's HTTP routes ------------------------------------------
+-- cases.http run in the spec runner against the child host's --listen API, which answers from
+-- the child's registry backend (a PUT on an http-backed host lands on the registry host, on an
+-- etcd-backed one in etcd). ctx: uid, eventually, now (as above, on the runner's loop) and
+-- ctx.http(method, path, body) -> status, decoded JSON (or nil), raw body.
+cases.http = {}
+local function http_case(name, run) cases.http[#cases.http + 1] = { name = name, run = run } end
+
+local function q(s) return (s:gsub("[^%w%-._~]", function(c) return ("%%%02X"):format(c:byte()) end)) end
+
+http_case("over HTTP: refuses another registrant's refresh and deletion (409 not_owner, naming the holder); a takeover without refresh works", function(ctx)
+  local id = ctx.uid("http-owned")
+  local path = "/registry/channels/" .. id
+  local one, two = "contract/one-" .. id, "contract/two-" .. id
+  local s, e, raw = ctx.http("PUT", path .. "?ttl=30&registrant=" .. q(one), { id = id, endpoint = "http://one.invalid:1" })
+  assert.are.equal(200, s, raw)
+  local first = e.expires_at
+  s, e, raw = ctx.http("PUT", path .. "?ttl=30&refresh=true&registrant=" .. q(two), { id = id, endpoint = "http://two.invalid:2" })
+  assert.are.equal(409, s, raw)
+  assert.are.equal("not_owner", e.error.type)
+  assert.are.equal(one, e.error.registrant)
+  assert.are.equal("http://one.invalid:1", e.error.endpoint)
+  s, e, raw = ctx.http("DELETE", path .. "?registrant=" .. q(two))
+  assert.are.equal(409, s, raw)
+  assert.are.equal("not_owner", e.error.type)
+  assert.are.equal(one, e.error.registrant)
+  s, e, raw = ctx.http("GET", path)
+  assert.are.equal(200, s, raw)
+  assert.are.equal("http://one.invalid:1", e.endpoint)
+  assert.are.equal(first, e.expires_at)
+  -- a takeover (no refresh) works; then the first one is refused the same way
+  s, e, raw = ctx.http("PUT", path .. "?ttl=30&registrant=" .. q(two), { id = id, endpoint = "http://two.invalid:2" })
+  assert.are.equal(200, s, raw)
+  s, e, raw = ctx.http("GET", path)
+  assert.are.equal("http://two.invalid:2", e.endpoint, raw)
+  s, e, raw = ctx.http("PUT", path .. "?ttl=30&refresh=true&registrant=" .. q(one), { id = id, endpoint = "http://one.invalid:1" })
+  assert.are.equal(409, s, raw)
+  assert.are.equal(two, e.error.registrant)
+  s, e, raw = ctx.http("DELETE", path .. "?registrant=" .. q(one))
+  assert.are.equal(409, s, raw)
+  assert.are.equal(200, (ctx.http("DELETE", path .. "?registrant=" .. q(two))))
+  assert.are.equal(404, (ctx.http("GET", path)))
+  s, e, raw = ctx.http("DELETE", path .. "?registrant=" .. q(two))
+  assert.are.equal(404, s, raw)
+end)
+
+http_case("over HTTP: a refresh by the registrant renews its entry, and registers it when absent", function(ctx)
+  local id = ctx.uid("http-refresh")
+  local path = "/registry/systems/" .. id
+  local me = "contract/me-" .. id
+  local s, e, raw = ctx.http("PUT", path .. "?ttl=10&refresh=true&registrant=" .. q(me), { system_id = id })
+  assert.are.equal(200, s, raw)
+  local first = e.expires_at
+  s, e, raw = ctx.http("PUT", path .. "?ttl=20&refresh=true&registrant=" .. q(me), { system_id = id })
+  assert.are.equal(200, s, raw)
+  assert.is_true(e.expires_at > first + 5, raw)
+  s, e, raw = ctx.http("GET", path)
+  assert.are.equal(200, s, raw)
+  assert.are.equal(id, e.system_id)
+  -- an operator (no registrant) removes whatever is there
+  assert.are.equal(200, (ctx.http("DELETE", path)))
+  assert.are.equal(404, (ctx.http("GET", path)))
+end)
+
+http_case("over HTTP: lists live channels and systems by name, visibility and capability, a page at a time", function(ctx)
+  local tag = ctx.uid("HttpTag")
+  local cap = ctx.uid("http-cap")
+  for _, suffix in ipairs { "b", "a", "c" } do
+    local id = tag .. "-" .. suffix
+    assert.are.equal(200, (ctx.http("PUT", "/registry/channels/" .. id .. "?ttl=30",
+      { id = id, name = "Feed " .. tag, visibility = suffix == "c" and "private" or "public" })))
+    assert.are.equal(200, (ctx.http("PUT", "/registry/systems/" .. id .. "?ttl=30",
+      { system_id = id, services = { { name = cap } } })))
+  end
+  local s, list, raw = ctx.http("GET", "/registry/channels?name=" .. q("feed " .. tag:lower()))
+  assert.are.equal(200, s, raw)
+  local ids = {}
+  for i, c in ipairs(list) do ids[i] = c.id end
+  assert.are.same({ tag .. "-a", tag .. "-b", tag .. "-c" }, ids)
+  s, list = ctx.http("GET", "/registry/channels?visibility=private&name=" .. q(tag))
+  assert.are.equal(1, #list)
+  assert.are.equal(tag .. "-c", list[1].id)
+  s, list = ctx.http("GET", "/registry/systems?capability=" .. q(cap) .. "&limit=2")
+  assert.are.equal(2, #list)
+  assert.are.equal(tag .. "-a", list[1].system_id)
+  s, list = ctx.http("GET", "/registry/systems?capability=" .. q(cap) .. "&limit=2&after=" .. q(list[2].system_id))
+  assert.are.equal(1, #list)
+  assert.are.equal(tag .. "-c", list[1].system_id)
+  assert.is_number(list[1].expires_at)
+  for _, suffix in ipairs { "a", "b", "c" } do
+    assert.are.equal(200, (ctx.http("DELETE", "/registry/channels/" .. tag .. "-" .. suffix)))
+    assert.are.equal(200, (ctx.http("DELETE", "/registry/systems/" .. tag .. "-" .. suffix)))
+  end
+  s, list = ctx.http("GET", "/registry/systems?capability=" .. q(cap))
+  assert.are.same({}, list)
+end)
+
+http_case("over HTTP: /registry/events names the registrants, and an entry expires at its TTL", function(ctx)
+  local s, e, raw = ctx.http("GET", "/registry/events?index=" .. math.maxinteger)
+  assert.are.equal(200, s, raw)
+  local index = e.index
+  local id = ctx.uid("http-evented")
+  local path = "/registry/channels/" .. id
+  local one, two = "contract/one-" .. id, "contract/two-" .. id
+  assert.are.equal(200, (ctx.http("PUT", path .. "?ttl=30&registrant=" .. q(one), { id = id, endpoint = "http://one.invalid:1" })))
+  local put
+  s, put = ctx.http("PUT", path .. "?ttl=" .. TTL .. "&registrant=" .. q(two), { id = id, endpoint = "http://two.invalid:2" })
+  assert.are.equal(200, s)
+  local gone = ctx.eventually(TTL + 8, function() return ctx.http("GET", path) == 404 and ctx.now() end)
+  assert.truthy(gone, "still answered after its TTL")
+  assert.is_true(gone >= put.expires_at - SKEW, ("gone %.3f s before its expires_at"):format(put.expires_at - gone))
+  local seen = {}
+  ctx.eventually(10, function()
+    local _, res = ctx.http("GET", "/registry/events?wait=1&index=" .. index)
+    for _, ev in ipairs(res and res.events or {}) do
+      if ev.id == id then seen[#seen + 1] = ev end
+    end
+    index = res and res.index or index
+    return #seen >= 3
+  end)
+  assert.are.same({ "registered", "replaced", "expired" }, names(seen))
+  assert.are.equal(one, seen[1].registrant)
+  assert.are.equal(two, seen[2].registrant)
+  assert.are.equal(one, seen[2].previous_registrant)
+  assert.are.equal("http://one.invalid:1", seen[2].previous.endpoint)
+  assert.are.equal(two, seen[3].registrant)
+end)
+
 return cases
