@@ -36,8 +36,6 @@ local KNOWN = {
       .. "registry host for one page of 10000 and the route answers all of it)",
   },
   etcd = {
-    ["logs where its registry is at start-up: registry: etcd at <endpoints> (prefix /sssn)"] =
-      "the etcd backend does not log the start-up line of the contract (notes/i12-contract.md)",
     ["holds each entry as its JSON under <prefix>/channels/<id> (what GET /registry/channels/<id> answers)"] =
       "the etcd value wraps the entry: {info = <the entry without expires_at>, name, public, caps, registrant, "
       .. "subject, endpoint, ttl, expires_at}, not the entry JSON the contract (notes/i12-contract.md) names",
