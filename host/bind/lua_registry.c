@@ -858,6 +858,10 @@ static int l_api_reg_get(lua_State *L)
     }
     strbuf b = STRBUF_INIT;
     host_entry_json(&b, e);
+    if (regbackend_stale(be) && b.len && b.data[b.len - 1] == '}') { /* answered from a cache that may be behind */
+        b.len--;
+        strbuf_puts(&b, ",\"stale\":true}");
+    }
     vm_push_strbuf(L, &b);
     return 1;
 }

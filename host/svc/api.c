@@ -14,6 +14,7 @@
 
 #include "svc/auth.h"
 #include "sys/host.h"
+#include "sys/regbackend.h"
 #include "net/http_server.h"
 #include "net/tls.h"
 #include "core/json.h"
@@ -297,6 +298,8 @@ static int answer_fast(api *a, http_request *r, const principal *who)
             return 0;
         api_channel_info_json(b, a->h, ch);
     } else {
+        if (regbackend_stale(a->h->backend))
+            return 0; /* the router says so in the answer */
         int checked = who->enforced && who->role < ROLE_ADMIN;
         const reg_entry *e = registry_get(a->h->reg, kind == 1 ? REG_CHANNEL : REG_SYSTEM, buf, host_now(a->h));
         if (!e || (checked && (who->role < ROLE_READ || !e->is_public)))

@@ -237,6 +237,9 @@ typedef struct regbackend_etcd_counts {
     unsigned long long lag; /* revisions the newest answer reported beyond what the cache has */
 } regbackend_etcd_counts;
 void regbackend_etcd_stats(const regbackend *b, regbackend_etcd_counts *out);
+/* 1 when queries are answered from a cache that may be behind: an etcd registry unreachable,
+ * or not read in full yet. 0 for NULL and other kinds. */
+int regbackend_stale(const regbackend *b);
 
 /* The http backend: the registry of the host at url (http://host:port, no path), through the
  * client c (the caller's, freed after the backend). bearer (may be NULL; copied) is sent as
