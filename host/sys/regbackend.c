@@ -37,13 +37,6 @@ void regbackend_cache_event(regbackend *b, reg_event ev, const reg_entry *e, con
         b->ops->cache_event(b, ev, e, prev);
 }
 
-int regbackend_stale(const regbackend *b)
-{
-    regbackend_etcd_counts e;
-    regbackend_etcd_stats(b, &e);
-    return e.is_etcd && !(e.reachable && e.synced);
-}
-
 void regbackend_free(regbackend *b)
 {
     if (b)

@@ -1690,3 +1690,10 @@ void regbackend_etcd_stats(const regbackend *b, regbackend_etcd_counts *out)
     out->synced = eb->synced;
     out->lag = eb->seen_rev > eb->watch_rev ? eb->seen_rev - eb->watch_rev : 0;
 }
+
+int regbackend_stale(const regbackend *b)
+{
+    regbackend_etcd_counts e;
+    regbackend_etcd_stats(b, &e);
+    return e.is_etcd && !(e.reachable && e.synced);
+}
