@@ -31,9 +31,6 @@ local KNOWN = {
     ["reports registered, refreshed, replaced, deregistered and expired on the registry channel"] =
       "a host with --registry http://... does not carry the registry host's events on its own `registry` channel "
       .. "(sssn.registry:events and /registry/events have them)",
-    ["over HTTP: lists live channels and systems by name, visibility and capability, a page at a time"] =
-      "the /registry list routes of a host with --registry http://... ignore limit and after (find() asks the "
-      .. "registry host for one page of 10000 and the route answers all of it)",
   },
 }
 

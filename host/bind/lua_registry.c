@@ -632,7 +632,12 @@ static int find(lua_State *L, const rb_query *q, int as_json, const reg_page *pa
     if (!be->cache) {
         check_may_wait(L, be, fn);
         reg_call *c = new_call(L, be, RC_FIND, as_json);
-        c->call = be->ops->find(be, q, on_result, c);
+        rb_query paged = *q;
+        if (page) {
+            paged.after = page->after;
+            paged.limit = page->limit;
+        }
+        c->call = be->ops->find(be, &paged, on_result, c);
         return results_or_wait(L, c);
     }
     reg_list l;

@@ -110,12 +110,15 @@ typedef struct rb_event {
 typedef void (*rb_event_fn)(void *ud, const rb_event *ev);
 
 /* A query of entries: channels (visibility -1 any, 0 private, 1 public; name a substring or
- * NULL) or systems (capability or NULL). */
+ * NULL) or systems (capability or NULL); a page of them: ids after `after` (NULL: from the
+ * first), at most `limit` (0: the most the backend gives). */
 typedef struct rb_query {
     reg_kind kind;
     int visibility;
     const char *name;
     const char *capability;
+    const char *after;
+    size_t limit;
 } rb_query;
 
 /* Events after index (at most limit; 0 for 1000), waiting up to `wait` seconds for the first

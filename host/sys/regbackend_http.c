@@ -285,8 +285,12 @@ static rb_call *http_find(regbackend *b, const rb_query *q, rb_done_fn done, voi
     } else {
         sep = put_param(&u, sep, "capability", q->capability);
     }
-    /* one page, the largest the API gives: a find that matches more sees the first 10,000 ids */
-    put_param(&u, sep, "limit", "10000");
+    /* the caller's page, or the largest the API gives: a find that matches more sees the first
+     * 10,000 ids */
+    sep = put_param(&u, sep, "after", q->after);
+    char limit[32];
+    snprintf(limit, sizeof limit, "%zu", q->limit && q->limit < 10000 ? q->limit : 10000);
+    put_param(&u, sep, "limit", limit);
     return start_request(hb, OP_FIND, q->kind, "GET", &u, NULL, 0, RB_HTTP_TIMEOUT, done, ud);
 }
 
