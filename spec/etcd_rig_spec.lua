@@ -110,6 +110,19 @@ describe("sssn.testing_etcd", function()
     assert.truthy(dir_exists(c.dir .. "/m" .. old .. "-2.log"))
   end)
 
+  it("stops a member cleanly with TERM, and gives URLs that start at any member", function()
+    local c = etcd.start { members = 3 }
+    local eps = {}
+    for ep in c.endpoints:gmatch("[^,]+") do eps[#eps + 1] = ep end
+    assert.are.equal(c.url, c:url_from(1))
+    assert.are.equal(("etcd://%s,%s,%s"):format(eps[3], eps[1], eps[2]), c:url_from(3))
+    c:kill(2, "TERM")
+    assert.is_false(c:alive(2))
+    assert.are_not.equal(137, (c.members[2].proc:status())) -- not SIGKILLed: it exited by itself
+    c:restart(2)
+    assert.are.equal(3, #c:pids())
+  end)
+
   it("loses quorum with two of three killed, and gets it back when one returns", function()
     local c = etcd.start { members = 3 }
     c:put("/q", "before")

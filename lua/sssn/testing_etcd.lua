@@ -5,6 +5,7 @@
 --   finally(function() c:stop() end)       -- or after_each / lazy_teardown: see below
 --   c.endpoints, c.url                     -- "127.0.0.1:p1,...", "etcd://" .. endpoints
 --   c:leader(), c:kill(i), c:restart(i), c:compact(), c:get(key), c:put(key, value), c:stop()
+--   (and c:range(prefix), c:delete(key), c:revision(), c:status(i), c:pids(), c:url_from(i), c:logs())
 --
 -- Each member is /usr/bin/etcd (or $SSSN_ETCD) started by sssn.testing.start, never through a
 -- shell: 127.0.0.1 only, a free client and peer port each, its data and its log (stdout and
@@ -259,16 +260,26 @@ function Cluster:wait_ready(timeout)
   end
 end
 
---- SIGKILL member i and reap it (kill -9: no clean shutdown).
-function Cluster:kill(i)
+--- SIGKILL member i (kill -9: no clean shutdown; sig = "TERM" stops it cleanly) and reap it.
+function Cluster:kill(i, sig)
   local m = assert(self.members[i], "no such member")
   m.wanted = false
   if m.proc and m.proc:alive() then
-    m.proc:signal("KILL")
-    if not m.proc:wait_exit(5) then
-      error(("sssn.testing_etcd: member %d (pid %d) did not die after SIGKILL"):format(i, m.pid), 2)
+    m.proc:signal(sig or "KILL")
+    if not m.proc:wait_exit(sig and sig ~= "KILL" and 10 or 5) then
+      error(("sssn.testing_etcd: member %d (pid %d) did not exit after SIG%s"):format(i, m.pid, sig or "KILL"), 2)
     end
   end
+end
+
+--- The URL of the cluster with member i's endpoint first (the one a host tries first), then
+--- the others in order.
+function Cluster:url_from(i)
+  local eps = {}
+  for k = 0, #self.members - 1 do
+    eps[#eps + 1] = ("127.0.0.1:%d"):format(self.members[(i + k - 1) % #self.members + 1].client_port)
+  end
+  return "etcd://" .. table.concat(eps, ",")
 end
 
 --- Starts member i again, with its data and ports, and waits until the cluster is ready.

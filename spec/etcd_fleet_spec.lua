@@ -1,0 +1,440 @@
+-- End to end: a fleet of hosts on one real etcd cluster (issue 12). Each host is a real
+-- `sssn-host --registry etcd://... --listen 127.0.0.1:0 SCRIPT` started as a child of the
+-- runner; etcd is real too (sssn.testing_etcd: loopback, free ports, a temporary directory).
+-- The specs act through what users have: the hosts' HTTP API (PUT/GET /registry/...), their
+-- systems' printed lines, and etcd's own keys (<prefix>/channels/<id>, <prefix>/systems/<id>)
+-- read through the gateway. Failures are real: kill -9 of a host, of etcd's leader, etcd
+-- stopped and started again, a compaction under a watch. Every wait has a deadline, and every
+-- host and etcd member is stopped after each test even when it fails.
+local sssn = require "sssn"
+local testing = require "sssn.testing"
+local etcd = require "sssn.testing_etcd"
+
+local decode, encode = sssn.json.decode, sssn.json.encode
+local now = testing.walltime
+
+-- Helpers -------------------------------------------------------------------------------
+
+local function try_decode(s)
+  local ok, v = pcall(decode, s or "")
+  if ok then return v end
+  return nil
+end
+
+-- http(method, url, {body=, timeout=}) -> status, decoded json (or nil), raw body (the error
+-- when no answer came: status nil)
+local function http(method, url, opts)
+  opts = opts or {}
+  local status, body = testing.http(method, url, { body = opts.body, timeout = opts.timeout or 5 })
+  return status, status and try_decode(body), body
+end
+
+local function fill(src, vars)
+  return (src:gsub("@(%u+)@", function(k) return tostring(vars[k]) end))
+end
+
+-- Hosts started in one directory (NAME.out, NAME.err), stopped together: SIGTERM, then SIGKILL.
+local hosts
+local function group()
+  local g = { procs = {}, dir = testing.tmpdir() }
+  function g.script(name, src, vars)
+    local path = ("%s/%s.lua"):format(g.dir, name)
+    testing.write_file(path, vars and fill(src, vars) or src)
+    return path
+  end
+  -- a host on the cluster at url, serving the API on a free port, running the scripts given
+  function g.host(name, url, scripts, extra)
+    local args = { "--registry", url, "--listen", "127.0.0.1:0" }
+    for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+    for _, s in ipairs(scripts) do args[#args + 1] = s end
+    local p = testing.start_host(args, { dir = g.dir, name = name })
+    g.procs[#g.procs + 1] = p
+    p:ready(nil, 10)
+    return p
+  end
+  function g.stop_all()
+    for i = #g.procs, 1, -1 do pcall(g.procs[i].stop, g.procs[i]) end
+    testing.rmtree(g.dir)
+  end
+  hosts = g
+  return g
+end
+
+-- hosts first (they deregister and revoke their leases while etcd still answers), then etcd
+after_each(function()
+  if hosts then hosts.stop_all() hosts = nil end
+  etcd.stop_all()
+end)
+
+local function channel_body(id) return encode { id = id, name = "Fleet " .. id, visibility = "public" } end
+
+-- PUT a channel entry on host h (an operator's registration over HTTP): the status.
+local function put_channel(h, id, ttl, timeout)
+  return (http("PUT", ("%s/registry/channels/%s?ttl=%d"):format(h.base, id, ttl or 120),
+    { body = channel_body(id), timeout = timeout }))
+end
+
+local function get_status(h, kind, id)
+  return (http("GET", ("%s/registry/%s/%s"):format(h.base, kind, id)))
+end
+
+-- The entry etcd holds for kind/id (decoded), and its key record (lease, mod_revision).
+local function in_etcd(c, kind, id)
+  local v, kv = c:get(("/sssn/%s/%s"):format(kind, id))
+  return v and decode(v), kv
+end
+
+-- Both hosts' logs, for failure messages.
+local function logs(...)
+  local parts = {}
+  for _, p in ipairs { ... } do
+    parts[#parts + 1] = ("--- %s stderr:\n%s\n--- %s stdout:\n%s"):format(p.name, p:err(), p.name, p:out())
+  end
+  return table.concat(parts, "\n")
+end
+
+-- Fixtures ------------------------------------------------------------------------------
+
+local IDLE = "function step(self) end\n"
+
+-- On host A: a service that registers its feed and itself (ttl TTL), then writes {n, from}.
+local SERVICE = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "fleet-svc", name = "Fleet Service", tick_rate = 5,
+  services = { { name = "fleet-cap", description = "numbers from host A" } } }
+function s:setup()
+  self.n = 0
+  local feed = self:add_channel(sssn.broadcast { id = "fleet-feed", name = "Fleet Feed", visibility = "public" })
+  sssn.registry:register_channel(feed.info, @TTL@)
+  sssn.registry:register_system(self:descriptor(), @TTL@)
+  print("service registered")
+end
+function s:step()
+  self.n = self.n + 1
+  self:write_channel("fleet-feed", { n = self.n, from = "A" })
+end
+return s
+]]
+
+-- On host B: finds the service by capability, connects to the channel it writes, reads it.
+local CONSUMER = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "fleet-consumer", tick_rate = 5 }
+function s:step()
+  if not self.feed then
+    local found = sssn.registry:find_systems { capability = "fleet-cap" }
+    if #found == 0 then return end
+    local d = found[1]
+    print(("consumer found %s writing %s"):format(d.system_id, tostring(d.channels_write[1])))
+    local info = sssn.registry:get_channel(d.channels_write[1])
+    if not info then return end
+    self:connect(info)
+    self.feed = info.id
+    print(("consumer connected %s at %s"):format(info.id, tostring(info.endpoint)))
+  end
+  local ok, msgs = pcall(self.read_channel, self, self.feed, { limit = 20 })
+  if not ok then return print("consumer read failed") end
+  for _, m in ipairs(msgs) do
+    print(("consumer read n=%d from=%s"):format(m.content.data.n, m.content.data.from))
+  end
+end
+return s
+]]
+
+-- On host A: registers a system through Lua with ttl TTL, kept alive by the host.
+local KEPT = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "kept-svc", name = "Kept Service", services = { { name = "kept-cap" } } }
+function s:setup()
+  sssn.registry:register_system(self:descriptor(), @TTL@)
+  print("kept registered")
+end
+function s:step() end
+return s
+]]
+
+-- Specs ---------------------------------------------------------------------------------
+
+describe("two hosts on one etcd", function()
+  local TTL = 3 -- etcd's shortest lease is about 2 s
+
+  local function start_two()
+    local c = etcd.start { members = 1 }
+    local g = group()
+    local a = g.host("A", c.url, { g.script("service", SERVICE, { TTL = TTL }) })
+    a:wait_output("service registered", 10)
+    local b = g.host("B", c.url, { g.script("consumer", CONSUMER) })
+    return c, a, b
+  end
+
+  it("find a system of host A from host B and read its channel", function()
+    pending("waiting for the etcd backend")
+    local c, a, b = start_two()
+    assert.truthy(a:err():find(("registry: etcd at %s (prefix /sssn)"):format(c.endpoints), 1, true), a:err())
+
+    -- B's system found A's through the registry, connected to A's channel and read it
+    b:wait_output("consumer read n=", 10)
+    local out = b:out()
+    assert.truthy(out:find("consumer found fleet-svc writing fleet-feed\n", 1, true), out)
+    assert.truthy(out:find(("consumer connected fleet-feed at %s\n"):format(a.base), 1, true), out)
+    assert.truthy(out:find("consumer read n=%d+ from=A\n"), out)
+
+    -- B's HTTP API answers with A's entries, as A's does
+    for _, h in ipairs { a, b } do
+      local s, sys, raw = http("GET", h.base .. "/registry/systems/fleet-svc")
+      assert.are.equal(200, s, raw)
+      assert.are.equal("Fleet Service", sys.system_name)
+      assert.are.equal("fleet-cap", sys.services[1].name)
+      local s2, ch, raw2 = http("GET", h.base .. "/registry/channels/fleet-feed")
+      assert.are.equal(200, s2, raw2)
+      assert.are.equal(a.base, ch.endpoint)
+      local s3, list, raw3 = http("GET", h.base .. "/registry/systems?capability=fleet-cap")
+      assert.are.equal(200, s3, raw3)
+      assert.are.equal(1, #list, raw3)
+    end
+
+    -- etcd holds them as JSON under the prefix, on a lease
+    local sys, kv = in_etcd(c, "systems", "fleet-svc")
+    assert.truthy(sys, "no /sssn/systems/fleet-svc in etcd")
+    assert.are.equal("fleet-svc", sys.system_id)
+    assert.is_true(kv.lease ~= 0, "the key has no lease")
+    local ch = in_etcd(c, "channels", "fleet-feed")
+    assert.truthy(ch, "no /sssn/channels/fleet-feed in etcd")
+    assert.are.equal("fleet-feed", ch.id)
+    assert.is_true(a:alive() and b:alive(), logs(a, b))
+  end)
+
+  it("lose host A's entries after their TTL when A is killed with kill -9, not before", function()
+    pending("waiting for the etcd backend")
+    local c, a, b = start_two()
+    testing.eventually(10, function() return get_status(b, "systems", "fleet-svc") == 200 end)
+    a:signal("KILL")
+    assert.is_truthy(a:wait_exit(5))
+    -- when each entry's TTL ends, as B sees it right after the kill (A refreshed it last)
+    local expires = {}
+    for _, e in ipairs { { "systems", "fleet-svc" }, { "channels", "fleet-feed" } } do
+      local s, entry, raw = http("GET", ("%s/registry/%s/%s"):format(b.base, e[1], e[2]))
+      assert.are.equal(200, s, raw)
+      expires[e[2]] = { kind = e[1], at = entry.expires_at }
+      assert.is_true(entry.expires_at > now(), "already expired at the kill: " .. raw)
+    end
+    -- B lists each entry until its expires_at (a quarter second allowed for the polls), then no more
+    for id, e in pairs(expires) do
+      local seen_gone
+      testing.eventually(e.at - now() + TTL + 2, function()
+        if get_status(b, e.kind, id) == 404 then seen_gone = now() return true end
+      end, 0.05)
+      assert.truthy(seen_gone, ("%s still listed on B %.1f s after its expires_at"):format(id, TTL + 2))
+      assert.is_true(seen_gone >= e.at - 0.25,
+        ("%s went from B %.2f s before its TTL ended"):format(id, e.at - seen_gone))
+    end
+    -- and etcd deletes the keys when A's lease lapses (TTL after A's last keep-alive)
+    local gone = testing.eventually(TTL + 5, function()
+      return not in_etcd(c, "systems", "fleet-svc") and not in_etcd(c, "channels", "fleet-feed")
+    end, 0.1)
+    assert.is_true(gone, "A's keys are still in etcd")
+    local s, list = http("GET", b.base .. "/registry/systems?capability=fleet-cap")
+    assert.are.equal(200, s)
+    assert.are.same({}, list)
+    assert.is_true(b:alive(), logs(b))
+  end)
+end)
+
+describe("a three-member etcd cluster", function()
+  it("loses its leader to kill -9 while two hosts register and query: every acknowledged registration stays", function()
+    pending("waiting for the etcd backend")
+    local c = etcd.start { members = 3 }
+    local g = group()
+    -- the hosts try the leader first, so its loss is theirs too
+    local url = c:url_from(c:leader())
+    local a = g.host("A", url, { g.script("idle", IDLE) })
+    local b = g.host("B", url, { g.script("idle", IDLE) })
+    local pair = { { a, b }, { b, a } }
+
+    local ROUNDS, KILL_AT = 24, 8
+    local acked, refused, queries_failed = {}, {}, {}
+    local killed, elected_at
+    for r = 1, ROUNDS do
+      -- each host registers one channel and lists the others, all in flight at once
+      local calls = {}
+      for _, hb in ipairs(pair) do
+        local h, other = hb[1], hb[2]
+        local id = ("ha-%s-%d"):format(h.name, r)
+        calls[#calls + 1] = { id = id, h = h, other = other, call = testing.http_start("PUT",
+          ("%s/registry/channels/%s?ttl=120"):format(h.base, id), { body = channel_body(id), timeout = 20 }) }
+        calls[#calls + 1] = { query = true, h = h, call = testing.http_start("GET",
+          h.base .. "/registry/channels?name=fleet%20ha-", { timeout = 20 }) }
+      end
+      if r == KILL_AT then
+        killed = c:leader()
+        c:kill(killed) -- while those requests are in flight
+        c:leader()     -- waits for the new leader
+        elected_at = r
+      end
+      for _, k in ipairs(calls) do
+        local status, body = k.call:wait()
+        if k.query then
+          if status ~= 200 then queries_failed[#queries_failed + 1] = ("%s round %d: %s %s"):format(k.h.name, r,
+            tostring(status), tostring(body)) end
+        elseif status == 200 then
+          acked[k.id] = k.other
+        else
+          refused[#refused + 1] = { id = k.id, round = r, status = status, body = body }
+        end
+      end
+    end
+    assert.is_true(a:alive() and b:alive(), logs(a, b))
+
+    -- queries were answered throughout (from each host's cache)
+    assert.are.same({}, queries_failed)
+    -- once the new leader was in place, every registration was acknowledged, on both hosts
+    for _, f in ipairs(refused) do
+      assert.is_true(f.round <= elected_at, ("%s (round %d, after the election) got %s %s\n%s"):format(f.id,
+        f.round, tostring(f.status), tostring(f.body), logs(a, b)))
+    end
+    local after = 0
+    for id in pairs(acked) do
+      if tonumber(id:match("%d+$")) > elected_at then after = after + 1 end
+    end
+    assert.are.equal(2 * (ROUNDS - elected_at), after)
+
+    -- every acknowledged registration is visible from the other host, and is in etcd
+    local missing
+    local all = testing.eventually(10, function()
+      missing = {}
+      for id, other in pairs(acked) do
+        if get_status(other, "channels", id) ~= 200 then missing[#missing + 1] = other.name .. ":" .. id end
+      end
+      return #missing == 0
+    end, 0.1)
+    assert.is_true(all, "acknowledged but not visible: " .. table.concat(missing, " ") .. "\n" .. logs(a, b))
+    for id in pairs(acked) do
+      assert.truthy(in_etcd(c, "channels", id), id .. " acknowledged but not in etcd")
+    end
+    -- both still serve, and register
+    for _, h in ipairs { a, b } do
+      assert.are.equal(200, (http("GET", h.base .. "/health")))
+      assert.are.equal(200, put_channel(h, "ha-final-" .. h.name))
+    end
+  end)
+end)
+
+describe("compaction under a watch", function()
+  it("host B still sees new registrations after the store was compacted", function()
+    pending("waiting for the etcd backend")
+    local c = etcd.start { members = 1 }
+    local g = group()
+    local a = g.host("A", c.url, { g.script("idle", IDLE) })
+    local b = g.host("B", c.url, { g.script("idle", IDLE) })
+    for i = 1, 5 do assert.are.equal(200, put_channel(a, "cw-" .. i)) end
+    assert.is_true(testing.eventually(10, function() return get_status(b, "channels", "cw-5") == 200 end))
+    -- revisions past B's, some under the prefix (a refresh of one entry), then compacted away
+    for _ = 1, 20 do assert.are.equal(200, put_channel(a, "cw-1")) end
+    c:compact()
+    for i = 6, 10 do assert.are.equal(200, put_channel(a, "cw-" .. i)) end
+    assert.are.equal(200, (http("DELETE", a.base .. "/registry/channels/cw-2")))
+    local ok = testing.eventually(10, function()
+      return get_status(b, "channels", "cw-10") == 200 and get_status(b, "channels", "cw-2") == 404
+    end, 0.05)
+    assert.is_true(ok, logs(a, b))
+    local s, list, raw = http("GET", b.base .. "/registry/channels?name=fleet%20cw-")
+    assert.are.equal(200, s, raw)
+    assert.are.equal(9, #list, raw)
+  end)
+
+  it("host B resumes a watch whose revision was compacted, by reading everything again", function()
+    pending("waiting for the etcd backend")
+    local c = etcd.start { members = 1 }
+    local g = group()
+    local a = g.host("A", c.url, { g.script("idle", IDLE) })
+    local b = g.host("B", c.url, { g.script("idle", IDLE) })
+    for i = 1, 3 do assert.are.equal(200, put_channel(a, "cz-" .. i)) end
+    assert.is_true(testing.eventually(10, function() return get_status(b, "channels", "cz-3") == 200 end))
+    -- B frozen; its watch connection broken by a restart of etcd; changes it cannot see
+    -- happen and are compacted away; then B runs again and resumes from its old revision
+    b:signal("STOP")
+    finally(function() b:signal("CONT") end)
+    c:kill(1)
+    c:restart(1)
+    assert.are.equal(200, put_channel(a, "cz-4", 120, 20))
+    assert.are.equal(200, (http("DELETE", a.base .. "/registry/channels/cz-1", { timeout = 20 })))
+    for _ = 1, 10 do assert.are.equal(200, put_channel(a, "cz-2")) end
+    c:compact()
+    b:signal("CONT")
+    local ok = testing.eventually(15, function()
+      return get_status(b, "channels", "cz-4") == 200 and get_status(b, "channels", "cz-1") == 404
+    end, 0.05)
+    assert.is_true(ok, "B missed what happened while its revision was compacted\n" .. logs(a, b))
+    assert.are.equal(200, get_status(b, "channels", "cz-3"))
+    -- and it keeps following: a registration after the re-read arrives too
+    assert.are.equal(200, put_channel(a, "cz-5"))
+    assert.is_true(testing.eventually(10, function() return get_status(b, "channels", "cz-5") == 200 end),
+      logs(a, b))
+  end)
+end)
+
+describe("etcd stopped and started again under running hosts", function()
+  local TTL = 3
+
+  it("the hosts keep answering from their caches and recover by themselves", function()
+    pending("waiting for the etcd backend")
+    local c = etcd.start { members = 1 }
+    local g = group()
+    local a = g.host("A", c.url, { g.script("kept", KEPT, { TTL = TTL }) })
+    local b = g.host("B", c.url, { g.script("idle", IDLE) })
+    a:wait_output("kept registered", 10)
+    assert.are.equal(200, put_channel(a, "rs-before"))
+    assert.is_true(testing.eventually(10, function() return get_status(b, "channels", "rs-before") == 200 end))
+
+    c:kill(1, "TERM")
+    -- queries are answered from the cache while etcd is away
+    assert.are.equal(200, get_status(a, "channels", "rs-before"))
+    assert.are.equal(200, get_status(b, "channels", "rs-before"))
+    -- a registration cannot be committed, so it is not acknowledged
+    local s = put_channel(a, "rs-down", 120, 3)
+    assert.are_not.equal(200, s)
+    assert.is_true(a:alive() and b:alive(), logs(a, b))
+
+    c:restart(1)
+    -- registrations made after the restart go through (A retries by itself) and B sees them
+    local acked = testing.eventually(20, function() return put_channel(a, "rs-after", 120, 5) == 200 end, 0.2)
+    assert.is_true(acked, "A does not register again after etcd came back\n" .. logs(a, b))
+    assert.is_true(testing.eventually(10, function() return get_status(b, "channels", "rs-after") == 200 end),
+      "B does not see what A registered after etcd came back\n" .. logs(a, b))
+    assert.truthy(in_etcd(c, "channels", "rs-after"))
+    assert.are.equal(200, get_status(b, "channels", "rs-before"))
+    -- A's own system's registration (ttl 3) is back, kept alive again: still there two TTLs later
+    assert.is_true(testing.eventually(10, function() return get_status(b, "systems", "kept-svc") == 200 end),
+      "kept-svc is not registered again after etcd came back\n" .. logs(a, b))
+    testing.run_for(2 * TTL)
+    assert.are.equal(200, get_status(b, "systems", "kept-svc"), logs(a, b))
+    assert.truthy(in_etcd(c, "systems", "kept-svc"))
+  end)
+
+  it("say so while etcd is away: /health and stale answers", function()
+    pending("waiting for the etcd backend")
+    local c = etcd.start { members = 1 }
+    local g = group()
+    local a = g.host("A", c.url, { g.script("idle", IDLE) })
+    assert.are.equal(200, put_channel(a, "st-1"))
+    local _, health = http("GET", a.base .. "/health")
+    assert.are.equal("ok", health.etcd)
+    c:kill(1)
+    local away = testing.eventually(15, function()
+      local _, h = http("GET", a.base .. "/health")
+      return h and h.etcd == "unreachable"
+    end, 0.2)
+    assert.is_true(away, logs(a))
+    local s, entry, raw = http("GET", a.base .. "/registry/channels/st-1")
+    assert.are.equal(200, s, raw)
+    assert.is_true(entry.stale, raw)
+    c:restart(1)
+    local back = testing.eventually(15, function()
+      local _, h = http("GET", a.base .. "/health")
+      return h and h.etcd == "ok"
+    end, 0.2)
+    assert.is_true(back, logs(a))
+    local _, fresh, raw2 = http("GET", a.base .. "/registry/channels/st-1")
+    assert.is_nil(fresh.stale, raw2)
+  end)
+end)
