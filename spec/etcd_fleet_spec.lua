@@ -392,6 +392,8 @@ describe("compaction under a watch", function()
       return get_status(b, "channels", "cz-4") == 200 and get_status(b, "channels", "cz-1") == 404
     end, 0.05)
     assert.is_true(ok, "B missed what happened while its revision was compacted\n" .. logs(a, b))
+    -- (B did resume from a compacted revision: it says so)
+    assert.truthy(b:err():find("compacted", 1, true), logs(b))
     assert.are.equal(200, get_status(b, "channels", "cz-3"))
     -- and it keeps following: a registration after the re-read arrives too
     assert.are.equal(200, put_channel(a, "cz-5"))
