@@ -153,6 +153,20 @@ function s:step() end
 return s
 ]]
 
+-- On hosts Blue and Green (the same script on both, as in a blue/green deploy).
+local BLUEGREEN = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "bg-svc", name = "Blue Green Service", services = { { name = "bg-cap" } } }
+function s:setup()
+  local feed = self:add_channel(sssn.broadcast { id = "bg-feed", name = "BG Feed", visibility = "public" })
+  sssn.registry:register_channel(feed.info)
+  sssn.registry:register_system(self:descriptor())
+  print("bg registered")
+end
+function s:step() end
+return s
+]]
+
 -- Specs ---------------------------------------------------------------------------------
 
 describe("two hosts on one etcd", function()
@@ -362,6 +376,65 @@ describe("a three-member etcd cluster", function()
       assert.are.equal(200, (http("GET", h.base .. "/health")))
       assert.are.equal(200, put_channel(h, "ha-final-" .. h.name))
     end
+  end)
+end)
+
+describe("blue/green on etcd: entries belong to the host instance that made them", function()
+  -- W watches (an idle host on the same etcd); Blue starts, then Green takes its entries over
+  local function deploy()
+    local c = etcd.start { members = 1 }
+    local g = group()
+    local w = g.host("W", c.url, { g.script("idle", IDLE) })
+    local script = g.script("bluegreen", BLUEGREEN)
+    local blue = g.host("blue", c.url, { script })
+    blue:wait_output("bg registered", 10)
+    local green = g.host("green", c.url, { script })
+    green:wait_output("bg registered", 10)
+    return c, w, blue, green
+  end
+
+  -- the endpoint W lists for both entries, when they agree
+  local function listed(w)
+    local s, ch = http("GET", w.base .. "/registry/channels/bg-feed")
+    local ss, sys = http("GET", w.base .. "/registry/systems/bg-svc")
+    return s == 200 and ss == 200 and sys and ch.endpoint or nil
+  end
+
+  it("keep the new instance listed throughout while the old one stops", function()
+    local c, w, blue, green = deploy()
+    assert.are.equal(green.base, testing.eventually(5, function() return listed(w) == green.base and green.base end)
+      or listed(w), logs(blue, green))
+    -- blue hears of the takeover (from its watch) and does not fight it
+    assert.truthy(testing.eventually(5, function() return blue:err():find("taken over", 1, true) end), logs(blue))
+    -- blue stops: green's entries never leave, not even for a moment (sampled every ~20 ms
+    -- until 2 s after blue exited; 15 s at most)
+    blue:signal("TERM")
+    local gaps, deadline, limit = {}, nil, now() + 15
+    while true do
+      local at = listed(w)
+      if at ~= green.base then gaps[#gaps + 1] = tostring(at) end
+      if not deadline and not blue:alive() then deadline = now() + 2 end
+      if (deadline and now() > deadline) or now() > limit then break end
+      testing.run_for(0.02)
+    end
+    assert.are.equal(0, blue:status(), logs(blue))
+    assert.are.same({}, gaps)
+    local ch = in_etcd(c, "channels", "bg-feed")
+    assert.truthy(ch, "bg-feed is gone from etcd")
+    assert.are.equal(green.base, ch.endpoint)
+  end)
+
+  it("list the old instance again when the new one stops first", function()
+    local _, w, blue, green = deploy()
+    assert.truthy(testing.eventually(5, function() return listed(w) == green.base end), logs(blue, green))
+    assert.truthy(testing.eventually(5, function() return blue:err():find("taken over", 1, true) end), logs(blue))
+    green:signal("TERM")
+    assert.are.equal(0, green:wait_exit(10), logs(green))
+    local back = testing.eventually(5, function() return listed(w) == blue.base end, 0.02)
+    assert.truthy(back, "blue is not listed again\n" .. logs(blue, w))
+    -- and it stays: blue keeps it from now on (for 1.5 s, the loop running)
+    testing.run_for(1.5)
+    assert.are.equal(blue.base, listed(w))
   end)
 end)
 
