@@ -132,6 +132,22 @@ describe("an etcd registry over TLS with etcd's auth", function()
     assert.is_nil(a:err():find("refused the login", 1, true), a:err())
   end)
 
+  it("revokes its leases at a clean stop: what an operator registered through it goes at once", function()
+    local addr, certs = start_etcd()
+    local common = { "--registry", "etcd+https://" .. addr, "--ca-file", certs.ca,
+      "--etcd-user", "app", "--etcd-password-file", dir .. "/app.pw" }
+    local a = host("a", common)
+    local b = host("b", common)
+    local put = testing.http("PUT", a.base .. "/registry/channels/tls-op?ttl=60",
+      { body = '{"id":"tls-op","name":"op","visibility":"public"}', timeout = 15 })
+    assert.are.equal(200, put)
+    testing.eventually(10, function() return entry_status(b, "tls-op") == 200 end)
+    local t0 = testing.walltime()
+    a:stop() -- SIGTERM: a clean stop
+    testing.eventually(10, function() return entry_status(b, "tls-op") == 404 end)
+    assert.is_true(testing.walltime() - t0 < 10, "gone with the lease, long before its 60 s TTL")
+  end)
+
   it("says once that etcd refused a wrong password, and registers nothing", function()
     local addr, certs = start_etcd()
     local c = host("c", { "--registry", "etcd+https://" .. addr, "--ca-file", certs.ca,

@@ -101,6 +101,8 @@ void app_run(app *a)
         ev_run(loop, EVRUN_ONCE);
     ev_timer_stop(loop, &a->duration);
     systems_stop_all(h, "done");
+    /* an etcd registry's leases go too (what is left on them with them) */
+    regbackend_shutdown(h->backend, &h->detached);
     /* let stopped systems finish deregistering from a remote registry, for a bounded time */
     if (h->detached > 0) {
         int expired = 0;

@@ -37,6 +37,12 @@ void regbackend_cache_event(regbackend *b, reg_event ev, const reg_entry *e, con
         b->ops->cache_event(b, ev, e, prev);
 }
 
+void regbackend_shutdown(regbackend *b, unsigned *unfinished)
+{
+    if (b && b->ops->shutdown)
+        b->ops->shutdown(b, unfinished);
+}
+
 void regbackend_free(regbackend *b)
 {
     if (b)

@@ -160,6 +160,10 @@ typedef struct regbackend_ops {
     void (*cancel)(regbackend *b, rb_call *call);
     /* Cancels what is pending (no done runs) and frees the backend. */
     void (*free)(regbackend *b);
+    /* May be NULL. A clean stop, after the systems stopped: gives back what the backend holds
+     * for this host (etcd: revokes its leases, so what is left on them goes at once), raising
+     * *unfinished for each request under way and lowering it when it is answered. */
+    void (*shutdown)(regbackend *b, unsigned *unfinished);
     /* May be NULL (a cache that is always current). Completes with RB_OK once the cache holds
      * what the registry held when the backend started (etcd: its first full read), at once
      * when it does; RB_UNREACHABLE when that read failed (the cache answers as it is). */
@@ -199,6 +203,7 @@ static inline void rb_cancel(regbackend *b, rb_call *call)
         b->ops->cancel(b, call);
 }
 void regbackend_free(regbackend *b); /* NULL is fine */
+void regbackend_shutdown(regbackend *b, unsigned *unfinished); /* ops->shutdown; NULL is fine */
 
 /* Makes fn(ud, event) the listener. */
 void regbackend_listen(regbackend *b, rb_event_fn fn, void *ud);

@@ -146,6 +146,7 @@ struct etcd_backend {
     hashmap *mine;
     sweep *sweeps;               /* to send */
     sweep *sweeping;             /* sent, not answered */
+    struct lease_revoke *revoking;     /* lease revocations at a clean stop, not answered */
     deferred sweep_work;
     /* etcd's auth: a token from the user and password, fetched when first needed and again
      * when etcd refuses it */
@@ -1238,6 +1239,56 @@ static void ready_done(etcd_backend *eb, int ok)
     }
 }
 
+/* A revocation in flight at a clean stop. */
+typedef struct lease_revoke {
+    etcd_backend *eb;
+    unsigned *unfinished;
+    ereq *req;
+    struct lease_revoke *next;
+} lease_revoke;
+
+static void on_revoke_answer(void *ud, long status, const char *body, size_t len, const char *error)
+{
+    (void)status; /* best effort: a lease not revoked lapses within its TTL */
+    (void)body;
+    (void)len;
+    (void)error;
+    lease_revoke *r = ud;
+    for (lease_revoke **p = &r->eb->revoking; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    (*r->unfinished)--;
+    ereq_free(r->req);
+    free(r);
+}
+
+static void etcd_shutdown(regbackend *b, unsigned *unfinished)
+{
+    etcd_backend *eb = eb_of(b);
+    for (lease *l = eb->leases; l; l = l->next) {
+        timer_stop(b->rt, &l->beat);
+        if (!l->id[0])
+            continue;
+        lease_revoke *r = calloc(1, sizeof *r);
+        if (!r)
+            return;
+        strbuf body = STRBUF_INIT;
+        strbuf_printf(&body, "{\"ID\":\"%s\"}", l->id);
+        l->id[0] = '\0';
+        *r = (lease_revoke){.eb = eb, .unfinished = unfinished, .next = eb->revoking};
+        r->req = ereq_post(eb, "/v3/lease/revoke", &body, on_revoke_answer, r);
+        if (!r->req) {
+            free(r);
+            continue;
+        }
+        r->req->deadline = rt_monotonic() + 2.0; /* the host is exiting: not the usual patience */
+        eb->revoking = r;
+        (*unfinished)++;
+    }
+}
+
 static size_t etcd_maintain(regbackend *b)
 {
     (void)b; /* the host maintains its registry, which is this backend's cache */
@@ -1556,6 +1607,13 @@ static void etcd_free(regbackend *b)
     for (size_t i = 0; i < eb->nmembers; i++)
         free(eb->members[i]);
     free(eb->members);
+    while (eb->revoking) {
+        struct lease_revoke *r = eb->revoking;
+        eb->revoking = r->next;
+        (*r->unfinished)--;
+        ereq_free(r->req);
+        free(r);
+    }
     ereq_free(eb->login);
     free(eb->prefix);
     free(eb->watch_prefix);
@@ -1576,6 +1634,7 @@ static const regbackend_ops etcd_ops = {
     .cancel = etcd_cancel,
     .free = etcd_free,
     .ready = etcd_ready,
+    .shutdown = etcd_shutdown,
     .cache_event = etcd_cache_event,
 };
 
