@@ -120,6 +120,22 @@ for _, r in ipairs(results) do
       r.p99_us and fmt(r.p99_us) .. " us" or "", status, vs_py, vs_redis }
   end
 end
+-- the etcd registry (scripts/bench/etcd.sh): each etcd_* figure, beside the in-process figure of
+-- the same workload in the same run (inproc_*; http_lookup for the HTTP route) where there is one
+local inproc_pair = { etcd_register = "inproc_register", etcd_register_upsert = "inproc_register_upsert",
+  etcd_register_c16 = "inproc_register_c16", etcd_get = "inproc_get", etcd_get1000 = "inproc_get1000",
+  etcd_http_lookup = "http_lookup" }
+for _, r in ipairs(results) do
+  if r.group == "etcd" then
+    local pk = inproc_pair[r.key or ""]
+    local x = ratio(r, pk and (by_key("etcd", pk) or by_key("http", pk)))
+    if x then r.vs_inproc = x end
+    rows[#rows + 1] = { "etcd", (r.key and r.key .. ": " or "") .. r.name,
+      type(r.value) == "number" and fmt(r.value) .. " " .. (r.unit or "") or "-",
+      r.p99_us and fmt(r.p99_us) .. " us" or "", x and ("%.2fx in-process"):format(x) or "", "", "" }
+  end
+end
+
 -- HTTP registry lookups against redis GET over the same loopback
 local lookup, rget = find("http", "GET /registry/channels/{id} (lookup)"), by_key("peer-redis", "redis_get")
 if lookup and rget and type(lookup.value) == "number" and type(rget.value) == "number" then

@@ -54,6 +54,9 @@ bash scripts/bench/http.sh "$exe" | grep '^RESULT ' >> "$raw"
 section "peer: redis"
 bash scripts/bench/redis.sh | grep '^RESULT ' >> "$raw"
 
+section "etcd registry (scripts/bench/etcd.sh)"
+bash scripts/bench/etcd.sh "$exe" | grep '^RESULT ' >> "$raw"
+
 section "peer: Python sssn v0.0.1 (SSSN_PY_SRC)"
 # The Python sssn needs pydantic 2: take the first python3 that has it (Debian 12's own
 # python3-pydantic is 1.x). Its only other import at load time, PyJWT, python_sssn.py takes
