@@ -54,6 +54,8 @@
 #define ETCD_DEADLINE 10.0     /* seconds an operation is retried before it fails */
 #define ETCD_CAS_TRIES 8       /* reads and compares of one key before giving up */
 #define WATCH_MAX_LINE (64u << 20)
+#define ETCD_MAX_IN_FLIGHT 32  /* requests sent at once; more wait their turn (a stop that
+                                * removes 100k entries must not open 100k connections) */
 
 typedef struct etcd_backend etcd_backend;
 typedef struct ereq ereq;
@@ -75,6 +77,9 @@ struct ereq {
     int reauthed;        /* sent again once with a new token after a refusal */
     unsigned token_gen;  /* the token it was sent with */
     ereq *auth_next;     /* waiting for a token */
+    int in_flight;       /* holds one of the ETCD_MAX_IN_FLIGHT places */
+    int queued;          /* waits for a place */
+    ereq *queue_next;
 };
 
 typedef struct lease {
@@ -155,6 +160,8 @@ struct etcd_backend {
     ereq *login;                 /* in flight, or NULL */
     int login_refused;           /* the last login was refused (logged once) */
     ereq *auth_wait;             /* requests waiting for a token */
+    unsigned in_flight;          /* requests sent and not answered */
+    ereq *queue_head, *queue_tail; /* requests waiting for a place, oldest first */
     /* counters for /metrics */
     uint64_t requests, failures;
     char message[512];           /* a failure's words, valid during done */
@@ -242,10 +249,44 @@ static void note_reachable(etcd_backend *eb, int ok, const char *why)
 
 static void ereq_send(ereq *q);
 
+static void ereq_send_now(ereq *q);
+
+/* Gives back q's place (if it holds one) and sends what waited for a place. */
+static void release_place(ereq *q)
+{
+    etcd_backend *eb = q->eb;
+    if (q->in_flight) {
+        q->in_flight = 0;
+        eb->in_flight--;
+    }
+    while (eb->queue_head && eb->in_flight < ETCD_MAX_IN_FLIGHT && !eb->freeing) {
+        ereq *next = eb->queue_head;
+        eb->queue_head = next->queue_next;
+        if (!eb->queue_head)
+            eb->queue_tail = NULL;
+        next->queue_next = NULL;
+        next->queued = 0;
+        ereq_send_now(next);
+    }
+}
+
 static void ereq_free(ereq *q)
 {
     if (!q)
         return;
+    if (q->queued) {
+        ereq *prev = NULL;
+        for (ereq *x = q->eb->queue_head; x; prev = x, x = x->queue_next)
+            if (x == q) {
+                if (prev)
+                    prev->queue_next = q->queue_next;
+                else
+                    q->eb->queue_head = q->queue_next;
+                if (q->eb->queue_tail == q)
+                    q->eb->queue_tail = prev;
+                break;
+            }
+    }
     for (ereq **p = &q->eb->auth_wait; *p; p = &(*p)->auth_next)
         if (*p == q) {
             *p = q->auth_next;
@@ -254,6 +295,7 @@ static void ereq_free(ereq *q)
     if (q->call)
         http_client_cancel(q->call);
     timer_stop(q->eb->b.rt, &q->retry);
+    release_place(q);
     free(q->path);
     if (q->no_auth && q->body)
         explicit_bzero(q->body, q->len); /* the login's password */
@@ -270,6 +312,7 @@ static void on_ereq_answer(void *ud, long status, const char *body, size_t len, 
     etcd_backend *eb = q->eb;
     q->call = NULL;
     eb->requests++;
+    release_place(q);
     if (status == 401 && eb->user && !q->no_auth && !q->reauthed) {
         q->reauthed = 1; /* the token expired (or etcd restarted): a new one, and once more */
         if (q->token_gen == eb->token_gen) {
@@ -341,6 +384,25 @@ static void ereq_send(ereq *q)
         login(eb);
         return;
     }
+    if (!q->no_auth && eb->in_flight >= ETCD_MAX_IN_FLIGHT) { /* its turn comes in release_place */
+        q->queued = 1;
+        if (eb->queue_tail)
+            eb->queue_tail->queue_next = q;
+        else
+            eb->queue_head = q;
+        eb->queue_tail = q;
+        return;
+    }
+    ereq_send_now(q);
+}
+
+static void ereq_send_now(ereq *q)
+{
+    etcd_backend *eb = q->eb;
+    if (!q->no_auth) {
+        q->in_flight = 1;
+        eb->in_flight++;
+    }
     char url[1024], auth[1200];
     snprintf(url, sizeof url, "%s%s", eb->members[eb->current], q->path);
     auth_header(eb, auth, sizeof auth);
@@ -349,8 +411,13 @@ static void ereq_send(ereq *q)
                            .headers = auth[0] && !q->no_auth ? headers : NULL};
     q->token_gen = eb->token_gen;
     q->call = http_client_send(eb->http, &req, on_ereq_response, q);
-    if (!q->call) /* not even started: as no answer, from the loop */
+    if (!q->call) { /* not even started: as no answer, from the loop */
+        if (q->in_flight) {
+            q->in_flight = 0;
+            eb->in_flight--;
+        }
         timer_start(eb->b.rt, &q->retry, rt_now(eb->b.rt) + 0.1);
+    }
 }
 
 static const char *answer_error(etcd_backend *eb, long status, const char *body, size_t len, const char *error);
