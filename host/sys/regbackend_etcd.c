@@ -130,7 +130,6 @@ struct etcd_backend {
     char **members;              /* base URLs: http://host:port */
     size_t nmembers, current;
     char *prefix;                /* "/sssn", without a trailing slash */
-    char *watch_prefix;          /* keep-alive's takeover prefix, or NULL */
     int reachable;               /* 1 answered last time, -1 did not, 0 not asked yet */
     lease *leases;
     rb_call *calls;
@@ -1521,17 +1520,25 @@ static void on_watch_end(void *ud, const http_client_resp *r)
     watch_later(eb);
 }
 
+/* "key":"<prefix>/","range_end":"<prefix>0" ('/' + 1): every key under the prefix, base64. */
+static void put_prefix_range(strbuf *b, const etcd_backend *eb)
+{
+    char first[64], end[64];
+    snprintf(first, sizeof first, "%s/", eb->prefix);
+    snprintf(end, sizeof end, "%s0", eb->prefix);
+    strbuf_puts(b, "\"key\":\"");
+    put_b64(b, first, strlen(first));
+    strbuf_puts(b, "\",\"range_end\":\"");
+    put_b64(b, end, strlen(end));
+    strbuf_putc(b, '"');
+}
+
 static void watch_stream(etcd_backend *eb)
 {
     strbuf b = STRBUF_INIT;
-    char first[64], end[64];
-    snprintf(first, sizeof first, "%s/", eb->prefix);
-    snprintf(end, sizeof end, "%s0", eb->prefix); /* '/' + 1: every key under the prefix */
-    strbuf_puts(&b, "{\"create_request\":{\"key\":\"");
-    put_b64(&b, first, strlen(first));
-    strbuf_puts(&b, "\",\"range_end\":\"");
-    put_b64(&b, end, strlen(end));
-    strbuf_printf(&b, "\",\"start_revision\":\"%llu\"}}", (unsigned long long)eb->watch_rev + 1);
+    strbuf_puts(&b, "{\"create_request\":{");
+    put_prefix_range(&b, eb);
+    strbuf_printf(&b, ",\"start_revision\":\"%llu\"}}", (unsigned long long)eb->watch_rev + 1);
     if (eb->user && !eb->token) { /* a full read logs in first */
         strbuf_free(&b);
         eb->synced = 0;
@@ -1623,14 +1630,9 @@ static void on_read_answer(void *ud, long status, const char *body, size_t len, 
 static void watch_read(etcd_backend *eb)
 {
     strbuf b = STRBUF_INIT;
-    char first[64], end[64];
-    snprintf(first, sizeof first, "%s/", eb->prefix);
-    snprintf(end, sizeof end, "%s0", eb->prefix);
-    strbuf_puts(&b, "{\"key\":\"");
-    put_b64(&b, first, strlen(first));
-    strbuf_puts(&b, "\",\"range_end\":\"");
-    put_b64(&b, end, strlen(end));
-    strbuf_puts(&b, "\"}");
+    strbuf_putc(&b, '{');
+    put_prefix_range(&b, eb);
+    strbuf_putc(&b, '}');
     eb->read_req = ereq_post(eb, "/v3/kv/range", &b, on_read_answer, eb);
     if (!eb->read_req)
         watch_later(eb);
@@ -1638,9 +1640,8 @@ static void watch_read(etcd_backend *eb)
 
 static void etcd_watch(regbackend *b, const char *prefix)
 {
-    etcd_backend *eb = eb_of(b);
-    free(eb->watch_prefix);
-    eb->watch_prefix = prefix ? strdup(prefix) : NULL; /* takeovers reach the listener anyway */
+    (void)b; /* every cache event reaches the listener anyway (etcd_cache_event) */
+    (void)prefix;
 }
 
 static void etcd_free(regbackend *b)
@@ -1683,7 +1684,6 @@ static void etcd_free(regbackend *b)
     }
     ereq_free(eb->login);
     free(eb->prefix);
-    free(eb->watch_prefix);
     free(eb->user);
     if (eb->password)
         explicit_bzero(eb->password, strlen(eb->password));
