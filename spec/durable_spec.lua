@@ -430,6 +430,42 @@ describe("a durable broadcast", function()
     assert.is_false(info.durable, raw)
   end)
 
+  durable_it("never gives a seq a reader was shown before kill -9 to another message after it", function()
+    -- a long-polling reader is answered as soon as a write lands; the host is killed the moment
+    -- that answer arrives, while 16 more writes are in flight
+    local w = store_world()
+    local p = w:start { ready = STORE_READY }
+    local shown, top, n = {}, 0, 0
+    for _ = 1, 5 do
+      local url = p.base .. "/channels/feed"
+      local lp = testing.http_start("GET", ("%s?after=%d&wait=5&limit=1000"):format(url, top),
+        { token = testing.uid("shown"), timeout = 8 })
+      local puts = {}
+      for i = 1, 16 do
+        n = n + 1
+        puts[i] = testing.http_start("PUT", url, { body = encode { n = n }, timeout = 5 })
+      end
+      local s, body = lp:wait()
+      w:kill(p)
+      assert.are.equal(200, s, body)
+      for _, m in ipairs(decode(body).messages) do shown[m.seq] = m.id end
+      for _, c in ipairs(puts) do c:wait() end
+      p = w:start { ready = STORE_READY }
+      -- more writes after the restart: a seq handed out again would show now
+      for _ = 1, 16 do
+        n = n + 1
+        put(p, "feed", { n = n })
+      end
+      local log = read_all(p, "feed")
+      for _, m in ipairs(log) do
+        assert.is_true(shown[m.seq] == nil or shown[m.seq] == m.id, ("seq %d was shown to a reader as message %s " ..
+          "before the crash, and is message %s (n=%s) after it"):format(m.seq, tostring(shown[m.seq]), m.id,
+          tostring(m.content.data.n)))
+      end
+      top = log[#log].seq
+    end
+  end)
+
   durable_it("forgets a channel that is not durable: it starts empty after a restart", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
@@ -810,6 +846,7 @@ describe("retention of a durable channel", function()
     end
     assert.are.equal(TOTAL, done, "not every write was answered within 15 s")
     biggest = math.max(biggest, size())
+    assert.is_true(file_size(files[1]) > 0, "no database file at " .. files[1])
     -- 8 MB went through; 10 messages of 2 KB are kept. SQLite's WAL grows to about 4 MB
     -- (1000 pages) before a checkpoint moves it into the database and starts it over.
     local BOUND = 6 * 1024 * 1024
