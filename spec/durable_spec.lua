@@ -385,10 +385,13 @@ local function check_log(log, rounds, logs)
 end
 
 describe("a durable broadcast", function()
-  durable_it("keeps every acknowledged write of 16 concurrent HTTP writers through kill -9, in order, with its seq", function()
+  for _, sync in ipairs { "full", "normal" } do
+  durable_it(("keeps every acknowledged write of 16 concurrent HTTP writers through kill -9, in order, with its seq " ..
+    "(--sync %s)"):format(sync), function()
     local w = store_world()
     local rounds = {}
-    local p = w:start { ready = STORE_READY }
+    local args = { "--sync", sync }
+    local p = w:start { ready = STORE_READY, args = args }
     -- two rounds: the second crash hits a log that was itself recovered from a crash
     local first = 1
     for r = 1, 2 do
@@ -396,7 +399,7 @@ describe("a durable broadcast", function()
       assert.is_true(rounds[r].unanswered > 0,
         "every PUT was answered before the kill: it did not land in the middle of the writing")
       first = rounds[r].last_n + 1
-      p = w:start { ready = STORE_READY }
+      p = w:start { ready = STORE_READY, args = args }
       local log = read_all(p, "feed")
       check_log(log, rounds, w:logs())
       if r == 2 then
@@ -428,6 +431,31 @@ describe("a durable broadcast", function()
     s, info, raw = http("GET", p.base .. "/channels/memory/info")
     assert.are.equal(200, s, raw)
     assert.is_false(info.durable, raw)
+  end)
+  end
+
+  durable_it("keeps only what its capacity holds through kill -9 under concurrent writers, the newest acknowledged among them", function()
+    local w = store_world()
+    local p = w:start { ready = STORE_READY }
+    local round = write_then_kill(w, p, "cap10", 1, 200, 16)
+    p = w:start { ready = STORE_READY }
+    local log = read_all(p, "cap10")
+    assert.are.equal(10, #log, "capacity 10, after a crash: " .. list(seqs_of(log)))
+    for i = 2, #log do assert.are.equal(log[i - 1].seq + 1, log[i].seq, list(seqs_of(log))) end
+    local by_id = {}
+    for _, m in ipairs(log) do
+      by_id[m.id] = m
+      assert.is_truthy(round.writes[m.content.data.n], "a message nobody wrote: " .. encode(m))
+    end
+    -- an acknowledged write a reader saw at a seq the log still covers is there
+    for _, wr in ipairs(round.acks) do
+      local seq = round.seen[wr.item_id]
+      if seq and seq >= log[1].seq then
+        assert.is_truthy(by_id[wr.item_id], ("acknowledged write n=%d (seq %d) is gone; the log holds %s"):format(
+          wr.n, seq, list(seqs_of(log))))
+        assert.are.equal(seq, by_id[wr.item_id].seq)
+      end
+    end
   end)
 
   durable_it("never gives a seq a reader was shown before kill -9 to another message after it", function()
@@ -466,15 +494,75 @@ describe("a durable broadcast", function()
     end
   end)
 
-  durable_it("forgets a channel that is not durable: it starts empty after a restart", function()
+  durable_it("forgets a channel that is not durable: it starts empty after a restart, in a new epoch", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     put(p, "memory", { n = 1 })
     put(p, "feed", { n = 1 })
+    local _, before_memory = read_all(p, "memory")
+    local _, before_feed = read_all(p, "feed")
     w:stop(p)
     p = w:start { ready = STORE_READY }
-    assert.are.equal(0, #read_all(p, "memory"))
-    assert.are.equal(1, #read_all(p, "feed"))
+    local memory, after_memory = read_all(p, "memory")
+    local feed, after_feed = read_all(p, "feed")
+    assert.are.equal(0, #memory)
+    assert.are.equal(1, #feed)
+    assert.are_not.equal(before_memory.epoch, after_memory.epoch, "a channel in memory kept its epoch across a restart")
+    assert.are.equal(before_feed.epoch, after_feed.epoch, "a durable channel changed its epoch across a restart")
+  end)
+
+  durable_it("does not give a message taken from a passthrough channel again after kill -9", function()
+    local w = store_world()
+    local p = w:start { ready = STORE_READY }
+    for n = 1, 6 do put(p, "pass", { n = n }) end
+    local took = get(p, "pass", "exclusive=true&limit=2", "taker")
+    assert.are.equal(2, #took.messages)
+    w:kill(p)
+    p = w:start { ready = STORE_READY }
+    local rest = get(p, "pass", "exclusive=true&limit=100", "taker-2")
+    local ns = {}
+    for i, m in ipairs(rest.messages) do ns[i] = m.content.data.n end
+    assert.are.same({ 3, 4, 5, 6 }, ns)
+  end)
+
+  durable_it("keeps each channel in a file of its own under --data-dir (made 0700), named by its id escaped", function()
+    local ids = { "plain.id-1_X", "a/b", "a%2Fb", "caf\u{e9} 1" }
+    local w = new_world { ids = ([[
+local sssn = require "sssn"
+local s = sssn.system { id = "ids" }
+local IDS = { "plain.id-1_X", "a/b", "a%2Fb", "caf\u{e9} 1" }
+function s:setup()
+  for _, id in ipairs(IDS) do
+    self:add_channel(sssn.broadcast { id = id, durable = true })
+    local msgs = self:read_channel(id, { limit = 10 })
+    local got = {}
+    for _, m in ipairs(msgs) do got[#got + 1] = m.content.data.id end
+    print(("%q had {%s}"):format(id, table.concat(got, ",")))
+    self:write_channel(id, { id = id })
+  end
+  print("ids done")
+end
+function s:step() end
+return s
+]]) }
+    local p = w:start {}
+    p:wait_output("ids done", 10)
+    w:stop(p)
+    local names = testing.run { "ls", "-1", w.data }
+    local want = { "plain.id-1_X.sqlite", "a%2Fb.sqlite", "a%252Fb.sqlite", "caf%C3%A9%201.sqlite" }
+    for _, name in ipairs(want) do
+      local found = false
+      for line in names:gmatch("[^\n]+") do if line:upper() == name:upper() then found = true end end
+      assert.is_true(found, ("no %s in %s:\n%s"):format(name, w.data, names))
+    end
+    local mode = testing.run { "stat", "-c", "%a", w.data }
+    assert.are.equal("700\n", mode)
+    p = w:start {}
+    p:wait_output("ids done", 10)
+    for _, id in ipairs(ids) do
+      local line = ("%q had {%s}\n"):format(id, id)
+      assert.truthy(p:out():find(line, 1, true), "missing: " .. line .. p:out())
+    end
   end)
 
   durable_it("keeps whole messages on broadcast, mailbox and passthrough: id, seq, timestamp, sender, data, metadata", function()
@@ -504,7 +592,7 @@ describe("a durable work queue", function()
   durable_it("never offers acknowledged work again after kill -9, and offers claimed work only once its claim lapsed", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
-    local N, CLAIMED, ACKED = 30, 12, 6
+    local N, CLAIMED, ACKED, NACKED = 30, 12, 6, 2
     local ids, n_of = {}, {}
     for n = 1, N do
       ids[n] = put(p, "jobs", { n = n })
@@ -514,12 +602,15 @@ describe("a durable work queue", function()
     local sent = now()
     local claim = get(p, "jobs", ("exclusive=true&limit=%d"):format(CLAIMED), "worker-a")
     assert.are.equal(CLAIMED, #claim.messages, encode(claim))
-    local acked, held = {}, {}
-    local ack_ids = {}
+    local acked, held, nacked = {}, {}, {}
+    local ack_ids, nack_ids = {}, {}
     for i, m in ipairs(claim.messages) do
       if i <= ACKED then
         acked[m.id] = true
         ack_ids[#ack_ids + 1] = m.id
+      elseif i <= ACKED + NACKED then
+        nacked[m.id] = true
+        nack_ids[#nack_ids + 1] = m.id
       else
         held[m.id] = true
       end
@@ -528,11 +619,14 @@ describe("a durable work queue", function()
       { body = encode { message_ids = ack_ids }, token = "worker-a" })
     assert.are.equal(200, s, raw)
     assert.are.equal(ACKED, j.acknowledged, raw)
+    s, j, raw = http("POST", p.base .. "/channels/jobs/nack", { body = encode { message_ids = nack_ids }, token = "worker-a" })
+    assert.are.equal(200, s, raw)
+    assert.are.equal(NACKED, j.nacked, raw)
     w:kill(p)
 
     p = w:start { ready = STORE_READY }
     assert.is_true(now() < sent + CLAIM - 0.5, "the restart took too long to tell a lapsed claim from a kept one")
-    -- the never-claimed ones are offered at once, and nothing else
+    -- the never-claimed and the nacked ones are offered at once, and nothing else
     local got = get(p, "jobs", "exclusive=true&limit=100", "worker-b")
     local offered = {}
     for _, m in ipairs(got.messages) do
@@ -541,7 +635,10 @@ describe("a durable work queue", function()
         now() - sent, CLAIM, tostring(n_of[m.id])))
       offered[#offered + 1] = n_of[m.id]
     end
-    assert.are.same(range(CLAIMED + 1, N), offered)
+    table.sort(offered)
+    local expect = range(ACKED + 1, ACKED + NACKED)
+    for n = CLAIMED + 1, N do expect[#expect + 1] = n end
+    assert.are.same(expect, offered)
     s, j, raw = http("POST", p.base .. "/channels/jobs/acknowledge",
       { body = encode { message_ids = (function()
         local t = {}
@@ -549,7 +646,7 @@ describe("a durable work queue", function()
         return t
       end)() }, token = "worker-b" })
     assert.are.equal(200, s, raw)
-    assert.are.equal(N - CLAIMED, j.acknowledged, raw)
+    assert.are.equal(N - CLAIMED + NACKED, j.acknowledged, raw)
 
     -- worker-a still holds its claims: it acknowledges one of them after the restart
     local done_late
