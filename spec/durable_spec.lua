@@ -67,8 +67,8 @@ end
 function World:start(opts)
   opts = opts or {}
   self.starts = self.starts + 1
-  local args = { "--listen", "127.0.0.1:0" }
-  if not opts.no_data_dir then args[#args + 1], args[#args + 2] = "--data-dir", self.data end
+  local args = { "--listen", "127.0.0.1:" .. (opts.port or 0) }
+  if not opts.no_data_dir then args[#args + 1], args[#args + 2] = "--data-dir", opts.data_dir or self.data end
   for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
   local names = opts.scripts
   if not names then
@@ -868,6 +868,81 @@ describe("durable cursors", function()
       assert.are.equal("notes-writer", m.sender_id)
       assert.is_number(m.timestamp)
     end
+  end)
+end)
+
+-- Registers a durable broadcast 'news' in this host's registry.
+local PUBLISHER = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "publisher" }
+function s:setup()
+  local news = self:add_channel(sssn.broadcast { id = "news", durable = true })
+  sssn.registry:register_channel(news.info)
+end
+function s:step() end
+return s
+]]
+
+-- On another host (--registry URL): finds 'news', subscribes to it and prints what comes.
+local SUBSCRIBER = [[
+local sssn = require "sssn"
+local s = sssn.system { id = "news-reader", tick_rate = 10 }
+function s:step()
+  if self.subscribed then return end
+  local info = sssn.registry:get_channel("news")
+  if not info then return end
+  self:connect(info)
+  self:subscribe_channel("news", function(m) print(("got n=%d seq=%d"):format(m.content.data.n, m.seq)) end)
+  self.subscribed = true
+  print("subscribed")
+end
+return s
+]]
+
+describe("a remote subscriber of a durable channel", function()
+  durable_it("resumes after the last message it got when the serving host is killed and restarted", function()
+    local w = new_world { publisher = PUBLISHER, subscriber = SUBSCRIBER }
+    local port = testing.free_port()
+    local a = w:start { scripts = { "publisher" }, port = port, ready = "/channels/news/info" }
+    local b = w:start { scripts = { "subscriber" }, no_data_dir = true, args = { "--registry", a.base } }
+    b:wait_output("subscribed", 10)
+    for n = 1, 5 do put(a, "news", { n = n }) end
+    b:wait_output("got n=5 ", 10)
+    w:kill(a)
+    a = w:start { scripts = { "publisher" }, port = port, ready = "/channels/news/info" }
+    for n = 6, 8 do put(a, "news", { n = n }) end
+    b:wait_output("got n=8 ", 15)
+    testing.run_for(0.3)
+    local got = {}
+    for n, seq in b:out():gmatch("got n=(%d+) seq=(%d+)\n") do
+      got[#got + 1] = tonumber(n)
+      assert.are.equal(n, seq, "n and seq differ: " .. b:out())
+    end
+    assert.are.same(range(1, 8), got, "the subscriber started over, or lost some:\n" .. b:out())
+    assert.are.same(range(1, 8), seqs_of(read_all(a, "news")), "the serving host lost some")
+  end)
+end)
+
+describe("two hosts on one --data-dir", function()
+  durable_it("do not share a channel's file: the second is refused it, naming the channel, and the first serves on", function()
+    local w = store_world()
+    local a = w:start { ready = STORE_READY }
+    put(a, "feed", { n = 1 })
+    local b = w:start {}
+    local line = testing.eventually(5, function()
+      for l in b:err():gmatch("[^\n]+") do if l:find("'feed'", 1, true) then return l end end
+    end)
+    assert.is_truthy(line, "no error naming channel 'feed':\n" .. b:err())
+    assert.truthy(line:find(w.data .. "/feed.sqlite", 1, true), line)
+    local s, _, raw = http("PUT", b.base .. "/channels/feed", { body = "{}" })
+    assert.are.equal(404, s, raw)
+    put(a, "feed", { n = 2 })
+    w:stop(b)
+    w:stop(a)
+    a = w:start { ready = STORE_READY }
+    local ns = {}
+    for i, m in ipairs(read_all(a, "feed")) do ns[i] = m.content.data.n end
+    assert.are.same({ 1, 2 }, ns)
   end)
 end)
 
