@@ -12,14 +12,6 @@ local testing = require "sssn.testing"
 local decode, encode = sssn.json.decode, sssn.json.encode
 local now = testing.walltime
 
--- Until the host has durable channels (`--data-dir` in its help), the specs are pending.
-local HELP = testing.run({ testing.exe, "--help" })
-local HAVE_DURABLE = HELP:find("--data-dir", 1, true) ~= nil
-local function durable_it(name, fn)
-  if HAVE_DURABLE then return it(name, fn) end
-  return pending(name .. " (waiting for durable channels: no --data-dir in sssn-host --help)")
-end
-
 -- Helpers -------------------------------------------------------------------------------
 
 local function try_decode(s)
@@ -386,7 +378,7 @@ end
 
 describe("a durable broadcast", function()
   for _, sync in ipairs { "full", "normal" } do
-  durable_it(("keeps every acknowledged write of 16 concurrent HTTP writers through kill -9, in order, with its seq " ..
+  it(("keeps every acknowledged write of 16 concurrent HTTP writers through kill -9, in order, with its seq " ..
     "(--sync %s)"):format(sync), function()
     local w = store_world()
     local rounds = {}
@@ -434,7 +426,7 @@ describe("a durable broadcast", function()
   end)
   end
 
-  durable_it("keeps only what its capacity holds through kill -9 under concurrent writers, the newest acknowledged among them", function()
+  it("keeps only what its capacity holds through kill -9 under concurrent writers, the newest acknowledged among them", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     local round = write_then_kill(w, p, "cap10", 1, 200, 16)
@@ -458,7 +450,7 @@ describe("a durable broadcast", function()
     end
   end)
 
-  durable_it("never gives a seq a reader was shown before kill -9 to another message after it", function()
+  it("never gives a seq a reader was shown before kill -9 to another message after it", function()
     -- a long-polling reader is answered as soon as a write lands; the host is killed the moment
     -- that answer arrives, while 16 more writes are in flight
     local w = store_world()
@@ -494,7 +486,7 @@ describe("a durable broadcast", function()
     end
   end)
 
-  durable_it("forgets a channel that is not durable: it starts empty after a restart, in a new epoch", function()
+  it("forgets a channel that is not durable: it starts empty after a restart, in a new epoch", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     put(p, "memory", { n = 1 })
@@ -511,7 +503,7 @@ describe("a durable broadcast", function()
     assert.are.equal(before_feed.epoch, after_feed.epoch, "a durable channel changed its epoch across a restart")
   end)
 
-  durable_it("does not give a message taken from a passthrough channel again after kill -9", function()
+  it("does not give a message taken from a passthrough channel again after kill -9", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     for n = 1, 6 do put(p, "pass", { n = n }) end
@@ -525,7 +517,7 @@ describe("a durable broadcast", function()
     assert.are.same({ 3, 4, 5, 6 }, ns)
   end)
 
-  durable_it("keeps each channel in a file of its own under --data-dir (made 0700), named by its id escaped", function()
+  it("keeps each channel in a file of its own under --data-dir (made 0700), named by its id escaped", function()
     local ids = { "plain.id-1_X", "a/b", "a%2Fb", "caf\u{e9} 1" }
     local w = new_world { ids = ([[
 local sssn = require "sssn"
@@ -565,7 +557,7 @@ return s
     end
   end)
 
-  durable_it("keeps whole messages on broadcast, mailbox and passthrough: id, seq, timestamp, sender, data, metadata", function()
+  it("keeps whole messages on broadcast, mailbox and passthrough: id, seq, timestamp, sender, data, metadata", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     local before = {}
@@ -589,7 +581,7 @@ return s
 end)
 
 describe("a durable work queue", function()
-  durable_it("never offers acknowledged work again after kill -9, and offers claimed work only once its claim lapsed", function()
+  it("never offers acknowledged work again after kill -9, and offers claimed work only once its claim lapsed", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     local N, CLAIMED, ACKED, NACKED = 30, 12, 6, 2
@@ -688,7 +680,7 @@ describe("a durable work queue", function()
     assert.are.equal(0, #get(p, "jobs", "exclusive=true&limit=100", "worker-d").messages)
   end)
 
-  durable_it("keeps what concurrent writers, claimers and ackers were told through kill -9", function()
+  it("keeps what concurrent writers, claimers and ackers were told through kill -9", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     local url = p.base .. "/channels/jobs"
@@ -780,7 +772,7 @@ describe("a durable work queue", function()
 end)
 
 describe("durable cursors", function()
-  durable_it("resume where an HTTP reader stopped, after kill -9 and after a clean stop, in the same epoch", function()
+  it("resume where an HTTP reader stopped, after kill -9 and after a clean stop, in the same epoch", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     for n = 1, 30 do put(p, "feed", { n = n }) end
@@ -827,7 +819,7 @@ describe("durable cursors", function()
     assert.are.same(range(1, 5), (read5 { token = "cursor-new" }))
   end)
 
-  durable_it("resume a system's own cursor, and keep what write_channel returned: id and seq", function()
+  it("resume a system's own cursor, and keep what write_channel returned: id and seq", function()
     local w = new_world { notes = NOTES }
     local function run_once(stop)
       local p = w:start {}
@@ -900,7 +892,7 @@ return s
 ]]
 
 describe("a remote subscriber of a durable channel", function()
-  durable_it("resumes after the last message it got when the serving host is killed and restarted", function()
+  it("resumes after the last message it got when the serving host is killed and restarted", function()
     local w = new_world { publisher = PUBLISHER, subscriber = SUBSCRIBER }
     local port = testing.free_port()
     local a = w:start { scripts = { "publisher" }, port = port, ready = "/channels/news/info" }
@@ -924,7 +916,7 @@ describe("a remote subscriber of a durable channel", function()
 end)
 
 describe("two hosts on one --data-dir", function()
-  durable_it("do not share a channel's file: the second is refused it, naming the channel, and the first serves on", function()
+  it("do not share a channel's file: the second is refused it, naming the channel, and the first serves on", function()
     local w = store_world()
     local a = w:start { ready = STORE_READY }
     put(a, "feed", { n = 1 })
@@ -947,7 +939,7 @@ describe("two hosts on one --data-dir", function()
 end)
 
 describe("retention of a durable channel", function()
-  durable_it("applies on disk: after a restart only what capacity, max_bytes and retention keep comes back", function()
+  it("applies on disk: after a restart only what capacity, max_bytes and retention keep comes back", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     local pad = ("p"):rep(300)
@@ -979,7 +971,7 @@ describe("retention of a durable channel", function()
     assert.are.same(range(21, 30), seqs_of(read_all(p, "cap10")))
   end)
 
-  durable_it("keeps the file of a channel with capacity 10 small however many messages go through it", function()
+  it("keeps the file of a channel with capacity 10 small however many messages go through it", function()
     local w = store_world()
     -- --sync normal: the size of the files does not depend on when they are synced
     local p = w:start { ready = STORE_READY, args = { "--sync", "normal" } }
@@ -1045,7 +1037,7 @@ describe("a durable channel that cannot be opened", function()
     assert.are.equal(id, log[#log].id)
   end
 
-  durable_it("is refused at start-up when the file is not a database, naming the channel and the path", function()
+  it("is refused at start-up when the file is not a database, naming the channel and the path", function()
     local w = new_world { bad = owner("bad-owner", "work_queue", "bad"), good = GOOD }
     testing.run { "mkdir", "-p", w.data }
     local garbage = ("this is not a database, only garbage\n"):rep(200)
@@ -1065,7 +1057,7 @@ describe("a durable channel that cannot be opened", function()
     assert.are.equal(garbage, testing.read_file(path), "the host changed the corrupt file")
   end)
 
-  durable_it("is refused at start-up when its pages are damaged, and the host serves its other channels", function()
+  it("is refused at start-up when its pages are damaged, and the host serves its other channels", function()
     local w = new_world { bad = owner("bad-owner", "broadcast", "bad"), good = GOOD }
     local p = w:start { ready = "/channels/good/info" }
     for n = 1, 50 do put(p, "bad", { n = n, pad = ("q"):rep(200) }) end
@@ -1089,7 +1081,7 @@ describe("a durable channel that cannot be opened", function()
     assert.is_true(p:alive())
   end)
 
-  durable_it("is refused when the file was made by another kind of channel, naming both kinds", function()
+  it("is refused when the file was made by another kind of channel, naming both kinds", function()
     local w = new_world { shape = owner("shape-owner", "broadcast", "shape"), good = GOOD }
     local p = w:start { ready = "/channels/shape/info" }
     put(p, "shape", { n = 1 })
@@ -1105,7 +1097,7 @@ describe("a durable channel that cannot be opened", function()
     assert_good_served(p)
   end)
 
-  durable_it("is a clear error without --data-dir, and the host serves the channels that are not durable", function()
+  it("is a clear error without --data-dir, and the host serves the channels that are not durable", function()
     local w = new_world { bad = owner("bad-owner", "broadcast", "bad"),
       plain = owner("plain-owner", "broadcast", "plain", "") }
     local p = w:start { ready = "/channels/plain/info", no_data_dir = true }
@@ -1121,7 +1113,7 @@ describe("a durable channel that cannot be opened", function()
 end)
 
 describe("durable = ...", function()
-  durable_it("must be a boolean, in every channel constructor", function()
+  it("must be a boolean, in every channel constructor", function()
     for _, kind in ipairs { "broadcast", "work_queue", "mailbox", "passthrough" } do
       local msg = testing.error_of(sssn[kind], { id = testing.uid("d"), durable = "yes" })
       testing.assert_mentions(msg, "durable")
