@@ -486,7 +486,10 @@ describe("a durable broadcast", function()
     end
   end)
 
-  it("forgets a channel that is not durable: it starts empty after a restart, in a new epoch", function()
+end)
+
+describe("durable channels", function()
+  it("are kept and a channel that is not durable is not: it starts empty after a restart, in a new epoch", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     put(p, "memory", { n = 1 })
@@ -503,7 +506,7 @@ describe("a durable broadcast", function()
     assert.are.equal(before_feed.epoch, after_feed.epoch, "a durable channel changed its epoch across a restart")
   end)
 
-  it("does not give a message taken from a passthrough channel again after kill -9", function()
+  it("do not give a message taken from a passthrough channel again after kill -9", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     for n = 1, 6 do put(p, "pass", { n = n }) end
@@ -517,7 +520,7 @@ describe("a durable broadcast", function()
     assert.are.same({ 3, 4, 5, 6 }, ns)
   end)
 
-  it("keeps each channel in a file of its own under --data-dir (made 0700), named by its id escaped", function()
+  it("are each a file of its own under --data-dir (made 0700), named by the id escaped", function()
     local ids = { "plain.id-1_X", "a/b", "a%2Fb", "caf\u{e9} 1" }
     local w = new_world { ids = ([[
 local sssn = require "sssn"
@@ -557,26 +560,43 @@ return s
     end
   end)
 
-  it("keeps whole messages on broadcast, mailbox and passthrough: id, seq, timestamp, sender, data, metadata", function()
+  it("keep whole messages on broadcast, mailbox and passthrough: id, seq, timestamp, sender, data, metadata", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
-    local before = {}
-    for _, id in ipairs { "feed", "box", "pass" } do
-      local url = ("%s/channels/%s?direct=true"):format(p.base, id)
-      local env = { id = testing.uid(id .. "-msg"), sender_id = "anonymous", content = { data = { id = id, deep = { 1, 2.5, "x" } } },
-        metadata = { k = "v" }, correlation_id = "c-" .. id, reply_to = "replies", recipient_id = sssn.null }
-      local s, j, raw = http("PUT", url, { body = encode(env) })
+    local function put_env(id, env)
+      local s, j, raw = http("PUT", ("%s/channels/%s?direct=true"):format(p.base, id), { body = encode(env) })
       assert.are.equal(200, s, raw)
       assert.are.equal(env.id, j.item_id, raw)
-      before[id] = read_all(p, id)
-      assert.are.equal(1, #before[id], id)
     end
+    local big = ("0123456789abcdef"):rep(32 * 1024) -- 512 KiB
+    for _, id in ipairs { "feed", "box", "pass" } do
+      put_env(id, { id = testing.uid(id .. "-msg"), sender_id = "anonymous",
+        content = { data = { id = id, deep = { 1, 2.5, "x", { (1 << 53) + 1 } }, text = "caf\u{e9} \u{1F600}" } },
+        metadata = { k = "v" }, correlation_id = "c-" .. id, reply_to = "replies", recipient_id = sssn.null })
+    end
+    put_env("feed", { id = "big-one", content = { data = { big = big } } })
+    put_env("box", { id = "for-alice", content = { data = "for alice" }, recipient_id = "alice" })
+    local function snapshot()
+      local out = {}
+      for _, id in ipairs { "feed", "box", "pass" } do out[id] = read_all(p, id) end
+      out.alice = get(p, "box", "limit=10&after=0", "alice").messages
+      return out
+    end
+    local before = snapshot()
+    assert.are.equal(2, #before.feed)
+    assert.are.equal(big, before.feed[2].content.data.big)
+    assert.are.equal(1, #before.box, "a mailbox shows another reader's message")
+    assert.are.equal(2, #before.alice)
     w:kill(p)
     p = w:start { ready = STORE_READY }
-    for _, id in ipairs { "feed", "box", "pass" } do
-      local after = read_all(p, id)
-      assert.are.same(before[id], after, id)
+    local after = snapshot()
+    for _, id in ipairs { "feed", "box", "pass", "alice" } do
+      assert.are.same(before[id], after[id], id)
     end
+    -- a message id still finds its place in the log: after=<id> reads on from it
+    local j = get(p, "feed", "after=" .. before.feed[1].id, testing.uid("by-id"))
+    assert.are.equal(1, #j.messages)
+    assert.are.equal("big-one", j.messages[1].id)
   end)
 end)
 
@@ -590,7 +610,7 @@ describe("a durable work queue", function()
       ids[n] = put(p, "jobs", { n = n })
       n_of[ids[n]] = n
     end
-    -- worker-a claims the oldest 12 and acknowledges 6 of them; 18 were never claimed
+    -- worker-a claims the oldest 12, nacks 2 and acknowledges 6 of them; 18 were never claimed
     local sent = now()
     local claim = get(p, "jobs", ("exclusive=true&limit=%d"):format(CLAIMED), "worker-a")
     assert.are.equal(CLAIMED, #claim.messages, encode(claim))
@@ -607,13 +627,14 @@ describe("a durable work queue", function()
         held[m.id] = true
       end
     end
-    local s, j, raw = http("POST", p.base .. "/channels/jobs/acknowledge",
+    -- a nack is not waited for (README): the acknowledgement after it commits it too
+    local s, j, raw = http("POST", p.base .. "/channels/jobs/nack", { body = encode { message_ids = nack_ids }, token = "worker-a" })
+    assert.are.equal(200, s, raw)
+    assert.are.equal(NACKED, j.nacked, raw)
+    s, j, raw = http("POST", p.base .. "/channels/jobs/acknowledge",
       { body = encode { message_ids = ack_ids }, token = "worker-a" })
     assert.are.equal(200, s, raw)
     assert.are.equal(ACKED, j.acknowledged, raw)
-    s, j, raw = http("POST", p.base .. "/channels/jobs/nack", { body = encode { message_ids = nack_ids }, token = "worker-a" })
-    assert.are.equal(200, s, raw)
-    assert.are.equal(NACKED, j.nacked, raw)
     w:kill(p)
 
     p = w:start { ready = STORE_READY }
@@ -674,10 +695,22 @@ describe("a durable work queue", function()
       { body = encode { message_ids = back_ids }, token = "worker-c" })
     assert.are.equal(#want, j.acknowledged, raw)
 
-    -- all acknowledged now: nothing comes back after another kill -9, even once claims would lapse
+    -- all acknowledged now: nothing comes back after another kill -9
     w:kill(p)
     p = w:start { ready = STORE_READY }
     assert.are.equal(0, #get(p, "jobs", "exclusive=true&limit=100", "worker-d").messages)
+  end)
+
+  it("offers at once, after a restart, work whose claim lapsed while the host was down", function()
+    local w = new_world { quick = owner("quick-owner", "work_queue", "quick", ", durable = true, claim_timeout = 1") }
+    local p = w:start { ready = "/channels/quick/info" }
+    for n = 1, 3 do put(p, "quick", { n = n }) end
+    assert.are.equal(3, #get(p, "quick", "exclusive=true&limit=10", "gone-worker").messages)
+    w:kill(p)
+    testing.run_for(1.3)
+    p = w:start { ready = "/channels/quick/info" }
+    local r = get(p, "quick", "exclusive=true&limit=10", "next-worker")
+    assert.are.equal(3, #r.messages, "work whose claim lapsed while the host was down is not on offer: " .. encode(r))
   end)
 
   it("keeps what concurrent writers, claimers and ackers were told through kill -9", function()
@@ -939,7 +972,7 @@ describe("two hosts on one --data-dir", function()
 end)
 
 describe("retention of a durable channel", function()
-  it("applies on disk: after a restart only what capacity, max_bytes and retention keep comes back", function()
+  it("applies on disk: after kill -9 only what capacity, max_bytes and retention keep comes back", function()
     local w = store_world()
     local p = w:start { ready = STORE_READY }
     local pad = ("p"):rep(300)
@@ -969,6 +1002,42 @@ describe("retention of a durable channel", function()
     -- and retention goes on from there: more writes still drop the oldest
     for n = 26, 30 do put(p, "cap10", { n = n }) end
     assert.are.same(range(21, 30), seqs_of(read_all(p, "cap10")))
+  end)
+
+  it("applies at start-up: what aged past retention while the host was down, and what a lowered capacity drops", function()
+    local w = new_world { aging = owner("aging-owner", "broadcast", "aging", ", durable = true, retention = 1"),
+      shrink = owner("shrink-owner", "broadcast", "shrink", ", durable = true, capacity = 100") }
+    local p = w:start { ready = "/channels/shrink/info" }
+    for n = 1, 3 do put(p, "aging", { n = n }) end
+    for n = 1, 50 do put(p, "shrink", { n = n }) end
+    w:kill(p)
+    testing.run_for(1.2)
+    testing.write_file(w.paths.shrink, owner("shrink-owner", "broadcast", "shrink", ", durable = true, capacity = 10"))
+    p = w:start { ready = "/channels/shrink/info" }
+    assert.are.same({}, read_all(p, "aging"), "messages older than their retention came back")
+    assert.are.same(range(41, 50), seqs_of(read_all(p, "shrink")))
+    -- the seq goes on from the last one written, not from what was kept
+    put(p, "aging", { n = 4 })
+    assert.are.same({ 4 }, seqs_of(read_all(p, "aging")))
+  end)
+
+  it("keeps a full work queue full: after a restart it still refuses writes (429) until work is acknowledged", function()
+    local w = new_world { small = owner("small-owner", "work_queue", "tight", ", durable = true, capacity = 3") }
+    local p = w:start { ready = "/channels/tight/info" }
+    for n = 1, 3 do put(p, "tight", { n = n }) end
+    local s, _, raw = http("PUT", p.base .. "/channels/tight", { body = "{}" })
+    assert.are.equal(429, s, raw)
+    w:kill(p)
+    p = w:start { ready = "/channels/tight/info" }
+    s, _, raw = http("PUT", p.base .. "/channels/tight", { body = "{}" })
+    assert.are.equal(429, s, raw)
+    local got = get(p, "tight", "exclusive=true&limit=1", "worker")
+    assert.are.equal(1, #got.messages)
+    local j
+    s, j, raw = http("POST", p.base .. "/channels/tight/acknowledge",
+      { body = encode { message_ids = { got.messages[1].id } }, token = "worker" })
+    assert.are.equal(1, j.acknowledged, raw)
+    put(p, "tight", { n = 4 })
   end)
 
   it("keeps the file of a channel with capacity 10 small however many messages go through it", function()
