@@ -1186,7 +1186,7 @@ describe("a durable channel that cannot be opened", function()
 end)
 
 describe("--data-dir", function()
-  it("that cannot be made or written stops start-up with status 2, naming it", function()
+  it("that cannot be made or written stops start-up with status 2, naming it; so does a bad --sync", function()
     local w = new_world { plain = owner("plain-owner", "broadcast", "plain", "") }
     local file = w.dir .. "/a-file"
     testing.write_file(file, "not a directory\n")
@@ -1197,6 +1197,9 @@ describe("--data-dir", function()
       assert.truthy(err:find("--data-dir", 1, true), err)
       assert.are.equal("", out)
     end
+    local _, err, code = testing.run({ testing.exe, "--sync", "sometimes", w.paths.plain }, { limit = 10 })
+    assert.are.equal(2, code, err)
+    assert.truthy(err:find("--sync", 1, true), err)
   end)
 end)
 
