@@ -187,7 +187,7 @@ void app_run(app *a)
     ev_timer_stop(loop, &a->duration);
     ev_timer_stop(loop, &a->drain_timer);
     rt_interrupt_from(-1); /* the deregistrations below run to their own bound */
-    systems_stop_all(h, a->draining ? "drained" : "done");
+    systems_stop_all(h, !a->draining ? "done" : a->drain_over ? "the drain's time is up" : "drained");
     /* an etcd registry's leases go too (what is left on them with them) */
     regbackend_shutdown(h->backend, &h->detached);
     /* let stopped systems finish deregistering from a remote registry, for a bounded time */

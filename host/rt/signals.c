@@ -13,9 +13,9 @@ static volatile sig_atomic_t signal_arrived; /* the loop has not taken it yet */
 static volatile sig_atomic_t sigint_interrupts; /* with a prompt, Ctrl-C interrupts, never exits */
 static volatile sig_atomic_t feeding;        /* the watchers run: hand signals to the loop */
 
-static double signal_time;   /* monotonic seconds when signal_arrived was raised */
-static double first_stop;    /* monotonic seconds of the first stopping signal, 0 before one */
-static double interrupt_at;  /* rt_interrupt_from: code still running then is interrupted */
+static volatile double signal_time;  /* monotonic seconds when signal_arrived was raised */
+static volatile double first_stop;   /* monotonic seconds of the first stopping signal, 0 before one */
+static double interrupt_at;          /* rt_interrupt_from: code still running then is interrupted */
 
 static double now_monotonic(void) /* clock_gettime is async-signal-safe */
 {
