@@ -57,20 +57,9 @@ static void on_drain_over(struct ev_loop *loop, ev_timer *w, int revents)
 
 #define DRAIN_STOP_WHY "the host is stopping: its step has ended"
 
-/* A system's tick while the host drains: instead of a step, the stop, once the step in
- * progress (if any) has ended; the step's end schedules the next tick, so it comes here. */
-static void on_drain_tick(rt *r, rt_timer *t)
-{
-    (void)r;
-    sssn_system *s = t->data;
-    if (s->state != SYS_STOPPED && !s->step_task)
-        system_stop(s, DRAIN_STOP_WHY);
-}
-
 /* The first stopping signal: the services stop taking writes and answer what waits; each
- * system stops at its next tick, so a step in progress ends first (its tick timer calls
- * on_drain_tick from now on: a step only starts from there, and one that overran would
- * start the next at once); at most APP_DRAIN_SECONDS, after which code still running is
+ * system stops at its next tick, so a step in progress ends first (system_stop_after_step:
+ * the step's end schedules the next tick, and that one stops it); at most APP_DRAIN_SECONDS, after which code still running is
  * interrupted (rt_interrupt_from) and app_run stops what is left. */
 static void begin_drain(app *a, const char *why)
 {
@@ -87,7 +76,7 @@ static void begin_drain(app *a, const char *why)
     rt_interrupt_from(APP_DRAIN_SECONDS);
     for (sssn_system *s = h->systems; s; s = s->next)
         if (s->ticking)
-            s->tick_timer.cb = on_drain_tick;
+            system_stop_after_step(s, DRAIN_STOP_WHY);
     for (service *s = a->services; s; s = s->next)
         if (s->drain)
             s->drain(s);
