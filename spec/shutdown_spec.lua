@@ -125,6 +125,10 @@ describe("sssn-host stopping on a signal", function()
     assert.matches("^HTTP/1.1 503 Service Unavailable\r\n", raw)
     assert.matches("\r\nRetry%-After: 5\r\n", raw)
     assert.matches("\r\nConnection: close\r\n", raw)
+    -- a health check sees the drain
+    local hs, hb = http("GET", base .. "/health")
+    assert.are.equal(503, hs)
+    assert.are.equal("shutting_down", hb.status)
     -- reads go on, and a new long-poll is answered at once
     assert.are.equal(200, (http("GET", base .. "/channels/feed/info")))
     assert.are.equal(200, (http("GET", base .. "/registry/systems/svc")))

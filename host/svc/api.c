@@ -460,7 +460,8 @@ static void on_request(void *ud, http_request *r)
 
 #define RETRY_AFTER "5"
 
-/* Answers r when draining changes what it gets: 1 when answered (a write, refused); 0 to go
+/* Answers r when draining changes what it gets: 1 when answered (a write, refused; /health,
+ * 503 shutting_down); 0 to go
  * on, with a long-poll's wait cut to 0 (appended: the router takes a parameter's last value). */
 static int drained_request(http_request *r)
 {
@@ -469,6 +470,11 @@ static int drained_request(http_request *r)
             "{\"detail\":\"the host is shutting down: it takes no writes now (retry after it restarts, or at another host)\","
             "\"error\":{\"type\":\"shutting_down\",\"message\":\"the host is shutting down: it takes no writes now "
             "(retry after it restarts, or at another host)\"}}";
+        http_respond_with(r, 503, "application/json", "Retry-After: " RETRY_AFTER "\r\n", body, sizeof body - 1);
+        return 1;
+    }
+    if (strcmp(r->path, "/health") == 0) { /* a load balancer sends no more traffic here */
+        static const char body[] = "{\"status\":\"shutting_down\"}";
         http_respond_with(r, 503, "application/json", "Retry-After: " RETRY_AFTER "\r\n", body, sizeof body - 1);
         return 1;
     }
