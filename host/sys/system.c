@@ -278,9 +278,13 @@ static void on_tick(rt *h, rt_timer *t)
 {
     (void)h;
     sssn_system *s = t->data;
-    if (s->state == SYS_RUNNING && !s->step_task)
+    if (s->stop_after_step && s->state != SYS_STOPPED && !s->step_task)
+        system_stop(s, s->stop_after_step);
+    else if (s->state == SYS_RUNNING && !s->step_task)
         start_step(s);
 }
+
+void system_stop_after_step(sssn_system *s, const char *why) { s->stop_after_step = why; }
 
 /* Fixed schedule: slots at T0 + k * period. Slots that passed while the step ran are merged
  * into one step that starts on the next loop turn, and counted as overruns. */

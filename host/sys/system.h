@@ -43,6 +43,7 @@ struct sssn_system {
     uint64_t tick_index;       /* k of the current / last step's slot */
     double last_step_start;    /* real start of the last step, 0 before the first */
     task *step_task;           /* the step in progress, or NULL */
+    const char *stop_after_step; /* system_stop_after_step's reason, or NULL */
 
     enum error_policy on_error;
     unsigned max_errors;       /* consecutive errors before ON_ERROR_STOP stops the system */
@@ -70,6 +71,9 @@ sssn_system *system_attach(vm *v, const char *id, const char *name);
 /* Ends the system: deregisters its registrations, retires its channels, drops subscriptions.
  * When called from its own running step, the stop completes when the step returns. */
 void system_stop(sssn_system *s, const char *why);
+/* Starts no further step: the system stops (with `why`, a static text) at its next tick, once
+ * the step in progress, if any, has ended (the clean stop's drain). */
+void system_stop_after_step(sssn_system *s, const char *why);
 void system_free(sssn_system *s);
 
 /* A state for h (what its bindings act on), with the host's module cache and watchdog. */
