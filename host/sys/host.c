@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "sys/keepalive.h"
 #include "sys/regbackend.h"
+#include "rt/stall.h"
 
 void host_config_defaults(host_config *c)
 {
@@ -316,6 +317,7 @@ host *host_new(const host_config *cfg, rt *r)
         return NULL;
     h->cfg = *cfg;
     h->rt = r;
+    h->stall = stall_new(r);
     timer_init(&h->maintenance_timer, on_maintenance, h);
     h->channels = hashmap_new();
     h->bytecode = hashmap_new();
@@ -387,6 +389,7 @@ void host_free(host *h)
     if (!h)
         return;
     h->stopping = 1;
+    stall_free(h->stall);
     if (h->channels) {
         hashmap_iter it;
         void *v;
