@@ -12,7 +12,7 @@ WARN     = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 CPPFLAGS += -Ihost -D_GNU_SOURCE -DSSSN_VERSION='"$(VERSION)"' -DSSSN_LUA_DIR='"$(LUADIR)"' $(LUA_CFLAGS)
-LDLIBS  += $(LUA_LIBS) -lev -lhttp_parser -lcurl -lssl -lcrypto -lreadline -lm
+LDLIBS  += $(LUA_LIBS) -lev -lhttp_parser -lcurl -lssl -lcrypto -lsqlite3 -lpthread -lreadline -lm
 
 # `make test SANITIZE=1` builds and tests with AddressSanitizer and UBSan.
 ifeq ($(SANITIZE),1)
@@ -76,6 +76,9 @@ $(BUILD)/tests/%: spec/c/%.c $(TESTLIB) $(wildcard spec/c/*.h)
 
 $(BUILD)/tests/test_keepalive: $(KEEPALIVE_TESTLIB)
 $(BUILD)/tests/test_keepalive: TESTLIB += $(KEEPALIVE_TESTLIB)
+# The SQLite store's test runs the store on the runtime's loop (its writer reports through it).
+$(BUILD)/tests/test_store_sqlite: $(BUILD)/sys/store_sqlite.o
+$(BUILD)/tests/test_store_sqlite: TESTLIB += $(BUILD)/sys/store_sqlite.o
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -9,6 +9,7 @@ packages=(
   libhttp-parser-dev libcurl4-openssl-dev curl tmux procps iproute2
   libssl-dev openssl clang python3
   etcd-server etcd-client
+  libsqlite3-dev sqlite3
 )
 
 missing=()

@@ -652,10 +652,20 @@ return s
     it("refuses an unknown field in a channel config, naming it and the constructor", function()
       local e = error_of(sssn.broadcast, { id = testing.uid("typo"), capcity = 5 })
       assert_mentions(e, "unknown field 'capcity'", "sssn.broadcast", "capacity")
-      assert_mentions(error_of(sssn.work_queue, { id = testing.uid("d"), durable = true }),
-        "unknown field 'durable'", "sssn.work_queue")
+      assert_mentions(error_of(sssn.work_queue, { id = testing.uid("d"), persistent = true }),
+        "unknown field 'persistent'", "sssn.work_queue", "durable")
       assert_mentions(error_of(sssn.mailbox, { id = testing.uid("p"), period = 1 }), "unknown field 'period'")
       assert_mentions(error_of(sssn.broadcast, { id = testing.uid("k"), kind = "mailbox" }), "unknown field 'kind'")
+    end)
+
+    it("refuses a durable channel on a host without --data-dir, and a durable that is not a boolean", function()
+      local id = testing.uid("d")
+      assert_mentions(error_of(sssn.work_queue, { id = id, durable = true }),
+        "sssn.work_queue", "durable channel '" .. id .. "'", "--data-dir")
+      assert_mentions(error_of(sssn.broadcast, { id = id, durable = "yes" }),
+        "sssn.broadcast", "durable must be a boolean (got string)")
+      local ch = sssn.broadcast { id = id, durable = false }
+      assert.is_false(ch.info.durable)
     end)
 
     it("names the field and the constructor when a field has the wrong type or range", function()

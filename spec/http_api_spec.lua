@@ -478,7 +478,7 @@ describe("HTTP API channel routes", function()
     local s, j, r = srv:get("/channels/feed/info")
     assert.are.equal(200, s, r)
     assert.are.same({ id = "feed", name = "Test Feed", description = "a broadcast", visibility = "public",
-      kind = "broadcast", period = null, owner = "fixture", endpoint = srv.base }, j)
+      kind = "broadcast", period = null, owner = "fixture", durable = false, endpoint = srv.base }, j)
     s, j = srv:get("/channels/jobs/info")
     assert.are.equal(200, s)
     assert.are.equal("work_queue", j.kind)

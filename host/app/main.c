@@ -65,6 +65,12 @@ static const char usage_text[] =
     "  --etcd-prefix P     the keys of an etcd registry: P/channels/ID, P/systems/ID (default /sssn)\n"
     "  --etcd-user NAME    with --etcd-password-file: log in to an etcd registry with auth enabled\n"
     "  --etcd-password-file FILE  the etcd user's password (the file's one line)\n"
+    "  --data-dir DIR      keep durable channels (durable = true) in DIR, a SQLite file each\n"
+    "                      (DIR is made if missing, mode 0700); without it a durable channel is refused\n"
+    "  --sync full|normal  when a durable write counts as committed: full (default) syncs the\n"
+    "                      disk at every commit, so it survives a power loss; normal syncs at\n"
+    "                      checkpoints only: it survives the process dying (kill -9), and a power\n"
+    "                      loss or an OS crash may take the last commits\n"
     "  --token-file FILE   the credential (a JWT or a static token) this host sends as its Bearer\n"
     "                      to other hosts: the --registry host and remote channels (repl too)\n"
     "  --tls-cert FILE     with --tls-key: serve the API over HTTPS with this PEM certificate (chain)\n"
@@ -170,6 +176,41 @@ static int seconds_error(const char *option, const char *val, int zero_is_off)
 
 /* --token-file: the file's content, surrounding whitespace stripped, is the credential. Into
  * *out (malloc'd), or -1 with why in err (the file is read before anything starts). */
+/* --data-dir: made (with its parents) when missing, mode 0700; it must be a directory the host
+ * can write. 0, or -1 with the reason in err. */
+static int make_data_dir(const char *dir, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        snprintf(err, errlen, "is too long a path");
+        return -1;
+    }
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            snprintf(err, errlen, "%s: cannot make %s: %s", dir, path, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: cannot make it: %s", dir, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: is not a directory", dir);
+        return -1;
+    }
+    if (access(path, W_OK | X_OK) < 0) {
+        snprintf(err, errlen, "%s: cannot write there: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int read_credential(const char *path, const char *what, char **out, char *err, size_t errlen)
 {
     enum { MAX_FILE = 64 * 1024 };
@@ -786,6 +827,7 @@ int main(int argc, char **argv)
                           strcmp(a, "--advertise") == 0 || strcmp(a, "--registry") == 0 ||
                           strcmp(a, "--etcd-prefix") == 0 || strcmp(a, "--etcd-user") == 0 ||
                           strcmp(a, "--etcd-password-file") == 0 ||
+                          strcmp(a, "--data-dir") == 0 || strcmp(a, "--sync") == 0 ||
                           strcmp(a, "--duration") == 0 || strcmp(a, "--ttl") == 0 ||
                           strcmp(a, "--maintenance") == 0 || strcmp(a, "--memory-limit") == 0 ||
                           strcmp(a, "--log-level") == 0 || strcmp(a, "--step-timeout") == 0 ||
@@ -848,6 +890,16 @@ int main(int argc, char **argv)
             }
             if (read_credential(val, "the etcd password", &etcd_password, why, sizeof why) < 0)
                 return usage_error("--etcd-password-file: %s", why);
+        }
+        if (strcmp(a, "--data-dir") == 0) {
+            if (!val[0])
+                return usage_error("%s", "--data-dir wants a directory");
+            cfg.data_dir = val;
+        }
+        if (strcmp(a, "--sync") == 0) {
+            if (strcmp(val, "full") != 0 && strcmp(val, "normal") != 0)
+                return usage_error("--sync wants full or normal, not '%s'", val);
+            cfg.sync_normal = strcmp(val, "normal") == 0;
         }
         if (strcmp(a, "--etcd-prefix") == 0) {
             if (val[0] != '/' || strlen(val) > 60 || strpbrk(val, " \t\r\n"))
@@ -963,6 +1015,9 @@ int main(int argc, char **argv)
 
     if (!test_mode && out_install() < 0)
         fprintf(stderr, "sssn-host: warning: cannot wrap standard output: a closed pipe will not stop the host\n");
+    char dir_err[PATH_MAX + 200];
+    if (cfg.data_dir && make_data_dir(cfg.data_dir, dir_err, sizeof dir_err) < 0)
+        return usage_error("--data-dir %s", dir_err);
     if (!cfg.etcd_user != !etcd_password)
         return usage_error("--etcd-user and --etcd-password-file go together: etcd's auth needs both");
     if (cfg.etcd_user && (!registry_url || strncmp(registry_url, "etcd", 4) != 0))

@@ -66,6 +66,7 @@ void api_channel_info_json(strbuf *b, const host *h, const channel *ch)
         strbuf_puts(b, "null");
     strbuf_puts(b, ",\"owner\":");
     put_str_or_null(b, ch->owner);
+    strbuf_puts(b, channel_epoch(ch) ? ",\"durable\":true" : ",\"durable\":false");
     strbuf_puts(b, ",\"endpoint\":");
     put_str_or_null(b, h->endpoint);
     strbuf_putc(b, '}');
@@ -138,7 +139,8 @@ int api_read_json(host *h, channel *ch, const char *reader, size_t limit, int ha
     PUT_LIT(out, "],\"missed\":");
     put_u64(out, batch.missed);
     PUT_LIT(out, ",\"epoch\":\"");
-    strbuf_puts(out, h->instance_id); /* hex digits */
+    /* hex digits; a durable channel's own, so that readers resume across restarts */
+    strbuf_puts(out, channel_epoch(ch) ? channel_epoch(ch) : h->instance_id);
     if (batch.more)
         PUT_LIT(out, "\",\"more\":true}");
     else

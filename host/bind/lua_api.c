@@ -14,6 +14,7 @@
 #include "bind/lua_api.h"
 
 #include "bind/api_channel.h"
+#include "bind/durable.h"
 #include "bind/errors.h"
 #include "vm/marshal.h"
 #include "sys/system.h"
@@ -106,7 +107,8 @@ static int l_api_read(lua_State *L)
     push_buf(L, &b);
     lua_pushinteger(L, (lua_Integer)count);
     lua_pushinteger(L, (lua_Integer)channel_last_seq(ch));
-    return 3;
+    /* claims are answered once committed: a restart offers them again only after they lapse */
+    return exclusive && count > 0 ? bind_durable_return(L, ch, 3, "an exclusive read") : 3;
 }
 
 /* A write the channel refused: what the answer says, taken while the message's text is there
@@ -200,7 +202,7 @@ static int l_api_write(lua_State *L)
         return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     lua_pushstring(L, m->id);
     lua_pushinteger(L, (lua_Integer)m->seq);
-    return 2;
+    return bind_durable_return(L, ch, 2, "a write");
 }
 
 /* core.api_write_text(id, sender, body) -> item_id, seq | nil, status, type, message
@@ -224,7 +226,7 @@ static int l_api_write_text(lua_State *L)
         return bind_raise_plain(L, f.status, f.type, "%s", f.message);
     lua_pushstring(L, m->id);
     lua_pushinteger(L, (lua_Integer)m->seq);
-    return 2;
+    return bind_durable_return(L, ch, 2, "a write");
 }
 
 static int ack_or_nack(lua_State *L, int nack)
@@ -253,7 +255,7 @@ static int ack_or_nack(lua_State *L, int nack)
     if (rc < 0)
         return bind_raise_plain(L, 500, "internal", "%s", channel_strerror(rc));
     lua_pushinteger(L, rc);
-    return 1;
+    return nack ? 1 : bind_durable_return(L, ch, 1, "an acknowledgement");
 }
 
 static int l_api_ack(lua_State *L) { return ack_or_nack(L, 0); }

@@ -16,6 +16,7 @@
 #include "sys/host.h"
 #include "sys/regbackend.h"
 #include "core/json.h"
+#include "bind/durable.h"
 #include "bind/errors.h"
 #include "bind/lua_api.h"
 #include "bind/lua_registry.h"
@@ -61,6 +62,8 @@ static void push_channel_info(lua_State *L, const channel *ch)
     }
     vm_set_string_field(L, "owner", ch->owner);
     vm_set_string_field(L, "endpoint", host_of(L)->endpoint);
+    lua_pushboolean(L, channel_epoch(ch) != NULL);
+    lua_setfield(L, -2, "durable");
 }
 
 /* ---- handles ---- */
@@ -242,10 +245,10 @@ static const char *check_id_field(lua_State *L, int t, const char *key, const ch
 static int l_channel_new(lua_State *L)
 {
     static const char *const fields[] = {"id", "name", "description", "visibility", "capacity", "retention",
-                                         "claim_timeout", "max_bytes", NULL};
+                                         "claim_timeout", "max_bytes", "durable", NULL};
     static const char *const periodic_fields[] = {"id", "name", "description", "visibility", "capacity",
-                                                  "retention", "claim_timeout", "max_bytes", "period", "pull",
-                                                  NULL};
+                                                  "retention", "claim_timeout", "max_bytes", "durable", "period",
+                                                  "pull", NULL};
     host *h = host_of(L);
     channel_config c = {0};
     const char *kind = luaL_checkstring(L, 1);
@@ -276,6 +279,11 @@ static int l_channel_new(lua_State *L)
     c.max_bytes = (size_t)opt_number_field(L, 2, "max_bytes", ctor, 0, 1, 1e15, "bytes");
     c.retention = opt_number_field(L, 2, "retention", ctor, 0, 0.001, 1e9, "seconds");
     c.claim_timeout = opt_number_field(L, 2, "claim_timeout", ctor, 0, 0.001, 1e9, "seconds");
+    type = lua_getfield(L, 2, "durable");
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+        return sssn_error(L, "%s: durable must be a boolean (got %s)", ctor, lua_typename(L, type));
+    int durable = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     if (c.kind == CHANNEL_PERIODIC) {
         c.period = opt_number_field(L, 2, "period", ctor, 0, 0.001, 1e9, "seconds");
         if (!(c.period > 0))
@@ -295,7 +303,16 @@ static int l_channel_new(lua_State *L)
     luaL_setmetatable(L, CHANNEL_MT);
     lua_insert(L, -2);
     lua_setiuservalue(L, -2, 1); /* the pull function (or nil) */
-    if (!(hd->ch = channel_new(&c)))
+    if (durable) {
+        char err[1024];
+        store *st = host_open_durable(h, &c, err, sizeof err);
+        if (!st)
+            return sssn_error(L, "%s: durable channel '%s': %s", ctor, c.id, err);
+        hd->ch = channel_new_with_store(&c, st); /* takes st, and frees it when it fails */
+    } else {
+        hd->ch = channel_new(&c);
+    }
+    if (!hd->ch)
         return sssn_error(L, "sssn: out of memory creating channel '%s'", c.id);
     return 1;
 }
@@ -486,7 +503,7 @@ static int l_write(lua_State *L)
         return channel_error(L, rc, ch, "write_channel");
     lua_pushstring(L, m->id);
     lua_pushinteger(L, (lua_Integer)m->seq);
-    return 2;
+    return bind_durable_return(L, ch, 2, "write_channel"); /* a durable write returns once committed */
 }
 
 /* An optional integer option in [min, max]; the error names it and the operation. */
@@ -539,7 +556,7 @@ static int l_claim(lua_State *L)
     if (rc != CHANNEL_OK)
         return channel_error(L, rc, ch, "claim_channel (an exclusive read)");
     vm_push_batch_then_free(L, &b);
-    return 1;
+    return bind_durable_return(L, ch, 1, "claim_channel");
 }
 
 static int ack_or_nack(lua_State *L, int nack)
@@ -571,7 +588,7 @@ static int ack_or_nack(lua_State *L, int nack)
     if (rc < 0)
         return channel_error(L, rc, ch, op);
     lua_pushinteger(L, rc);
-    return 1;
+    return nack ? 1 : bind_durable_return(L, ch, 1, op); /* acknowledged work must not come back */
 }
 
 static int l_ack(lua_State *L) { return ack_or_nack(L, 0); }

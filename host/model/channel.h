@@ -110,6 +110,10 @@ typedef struct channel {
     int done_at_head; /* work queues: acknowledged work may sit at the head, to be trimmed */
 } channel;
 
+/* The epoch of a durable channel's log (the same across restarts), or NULL for a log that
+ * lives as long as this process: whether the channel is durable. */
+static inline const char *channel_epoch(const channel *ch) { return ch->store->ops->epoch(ch->store); }
+
 /* NULL when cfg->id is empty, capacity is over CHANNEL_MAX_CAPACITY, or out of memory. */
 channel *channel_new(const channel_config *cfg);
 /* The same over a store the caller made (a durable one), with the settings that

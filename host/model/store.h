@@ -4,9 +4,9 @@
  * policy, the mailbox filter, who may claim, retention and capacity); a store keeps what it is
  * told and hands it back, and assigns the seqs.
  *
- * Today: the memory store (store_memory.c): a ring that grows up to capacity, an id index for
- * work queues, a cursor table that evicts its stalest entry. Next: a SQLite store (issue 13,
- * durable channels), what it needs is under "The SQLite store" at the end.
+ * Two of them: the memory store (store_memory.c): a ring that grows up to capacity, an id
+ * index for work queues, a cursor table that evicts its stalest entry; and the SQLite store of
+ * durable channels (sys/store_sqlite.c, over a memory store), as outlined at the end.
  *
  * The contract, for every implementation:
  * - Single-threaded: called on the loop thread only. No call blocks: a durable store reads from
@@ -150,8 +150,14 @@ struct store {
 /* The memory store. NULL when out of memory or cfg is invalid (capacity or max_cursors 0). */
 store *store_memory_new(const store_config *cfg);
 size_t store_memory_slots(const store *st); /* ring slots allocated (tests: it grows lazily) */
+/* An empty memory store numbers its next append next_seq (>= 1): a durable store over it
+ * loads a log that starts past 1. 0, or -1 when it holds messages. */
+int store_memory_start_at(store *st, uint64_t next_seq);
+/* fn(ud, reader) is called when a cursor is evicted past max_cursors, before it goes (a
+ * durable store over it forgets it on disk too). */
+void store_memory_on_evict(store *st, void (*fn)(void *ud, const char *reader), void *ud);
 
-/* ---- The SQLite store (issue 13) ----
+/* ---- The SQLite store (sys/store_sqlite.h) ----
  * A file per channel under --data-dir, WAL mode; tables for messages (seq key, id, fields,
  * claimed_by, claim_deadline, done), cursors (reader key, next_seq, missed, last set) and one
  * meta row (next_seq, epoch). What the contract above asks of it:

@@ -31,6 +31,8 @@ typedef struct mem_store {
     hashmap *cursors;   /* reader name -> mem_cursor* */
     uint64_t cursor_clock; /* counts cursor_set calls, to stamp cursors */
     uint64_t csn;       /* changes made: each is its own commit */
+    void (*on_evict)(void *ud, const char *reader); /* store_memory_on_evict */
+    void *evict_ud;
 } mem_store;
 
 static mem_store *mem(store *st) { return (mem_store *)st; }
@@ -248,8 +250,11 @@ static void evict_stalest(mem_store *s)
             stalest = key;
         }
     }
-    if (stalest)
-        free(hashmap_remove(s->cursors, stalest));
+    if (!stalest)
+        return;
+    if (s->on_evict)
+        s->on_evict(s->evict_ud, stalest);
+    free(hashmap_remove(s->cursors, stalest));
 }
 
 static int mem_cursor_set(store *st, const char *reader, store_cursor *cur, uint64_t next_seq,
@@ -367,4 +372,23 @@ store *store_memory_new(const store_config *cfg)
 size_t store_memory_slots(const store *st)
 {
     return st && st->ops == &mem_ops ? cmem(st)->ring_size : 0;
+}
+
+int store_memory_start_at(store *st, uint64_t next_seq)
+{
+    if (!st || st->ops != &mem_ops || next_seq == 0)
+        return -1;
+    mem_store *s = mem(st);
+    if (s->count > 0)
+        return -1;
+    s->first_seq = s->next_seq = next_seq;
+    return 0;
+}
+
+void store_memory_on_evict(store *st, void (*fn)(void *ud, const char *reader), void *ud)
+{
+    if (!st || st->ops != &mem_ops)
+        return;
+    mem(st)->on_evict = fn;
+    mem(st)->evict_ud = ud;
 }

@@ -15,6 +15,7 @@
 #include "svc/auth.h"
 #include "sys/host.h"
 #include "sys/regbackend.h"
+#include "sys/store_sqlite.h"
 #include "net/http_server.h"
 #include "net/tls.h"
 #include "core/json.h"
@@ -38,6 +39,7 @@ typedef struct api {
     http_server *srv;
     strbuf out;        /* the fast routes' response bodies */
     strbuf text;       /* a fast PUT's body, checked and compacted */
+    struct held_answer *held; /* fast PUTs to durable channels waiting for their commit */
 } api;
 
 static void request_done(task *t, int ok)
@@ -205,6 +207,82 @@ static void respond_failure(api *a, http_request *r, const api_failure *f)
     respond_error(a, r, f->status, f->type, f->message);
 }
 
+/* A fast PUT to a durable channel is answered once its write is committed: the answer, built,
+ * waits here for the store's commit (sys/store_sqlite.h), one loop turn or a few. */
+typedef struct held_answer {
+    store_waiter w;
+    api *a;
+    http_request *r;
+    store *st;
+    struct held_answer *prev, *next;
+    size_t len;
+    char body[];
+} held_answer;
+
+static void unhold(held_answer *ha)
+{
+    if (ha->prev)
+        ha->prev->next = ha->next;
+    else
+        ha->a->held = ha->next;
+    if (ha->next)
+        ha->next->prev = ha->prev;
+}
+
+static void on_committed(store_waiter *w, int err)
+{
+    held_answer *ha = w->data;
+    unhold(ha);
+    if (err == STORE_OK)
+        http_respond(ha->r, 200, "application/json", ha->body, ha->len);
+    else
+        respond_error(ha->a, ha->r, 500, "internal",
+                      "the channel's durable store failed: the write was not committed (see the host's log)");
+    free(ha);
+}
+
+/* Answers r with body once ch's changes so far are committed (at once for a channel in memory). */
+static void respond_when_committed(api *a, http_request *r, channel *ch, const char *body, size_t len)
+{
+    if (!store_is_sqlite(ch->store)) {
+        http_respond(r, 200, "application/json", body, len);
+        return;
+    }
+    held_answer *ha = malloc(sizeof *ha + len);
+    if (!ha) {
+        respond_error(a, r, 500, "internal", "out of memory: the write may not be committed");
+        return;
+    }
+    *ha = (held_answer){.w = {.done = on_committed}, .a = a, .r = r, .st = ch->store, .len = len};
+    ha->w.data = ha;
+    memcpy(ha->body, body, len);
+    int queued = store_wait(ch->store, &ha->w);
+    if (queued <= 0) {
+        if (queued == 0)
+            http_respond(r, 200, "application/json", body, len);
+        else
+            respond_error(a, r, 500, "internal", "the channel's durable store failed (see the host's log)");
+        free(ha);
+        return;
+    }
+    ha->next = a->held;
+    if (a->held)
+        a->held->prev = ha;
+    a->held = ha;
+}
+
+/* The answers still waiting when the API stops go nowhere (their connections are closed). */
+static void drop_held(api *a)
+{
+    while (a->held) {
+        held_answer *ha = a->held;
+        store_cancel(ha->st, &ha->w);
+        unhold(ha);
+        http_respond(ha->r, 503, "application/json", "", 0);
+        free(ha);
+    }
+}
+
 /* GET /channels/{id}?limit=&after= and PUT /channels/{id} with the data itself, answered here
  * exactly as the router would (same checks, same bindings' semantics through bind/api_channel.h,
  * same errors) when the principal's access is plain. Returns 0 to leave the request to the
@@ -246,7 +324,10 @@ static int answer_channel(api *a, http_request *r, const principal *who, const c
         respond_error(a, r, 500, "internal", "out of memory");
         return 1;
     }
-    http_respond(r, 200, "application/json", b->data, b->len);
+    if (get)
+        http_respond(r, 200, "application/json", b->data, b->len);
+    else
+        respond_when_committed(a, r, ch, b->data, b->len);
     return 1;
 }
 
@@ -435,6 +516,7 @@ static void api_stop(service *svc)
     if (a->srv)
         http_server_stop(a->srv);
     a->srv = NULL;
+    drop_held(a);
     a->h->http_stats = NULL;
 }
 

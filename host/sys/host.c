@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "sys/keepalive.h"
 #include "sys/regbackend.h"
+#include "sys/store_sqlite.h"
 #include "rt/stall.h"
 
 void host_config_defaults(host_config *c)
@@ -366,8 +367,52 @@ int host_add_channel(host *h, channel *ch)
     return hashmap_put(h->channels, ch->id, ch);
 }
 
+/* The file of a durable channel: its id with bytes outside [A-Za-z0-9._-] as %XX (and a
+ * leading '.' too, so no id names a hidden or a relative path). */
+static int durable_path(const char *dir, const char *id, char *out, size_t n)
+{
+    strbuf b = STRBUF_INIT;
+    strbuf_printf(&b, "%s/", dir);
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
+        int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                    *p == '_' || *p == '-' || (*p == '.' && p != (const unsigned char *)id);
+        if (plain)
+            strbuf_putc(&b, (char)*p);
+        else
+            strbuf_printf(&b, "%%%02X", *p);
+    }
+    strbuf_puts(&b, ".sqlite");
+    int ok = !strbuf_failed(&b) && b.data && b.len < n;
+    if (ok)
+        memcpy(out, b.data, b.len + 1);
+    strbuf_free(&b);
+    return ok ? 0 : -1;
+}
+
+store *host_open_durable(host *h, const channel_config *cfg, char *err, size_t errlen)
+{
+    if (!h->cfg.data_dir) {
+        snprintf(err, errlen, "it is durable, but the host has no --data-dir (start sssn-host with --data-dir DIR)");
+        return NULL;
+    }
+    char path[4096];
+    store_config scfg;
+    if (durable_path(h->cfg.data_dir, cfg->id, path, sizeof path) < 0 || channel_store_config(cfg, &scfg) < 0) {
+        snprintf(err, errlen, "its id makes no file name under --data-dir %s", h->cfg.data_dir);
+        return NULL;
+    }
+    char why[512];
+    store *st = store_sqlite_open(h->rt, path, channel_kind_name(cfg->kind), &scfg,
+                                  h->cfg.sync_normal ? STORE_SYNC_NORMAL : STORE_SYNC_FULL, why, sizeof why);
+    if (!st)
+        snprintf(err, errlen, "cannot open its file %s: %s", path, why);
+    return st;
+}
+
 void host_retire_channel(host *h, channel *ch)
 {
+    if (store_is_sqlite(ch->store))
+        store_sqlite_close(ch->store);
     channel_stop(ch);
     channel_set_account(ch, NULL, NULL); /* the owner's state may go before the channel */
     if (hashmap_get(h->channels, ch->id) == ch)

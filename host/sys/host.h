@@ -40,6 +40,8 @@ typedef struct host_config {
     double registry_max_ttl;         /* longest TTL an HTTP registration may ask for, seconds */
     const char *etcd_prefix;         /* --etcd-prefix: the keys of an etcd registry (NULL: /sssn) */
     const char *etcd_user;           /* --etcd-user: etcd's auth (with host.etcd_password), or NULL */
+    const char *data_dir;            /* --data-dir: durable channels' files (NULL: none allowed) */
+    int sync_normal;                 /* --sync normal: fsync at checkpoints only (default: full) */
 } host_config;
 
 void host_config_defaults(host_config *c);
@@ -135,8 +137,12 @@ channel *host_channel(const host *h, const char *id);
 /* 0, or -1 when the id is taken / out of memory. The channel gets the host's limits: its
  * max_bytes at most channel_bytes (a lower one it has is kept), max_message_size. */
 int host_add_channel(host *h, channel *ch);
-/* Stop it, drop it from the table, and take its log off its owner's memory account. */
+/* Stop it, drop it from the table, and take its log off its owner's memory account; a durable
+ * one commits what is open and closes its file (a new channel of that id may open it). */
 void host_retire_channel(host *h, channel *ch);
+/* A durable channel's store for cfg (kind as channel_kind_name gives it), its file under
+ * --data-dir; NULL with the reason in err (no --data-dir, a file it cannot open). */
+store *host_open_durable(host *h, const channel_config *cfg, char *err, size_t errlen);
 
 void host_record_lateness(host *h, double seconds);
 double host_lateness_percentile(const host *h, double p); /* seconds; 0 when no samples */
