@@ -92,8 +92,12 @@ stop_pid() {
 }
 
 USED_PORTS=" "
+# Below the ephemeral range: wrk's and redis-benchmark's client sockets take ports from it, and
+# a listener cannot bind a port a client socket holds.
+EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+[[ ${EPHEMERAL_LOW:-0} -gt 21000 ]] || EPHEMERAL_LOW=50500
 free_port() {
-  local base=$((20000 + RANDOM % 30000)) i p
+  local base=$((20000 + RANDOM % (EPHEMERAL_LOW - 20500))) i p
   for ((i = 0; i < 500; i++)); do
     p=$((base + i))
     [[ $USED_PORTS == *" $p "* ]] && continue
@@ -157,13 +161,24 @@ ctxt_switches() {
   awk '/^voluntary_ctxt_switches/ { v = $2 } /^nonvoluntary_ctxt_switches/ { n = $2 } END { print v + 0, n + 0 }' \
     "/proc/$1/status" 2>/dev/null
 }
+# steal_ms -> milliseconds the hypervisor took from the host's CPU (CPU 1 when pinned, else all)
+# since boot (/proc/stat's steal column): a vCPU not running makes every turn on it longer
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+steal_ms() {
+  local cpu=cpu; [[ ${#PIN_SERVER[@]} -gt 0 ]] && cpu=cpu1
+  awk -v c="$cpu" -v t="$CLK_TCK" '$1 == c { printf "%d", $9 * 1000 / t }' /proc/stat
+}
 # metric TEXT NAME -> the value of the first sample of NAME (with its labels, if given)
 metric() { awk -v n="$2" '$1 == n { print $2; exit }' <<<"$1"; }
 
-# SCHED_FIFO for the host in the stall runs (root and chrt needed; STALL_FIFO=0 turns it off):
-# then no other task preempts the loop thread, and a long turn is the host's own (its work, or
-# a system call it waited in, such as an fsync). Under normal scheduling a saturated loop on this
-# 2-core VM is preempted (kernel threads, other processes) for up to tens of ms in memory too.
+# SCHED_FIFO for the loop's thread in the second stall runs (root and chrt needed; STALL_FIFO=0
+# turns it off): the host starts unpinned, then its main thread alone (the loop's) is moved to
+# CPU 1 at SCHED_FIFO; its durable channels' writer threads stay at normal priority and free to
+# run on either CPU (on CPU 1 they would wait for the loop to block, never preempt it). No other
+# task preempts the loop thread then, so a long turn is the host's own: its work, or a system
+# call it waited in. Under normal scheduling, with the whole host pinned to CPU 1 (the runs that
+# give the req/s), a saturated loop on this 2-core VM is preempted by kernel threads, other
+# processes and its own writer threads for up to tens of ms, in memory too.
 FIFO=()
 if [[ ${STALL_FIFO:-1} != 0 && $(id -u) -eq 0 ]] && command -v chrt >/dev/null; then FIFO=(chrt -f 10); fi
 
@@ -203,7 +218,7 @@ start_host() {
     fi
     log "the host ($mode) did not come up on $port (try $try):"; tail -n 5 "$err" >&2
     stop_pid "$HOST_PID"
-    [[ -n $HOST_WHY ]] && return 1
+    [[ -n $HOST_WHY && $HOST_WHY != *"already in use"* ]] && return 1
     HOST_WHY="the host did not start"
   done
   return 1
@@ -216,31 +231,39 @@ wrk_put() {
   key=$(http_key "$mode") skey=$(stall_key "$mode")
   name="PUT /channels/{id}, $(mode_label "$mode") (wrk)"
   sname="worst loop turn under PUT load, $(mode_label "$mode")"
-  if [[ $sched == fifo ]]; then skey+=_fifo sname+=", host at SCHED_FIFO"; fi
+  if [[ $sched == fifo ]]; then skey+=_fifo sname+=", loop thread at SCHED_FIFO"; fi
   if [[ $HAVE_HOST != 1 ]]; then skip=$DURABLE_WHY
   elif [[ $mode != memory && -n $DURABLE_WHY ]]; then skip="skipped: $DURABLE_WHY"
   elif [[ $HAVE_WRK != 1 ]]; then skip="wrk is not installed"
   elif [[ $sched == fifo && ${#FIFO[@]} -eq 0 ]]; then skip="not measured: SCHED_FIFO needs root and chrt (or STALL_FIFO=0)"
   fi
   prefix=("${PIN_SERVER[@]}")
-  [[ $sched == fifo ]] && prefix=("${FIFO[@]}" "${PIN_SERVER[@]}")
+  [[ $sched == fifo ]] && prefix=()
   if [[ -z $skip ]] && ! start_host "$mode" "http-$sched" "${prefix[@]}"; then
     log "$name: $HOST_WHY"; skip="skipped: $HOST_WHY"
+  fi
+  if [[ -z $skip && $sched == fifo ]]; then # the loop's thread alone (taskset -p and chrt -p: one thread)
+    [[ ${#PIN_SERVER[@]} -gt 0 ]] && taskset -p -c 1 "$HOST_PID" >/dev/null
+    if ! chrt -f -p 10 "$HOST_PID"; then
+      skip="not measured: chrt -f -p 10 $HOST_PID failed"; stop_pid "$HOST_PID"
+    else
+      log "loop thread $HOST_PID: $(chrt -p "$HOST_PID" | head -1 | sed 's/.*: //'), CPUs $(taskset -cp "$HOST_PID" | sed 's/.*: //'); threads: $(ls /proc/"$HOST_PID"/task | wc -l)"
+    fi
   fi
   if [[ -n $skip ]]; then
     [[ $sched == normal ]] && result "$key" "$name" null "req/s" "" "$skip"
     result "$skey" "$sname" null "ms" "" "$skip"; return
   fi
   m0=$(curl -s --max-time 2 "$HOST_URL/metrics")
-  local cs0 cs1
-  cs0=$(ctxt_switches "$HOST_PID")
+  local cs0 cs1 st0 st1
+  cs0=$(ctxt_switches "$HOST_PID") st0=$(steal_ms)
   out=$TMP/wrk.$mode.$sched
-  log "wrk -t1 -c$WRK_CONNS -d${WRK_SECS}s --latency -s wrk_put.lua $HOST_URL/channels/d ($PINNED${FIFO:+, host at SCHED_FIFO})"
+  log "wrk -t1 -c$WRK_CONNS -d${WRK_SECS}s --latency -s wrk_put.lua $HOST_URL/channels/d ($PINNED$([[ $sched == fifo ]] && echo ", only the loop thread pinned, at SCHED_FIFO"))"
   timeout $((WRK_SECS + 15)) "${PIN_CLIENT[@]}" wrk -t1 -c"$WRK_CONNS" -d"${WRK_SECS}s" --latency --timeout 2s \
     -s "$HERE/wrk_put.lua" "$HOST_URL/channels/d" >"$out" 2>&1
   cat "$out" >&2
   m1=$(curl -s --max-time 2 "$HOST_URL/metrics")
-  cs1=$(ctxt_switches "$HOST_PID")
+  cs1=$(ctxt_switches "$HOST_PID") st1=$(steal_ms)
   log "channel d after the run: $(curl -s --max-time 2 "$HOST_URL/channels/d/info" | cut -c1-400)"
   [[ $mode != memory ]] && log "data directory: $(du -sh "$TMP/data.$mode.http-$sched" 2>/dev/null | cut -f1) ($(ls "$TMP/data.$mode.http-$sched" 2>/dev/null | tr '\n' ' '))"
   rps=$(sed -n 's/^Requests\/sec:[[:space:]]*\([0-9.]*\).*/\1/p' "$out" | head -n1)
@@ -272,12 +295,12 @@ wrk_put() {
     o20=$(d 'sssn_loop_slow_turns_total{over="0.02"}')
     read -r vol inv <<<"$(awk -v a="$cs1" -v b="$cs0" 'BEGIN { split(a, x, " "); split(b, y, " "); print x[1] - y[1], x[2] - y[2] }')"
     v=$(awk -v s="$max1" 'BEGIN { printf "%.3f", s * 1000 }')
-    snote="sssn_loop_turn_max_seconds after ${WRK_SECS} s of wrk PUTs ($rps req/s): $((t1 - t0)) turns in it, $o1 over 1 ms, $o5 over 5 ms, $o20 over 20 ms; loop busy $(awk -v a="$b1" -v b="$b0" -v s="$WRK_SECS" 'BEGIN { printf "%.0f", (a - b) / s * 100 }')% of the run; the loop thread was preempted $inv times, waited in the kernel $vol times"
-    [[ $sched == fifo ]] && snote+="; host at SCHED_FIFO: no other task preempts it, the turns are its own"
+    snote="sssn_loop_turn_max_seconds after ${WRK_SECS} s of wrk PUTs ($rps req/s): $((t1 - t0)) turns in it, $o1 over 1 ms, $o5 over 5 ms, $o20 over 20 ms; loop busy $(awk -v a="$b1" -v b="$b0" -v s="$WRK_SECS" 'BEGIN { printf "%.0f", (a - b) / s * 100 }')% of the run; the loop thread was preempted $inv times, waited in the kernel $vol times; the hypervisor stole $((st1 - st0)) ms of $([[ ${#PIN_SERVER[@]} -gt 0 ]] && echo "CPU 1" || echo "the CPUs")"
+    [[ $sched == fifo ]] && snote+="; the loop thread alone on CPU 1 at SCHED_FIFO, writer threads free: no other task preempts it, the turns are its own"
     if awk -v a="$max1" -v b="$max0" 'BEGIN { exit !(a <= b) }'; then
       snote+="; the maximum was already reached before the run (start-up, $(awk -v s="$max0" 'BEGIN { printf "%.3f", s * 1000 }') ms): the run's own worst is at most this"
     fi
-    extra="\"req_s\":$rps,\"preempted\":$inv,\"waits\":$vol,\"before_ms\":$(awk -v s="${max0:-0}" 'BEGIN { printf "%.3f", s * 1000 }'),\"turns\":$((t1 - t0)),\"over_1ms\":$o1,\"over_5ms\":$o5,\"over_20ms\":$o20"
+    extra="\"steal_ms\":$((st1 - st0)),\"req_s\":$rps,\"preempted\":$inv,\"waits\":$vol,\"before_ms\":$(awk -v s="${max0:-0}" 'BEGIN { printf "%.3f", s * 1000 }'),\"turns\":$((t1 - t0)),\"over_1ms\":$o1,\"over_5ms\":$o5,\"over_20ms\":$o20"
     result "$skey" "$sname" "$v" "ms" "" "$snote" "$extra"
   fi
   stop_pid "$HOST_PID"
@@ -319,12 +342,14 @@ while now() < t_end do
 end
 print(("FLOOR %.3f %d %d %d"):format(max * 1000, o1, o5, o20))
 LUA
+  local st0 st1; st0=$(steal_ms)
   out=$(timeout 20 "${prefix[@]}" "$BIN" run "$TMP/floor.lua" 3 2>&1 | grep '^FLOOR')
+  st1=$(steal_ms)
   if read -r _ mx o1 o5 o20 <<<"$out" && is_number "${mx:-x}"; then
     log "floor ($sched): max gap $mx ms, $o1 over 1 ms, $o5 over 5 ms, $o20 over 20 ms"
     result "$key" "$name" "$mx" "ms" "" \
-      "3 s of 4 ms spins on $([[ ${#PIN_SERVER[@]} -gt 0 ]] && echo "CPU 1" || echo "any CPU"), nothing else of this script running: $o1 gaps over 1 ms, $o5 over 5 ms, $o20 over 20 ms (0 when none over 1 ms)" \
-      "\"over_1ms\":$o1,\"over_5ms\":$o5,\"over_20ms\":$o20"
+      "3 s of 4 ms spins on $([[ ${#PIN_SERVER[@]} -gt 0 ]] && echo "CPU 1" || echo "any CPU"), nothing else of this script running: $o1 gaps over 1 ms, $o5 over 5 ms, $o20 over 20 ms (0 when none over 1 ms); the hypervisor stole $((st1 - st0)) ms of $([[ ${#PIN_SERVER[@]} -gt 0 ]] && echo "CPU 1" || echo "the CPUs") meanwhile" \
+      "\"steal_ms\":$((st1 - st0)),\"over_1ms\":$o1,\"over_5ms\":$o5,\"over_20ms\":$o20"
   else
     result "$key" "$name" null "ms" "" "the spinning script printed nothing"
   fi
