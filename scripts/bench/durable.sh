@@ -11,7 +11,8 @@
 #   (c) redis-server with appendonly no, appendonly yes + appendfsync everysec, and always,
 #       measured with redis-benchmark SET (-c 50 -P 1 as redis.sh, 16-byte values as the PUT body);
 #   (d) the worst loop stall: sssn_loop_turn_max_seconds (and the slow-turn counters) from
-#       /metrics before and after each wrk run of (a);
+#       /metrics before and after each wrk run of (a), with the CPU time the hypervisor stole
+#       meanwhile, next to the machine's floor (the longest clock gap a spinning thread sees);
 #   and what an fsync of 4 KiB costs on this disk (dd oflag=dsync), the bound under --sync full.
 #
 #   bash scripts/bench/durable.sh [path/to/sssn-host]      (default ./sssn-host)
@@ -19,8 +20,9 @@
 # stdout: only RESULT {json} lines (group "durable", keys durable_*); progress and tool output go
 # to stderr. A figure that cannot be measured is printed with "value": null and a note: when the
 # host has no durable channels (no --data-dir, or `durable = true` refused) the durable figures
-# say so and the rest is measured. About 70 s. Servers listen on 127.0.0.1 only and are stopped
-# by pid. DURABLE_PARTS="http lua redis fsync" (the default) picks parts.
+# say so and the rest is measured. About 60 s. Servers listen on 127.0.0.1 only and are stopped
+# by pid. DURABLE_PARTS="http lua redis fsync" (the default) picks parts; STALL_FIFO=1 adds stall
+# runs with the loop's thread at SCHED_FIFO (see FIFO below).
 set -u
 
 BIN=${1:-./sssn-host}
@@ -171,8 +173,10 @@ steal_ms() {
 # metric TEXT NAME -> the value of the first sample of NAME (with its labels, if given)
 metric() { awk -v n="$2" '$1 == n { print $2; exit }' <<<"$1"; }
 
-# SCHED_FIFO for the loop's thread in the second stall runs (root and chrt needed; STALL_FIFO=0
-# turns it off): the host starts unpinned, then its main thread alone (the loop's) is moved to
+# STALL_FIFO=1 adds a second stall run per mode with the loop's thread at SCHED_FIFO (root and
+# chrt needed; off by default: at saturation the loop thread uses over 95% of CPU 1 and the
+# kernel's real-time throttling then stops it for up to 50 ms a second, a stall of its own, so
+# those runs showed no less than the plain ones on this VM). The host starts unpinned, then its main thread alone (the loop's) is moved to
 # CPU 1 at SCHED_FIFO; its durable channels' writer threads stay at normal priority and free to
 # run on either CPU (on CPU 1 they would wait for the loop to block, never preempt it). No other
 # task preempts the loop thread then, so a long turn is the host's own: its work, or a system
@@ -180,7 +184,7 @@ metric() { awk -v n="$2" '$1 == n { print $2; exit }' <<<"$1"; }
 # give the req/s), a saturated loop on this 2-core VM is preempted by kernel threads, other
 # processes and its own writer threads for up to tens of ms, in memory too.
 FIFO=()
-if [[ ${STALL_FIFO:-1} != 0 && $(id -u) -eq 0 ]] && command -v chrt >/dev/null; then FIFO=(chrt -f 10); fi
+if [[ ${STALL_FIFO:-0} != 0 && $(id -u) -eq 0 ]] && command -v chrt >/dev/null; then FIFO=(chrt -f 10); fi
 
 # start_host MODE RUN [PREFIX...] -> sets HOST_PID HOST_URL; false (with HOST_WHY) when it did
 # not serve "d". PREFIX: what the host runs under (taskset, chrt).
@@ -231,11 +235,11 @@ wrk_put() {
   key=$(http_key "$mode") skey=$(stall_key "$mode")
   name="PUT /channels/{id}, $(mode_label "$mode") (wrk)"
   sname="worst loop turn under PUT load, $(mode_label "$mode")"
+  [[ $sched == fifo && ${#FIFO[@]} -eq 0 ]] && return # only with STALL_FIFO=1 (and root and chrt)
   if [[ $sched == fifo ]]; then skey+=_fifo sname+=", loop thread at SCHED_FIFO"; fi
   if [[ $HAVE_HOST != 1 ]]; then skip=$DURABLE_WHY
   elif [[ $mode != memory && -n $DURABLE_WHY ]]; then skip="skipped: $DURABLE_WHY"
   elif [[ $HAVE_WRK != 1 ]]; then skip="wrk is not installed"
-  elif [[ $sched == fifo && ${#FIFO[@]} -eq 0 ]]; then skip="not measured: SCHED_FIFO needs root and chrt (or STALL_FIFO=0)"
   fi
   prefix=("${PIN_SERVER[@]}")
   [[ $sched == fifo ]] && prefix=()
@@ -315,7 +319,7 @@ floor_run() { # floor_run fifo|normal
   name="the machine's floor: longest clock gap seen by a spinning thread on the host's CPU"
   if [[ $sched == fifo ]]; then
     key+=_fifo name+=", at SCHED_FIFO"
-    [[ ${#FIFO[@]} -eq 0 ]] && { result "$key" "$name" null "ms" "" "not measured: SCHED_FIFO needs root and chrt"; return; }
+    [[ ${#FIFO[@]} -eq 0 ]] && return # only with STALL_FIFO=1 (and root and chrt)
     prefix=("${FIFO[@]}" "${PIN_SERVER[@]}")
   fi
   [[ $HAVE_HOST == 1 ]] || { result "$key" "$name" null "ms" "" "$DURABLE_WHY"; return; }
