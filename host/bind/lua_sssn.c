@@ -305,10 +305,8 @@ static int l_channel_new(lua_State *L)
     lua_setiuservalue(L, -2, 1); /* the pull function (or nil) */
     if (durable) {
         char err[1024];
-        store *st = host_open_durable(h, &c, err, sizeof err);
-        if (!st)
+        if (!(hd->ch = host_new_durable_channel(h, &c, err, sizeof err)))
             return sssn_error(L, "%s: durable channel '%s': %s", ctor, c.id, err);
-        hd->ch = channel_new_with_store(&c, st); /* takes st, and frees it when it fails */
     } else {
         hd->ch = channel_new(&c);
     }

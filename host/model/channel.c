@@ -134,7 +134,37 @@ static void sync_range(channel *ch)
     ch->bytes = r.bytes;
     ch->first_seq = r.first_seq;
     ch->next_seq = r.next_seq;
+    ch->visible_seq = r.visible_seq < r.first_seq ? r.first_seq : r.visible_seq;
     ch->count = r.count;
+}
+
+/* Tells the watchers something changed. Save next first: a watcher may remove itself from
+ * inside its callback. */
+static void notify(channel *ch, const message *m)
+{
+    for (channel_watcher *w = ch->watchers, *next; w; w = next) {
+        next = w->next;
+        w->on_write(w, m);
+    }
+}
+
+/* What readers may see: held messages from `from` on, below visible_seq (a durable store's
+ * messages once committed). */
+static size_t visible_read(channel *ch, uint64_t from, const message **out, size_t max)
+{
+    if (from >= ch->visible_seq)
+        return 0;
+    if (ch->visible_seq - from < max)
+        max = (size_t)(ch->visible_seq - from);
+    return ch->store->ops->read(ch->store, from, out, max);
+}
+
+void channel_committed(channel *ch)
+{
+    uint64_t before = ch->visible_seq;
+    sync_range(ch);
+    if (ch->visible_seq > before)
+        notify(ch, NULL);
 }
 
 /* Drops what retention has expired and, in work queues, acknowledged work at the head.
@@ -346,12 +376,8 @@ int channel_write(channel *ch, const message_in *in, double now, const message *
     ch->writes++;
     if (out)
         *out = m;
-
-    /* Save next first: a watcher may remove itself from inside its callback. */
-    for (channel_watcher *w = ch->watchers, *next; w; w = next) {
-        next = w->next;
-        w->on_write(w, m);
-    }
+    if (ch->visible_seq > m->seq) /* in memory: readers see it at once; durable: at its commit */
+        notify(ch, m);
     return CHANNEL_OK;
 }
 
@@ -401,10 +427,9 @@ static int batch_alloc(channel_batch *out, size_t n)
 static uint64_t mailbox_fill(channel *ch, const char *reader, uint64_t seq, size_t n, tally *t,
                              channel_batch *out)
 {
-    store *st = ch->store;
     const message *buf[SCAN];
     while (out->count < n) {
-        size_t k = st->ops->read(st, seq, buf, SCAN), i = 0;
+        size_t k = visible_read(ch, seq, buf, SCAN), i = 0;
         for (; i < k && out->count < n; i++) {
             const message *m = buf[i];
             if (m->recipient_id && strcmp(m->recipient_id, reader) != 0)
@@ -418,7 +443,7 @@ static uint64_t mailbox_fill(channel *ch, const char *reader, uint64_t seq, size
         if (i < k) /* stopped at the n-th: buf[i - 1] was the last examined */
             return buf[i - 1]->seq + 1;
         if (k < SCAN)
-            return ch->next_seq;
+            return ch->visible_seq;
         seq = buf[k - 1]->seq + 1;
     }
     return seq;
@@ -454,18 +479,18 @@ int channel_read_bounded(channel *ch, const char *reader, size_t limit, int has_
     store_cursor *r = st->ops->cursor_get(st, reader);
     uint64_t start = r ? r->next_seq : ch->first_seq;
     if (has_after)
-        start = after >= ch->next_seq ? ch->next_seq : after + 1;
+        start = after >= ch->visible_seq ? ch->visible_seq : after + 1;
     uint64_t missed = 0;
     if (start < ch->first_seq) {
         missed = ch->first_seq - start;
         start = ch->first_seq;
     }
-    if (start > ch->next_seq)
-        start = ch->next_seq;
+    if (start > ch->visible_seq)
+        start = ch->visible_seq;
 
     size_t n = limit ? limit : DEFAULT_LIMIT;
-    if (ch->next_seq - start < n)
-        n = (size_t)(ch->next_seq - start);
+    if (ch->visible_seq - start < n)
+        n = (size_t)(ch->visible_seq - start);
     if (batch_alloc(out, n) != 0)
         return CHANNEL_ENOMEM;
 
@@ -473,12 +498,12 @@ int channel_read_bounded(channel *ch, const char *reader, size_t limit, int has_
     if (ch->kind == CHANNEL_MAILBOX) {
         seq = mailbox_fill(ch, reader, start, n, &t, out);
     } else {
-        size_t k = st->ops->read(st, start, out->items, n);
+        size_t k = visible_read(ch, start, out->items, n);
         while (out->count < k && fits(&t, out->items[out->count], out->count))
             out->count++;
         out->more = out->count < k;
         seq = (out->count == n || out->more) && out->count > 0 ? out->items[out->count - 1]->seq + 1
-                                                               : ch->next_seq;
+                                                               : ch->visible_seq;
     }
     int rc = st->ops->cursor_set(st, reader, r, seq, (r ? r->missed : 0) + missed);
     if (rc != STORE_OK) {
@@ -534,7 +559,7 @@ int channel_claim_bounded(channel *ch, const char *reader, size_t limit, double 
     const message *buf[SCAN], *first = NULL;
     size_t want = limit ? limit : DEFAULT_LIMIT, chunk = 1; /* often the head: look at it alone */
     for (uint64_t from = ch->first_seq; !first;) {
-        size_t k = st->ops->read(st, from, buf, chunk);
+        size_t k = visible_read(ch, from, buf, chunk);
         for (size_t i = 0; i < k && !first; i++)
             if (claimable(buf[i], now))
                 first = buf[i];
@@ -546,12 +571,12 @@ int channel_claim_bounded(channel *ch, const char *reader, size_t limit, double 
     if (!first)
         return CHANNEL_OK;
     /* No more than this many can be claimable: read straight into the batch, keep those that are. */
-    size_t cap = ch->next_seq - first->seq < want ? (size_t)(ch->next_seq - first->seq) : want;
+    size_t cap = ch->visible_seq - first->seq < want ? (size_t)(ch->visible_seq - first->seq) : want;
     if (batch_alloc(out, cap) != 0)
         return CHANNEL_ENOMEM;
     for (uint64_t from = first->seq; out->count < cap && !out->more;) {
         const message **got = out->items + out->count;
-        size_t k = st->ops->read(st, from, got, cap - out->count);
+        size_t k = visible_read(ch, from, got, cap - out->count);
         if (k == 0)
             break;
         from = got[k - 1]->seq + 1;
@@ -624,10 +649,7 @@ int channel_nack(channel *ch, const char *reader, const char *const *ids, size_t
     }
     ch->nacked += (uint64_t)released;
     if (released > 0) /* work is on offer again: wake whoever waits for it */
-        for (channel_watcher *w = ch->watchers, *next; w; w = next) {
-            next = w->next;
-            w->on_write(w, NULL);
-        }
+        notify(ch, NULL);
     return released;
 }
 
@@ -640,7 +662,7 @@ const message *channel_find(const channel *ch, const char *message_id)
 
 uint64_t channel_last_seq(const channel *ch)
 {
-    return ch->next_seq - 1;
+    return ch->visible_seq - 1;
 }
 
 size_t channel_pending(const channel *ch)

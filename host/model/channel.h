@@ -53,8 +53,9 @@ typedef struct channel_config {
     size_t max_message;      /* bytes a message may have at most; 0 -> no bound */
 } channel_config;
 
-/* Called after every successful write (m is the message) and after a nack that released work
- * (m is NULL), synchronously. Must not mutate the channel. */
+/* Called after every successful write readers may see (m is the message), after a nack that
+ * released work and after a commit that made writes visible (m is NULL), synchronously. Must
+ * not mutate the channel. */
 typedef struct channel_watcher {
     void (*on_write)(struct channel_watcher *w, const message *m);
     void *data;
@@ -87,6 +88,9 @@ typedef struct channel {
     size_t bytes;       /* their sizes, summed (the store's range().bytes) */
     uint64_t first_seq; /* seq of the oldest message held (== next_seq when empty) */
     uint64_t next_seq;  /* seq the next write gets */
+    uint64_t visible_seq; /* readers see seqs below it: next_seq in memory, the seq after the
+                           * last one committed in a durable store (so no reader sees a write
+                           * that a crash could take back, and whose seq it could reuse) */
     channel_watcher *watchers;
 
     /* counters */
@@ -177,6 +181,10 @@ int channel_read(channel *ch, const char *reader, size_t limit, int has_after, u
 /* The same within a byte bound (NULL: none). */
 int channel_read_bounded(channel *ch, const char *reader, size_t limit, int has_after, uint64_t after,
                          double now, const channel_read_bound *bound, channel_batch *out);
+
+/* A durable store committed: what it committed becomes visible to readers, and the watchers
+ * hear of it. The store's commit hook calls it (sys/host.c). */
+void channel_committed(channel *ch);
 
 /* The reader's next seq (what its next read starts at), or 0 when it has no cursor. */
 uint64_t channel_cursor(channel *ch, const char *reader);

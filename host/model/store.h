@@ -66,6 +66,8 @@ typedef struct store_range {
     uint64_t first_seq, next_seq;
     size_t count;
     size_t bytes; /* the sizes (message->bytes) of the messages held, summed */
+    uint64_t visible_seq; /* readers may see seqs below it: the next seq of what is committed
+                           * (<= next_seq; may be below first_seq); next_seq in memory */
 } store_range;
 
 typedef struct store_cursor {

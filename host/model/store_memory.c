@@ -137,7 +137,7 @@ static store_range mem_range(const store *st)
 {
     const mem_store *s = cmem(st);
     return (store_range){.first_seq = s->first_seq, .next_seq = s->next_seq, .count = s->count,
-                         .bytes = s->bytes};
+                         .bytes = s->bytes, .visible_seq = s->next_seq};
 }
 
 static void mem_trim(store *st, uint64_t before_seq)

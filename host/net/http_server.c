@@ -88,6 +88,7 @@ struct http_server {
     http_stats stats;
     tls_server *tls;     /* NULL: plain HTTP */
     hashmap *per_addr;   /* address -> open connections (as an integer), with max_per_address */
+    int draining;        /* http_server_drain: every answer closes its connection */
 };
 
 static void conn_close(http_conn *c);
@@ -231,7 +232,8 @@ static size_t format_size(size_t v, char *buf)
 }
 
 /* Headers by appending pieces: formatting them with printf showed up in profiles. */
-static void append_response(http_conn *c, int status, const char *ctype, const char *body, size_t len, int keep)
+static void append_response(http_conn *c, int status, const char *ctype, const char *headers, const char *body,
+                            size_t len, int keep)
 {
     strbuf *o = &c->out;
     char num[24];
@@ -244,7 +246,10 @@ static void append_response(http_conn *c, int status, const char *ctype, const c
     strbuf_puts(o, ctype);
     strbuf_append(o, "\r\nContent-Length: ", 18);
     strbuf_append(o, num, format_size(len, num));
-    strbuf_puts(o, keep ? "\r\nConnection: keep-alive\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+    strbuf_append(o, "\r\n", 2);
+    if (headers)
+        strbuf_puts(o, headers);
+    strbuf_puts(o, keep ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
     strbuf_append(o, body, len);
     int cls = status / 100;
     if (cls >= 1 && cls <= 5)
@@ -318,12 +323,13 @@ static void error_response(http_conn *c, int status, const char *type, const cha
     char body[512];
     int n = snprintf(body, sizeof body, "{\"detail\":\"%s\",\"error\":{\"type\":\"%s\",\"message\":\"%s\"}}",
                      msg, type, msg);
-    append_response(c, status, "application/json", body, (size_t)n, 0);
+    append_response(c, status, "application/json", NULL, body, (size_t)n, 0);
     c->closing = 1;
     c->linger = 1;
 }
 
-void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len)
+void http_respond_with(http_request *r, int status, const char *content_type, const char *headers,
+                       const char *body, size_t len)
 {
     http_conn *c = r->conn;
     request_free(r);
@@ -331,7 +337,9 @@ void http_respond(http_request *r, int status, const char *content_type, const c
         return; /* the client went away meanwhile */
     c->pending = NULL;
     c->busy = 0;
-    append_response(c, status, content_type ? content_type : "application/json", body, len, c->keep_alive);
+    if (c->srv->draining)
+        c->keep_alive = 0; /* the client's next request goes to a fresh connection: elsewhere */
+    append_response(c, status, content_type ? content_type : "application/json", headers, body, len, c->keep_alive);
     if (c->head && c->out.len >= len) {
         c->out.len -= len; /* HEAD: the same headers, Content-Length included, and no body */
         c->out.data[c->out.len] = '\0';
@@ -342,6 +350,11 @@ void http_respond(http_request *r, int status, const char *content_type, const c
         return; /* the parse loop that dispatched us carries on and flushes */
     if (conn_flush(c) == 0 && !c->closing)
         conn_parse(c);
+}
+
+void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len)
+{
+    http_respond_with(r, status, content_type, NULL, body, len);
 }
 
 /* ---- parser callbacks ---- */
@@ -936,6 +949,16 @@ void http_server_set_tls(http_server *s, tls_server *t)
 }
 
 const http_stats *http_server_stats(const http_server *s) { return &s->stats; }
+
+void http_server_drain(http_server *s) { s->draining = 1; }
+
+size_t http_server_busy(const http_server *s)
+{
+    size_t n = 0;
+    for (const http_conn *c = s->conns; c; c = c->next)
+        n += c->busy || c->out.len > c->out_off;
+    return n;
+}
 
 void http_server_stop(http_server *s)
 {

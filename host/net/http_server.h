@@ -69,9 +69,18 @@ int http_server_port(const http_server *s);
  * owns t from then on and frees it when it stops. */
 void http_server_set_tls(http_server *s, struct tls_server *t);
 void http_server_stop(http_server *s); /* closes the listener and every connection */
+/* A clean stop is under way: from now on every answer says Connection: close (the server
+ * still accepts and answers; what to refuse is the handler's business). */
+void http_server_drain(http_server *s);
+/* Connections with a request in flight: with the handler, or its answer not all sent yet
+ * (what a clean stop waits for). O(connections). */
+size_t http_server_busy(const http_server *s);
 
 /* Sends the response (adds Content-Length, Connection, Content-Type) and frees r. */
 void http_respond(http_request *r, int status, const char *content_type, const char *body, size_t len);
+/* The same with more header lines: headers is "Name: value\r\n" lines, or NULL. */
+void http_respond_with(http_request *r, int status, const char *content_type, const char *headers,
+                       const char *body, size_t len);
 const char *http_status_text(int status);
 
 /* Counters for /metrics. */

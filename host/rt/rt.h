@@ -75,17 +75,29 @@ void rt_free(rt *r);
 void rt_log(const rt *r, int level, const char *who, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void rt_vlog(const rt *r, int level, const char *who, const char *fmt, va_list ap);
 
-/* Signals (signals.c). SIGINT and SIGTERM go to on_signal(ud, signum) from the loop; the
- * first also raises a process-wide flag (the only global state here: a signal handler has
- * no context) that rt_signal_arrived reads, so the watchdog can interrupt code that never
+/* Signals (signals.c). SIGINT and SIGTERM go to on_signal(ud, signum) from the loop; each
+ * also raises a process-wide flag (the only global state here: a signal handler has no
+ * context) that rt_signal_arrived reads, so the watchdog can interrupt code that never
  * yields. sigint_interrupts: Ctrl-C only interrupts code running in an interruptible state
- * (a prompt), it never stops the host and a second one does not kill it. Otherwise a second
- * SIGINT ends the process at once; a repeated SIGTERM waits for the clean stop. */
+ * (a prompt); it never stops the host and never counts as a second signal. Otherwise the
+ * first SIGINT or SIGTERM is the host's to stop cleanly, and a second one, more than
+ * RT_SIGNAL_REPEAT seconds after the first (`timeout` delivers one twice at once), ends the
+ * process at once by that signal's default action. */
+#define RT_SIGNAL_REPEAT 0.25
+/* Seconds code that is running when a signal arrives may go on before the watchdog
+ * interrupts it (a step finishing its work); it holds the loop meanwhile. */
+#define RT_BUSY_GRACE 1.0
 void rt_catch_signals(rt *r, void (*on_signal)(void *ud, int signum), void *ud, int sigint_interrupts);
-/* After the run: stops the watchers and ignores a late SIGTERM during the exit. */
+/* After the run: stops the watchers; during the exit a repeat of the first signal is
+ * ignored, and a second one still ends the process at once. */
 void rt_release_signals(rt *r);
-/* Whether SIGINT/SIGTERM arrived and the loop has not handled it yet; interruptible: the
- * code asking runs in a state Ctrl-C may interrupt. */
+/* Whether code running now should be interrupted: SIGINT/SIGTERM arrived, the loop has not
+ * handled it yet and RT_BUSY_GRACE has passed, or the time rt_interrupt_from set has come;
+ * interruptible: the code asking runs in a state Ctrl-C may interrupt (then a Ctrl-C at the
+ * prompt interrupts at once). */
 int rt_signal_arrived(int interruptible);
+/* From `seconds` from now on, rt_signal_arrived says yes (the app's bound on a clean stop:
+ * code still running then is interrupted); a negative value clears it. */
+void rt_interrupt_from(double seconds);
 
 #endif

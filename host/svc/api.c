@@ -40,12 +40,18 @@ typedef struct api {
     strbuf out;        /* the fast routes' response bodies */
     strbuf text;       /* a fast PUT's body, checked and compacted */
     struct held_answer *held; /* fast PUTs to durable channels waiting for their commit */
+    int draining;      /* the host stops cleanly: writes are refused, long-polls answer at once */
 } api;
+
+/* r->data of a long-poll whose task the drain ended, to route it again (drain_long_polls) */
+static char route_again;
 
 static void request_done(task *t, int ok)
 {
     http_request *r = t->data;
     lua_State *co = t->co;
+    if (r->data == &route_again)
+        return; /* the drain answers it */
     if (ok && lua_gettop(co) >= 3 && lua_isinteger(co, -3) && lua_isstring(co, -1)) {
         size_t len;
         const char *body = lua_tolstring(co, -1, &len);
@@ -415,6 +421,8 @@ static void route(api *a, http_request *r, const principal *who)
         respond_error(a, r, 500, "internal", "cannot start the request");
 }
 
+static int drained_request(http_request *r);
+
 /* The pipeline: parsed by the server, authenticated, routed, answered. */
 static void on_request(void *ud, http_request *r)
 {
@@ -435,9 +443,101 @@ static void on_request(void *ud, http_request *r)
                       detail);
         return;
     }
+    if (a->draining && drained_request(r)) {
+        principal_clear(&who);
+        return;
+    }
     if (!answer_fast(a, r, &who))
         route(a, r, &who);
     principal_clear(&who);
+}
+
+/* ---- draining: the host stops cleanly (app.c) ----
+ * Writes (anything but GET and HEAD: channel writes, acks, registrations) are refused with
+ * 503 shutting_down and Retry-After; reads are answered as ever, a long-poll at once with what
+ * there is (its wait is cut to 0); every answer closes its connection. The host waits for the
+ * requests in flight (api_busy), for a bounded time, before it stops the systems. */
+
+#define RETRY_AFTER "5"
+
+/* Answers r when draining changes what it gets: 1 when answered (a write, refused); 0 to go
+ * on, with a long-poll's wait cut to 0 (appended: the router takes a parameter's last value). */
+static int drained_request(http_request *r)
+{
+    if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+        static const char body[] =
+            "{\"detail\":\"the host is shutting down: it takes no writes now (retry after it restarts, or at another host)\","
+            "\"error\":{\"type\":\"shutting_down\",\"message\":\"the host is shutting down: it takes no writes now "
+            "(retry after it restarts, or at another host)\"}}";
+        http_respond_with(r, 503, "application/json", "Retry-After: " RETRY_AFTER "\r\n", body, sizeof body - 1);
+        return 1;
+    }
+    /* the query may hold a wait (spelled plainly, or percent-encoded): cut it; a plain read's
+     * query is left alone, for the fast path */
+    if (!strstr(r->query, "wait") && !strchr(r->query, '%'))
+        return 0;
+    size_t n = strlen(r->query);
+    char *q = realloc(r->query, n + sizeof "&wait=0");
+    if (q) {
+        memcpy(q + n, n ? "&wait=0" : "wait=0", n ? sizeof "&wait=0" : sizeof "wait=0");
+        r->query = q;
+    }
+    return 0; /* out of memory: it waits as it asked, within the drain's bound */
+}
+
+/* Long-polls waiting when the drain starts: a long-poll waits only after its read found
+ * nothing (so nothing was read or claimed), in the router's core.wait until its deadline;
+ * its task is ended where it waits and the request goes through the pipeline again, now
+ * with wait=0, so it is answered at once with what is there. Other requests in flight
+ * finish as they would. */
+static void drain_long_polls(api *a)
+{
+    size_t n = 0, cap = 0;
+    uint64_t *ids = NULL;
+    for (task *t = a->vm->tasks; t; t = t->next) {
+        http_request *r = t->data;
+        if (t->kind != TASK_REQUEST || !t->wait || t->running || !r ||
+            (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) ||
+            (!strstr(r->query, "wait") && !strchr(r->query, '%')))
+            continue;
+        if (n == cap) {
+            size_t c = cap ? cap * 2 : 16;
+            uint64_t *p = realloc(ids, c * sizeof *p);
+            if (!p)
+                break; /* the rest wait as they asked, within the drain's bound */
+            ids = p;
+            cap = c;
+        }
+        ids[n++] = t->id;
+    }
+    /* by id: answering one may start or end other tasks */
+    for (size_t i = 0; i < n; i++) {
+        task *t = task_find(a->vm, ids[i]);
+        if (!t || !t->wait || t->running)
+            continue;
+        http_request *r = t->data;
+        r->data = &route_again;
+        task_cancel(t); /* request_done leaves r to us */
+        r->data = NULL;
+        on_request(a, r);
+    }
+    free(ids);
+}
+
+static void api_drain(service *svc)
+{
+    api *a = svc->impl;
+    if (!a->srv || a->draining)
+        return;
+    a->draining = 1;
+    http_server_drain(a->srv);
+    drain_long_polls(a);
+}
+
+static size_t api_busy(const service *svc)
+{
+    const api *a = svc->impl;
+    return a->srv ? http_server_busy(a->srv) : 0;
 }
 
 /* http(s)://ADDR:PORT, with an IPv6 ADDR in brackets. */
@@ -560,7 +660,7 @@ service *api_service_new(host *h, const api_options *opt)
     a->opt.tls_cert = opt->tls_cert ? memcpy(strings + n1 + n2 + n3, opt->tls_cert, n4) : NULL;
     a->opt.tls_key = opt->tls_key ? memcpy(strings + n1 + n2 + n3 + n4, opt->tls_key, n5) : NULL;
     a->auth = opt->auth;
-    *svc = (service){.name = "HTTP API", .start = api_start, .stop = api_stop, .free = api_free,
-                     .keeps_running = api_keeps_running, .impl = a};
+    *svc = (service){.name = "HTTP API", .start = api_start, .drain = api_drain, .busy = api_busy,
+                     .stop = api_stop, .free = api_free, .keeps_running = api_keeps_running, .impl = a};
     return svc;
 }

@@ -15,6 +15,14 @@ struct service {
     /* Takes SIGINT or SIGTERM before the host stops for it: 1 when the service handled it
      * (a prompt interrupts its chunk on Ctrl-C), 0 to let the host stop. May be NULL. */
     int (*on_signal)(service *s, int signum);
+    /* The host is stopping cleanly (the first SIGTERM, or SIGINT without a prompt): refuse
+     * new work that changes anything, answer what waits at once with what there is, and
+     * finish what is in flight; the host waits for busy() to say 0, for a bounded time,
+     * before it stops the systems. May be NULL. */
+    void (*drain)(service *s);
+    /* Work in flight that the host should wait for while it drains (requests not yet
+     * answered). May be NULL: none. */
+    size_t (*busy)(const service *s);
     /* Stops taking work: no new requests or input. May be NULL. */
     void (*stop)(service *s);
     /* Frees it (called after stop, before the host's systems are freed). */

@@ -389,7 +389,14 @@ static int durable_path(const char *dir, const char *id, char *out, size_t n)
     return ok ? 0 : -1;
 }
 
-store *host_open_durable(host *h, const channel_config *cfg, char *err, size_t errlen)
+static void on_durable_commit(void *data, uint64_t csn, int err)
+{
+    (void)csn;
+    (void)err; /* the store logs a failure; what it committed before that is visible still */
+    channel_committed(data);
+}
+
+channel *host_new_durable_channel(host *h, const channel_config *cfg, char *err, size_t errlen)
 {
     if (!h->cfg.data_dir) {
         snprintf(err, errlen, "it is durable, but the host has no --data-dir (start sssn-host with --data-dir DIR)");
@@ -404,9 +411,17 @@ store *host_open_durable(host *h, const channel_config *cfg, char *err, size_t e
     char why[512];
     store *st = store_sqlite_open(h->rt, path, channel_kind_name(cfg->kind), &scfg,
                                   h->cfg.sync_normal ? STORE_SYNC_NORMAL : STORE_SYNC_FULL, why, sizeof why);
-    if (!st)
+    if (!st) {
         snprintf(err, errlen, "cannot open its file %s: %s", path, why);
-    return st;
+        return NULL;
+    }
+    channel *ch = channel_new_with_store(cfg, st); /* takes st, and frees it when it fails */
+    if (!ch) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    store_sqlite_on_commit(st, on_durable_commit, ch);
+    return ch;
 }
 
 void host_retire_channel(host *h, channel *ch)

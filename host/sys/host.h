@@ -140,9 +140,10 @@ int host_add_channel(host *h, channel *ch);
 /* Stop it, drop it from the table, and take its log off its owner's memory account; a durable
  * one commits what is open and closes its file (a new channel of that id may open it). */
 void host_retire_channel(host *h, channel *ch);
-/* A durable channel's store for cfg (kind as channel_kind_name gives it), its file under
- * --data-dir; NULL with the reason in err (no --data-dir, a file it cannot open). */
-store *host_open_durable(host *h, const channel_config *cfg, char *err, size_t errlen);
+/* A durable channel for cfg, its log in a file under --data-dir (sys/store_sqlite.h) loaded;
+ * what it commits becomes visible to readers (channel_committed). NULL with the reason in err
+ * (no --data-dir, a file it cannot open, out of memory). */
+channel *host_new_durable_channel(host *h, const channel_config *cfg, char *err, size_t errlen);
 
 void host_record_lateness(host *h, double seconds);
 double host_lateness_percentile(const host *h, double p); /* seconds; 0 when no samples */

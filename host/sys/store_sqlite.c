@@ -72,6 +72,7 @@ typedef struct sql_store {
     int failed, closed;
     uint64_t cursor_stamp; /* orders cursors on disk as the memory store orders them */
     uint64_t trim_point;   /* first seq held, as last queued */
+    uint64_t visible;      /* the next seq of the last commit made durable: readers see below it */
     ev_async async;
     ev_prepare flusher;    /* flushes the open commit once per loop turn */
     store_waiter *waiters, *waiters_tail; /* by csn, oldest first */
@@ -80,7 +81,7 @@ typedef struct sql_store {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     batch *queue, *queue_tail;
-    uint64_t done_csn;
+    uint64_t done_csn, done_next_seq;
     int done_err;
     char done_msg[256];
     int stop;
@@ -204,7 +205,14 @@ static size_t sql_read(store *st, uint64_t from_seq, const message **out, size_t
     return sq(st)->mem->ops->read(sq(st)->mem, from_seq, out, max);
 }
 
-static store_range sql_range(const store *st) { return csq(st)->mem->ops->range(csq(st)->mem); }
+static store_range sql_range(const store *st)
+{
+    const sql_store *s = csq(st);
+    store_range r = s->mem->ops->range(s->mem);
+    if (!s->closed && s->visible < r.next_seq)
+        r.visible_seq = s->visible; /* once closed, memory is all there is */
+    return r;
+}
 
 static void sql_trim(store *st, uint64_t before_seq)
 {
@@ -401,6 +409,8 @@ static void take_result(sql_store *s)
 {
     pthread_mutex_lock(&s->lock);
     uint64_t csn = s->done_csn;
+    if (s->done_next_seq > s->visible)
+        s->visible = s->done_next_seq;
     int err = s->done_err;
     char msg[sizeof s->done_msg];
     memcpy(msg, s->done_msg, sizeof msg);
@@ -562,11 +572,12 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&s->lock);
         char msg[sizeof s->done_msg] = "";
         int rc = s->writer_failed ? SQLITE_ERROR : write_commits(s, list, msg, sizeof msg);
-        uint64_t csn = 0;
+        uint64_t csn = 0, next_seq = 0;
         while (list) {
             batch *b = list;
             list = b->next;
             csn = b->csn;
+            next_seq = b->next_seq;
             batch_free(b);
         }
         pthread_mutex_lock(&s->lock);
@@ -575,8 +586,10 @@ static void *writer_main(void *arg)
             s->done_err = 1;
             snprintf(s->done_msg, sizeof s->done_msg, "%s", msg);
         }
-        if (rc == SQLITE_OK && csn)
+        if (rc == SQLITE_OK && csn) {
             s->done_csn = csn;
+            s->done_next_seq = next_seq;
+        }
         if (csn || rc != SQLITE_OK)
             ev_async_send(s->rt->loop, &s->async);
     }
@@ -863,6 +876,14 @@ static const store_ops sql_ops = {
 };
 
 int store_is_sqlite(const store *st) { return st && st->ops == &sql_ops; }
+
+void store_sqlite_on_commit(store *st, store_commit_fn fn, void *data)
+{
+    if (!store_is_sqlite(st))
+        return;
+    sq(st)->on_commit = fn;
+    sq(st)->commit_data = data;
+}
 const char *store_sqlite_path(const store *st) { return store_is_sqlite(st) ? csq(st)->path : NULL; }
 
 static const char *sqlite_reason(int rc, sqlite3 *db)
@@ -908,6 +929,7 @@ store *store_sqlite_open(rt *r, const char *path, const char *kind, const store_
     }
     s->trim_target = first_seq;
     s->trim_point = first_seq;
+    s->visible = s->mem->ops->range(s->mem).next_seq; /* what the file held is committed */
     note_trim(s); /* a log longer than the capacity now loses its oldest */
     ev_async_init(&s->async, on_async);
     s->async.data = s;

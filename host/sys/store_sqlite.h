@@ -26,6 +26,8 @@ store *store_sqlite_open(rt *r, const char *path, const char *kind, const store_
                          char *err, size_t errlen);
 /* Whether st is a SQLite store. */
 int store_is_sqlite(const store *st);
+/* Who hears of commits from now on, in place of cfg->on_commit (the channel made over st). */
+void store_sqlite_on_commit(store *st, store_commit_fn fn, void *data);
 /* Commits what is open, waits for the writer and closes the file: later changes stay in
  * memory only (a retired channel's readers may still read it). on_commit reports the last
  * commit before it returns. Waits for the disk: for a channel that stops, not the hot path. */

@@ -390,6 +390,7 @@ static void contract_every_change_is_committed_once_flushed(void)
     CHECK(st->ops->flush(st) == STORE_OK);
     contract_settle(st);
     CHECK(st->ops->committed(st) >= after_write);
+    CHECK(st->ops->range(st).visible_seq == 2); /* what is committed, readers may see */
 
     const message *m = st->ops->find(st, "m");
     CHECK(st->ops->claim(st, &m, 1, "w", 10.0) == STORE_OK);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "model/channel.h"
 #include "store_contract.h"
 #include "sys/store_sqlite.h"
 
@@ -112,7 +113,9 @@ static void test_a_waiter_is_answered_once_the_commit_is_in(void)
     add(st, "a", "1");
     CHECK(store_wait(st, &s.w) == 1);
     CHECK(s.calls == 0); /* never inside the call, never before the loop turns */
+    CHECK(st->ops->range(st).visible_seq == 1); /* readers do not see it yet */
     settle(st, NULL);
+    CHECK(st->ops->range(st).visible_seq == 2);
     CHECK(s.calls == 1 && s.err == STORE_OK);
     CHECK(st->ops->committed(st) >= st->ops->mark(st));
     /* a waiter taken back is never called */
@@ -210,6 +213,57 @@ static void test_a_closed_store_keeps_serving_from_memory(void)
     CHECK(rows(p, "SELECT count(*) FROM messages") == 1);
 }
 
+static void commit_to_channel(void *data, uint64_t csn, int err)
+{
+    (void)csn;
+    (void)err;
+    channel_committed(data);
+}
+
+static int woken;
+static void on_write(channel_watcher *w, const message *m)
+{
+    (void)w;
+    (void)m;
+    woken++;
+}
+
+/* Readers see a durable channel's write only once it is committed: no reader can see a
+ * message that a crash takes back, whose seq a restart would give another. */
+static void test_readers_see_a_write_once_it_is_committed(void)
+{
+    channel_config cc = {.id = "d", .kind = CHANNEL_BROADCAST, .capacity = 10};
+    store_config cfg;
+    CHECK(channel_store_config(&cc, &cfg) == 0);
+    char err[256];
+    store *st = open_at(new_path(), "broadcast", &cfg, err, sizeof err);
+    CHECK(st != NULL);
+    if (!st)
+        return;
+    channel *ch = channel_new_with_store(&cc, st);
+    CHECK(ch != NULL);
+    if (!ch)
+        return;
+    store_sqlite_on_commit(st, commit_to_channel, ch);
+    channel_watcher w = {.on_write = on_write};
+    channel_add_watcher(ch, &w);
+    woken = 0;
+    message_in in = {.data_json = "1"};
+    const message *m;
+    CHECK(channel_write(ch, &in, 1000.0, &m) == CHANNEL_OK && m->seq == 1);
+    channel_batch b;
+    CHECK(channel_read(ch, "r", 10, 0, 0, 1000.0, &b) == CHANNEL_OK);
+    CHECK(b.count == 0 && woken == 0 && channel_last_seq(ch) == 0);
+    channel_batch_free(&b);
+    settle(st, NULL);
+    CHECK(woken == 1 && channel_last_seq(ch) == 1);
+    CHECK(channel_read(ch, "r", 10, 0, 0, 1000.0, &b) == CHANNEL_OK);
+    CHECK(b.count == 1 && b.items[0]->seq == 1);
+    channel_batch_free(&b);
+    channel_remove_watcher(ch, &w);
+    channel_free(ch);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/sssn-store-XXXXXX";
@@ -223,6 +277,7 @@ int main(void)
     RUN(test_a_smaller_capacity_keeps_the_newest);
     RUN(test_files_it_refuses);
     RUN(test_a_closed_store_keeps_serving_from_memory);
+    RUN(test_readers_see_a_write_once_it_is_committed);
     rt_free(loop_rt);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
