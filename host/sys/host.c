@@ -15,6 +15,7 @@
 #include "sys/keepalive.h"
 #include "sys/regbackend.h"
 #include "sys/store_sqlite.h"
+#include "rt/stall.h"
 
 void host_config_defaults(host_config *c)
 {
@@ -317,6 +318,7 @@ host *host_new(const host_config *cfg, rt *r)
         return NULL;
     h->cfg = *cfg;
     h->rt = r;
+    h->stall = stall_new(r);
     timer_init(&h->maintenance_timer, on_maintenance, h);
     h->channels = hashmap_new();
     h->bytecode = hashmap_new();
@@ -447,6 +449,7 @@ void host_free(host *h)
     if (!h)
         return;
     h->stopping = 1;
+    stall_free(h->stall);
     if (h->channels) {
         hashmap_iter it;
         void *v;

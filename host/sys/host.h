@@ -71,6 +71,7 @@ const char *sssn_id_problem(const char *id, size_t len);
 typedef struct host {
     rt *rt;                    /* the loop, the clock, timers, the log: the app's, below us */
     host_config cfg;
+    struct loop_stall *stall;  /* the loop's turn busy times (rt/stall.h) for /metrics; NULL if out of memory */
 
     hashmap *channels;         /* id -> channel*, live channels */
     hashmap *bytecode;         /* sssn module name -> its stripped bytecode (system.c) */

@@ -3,6 +3,8 @@
 
 #include "sys/regbackend.h"
 
+#include "rt/stall.h"
+
 #include "net/http_server.h"
 
 /* The limits' refusals (issue 10): over every channel, live or retired, so none is forgotten. */
@@ -72,6 +74,30 @@ static void host_etcd_metrics(strbuf *b, const host *h)
                   e.requests, e.failures, e.reachable && e.synced, e.lag);
 }
 
+/* The loop's turns (rt/stall.h): how long each kept the loop from polling, from the moment the
+ * poll returned to the next prepare. Nothing when the watcher could not be made. */
+static void host_loop_metrics(strbuf *b, const host *h)
+{
+    const loop_stall *s = h->stall;
+    if (!s)
+        return;
+    strbuf_printf(b,
+                  "# HELP sssn_loop_turn_max_seconds The longest loop turn since start: busy time from the poll's "
+                  "return to the next poll, in which no other request, timer or step is served.\n"
+                  "# TYPE sssn_loop_turn_max_seconds gauge\nsssn_loop_turn_max_seconds %.9f\n"
+                  "# HELP sssn_loop_turns_total Loop turns measured (one per return from the poll).\n"
+                  "# TYPE sssn_loop_turns_total counter\nsssn_loop_turns_total %llu\n"
+                  "# HELP sssn_loop_busy_seconds_total The loop turns' busy time summed (its rate is the share "
+                  "of one core the loop spends working).\n"
+                  "# TYPE sssn_loop_busy_seconds_total counter\nsssn_loop_busy_seconds_total %.9f\n"
+                  "# HELP sssn_loop_slow_turns_total Loop turns whose busy time exceeded `over` seconds.\n"
+                  "# TYPE sssn_loop_slow_turns_total counter\n",
+                  s->max, (unsigned long long)s->turns, s->busy);
+    for (int i = 0; i < STALL_NOVER; i++)
+        strbuf_printf(b, "sssn_loop_slow_turns_total{over=\"%g\"} %llu\n", stall_over_bounds[i],
+                      (unsigned long long)s->over[i]);
+}
+
 void host_metrics_text(strbuf *b, const host *h)
 {
     unsigned long long writes = 0, reads = 0, dropped = 0;
@@ -108,6 +134,7 @@ void host_metrics_text(strbuf *b, const host *h)
                   registry_expired_total(h->reg));
     host_limits_metrics(b, h);
     host_etcd_metrics(b, h);
+    host_loop_metrics(b, h);
     static const double bounds[] = {0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1};
     strbuf_puts(b, "# HELP sssn_tick_lateness_seconds How late steps start after their slot.\n"
                    "# TYPE sssn_tick_lateness_seconds histogram\n");

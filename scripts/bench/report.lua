@@ -136,6 +136,45 @@ for _, r in ipairs(results) do
   end
 end
 
+-- durable channels (scripts/bench/durable.sh, issue 13): a durable rate beside the in-memory one
+-- of the same workload and redis with the matching fsync policy (--sync normal ~ appendfsync
+-- everysec, --sync full ~ always), all in the same run; a durable worst loop turn against the
+-- 5 ms target (the in-memory host's under the same load and the machine's floor are listed too)
+local durable_pairs = {
+  durable_http_normal = { "durable_http_memory", "durable_redis_everysec" },
+  durable_http_full = { "durable_http_memory", "durable_redis_always" },
+  durable_lua_normal_c1 = { "durable_lua_memory_c1" }, durable_lua_normal_c50 = { "durable_lua_memory_c50" },
+  durable_lua_full_c1 = { "durable_lua_memory_c1" }, durable_lua_full_c50 = { "durable_lua_memory_c50" },
+  durable_redis_everysec = { "durable_redis_none" }, durable_redis_always = { "durable_redis_none" },
+}
+local stall_target = 5 -- ms, issue 13
+for _, r in ipairs(results) do
+  if r.group == "durable" then
+    local status, vs_redis = "", ""
+    local pair = durable_pairs[r.key or ""]
+    if pair then
+      local base = by_key("durable", pair[1])
+      local x = ratio(r, base)
+      if x then
+        status = ("%.2fx %s"):format(x, r.key:find("redis") and "no AOF" or "in-memory")
+        r.vs_memory = x
+      end
+      local rd = pair[2] and by_key("durable", pair[2])
+      x = ratio(r, rd)
+      if x then
+        vs_redis = ("%.2fx %s"):format(x, pair[2]:match("durable_redis_(%a+)"))
+        r.vs_redis = x
+      end
+    elseif (r.key or ""):match("^durable_stall_") and not (r.key or ""):match("_memory") and type(r.value) == "number" then
+      r.target, r.target_met = stall_target, r.value <= stall_target
+      status = ("%s <= %s ms"):format(r.target_met and "met" or "MISSED", stall_target)
+    end
+    rows[#rows + 1] = { "durable", (r.key and r.key .. ": " or "") .. r.name,
+      type(r.value) == "number" and fmt(r.value) .. " " .. (r.unit or "") or "-",
+      r.p99_us and fmt(r.p99_us) .. " us" or "", status, "", vs_redis }
+  end
+end
+
 -- HTTP registry lookups against redis GET over the same loopback
 local lookup, rget = find("http", "GET /registry/channels/{id} (lookup)"), by_key("peer-redis", "redis_get")
 if lookup and rget and type(lookup.value) == "number" and type(rget.value) == "number" then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: runs every benchmark on this machine and prints one table, also written to
 # bench-results.json. Groups: in-process (scripts/bench/local_*.lua), start-up, HTTP with wrk
-# (http.sh), and the peers: redis-benchmark (redis.sh), the Python sssn v0.0.1 itself when
+# (http.sh), the etcd registry (etcd.sh), durable channels beside in-memory ones and redis with an
+# append-only file (durable.sh), and the peers: redis-benchmark (redis.sh), the Python sssn v0.0.1 itself when
 # SSSN_PY_SRC names its source tree (python_sssn.py), and a plain dict-and-list Python baseline.
 # Every part is bounded in time; servers it starts listen on 127.0.0.1 only and are stopped.
 set -uo pipefail
@@ -56,6 +57,9 @@ bash scripts/bench/redis.sh | grep '^RESULT ' >> "$raw"
 
 section "etcd registry (scripts/bench/etcd.sh)"
 bash scripts/bench/etcd.sh "$exe" | grep '^RESULT ' >> "$raw"
+
+section "durable channels (scripts/bench/durable.sh)"
+bash scripts/bench/durable.sh "$exe" | grep '^RESULT ' >> "$raw"
 
 section "peer: Python sssn v0.0.1 (SSSN_PY_SRC)"
 # The Python sssn needs pydantic 2: take the first python3 that has it (Debian 12's own
