@@ -1,0 +1,130 @@
+// The registry tables: what the page lists, and entries that go away on their own.
+import { test, luaSystem, openDashboard, sel, cellText, until, assert, assertEqual } from './lib.mjs';
+
+test('lists the registered systems and channels with name, kind, visibility and services', async (t) => {
+  const h = await t.host({
+    scripts: {
+      'weather.lua': luaSystem({
+        id: 'weather', name: 'Weather Station', services: ['temperature', 'humidity'],
+        channels: [
+          { id: 'temperature-feed', name: 'Temperature Feed', kind: 'broadcast', visibility: 'public' },
+          { id: 'weather-inbox', name: 'Weather Inbox', kind: 'mailbox', visibility: 'private' },
+        ],
+      }),
+      'ocr.lua': luaSystem({
+        id: 'ocr', name: 'OCR Worker', services: ['ocr'],
+        channels: [{ id: 'ocr-jobs', name: 'OCR Jobs', kind: 'work_queue', visibility: 'public' }],
+      }),
+    },
+  });
+  const page = await t.page();
+  await openDashboard(page, h);
+
+  for (const [id, name, services] of [['weather', 'Weather Station', ['temperature', 'humidity']],
+    ['ocr', 'OCR Worker', ['ocr']]]) {
+    const row = sel.systemRow(id);
+    await page.locator(row).waitFor({ state: 'visible', timeout: 8000 });
+    assertEqual(await cellText(page, row, 'name'), name, `system ${id}'s td.name`);
+    const svc = await cellText(page, row, 'services');
+    for (const s of services) assert(svc.includes(s), `system ${id}'s td.services "${svc}" lacks ${s}`);
+    assert((await cellText(page, row, 'id')).includes(id), `system ${id}'s td.id`);
+    assert(/\d+\s*s/.test(await cellText(page, row, 'ttl')), `system ${id}'s td.ttl shows seconds left`);
+    assert(/live/i.test(await cellText(page, row, 'state')), `system ${id}'s td.state says live`);
+  }
+  for (const [id, name, kind, visibility, owner] of [
+    ['temperature-feed', 'Temperature Feed', 'broadcast', 'public', 'weather'],
+    ['weather-inbox', 'Weather Inbox', 'mailbox', 'private', 'weather'],
+    ['ocr-jobs', 'OCR Jobs', 'work_queue', 'public', 'ocr']]) {
+    const row = sel.channelRow(id);
+    await page.locator(row).waitFor({ state: 'visible', timeout: 8000 });
+    assertEqual(await cellText(page, row, 'name'), name, `channel ${id}'s td.name`);
+    assertEqual(await cellText(page, row, 'kind'), kind, `channel ${id}'s td.kind`);
+    assertEqual(await cellText(page, row, 'visibility'), visibility, `channel ${id}'s td.visibility`);
+    assert((await cellText(page, row, 'owner')).includes(owner), `channel ${id}'s td.owner names ${owner}`);
+    assert((await cellText(page, row, 'endpoint')).includes(h.url.replace('http://', '')),
+      `channel ${id}'s td.endpoint names ${h.url}`);
+  }
+  assertEqual(await page.locator('table#systems tbody tr[data-id]').count(), 2, 'system rows');
+  assertEqual(await page.locator('table#channels tbody tr[data-id]').count(), 3, 'channel rows');
+  // the caption and column headers make the tables readable to a screen reader
+  for (const table of ['systems', 'channels']) {
+    assert(await page.locator(`table#${table} caption`).count() === 1, `table#${table} has a caption`);
+    assert(await page.locator(`table#${table} th[scope=col]`).count() >= 5, `table#${table} has th[scope=col]`);
+  }
+});
+
+test('an entry disappears from its table when its TTL passes, without a reload', async (t) => {
+  const h = await t.host({ scripts: { 'weather.lua': luaSystem({ id: 'weather', channels: [{ id: 'steady' }] }) } });
+  const info = (id) => ({ id, name: `Short-lived ${id}`, kind: 'broadcast', visibility: 'public', description: '' });
+  // one registered before the page loads (listed), one after (learnt from the event feed)
+  await t.apiOk(h, 'PUT', '/registry/channels/early?ttl=4', info('early'));
+  const page = await t.page();
+  await openDashboard(page, h);
+  await page.evaluate(() => { window.__sameDocument = true; });
+  await page.locator(sel.channelRow('early')).waitFor({ state: 'visible', timeout: 3000 });
+  await t.apiOk(h, 'PUT', '/registry/channels/late?ttl=2', info('late'));
+  await page.locator(sel.channelRow('late')).waitFor({ state: 'visible', timeout: 3000 });
+  await until('events feed to show "registered channel late"', async () =>
+    (await page.locator('ol#events li').allTextContents()).some((s) => /registered\s+channel\s+late/.test(s)));
+
+  await page.locator(sel.channelRow('late')).waitFor({ state: 'detached', timeout: 6000 });
+  await page.locator(sel.channelRow('early')).waitFor({ state: 'detached', timeout: 6000 });
+  await until('events feed to show "expired channel late" newest first', async () => {
+    const items = await page.locator('ol#events li').allTextContents();
+    const e = items.findIndex((s) => /expired\s+channel\s+late/.test(s));
+    const r = items.findIndex((s) => /registered\s+channel\s+late/.test(s));
+    return e >= 0 && r > e;
+  });
+  assert(await page.evaluate(() => window.__sameDocument === true), 'the page reloaded');
+  assert(await page.locator(sel.channelRow('steady')).isVisible(), 'the live channel "steady" stays listed');
+});
+
+test('a deregistered system disappears from its table', async (t) => {
+  const h = await t.host();
+  await t.apiOk(h, 'PUT', '/registry/systems/visitor?ttl=60', {
+    system_id: 'visitor', system_name: 'Visitor', description: '', services: [{ name: 'greeting', description: '' }],
+    channels_read: [], channels_write: [],
+  });
+  const page = await t.page();
+  await openDashboard(page, h);
+  await page.locator(sel.systemRow('visitor')).waitFor({ state: 'visible', timeout: 5000 });
+  await t.apiOk(h, 'DELETE', '/registry/systems/visitor');
+  await page.locator(sel.systemRow('visitor')).waitFor({ state: 'detached', timeout: 5000 });
+});
+
+test('the search box and filters hide the rows that do not match', async (t) => {
+  const h = await t.host({
+    scripts: {
+      'a.lua': luaSystem({ id: 'weather', name: 'Weather Station', services: ['temperature'],
+        channels: [{ id: 'temperature-feed', name: 'Temperature Feed' },
+          { id: 'weather-inbox', name: 'Weather Inbox', kind: 'mailbox', visibility: 'private' }] }),
+      'b.lua': luaSystem({ id: 'ocr', name: 'OCR Worker', services: ['ocr'],
+        channels: [{ id: 'ocr-jobs', name: 'OCR Jobs', kind: 'work_queue' }] }),
+    },
+  });
+  const page = await t.page();
+  await openDashboard(page, h);
+  for (const id of ['temperature-feed', 'weather-inbox', 'ocr-jobs']) {
+    await page.locator(sel.channelRow(id)).waitFor({ state: 'visible', timeout: 8000 });
+  }
+  await page.locator(sel.systemRow('ocr')).waitFor({ state: 'visible', timeout: 8000 });
+  const shown = async (table) => (await page.locator(`table#${table} tbody tr[data-id]:not([hidden])`)
+    .evaluateAll((rows) => rows.map((r) => r.dataset.id))).sort().join(',');
+  const expectShown = (table, ids, what) => until(`${what}: ${table} rows ${ids}`, async () => (await shown(table)) === ids,
+    { timeout: 3000 });
+
+  await page.fill('input#search', 'ocr');
+  await expectShown('channels', 'ocr-jobs', 'search "ocr"');
+  await expectShown('systems', 'ocr', 'search "ocr"');
+  await page.fill('input#search', '');
+  await expectShown('channels', 'ocr-jobs,temperature-feed,weather-inbox', 'search cleared');
+
+  await page.selectOption('select#filter-visibility', 'private');
+  await expectShown('channels', 'weather-inbox', 'visibility private');
+  await page.selectOption('select#filter-visibility', '');
+  await page.fill('input#filter-capability', 'temperature');
+  await expectShown('systems', 'weather', 'capability temperature');
+  await page.fill('input#filter-capability', '');
+  await page.fill('input#filter-name', 'Temperature');
+  await expectShown('channels', 'temperature-feed', 'name "Temperature"');
+});
