@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the C unit tests given as arguments, then the busted specs inside the host.
+# Runs every test: the C unit tests given as arguments, the busted specs inside the host, then
+# the dashboard's tests in a real browser (spec/browser: Debian's chromium, playwright-core).
 # Each run ends with "N passed, N failed"; this script adds them up and prints the total as
 # its last line. Exits non-zero when any test failed or a runner crashed.
 set -uo pipefail
@@ -44,6 +45,13 @@ for t in "$@"; do
 done
 echo "== specs (sssn-host test spec)"
 run ./sssn-host test spec
+echo "== browser (node spec/browser/run.mjs)"
+if [ -x /usr/bin/chromium ] && command -v node >/dev/null && [ -d node_modules/playwright-core ]; then
+  run node spec/browser/run.mjs
+else
+  echo "run-tests: the browser tests need /usr/bin/chromium, node and node_modules/playwright-core (scripts/deps.sh installs them)" >&2
+  failed=$((failed + 1)); status=1
+fi
 
 if [ -n "$sanlogs" ]; then
   reports=$(ls "$sanlogs" | wc -l)
