@@ -28,9 +28,15 @@ test('lists the registered systems and channels with name, kind, visibility and 
     const svc = await cellText(page, row, 'services');
     for (const s of services) assert(svc.includes(s), `system ${id}'s td.services "${svc}" lacks ${s}`);
     assert((await cellText(page, row, 'id')).includes(id), `system ${id}'s td.id`);
-    assert(/\d+\s*s/.test(await cellText(page, row, 'ttl')), `system ${id}'s td.ttl shows seconds left`);
-    assert(/live/i.test(await cellText(page, row, 'state')), `system ${id}'s td.state says live`);
+    await until(`system ${id}'s td.ttl to show seconds left`, async () => /\d+\s*s/.test(await cellText(page, row, 'ttl')),
+      { timeout: 3000 });
+    await until(`system ${id}'s td.state to say live`, async () => /live/i.test(await cellText(page, row, 'state')),
+      { timeout: 3000 });
   }
+  // the TTL counts down each second (default TTL 300 s, refreshed after two thirds of it)
+  const left = async () => parseInt(await cellText(page, sel.systemRow('weather'), 'ttl'), 10);
+  const before = await left();
+  await until(`td.ttl of weather to count down from ${before}`, async () => (await left()) < before, { timeout: 3000 });
   for (const [id, name, kind, visibility, owner] of [
     ['temperature-feed', 'Temperature Feed', 'broadcast', 'public', 'weather'],
     ['weather-inbox', 'Weather Inbox', 'mailbox', 'private', 'weather'],

@@ -6,7 +6,7 @@
 import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { root, tests, TestContext, killAll, hostBinary } from './lib.mjs';
+import { root, tests, TestContext, killAll, hostBinary, Failure } from './lib.mjs';
 
 const CHROMIUM = process.env.SSSN_CHROMIUM || '/usr/bin/chromium';
 const TEST_TIMEOUT = 30000;
@@ -63,7 +63,7 @@ for (const { name, fn } of selected) {
       new Promise((_, fail) => { timer = setTimeout(() => fail(new Error(`took more than ${TEST_TIMEOUT / 1000} s`)), TEST_TIMEOUT); }),
     ]);
     const problems = t.consoleProblems();
-    if (problems.length) error = new Error(`the page logged:\n${problems.join('\n')}`);
+    if (problems.length) error = new Failure(`the page logged:\n${problems.join('\n')}`);
   } catch (e) {
     error = e;
     const problems = t.consoleProblems();
@@ -76,8 +76,8 @@ for (const { name, fn } of selected) {
   if (error) {
     failed++;
     console.log(`not ok - ${name}`);
-    const text = error.name === 'Failure' || error.constructor.name === 'Failure'
-      ? error.message : (error.stack || String(error));
+    const text = (error.constructor.name === 'Failure' || /^(locator|page)\./.test(error.message)
+      ? error.message : (error.stack || String(error))).replace(/\x1b\[[0-9;]*m/g, '');
     console.log(text.split('\n').map((l) => `  ${l}`).join('\n'));
     for (const h of t.hosts) {
       const tail = h.stderr.trim().split('\n').slice(-15).join('\n    ');
