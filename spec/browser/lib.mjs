@@ -180,20 +180,30 @@ export class TestContext {
     return this.console.filter((c) => !this.allowed.some((re) => re.test(c)));
   }
 
+  // Closes the pages, stops the hosts, removes the temp dirs; returns what went wrong on the
+  // way (a host that died early, or did not stop cleanly on SIGTERM).
   async cleanup() {
     for (const c of this.contexts) await c.close().catch(() => {});
-    await Promise.all(this.hosts.map(stopHost));
+    const stops = await Promise.all(this.hosts.map(stopHost));
     for (const d of this.dirs) rmSync(d, { recursive: true, force: true });
+    return stops.filter(Boolean);
   }
 }
 
-// SIGTERM (the host drains: long-polls answered, at most ~8 s), SIGKILL after 6 s.
+// SIGTERM (the host drains: long-polls answered, at most ~8 s), SIGKILL after 6 s. Resolves
+// to null after a clean stop (exit status 0), else to what happened.
 export function stopHost(h) {
   return new Promise((ok) => {
-    if (h.exited !== null) return ok();
-    const kill = setTimeout(() => { try { h.proc.kill('SIGKILL'); } catch {} }, 6000);
-    h.proc.once('exit', () => { clearTimeout(kill); ok(); });
-    try { h.proc.kill('SIGTERM'); } catch { clearTimeout(kill); ok(); }
+    if (!h.url) return ok(null); // never started: its start already failed the test
+    if (h.exited !== null) return ok(`host ${h.url} had exited (${h.exited}) before the test ended`);
+    let killed = false;
+    const kill = setTimeout(() => { killed = true; try { h.proc.kill('SIGKILL'); } catch {} }, 6000);
+    h.proc.once('exit', (code, sig) => {
+      clearTimeout(kill);
+      if (killed) ok(`host ${h.url} did not stop within 6 s of SIGTERM (killed)`);
+      else ok(code === 0 ? null : `host ${h.url} exited ${sig || code} on SIGTERM`);
+    });
+    try { h.proc.kill('SIGTERM'); } catch { clearTimeout(kill); ok(null); }
   });
 }
 

@@ -71,8 +71,12 @@ for (const { name, fn } of selected) {
   } finally {
     clearTimeout(timer);
   }
-  await t.cleanup();
+  const stops = await t.cleanup();
   live.splice(live.indexOf(t), 1);
+  if (stops.length) {
+    if (!error) error = new Failure(stops.join('\n'));
+    else error.message += `\n${stops.join('\n')}`;
+  }
   if (error) {
     failed++;
     console.log(`not ok - ${name}`);
