@@ -85,3 +85,17 @@ test('a token-protected host: an admin token shows the private channel too', asy
   assert(!(await page.locator('dialog#token-dialog').isVisible()), 'the dialog stays closed after a reload');
   await page.locator(sel.channelRow('secret-feed')).waitFor({ state: 'visible', timeout: 5000 });
 });
+
+test('a token-protected host: Escape closes the token dialog', async (t) => {
+  const { h } = await authHost(t);
+  t.allowConsole(/Failed to load resource: the server responded with a status of 401/);
+  const page = await t.page();
+  await page.goto(h.url + '/');
+  const dialog = page.locator('dialog#token-dialog');
+  await dialog.waitFor({ state: 'visible', timeout: 5000 });
+  await until('input#token to have the focus', async () => page.evaluate(() => document.activeElement?.id === 'token'),
+    { timeout: 2000 });
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden', timeout: 3000 });
+  assertEqual(await page.locator('table#channels tbody tr[data-id]').count(), 0, 'channel rows without a token');
+});

@@ -166,6 +166,8 @@ export class TestContext {
     const context = await this.browser.newContext({ viewport: { width, height } });
     this.contexts.push(context);
     const page = await context.newPage();
+    // no single read or action may hang past the deadlines of until() and the test
+    page.setDefaultTimeout(5000);
     page.on('console', (m) => {
       if (m.type() === 'error' || m.type() === 'warning') {
         const loc = m.location();

@@ -69,12 +69,19 @@ test('an entry disappears from its table when its TTL passes, without a reload',
   await page.evaluate(() => { window.__sameDocument = true; });
   await page.locator(sel.channelRow('early')).waitFor({ state: 'visible', timeout: 3000 });
   await t.apiOk(h, 'PUT', '/registry/channels/late?ttl=2', info('late'));
+  await t.apiOk(h, 'PUT', '/registry/systems/brief?ttl=3', { system_id: 'brief', system_name: 'Brief', description: '',
+    services: [], channels_read: [], channels_write: [] });
+  await until('td.state of system "brief" (3 s left) to say expiring', async () =>
+    /^\s*expiring\s*$/i.test(await page.locator(`${sel.systemRow('brief')} td.state`).textContent()), { timeout: 2500 });
   await page.locator(sel.channelRow('late')).waitFor({ state: 'visible', timeout: 3000 });
   await until('events feed to show "registered channel late"', async () =>
     (await page.locator('ol#events li').allTextContents()).some((s) => /registered\s+channel\s+late/.test(s)));
 
+  await until('td.ttl of "late" to show at most its 2 s', async () =>
+    parseInt(await page.locator(`${sel.channelRow('late')} td.ttl`).textContent(), 10) <= 2, { timeout: 2000 });
   await page.locator(sel.channelRow('late')).waitFor({ state: 'detached', timeout: 6000 });
   await page.locator(sel.channelRow('early')).waitFor({ state: 'detached', timeout: 6000 });
+  await page.locator(sel.systemRow('brief')).waitFor({ state: 'detached', timeout: 6000 });
   await until('events feed to show "expired channel late" newest first', async () => {
     const items = await page.locator('ol#events li').allTextContents();
     const e = items.findIndex((s) => /expired\s+channel\s+late/.test(s));
@@ -133,4 +140,46 @@ test('the search box and filters hide the rows that do not match', async (t) => 
   await page.fill('input#filter-capability', '');
   await page.fill('input#filter-name', 'Temperature');
   await expectShown('channels', 'temperature-feed', 'name "Temperature"');
+});
+
+test('the events feed keeps the newest 200 events, newest first', async (t) => {
+  const h = await t.host();
+  const page = await t.page();
+  await openDashboard(page, h);
+  for (let i = 0; i < 210; i++) {
+    const id = `e${String(i).padStart(3, '0')}`;
+    await t.apiOk(h, 'PUT', `/registry/channels/${id}?ttl=60`, { id, name: id, kind: 'broadcast', visibility: 'public', description: '' });
+  }
+  await until('the feed to hold 200 events, the newest (e209) first', async () => {
+    const items = await page.locator('ol#events li').allTextContents();
+    return items.length === 200 && /registered\s+channel\s+e209/.test(items[0]) && /e010/.test(items[199]);
+  }, { timeout: 8000 });
+  await page.locator(sel.channelRow('e000')).waitFor({ state: 'attached', timeout: 3000 });
+});
+
+test('through a host with --registry, the page shows the whole fleet', async (t) => {
+  const a = await t.host({ scripts: { 'weather.lua': luaSystem({ id: 'weather', name: 'Weather Station',
+    services: ['temperature'], channels: [{ id: 'temperature-feed', name: 'Temperature Feed' }],
+    writes: { channel: 'temperature-feed', rate: 4 } }) } });
+  const b = await t.host({ args: ['--registry', a.url], scripts: { 'ocr.lua': luaSystem({ id: 'ocr', name: 'OCR Worker',
+    services: ['ocr'], channels: [{ id: 'ocr-jobs', name: 'OCR Jobs', kind: 'work_queue' }] }) } });
+  const page = await t.page();
+  await openDashboard(page, b);
+  for (const id of ['weather', 'ocr']) await page.locator(sel.systemRow(id)).waitFor({ state: 'visible', timeout: 8000 });
+  await page.locator(sel.channelRow('temperature-feed')).waitFor({ state: 'visible', timeout: 8000 });
+  await page.locator(sel.channelRow('ocr-jobs')).waitFor({ state: 'visible', timeout: 8000 });
+  assert((await page.locator(`${sel.channelRow('temperature-feed')} td.endpoint`).textContent()).includes(a.url.slice(7)),
+    'temperature-feed is served by host A');
+  // counts and rates are known for this host's own channels only
+  await until('ocr-jobs (served by B) to show a count', async () =>
+    /^\d+$/.test((await page.locator(`${sel.channelRow('ocr-jobs')} td.count`).textContent()).trim()), { timeout: 5000 });
+  for (const cell of ['count', 'rate']) {
+    assertEqual((await page.locator(`${sel.channelRow('temperature-feed')} td.${cell}`).textContent()).trim(), '—',
+      `td.${cell} of temperature-feed, served by another host`);
+  }
+  // the event feed of B follows A's registry: a registration at A shows up on B's page
+  await t.apiOk(a, 'PUT', '/registry/channels/late?ttl=60', { id: 'late', name: 'Late', kind: 'broadcast', visibility: 'public', description: '' });
+  await page.locator(sel.channelRow('late')).waitFor({ state: 'visible', timeout: 5000 });
+  await t.apiOk(a, 'DELETE', '/registry/channels/late');
+  await page.locator(sel.channelRow('late')).waitFor({ state: 'detached', timeout: 5000 });
 });
