@@ -4,6 +4,7 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 LUADIR   = $(PREFIX)/share/sssn-host/lua
+WEBDIR   = $(PREFIX)/share/sssn-host/web
 VERSION  = 0.1.0
 
 CC      ?= cc
@@ -98,6 +99,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LUADIR)/sssn
 	install -m 755 sssn-host $(DESTDIR)$(PREFIX)/bin/sssn-host
 	install -m 644 lua/sssn/*.lua $(DESTDIR)$(LUADIR)/sssn/
+	install -d $(DESTDIR)$(WEBDIR)
+	install -m 644 web/* $(DESTDIR)$(WEBDIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/sssn-host

@@ -442,6 +442,16 @@ static const char *find_lua_dir(char *buf, size_t size)
     return is_lua_dir(buf) ? buf : NULL;
 }
 
+/* The dashboard's files (web/) sit beside the Lua module's directory, in a source tree and
+ * installed alike: DIR/lua and DIR/web. */
+static const char *web_dir(const char *lua_dir, char *buf, size_t size)
+{
+    const char *slash = lua_dir ? strrchr(lua_dir, '/') : NULL;
+    if (!slash || snprintf(buf, size, "%.*s/web", (int)(slash - lua_dir), lua_dir) >= (int)size)
+        return NULL;
+    return buf;
+}
+
 static int run_tests(app *a, int argc, char **argv)
 {
     host *h = a->h;
@@ -1066,13 +1076,14 @@ int main(int argc, char **argv)
         return 1;
     }
     /* the API first: the systems' registrations carry its endpoint */
+    char web[PATH_MAX];
     if (listen_port >= 0) {
         api_options opt = {.addr = listen_addr, .numeric = listen_resolved.numeric, .port = listen_port,
                            .loopback = listen_resolved.loopback, .any = listen_resolved.any,
                            .advertise = advertise, .auth = auth,
                            .tls_cert = tls_cert, .tls_key = tls_key,
                            .request_timeout = request_timeout, .max_connections = max_connections,
-                           .max_per_address = max_per_address};
+                           .max_per_address = max_per_address, .web_dir = web_dir(cfg.lua_dir, web, sizeof web)};
         if (app_add(a, api_service_new(h, &opt)) < 0) {
             app_free(a);
             return 1;

@@ -63,6 +63,48 @@ static int l_api_info(lua_State *L)
     return push_buf(L, &b);
 }
 
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* core.api_channels() -> {{id, name, kind, visibility, owner, endpoint, durable, held, writes,
+ * last_seq}, ...}: this host's live channels, by id, for GET /channels (the router keeps
+ * those the caller may read). */
+static int l_api_channels(lua_State *L)
+{
+    host *h = host_of(L);
+    size_t n = hashmap_count(h->channels), i = 0;
+    const char **ids = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ids, 0);
+    hashmap_iter it;
+    const char *key;
+    hashmap_iter_init(h->channels, &it);
+    while (i < n && hashmap_iter_next(h->channels, &it, &key, NULL))
+        ids[i++] = key;
+    qsort(ids, i, sizeof *ids, compare_strings);
+    lua_createtable(L, (int)i, 0);
+    for (size_t k = 0; k < i; k++) {
+        const channel *ch = hashmap_get(h->channels, ids[k]);
+        lua_createtable(L, 0, 10);
+        vm_set_string_field(L, "id", ch->id);
+        vm_set_string_field(L, "name", ch->name);
+        vm_set_string_field(L, "kind", channel_kind_name(ch->kind));
+        vm_set_string_field(L, "visibility", ch->is_public ? "public" : "private");
+        vm_set_string_field(L, "owner", ch->owner);
+        vm_set_string_field(L, "endpoint", h->endpoint);
+        lua_pushboolean(L, channel_epoch(ch) != NULL);
+        lua_setfield(L, -2, "durable");
+        lua_pushinteger(L, (lua_Integer)ch->count);
+        lua_setfield(L, -2, "held");
+        lua_pushinteger(L, (lua_Integer)ch->writes);
+        lua_setfield(L, -2, "writes");
+        lua_pushinteger(L, (lua_Integer)channel_last_seq(ch));
+        lua_setfield(L, -2, "last_seq");
+        lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    return 1;
+}
+
 /* core.api_read(id, reader, limit, after_seq|nil, after_id|nil, exclusive)
  *   -> json {"messages": [...], "missed", "epoch", "more"}, count, last_seq | nil, status, type,
  *   message. The answer is at most --max-read-bytes (one message larger than that by itself,
@@ -358,6 +400,7 @@ static int l_endpoint(lua_State *L)
 static const luaL_Reg api_funcs[] = {
     {"error_kind", bind_l_error_kind},
     {"api_info", l_api_info},
+    {"api_channels", l_api_channels},
     {"api_channel_visibility", l_api_channel_visibility},
     {"registry_max_ttl", l_registry_max_ttl},
     {"api_read", l_api_read},

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "svc/auth.h"
+#include "svc/webui.h"
 #include "sys/host.h"
 #include "sys/regbackend.h"
 #include "sys/store_sqlite.h"
@@ -41,6 +42,7 @@ typedef struct api {
     strbuf text;       /* a fast PUT's body, checked and compacted */
     struct held_answer *held; /* fast PUTs to durable channels waiting for their commit */
     int draining;      /* the host stops cleanly: writes are refused, long-polls answer at once */
+    webui *web;        /* the dashboard's files, or NULL */
 } api;
 
 /* r->data of a long-poll whose task the drain ended, to route it again (drain_long_polls) */
@@ -427,6 +429,8 @@ static int drained_request(http_request *r);
 static void on_request(void *ud, http_request *r)
 {
     api *a = ud;
+    if (webui_answer(a->web, r)) /* the dashboard's files: public, the page asks for a token */
+        return;
     principal who = {0};
     int status = 0;
     char detail[256];
@@ -578,6 +582,9 @@ static int api_start(service *svc, char *err, size_t errlen)
     lua_getfield(L, -1, "handle");
     a->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
+    char why[512];
+    if (a->opt.web_dir && !(a->web = webui_load(a->opt.web_dir, why, sizeof why)))
+        host_log(h, LOG_WARN, NULL, "no dashboard at /: %s", why);
     tls_server *tls = NULL;
     if (a->opt.tls_cert && !(tls = tls_server_new(a->opt.tls_cert, a->opt.tls_key, err, errlen)))
         return -1;
@@ -635,6 +642,7 @@ static void api_free(service *svc)
         a->auth->free(a->auth);
     strbuf_free(&a->out);
     strbuf_free(&a->text);
+    webui_free(a->web);
     free(a->opt_strings);
     free(a);
     free(svc);
@@ -648,7 +656,8 @@ service *api_service_new(host *h, const api_options *opt)
     api *a = calloc(1, sizeof *a);
     size_t n1 = strlen(opt->addr) + 1, n2 = strlen(opt->numeric) + 1, n3 = opt->advertise ? strlen(opt->advertise) + 1 : 0;
     size_t n4 = opt->tls_cert ? strlen(opt->tls_cert) + 1 : 0, n5 = opt->tls_key ? strlen(opt->tls_key) + 1 : 0;
-    char *strings = malloc(n1 + n2 + n3 + n4 + n5);
+    size_t n6 = opt->web_dir ? strlen(opt->web_dir) + 1 : 0;
+    char *strings = malloc(n1 + n2 + n3 + n4 + n5 + n6);
     if (!svc || !a || !strings) {
         if (opt->auth)
             opt->auth->free(opt->auth);
@@ -665,6 +674,7 @@ service *api_service_new(host *h, const api_options *opt)
     a->opt.advertise = opt->advertise ? memcpy(strings + n1 + n2, opt->advertise, n3) : NULL;
     a->opt.tls_cert = opt->tls_cert ? memcpy(strings + n1 + n2 + n3, opt->tls_cert, n4) : NULL;
     a->opt.tls_key = opt->tls_key ? memcpy(strings + n1 + n2 + n3 + n4, opt->tls_key, n5) : NULL;
+    a->opt.web_dir = opt->web_dir ? memcpy(strings + n1 + n2 + n3 + n4 + n5, opt->web_dir, n6) : NULL;
     a->auth = opt->auth;
     *svc = (service){.name = "HTTP API", .start = api_start, .drain = api_drain, .busy = api_busy,
                      .stop = api_stop, .free = api_free, .keeps_running = api_keeps_running, .impl = a};

@@ -23,6 +23,7 @@ typedef struct api_options {
     double request_timeout;        /* --request-timeout (0: the default, 10 s) */
     unsigned max_connections;      /* --max-connections (0: the default, 1024) */
     unsigned max_per_address;      /* --max-connections-per-address (0: the default, 128) */
+    const char *web_dir;           /* the dashboard's files (svc/webui.h), or NULL: no page */
 } api_options;
 
 /* The options are copied; NULL when out of memory. */

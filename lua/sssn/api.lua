@@ -401,7 +401,15 @@ function M.handle(method, path, query, who, body)
   end
   local n, s1 = #segs, segs[1]
 
-  if s1 == "channels" and n >= 2 then
+  if s1 == "channels" and n == 1 then
+    -- this host's channels the caller may read, with their counts (the dashboard's rates)
+    if method ~= "GET" then return not_allowed(method, path, { "GET" }) end
+    local out = {}
+    for _, c in ipairs(core.api_channels()) do
+      if not check_channel(who, READ, c.id) then out[#out + 1] = c end
+    end
+    return json(200, { channels = setmetatable(out, core.array_mt) })
+  elseif s1 == "channels" and n >= 2 then
     local id = segs[2]
     local caller, e = identity_of(q, who)
     if not caller then return err(400, "bad_request", e) end
