@@ -29,7 +29,7 @@ const chart = new RateChart($("#rate-chart"), $("#rate-now"));
 let session = null;      // AbortController of the running loops
 let localChannels = null; // Map id -> this host's counters, from the last GET /channels
 
-function start() {
+async function start() {
   session?.abort();
   session = new AbortController();
   const { signal } = session;
@@ -39,7 +39,7 @@ function start() {
   $("#events").replaceChildren();
   localChannels = null;
   setStatus("connecting…");
-  showVersion(signal);
+  if (!(await mayStart(signal))) return;
   followRegistry({ signal, tables, feed, setStatus, onNeedToken: needToken });
   followRates({
     signal,
@@ -58,18 +58,43 @@ function start() {
   view.restart();
 }
 
+// Whether the loops may start. GET /health answers without a credential, and with
+// authentication on it then says only {"status": "ok"}: so a page without a token learns that
+// it needs one before any request is refused (each refusal is an error in the browser's
+// console), and a page with one tries it once.
+async function mayStart(signal) {
+  let health;
+  try {
+    health = await getJSON("/health", signal);
+  } catch (error) {
+    if (error.needsToken) {
+      needToken(error); // a token the host refuses (403)
+      return false;
+    }
+    return !signal.aborted; // a host in trouble: the loops report it and retry
+  }
+  $("#version").textContent = health.version ? `version ${health.version}` : "";
+  if (!storedToken() && health.version === undefined) {
+    needToken({ status: 401 });
+    return false;
+  }
+  if (storedToken()) {
+    // one request tries the token, rather than every loop at once
+    try {
+      await getJSON(`/registry/events?index=${Number.MAX_SAFE_INTEGER}&wait=0`, signal);
+    } catch (error) {
+      if (error.needsToken) {
+        needToken(error);
+        return false;
+      }
+    }
+  }
+  return !signal.aborted;
+}
+
 function setStatus(text) {
   statusElement.textContent = text;
   statusElement.dataset.state = text === "live" ? "live" : text === "needs a token" ? "token" : "waiting";
-}
-
-async function showVersion(signal) {
-  try {
-    const health = await getJSON("/health", signal);
-    $("#version").textContent = health.version ? `version ${health.version}` : "";
-  } catch {
-    // the version is a nicety: the registry loop reports the host's troubles
-  }
 }
 
 // The channel view for a row's id button: what the page knows of where the channel lives.
@@ -91,7 +116,10 @@ function openChannel(record, button) {
 
 // Token -------------------------------------------------------------------------------
 
+// Every loop stops until a token is given: asking again with the same one would be refused again.
 function needToken(error) {
+  session?.abort();
+  view.stop();
   setStatus("needs a token");
   const reason = error.status === 403
     ? `The host refused the token: ${error.message}`

@@ -50,6 +50,12 @@ export class ChannelView {
     this.follow(this.channel, this.controller.signal);
   }
 
+  // stops reading but stays open (the token is being asked for; restart() goes on)
+  stop() {
+    this.controller?.abort();
+    this.controller = null;
+  }
+
   close() {
     if (!this.isOpen) return;
     this.controller?.abort();
