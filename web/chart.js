@@ -5,7 +5,7 @@
 const WINDOW_MS = 5 * 60 * 1000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 // the drawing area inside the viewBox (0 0 600 180): room on the left for the scale
-const PLOT = { left: 48, right: 592, top: 12, bottom: 156 };
+const PLOT = { left: 58, right: 592, top: 12, bottom: 156 };
 
 export class RateChart {
   constructor(svg, caption) {

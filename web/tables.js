@@ -3,8 +3,10 @@
 // scroll survive updates. Text goes in with textContent only: entries are written by anyone who
 // may register, and must never become markup.
 
+import { hostNow } from "./clock.js";
+
 const EXPIRING_SECONDS = 10;     // "expiring" below this many seconds left
-const EXPIRED_GRACE_SECONDS = 3; // an expired row stays this long, then goes (the host purges
+const EXPIRED_GRACE_SECONDS = 1; // an expired row stays this long, then goes (the host purges
                                  // only every --maintenance seconds, so its event may be late)
 const NONE = "—";
 
@@ -97,6 +99,7 @@ export class RegistryTable {
       this.registrants.set(id, registrant);
     }
     this.render(record);
+    this.tickRecord(id, record, hostNow());
     this.applyFilterTo(record);
     this.updateCount();
   }
@@ -176,21 +179,23 @@ export class RegistryTable {
   // Once a second: the TTL left and the state, from expires_at on the host's clock. Rows past
   // their TTL by the grace go, as the registry no longer lists them.
   tick(now) {
-    for (const [id, record] of [...this.records]) {
-      const expiresAt = record.entry.expires_at;
-      if (typeof expiresAt !== "number") {
-        setText(record.cells.ttl, NONE);
-        this.setState(record, "live");
-        continue;
-      }
-      const left = expiresAt - now;
-      if (left <= -EXPIRED_GRACE_SECONDS) {
-        this.remove(id);
-        continue;
-      }
-      setText(record.cells.ttl, `${Math.max(0, Math.ceil(left))} s`);
-      this.setState(record, left <= 0 ? "expired" : left < EXPIRING_SECONDS ? "expiring" : "live");
+    for (const [id, record] of [...this.records]) this.tickRecord(id, record, now);
+  }
+
+  tickRecord(id, record, now) {
+    const expiresAt = record.entry.expires_at;
+    if (typeof expiresAt !== "number") {
+      setText(record.cells.ttl, NONE);
+      this.setState(record, "live");
+      return;
     }
+    const left = expiresAt - now;
+    if (left <= -EXPIRED_GRACE_SECONDS) {
+      this.remove(id);
+      return;
+    }
+    setText(record.cells.ttl, `${Math.max(0, Math.ceil(left))} s`);
+    this.setState(record, left <= 0 ? "expired" : left < EXPIRING_SECONDS ? "expiring" : "live");
   }
 
   setState(record, state) {
