@@ -78,13 +78,14 @@ export class RegistryTable {
     const seen = new Set();
     for (const entry of entries) {
       seen.add(this.idOf(entry));
-      this.upsert(entry);
+      this.upsert(entry, null, { counting: false });
     }
-    for (const id of [...this.records.keys()]) if (!seen.has(id)) this.remove(id);
+    for (const id of [...this.records.keys()]) if (!seen.has(id)) this.remove(id, { counting: false });
     this.updateCount();
   }
 
-  upsert(entry, registrant) {
+  // counting: false leaves the caption's count to the caller (one count for a whole list)
+  upsert(entry, registrant, { counting = true } = {}) {
     const id = this.idOf(entry);
     if (typeof id !== "string") return;
     let record = this.records.get(id);
@@ -101,20 +102,23 @@ export class RegistryTable {
     this.render(record);
     this.tickRecord(id, record, hostNow());
     this.applyFilterTo(record);
-    this.updateCount();
+    if (counting) this.updateCount();
   }
 
-  remove(id) {
+  remove(id, { counting = true } = {}) {
     const record = this.records.get(id);
     if (!record) return;
     record.row.remove();
     this.records.delete(id);
     this.registrants.delete(id);
-    this.updateCount();
+    if (counting) this.updateCount();
   }
 
   clear() {
-    for (const id of [...this.records.keys()]) this.remove(id);
+    this.body.replaceChildren();
+    this.records.clear();
+    this.registrants.clear();
+    this.updateCount();
   }
 
   // Who registered an entry (null: nobody now), from an event of the past.
@@ -153,6 +157,11 @@ export class RegistryTable {
   // Rows stay in id order; a new one goes before the first larger id (existing rows never
   // move, so a focused button keeps its focus).
   insertSorted(id, row) {
+    const last = this.body.lastElementChild;
+    if (!last || last.dataset.id < id) {
+      this.body.append(row); // the usual case: lists come in id order
+      return;
+    }
     for (const other of this.body.rows) {
       if (other.dataset.id > id) {
         this.body.insertBefore(row, other);
