@@ -15,15 +15,24 @@ const NEWEST = Number.MAX_SAFE_INTEGER; // an index past the newest: answered at
 // setStatus(state); onNeedToken(error)
 export async function followRegistry({ signal, tables, feed, setStatus, onNeedToken }) {
   const backoff = new Backoff(1000, 30000);
-  let index = null;
+  // where the page is in the registry's events: the index to ask after, and the timestamp of
+  // the event at that index (to recognise a registry that restarted and counted up again)
+  let position = null;
+  let resuming = false; // after an error: the registry may have restarted meanwhile
   while (!signal.aborted) {
     try {
-      if (index === null) index = await replayHistory(signal, tables, feed);
+      if (position === null) position = await replayHistory(signal, tables, feed);
+      else if (resuming && (await restarted(signal, position))) {
+        feed.note("registry restarted: listing again");
+        position = { index: 0 }; // follow it from its start
+      }
+      resuming = false;
       await loadLists(signal, tables);
       setStatus("live");
       backoff.reset();
-      index = await pollEvents(signal, index, tables, feed);
+      await pollEvents(signal, position, tables, feed);
       // the registry restarted (its index went back): list again and follow it from its start
+      position = { index: 0 };
     } catch (error) {
       if (signal.aborted || isAbort(error)) return;
       if (error.needsToken) {
@@ -31,6 +40,7 @@ export async function followRegistry({ signal, tables, feed, setStatus, onNeedTo
         onNeedToken(error);
         return; // a new token starts everything again
       }
+      resuming = true;
       setStatus("reconnecting…");
       if (backoff.delay === 0) feed.note(`registry: ${error.message}; retrying`); // once an outage
       await sleep(backoff.next(), signal);
@@ -48,41 +58,64 @@ async function loadLists(signal, tables) {
 }
 
 // The events the registry still holds, for the feed and for who registered what; returns the
-// index to follow from.
+// position to follow from.
 async function replayHistory(signal, tables, feed) {
-  let index = 0;
+  const position = { index: 0 };
   for (let page = 0; page < HISTORY_PAGES; page++) {
-    const answer = await getJSON(`/registry/events?index=${index}&limit=${PAGE}&wait=0`, signal);
+    const answer = await getJSON(`/registry/events?index=${position.index}&limit=${PAGE}&wait=0`, signal);
     for (const event of answer.events) {
       feed.add(event);
       const gone = event.event === "deregistered" || event.event === "expired";
       tables[event.kind]?.noteRegistrant(event.id, gone ? null : event.registrant);
     }
-    index = answer.index;
-    if (answer.events.length < PAGE) return index;
+    advance(position, answer);
+    if (answer.events.length < PAGE) return position;
   }
-  // more history than the feed keeps: skip to the newest
+  return { index: await newestIndex(signal) }; // more history than the feed keeps: skip to the newest
+}
+
+function advance(position, answer) {
+  if (answer.index === position.index) return; // nothing new (a long-poll that timed out)
+  const last = answer.events[answer.events.length - 1];
+  // the index also moves past events this token may not see: then the page knows no timestamp
+  position.timestamp = last && last.index === answer.index ? last.timestamp : undefined;
+  position.index = answer.index;
+}
+
+// Whether the registry restarted while the page could not reach it: its newest index is
+// behind the page's, or the event at the page's index is another one than the page saw.
+async function restarted(signal, position) {
+  const newest = await newestIndex(signal);
+  if (newest < position.index) return true;
+  if (position.index === 0 || position.timestamp === undefined) return false;
+  const answer = await getJSON(`/registry/events?index=${position.index - 1}&limit=1&wait=0`, signal);
+  const event = answer.events[0];
+  // no such event any more (the registry let it go): no sign of a restart
+  return event !== undefined && event.index === position.index && event.timestamp !== position.timestamp;
+}
+
+async function newestIndex(signal) {
   const answer = await getJSON(`/registry/events?index=${NEWEST}&wait=0`, signal);
   return answer.index;
 }
 
-// Long-polls until the registry's index goes back (it restarted); returns the index to go on
-// from then (0: everything the new registry has).
-async function pollEvents(signal, index, tables, feed) {
+// Long-polls, moving `position` on, until the registry's index goes back (it restarted).
+async function pollEvents(signal, position, tables, feed) {
   for (;;) {
     const sentAt = Date.now();
-    const answer = await getJSON(`/registry/events?index=${index}&limit=${PAGE}&wait=${WAIT_SECONDS}`, signal);
+    const query = `index=${position.index}&limit=${PAGE}&wait=${WAIT_SECONDS}`;
+    const answer = await getJSON(`/registry/events?${query}`, signal);
     const receivedAt = Date.now();
-    if (answer.index < index) {
+    if (answer.index < position.index) {
       feed.note("registry restarted: listing again");
-      return 0;
+      return;
     }
     for (const event of answer.events) {
       observe(event.timestamp, sentAt, receivedAt);
       apply(event, tables);
       feed.add(event);
     }
-    index = answer.index;
+    advance(position, answer);
   }
 }
 
