@@ -60,6 +60,15 @@ async function loadLists(signal, tables) {
 // The events the registry still holds, for the feed and for who registered what; returns the
 // position to follow from.
 async function replayHistory(signal, tables, feed) {
+  feed.busy(true); // the past events are not news: screen readers need not read them all out
+  try {
+    return await replayPages(signal, tables, feed);
+  } finally {
+    feed.busy(false);
+  }
+}
+
+async function replayPages(signal, tables, feed) {
   const position = { index: 0 };
   for (let page = 0; page < HISTORY_PAGES; page++) {
     const answer = await getJSON(`/registry/events?index=${position.index}&limit=${PAGE}&wait=0`, signal);
@@ -160,6 +169,10 @@ export class EventFeed {
     item.textContent = text;
     item.dataset.time = timeOfDay(Date.now() / 1000);
     this.prepend(item);
+  }
+
+  busy(on) {
+    this.list.setAttribute("aria-busy", on ? "true" : "false");
   }
 
   prepend(item) {
