@@ -74,7 +74,8 @@ export async function listAll(route, idField, signal) {
     const query = new URLSearchParams({ limit: String(limit) });
     if (after) query.set("after", after);
     const page = await getJSON(`${route}?${query}`, signal);
-    const items = Array.isArray(page) ? page : page?.entries || page?.systems || page?.channels || [];
+    if (!Array.isArray(page)) throw new ApiError(200, `${route} did not answer a list`);
+    const items = page;
     entries.push(...items);
     if (items.length < limit) return entries;
     after = items[items.length - 1][idField];
