@@ -37,6 +37,7 @@ async function start() {
   tables.system.clear();
   tables.channel.clear();
   $("#events").replaceChildren();
+  chart.clear();
   localChannels = null;
   setStatus("connecting…");
   if (!(await mayStart(signal))) return;

@@ -19,6 +19,12 @@ export class RateChart {
     this.samples = []; // { at: ms, rate: writes/s or null }
   }
 
+  // a new session (another token may see other channels): start an empty chart
+  clear() {
+    this.samples = [];
+    this.draw(Date.now());
+  }
+
   add(at, rate) {
     this.samples.push({ at, rate });
     const oldest = at - WINDOW_MS;
