@@ -1136,7 +1136,7 @@ describe("HTTP API /health, /metrics and errors", function()
   end)
 
   it("answers unknown routes with 404 and wrong methods with 405, always as JSON errors", function()
-    for _, path in ipairs { "/", "/nope", "/channels", "/channels/feed/bogus", "/registry", "/registry/other",
+    for _, path in ipairs { "/nope", "/ui/nope.js", "/channels/feed/bogus", "/registry", "/registry/other",
       "/registry/channels/feed/extra", "/health/x" } do
       local s, j, r = srv:get(path)
       assert_error(s, 404, j, r, "not_found")

@@ -144,5 +144,11 @@ int webui_answer(const webui *w, http_request *r)
             return 1;
         }
     }
+    if (name == r->path + 4) { /* under /ui/ but none of the files: public, so 404 for anyone */
+        static const char body[] = "{\"detail\":\"no such file of the dashboard\","
+                                   "\"error\":{\"type\":\"not_found\",\"message\":\"no such file of the dashboard\"}}";
+        http_respond_with(r, 404, "application/json", HEADERS, body, sizeof body - 1);
+        return 1;
+    }
     return 0;
 }
