@@ -1471,10 +1471,11 @@ static int watch_drain(etcd_backend *eb)
     }
     if (rc < 0)
         start = eb->watch_buf.len;
+    if (!eb->watch_buf.data) /* the stream ended before it sent anything */
+        return rc;
     memmove(eb->watch_buf.data, eb->watch_buf.data + start, eb->watch_buf.len - start);
     eb->watch_buf.len -= start;
-    if (eb->watch_buf.data)
-        eb->watch_buf.data[eb->watch_buf.len] = '\0';
+    eb->watch_buf.data[eb->watch_buf.len] = '\0';
     return rc;
 }
 
