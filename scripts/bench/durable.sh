@@ -71,47 +71,7 @@ DISK_NOTE="data on $FSTYPE"
 [[ $FSTYPE == tmpfs || $FSTYPE == ramfs ]] && DISK_NOTE="data on $FSTYPE: an fsync costs nothing there, set TMPDIR to a disk"
 log "data directories under $TMP ($FSTYPE)"
 
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# stop_pid PID: SIGTERM, up to 3 s, then SIGKILL
-stop_pid() {
-  local p=$1
-  kill "$p" 2>/dev/null
-  for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null
-  wait "$p" 2>/dev/null
-}
-
-USED_PORTS=" "
-# Below the ephemeral range: wrk's and redis-benchmark's client sockets take ports from it, and
-# a listener cannot bind a port a client socket holds.
-EPHEMERAL_LOW=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
-[[ ${EPHEMERAL_LOW:-0} -gt 21000 ]] || EPHEMERAL_LOW=50500
-free_port() {
-  local base=$((20000 + RANDOM % (EPHEMERAL_LOW - 20500))) i p
-  for ((i = 0; i < 500; i++)); do
-    p=$((base + i))
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    if command -v ss >/dev/null; then
-      ss -ltnH "sport = :$p" 2>/dev/null | grep -q . && continue
-    elif (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      continue
-    fi
-    USED_PORTS+="$p "; echo "$p"; return 0
-  done
-  return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/procs.sh" # PIDS, cleanup at exit, stop_pid, free_port
 
 # --- does this host have durable channels? ----------------------------------------------
 # The durable figures need `--data-dir` and `durable = true`; without them they are null with

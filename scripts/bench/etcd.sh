@@ -63,31 +63,7 @@ fi
 HAVE_WRK=1; command -v wrk >/dev/null || { HAVE_WRK=0; log "wrk is missing and could not be installed: no gateway figures"; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sssn-bench-etcd.XXXXXX")
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-USED_PORTS=" "
-free_port() {
-  local base=$((20000 + RANDOM % 30000)) i p
-  for ((i = 0; i < 500; i++)); do
-    p=$((base + i))
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    ss -ltnH "sport = :$p" 2>/dev/null | grep -q . && continue
-    USED_PORTS+="$p "; echo "$p"; return 0
-  done
-  return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/procs.sh" # PIDS, cleanup at exit, stop_pid, free_port
 now() { date +%s.%N; }
 b64() { printf '%s' "$1" | base64 -w0; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }

@@ -83,36 +83,7 @@ fi
 HAVE_WRK=1; command -v wrk >/dev/null || HAVE_WRK=0
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sssn-bench-http.XXXXXX")
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do
-    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null
-  done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# A free loopback port: probe from a random base, skipping any port in LISTEN state.
-USED_PORTS=" "
-free_port() {
-  local base=$((20000 + RANDOM % 30000)) i p
-  for ((i = 0; i < 500; i++)); do
-    p=$((base + i))
-    [[ $USED_PORTS == *" $p "* ]] && continue
-    if command -v ss >/dev/null; then
-      ss -ltnH "sport = :$p" 2>/dev/null | grep -q . && continue
-    elif (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      continue
-    fi
-    USED_PORTS+="$p "
-    echo "$p"; return 0
-  done
-  return 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/procs.sh" # PIDS, cleanup at exit, stop_pid, free_port
 
 # wait_http URL SECONDS PID: true once URL answers 2xx; false on timeout or if PID died
 wait_http() {
